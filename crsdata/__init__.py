@@ -1,0 +1,27 @@
+"""crsdata: conversational recommendation data as versioned Hugging Face datasets."""
+
+from crsdata.errors import BadInputError, SkipLog
+from crsdata.schema import (
+    ACTIONS,
+    DIALOGUE_FEATURES,
+    ITEM_FEATURES,
+    ROLES,
+    Action,
+    Role,
+    validate_dialogue,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIONS",
+    "DIALOGUE_FEATURES",
+    "ITEM_FEATURES",
+    "ROLES",
+    "Action",
+    "BadInputError",
+    "Role",
+    "SkipLog",
+    "__version__",
+    "validate_dialogue",
+]

@@ -1,0 +1,60 @@
+"""The one small interface every LLM backend implements, so simulators never know which one runs them.
+
+A backend takes a batch of requests (chat messages, or a raw prompt for fine-tuned models that use the bare
+turn format) and returns one :class:`Generation` per request, in order. Each request carries its own seed:
+a backend must make a request's sampled text depend only on that request (prompt, seed, parameters), never
+on which other requests share the batch. That is what lets the run engine batch dynamically and still give
+the same results after a resume as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int = 128
+    temperature: float = 0.7  # 0 means greedy
+    top_p: float = 0.95
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class ChatRequest:
+    """One conversation to continue: ``messages`` ({"role", "content"} dicts) or a raw ``prompt``."""
+
+    messages: list[dict[str, str]] = field(default_factory=list)
+    prompt: str | None = None
+    seed: int = 0
+
+
+@dataclass
+class Generation:
+    text: str
+    finish_reason: str  # "stop" (end of turn or a stop string), "length", or "error"
+    completion_tokens: int = 0
+    error: str = ""  # why, when finish_reason == "error"
+
+
+class BackendError(RuntimeError):
+    """A backend failed in a way retries did not fix (server down, model missing)."""
+
+
+class Backend(ABC):
+    """Base class: ``model_id`` names the model in provenance; ``generate`` and ``option_probabilities``."""
+
+    model_id: str
+
+    @abstractmethod
+    def generate(self, requests: list[ChatRequest], params: SamplingParams) -> list[Generation]:
+        """One generation per request, same order. A failed request yields ``finish_reason="error"``."""
+
+    @abstractmethod
+    def option_probabilities(self, requests: list[ChatRequest], options: list[str]) -> list[dict[str, float]]:
+        """For each request, the next-token probability of each option (its first token), renormalised
+        over the options; used to score items as P("Yes") against P("No")."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to release
+        """Releases connections or memory; the default does nothing."""

@@ -1,0 +1,100 @@
+"""The contract between a source builder and the exporter.
+
+A builder (one module per source in the top-level ``builders/`` package, registered in its table) reads the
+source files and returns a :class:`BuildResult`: dialogues per split in the shared schema, the catalog items
+they refer to, and the bookkeeping that the card reports (records read, skipped, link rate, input hashes).
+The exporter turns any ``BuildResult`` into a Hub-layout folder, so simulated corpora use the same path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from crsdata.errors import SkipLog
+
+
+@dataclass
+class LinkStats:
+    """How many item mentions were linked to a catalog id."""
+
+    mentions: int = 0
+    linked: int = 0
+
+    def add(self, linked: bool) -> None:
+        self.mentions += 1
+        self.linked += int(linked)
+
+    @property
+    def rate(self) -> float | None:
+        return self.linked / self.mentions if self.mentions else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mentions": self.mentions, "linked": self.linked, "rate": self.rate}
+
+
+@dataclass
+class InputFile:
+    path: str  # relative to the --input path the user gave
+    sha256: str
+    records: int  # records read from this file, bad ones included
+
+
+@dataclass
+class BuildResult:
+    source: str
+    splits: dict[str, list[dict[str, Any]]]
+    items: list[dict[str, Any]] = field(default_factory=list)
+    skipped: SkipLog = field(default_factory=SkipLog)
+    inputs: list[InputFile] = field(default_factory=list)
+    link_stats: LinkStats = field(default_factory=LinkStats)
+    # Records read but deliberately not emitted for a reason other than bad input (for example the same
+    # dialogue id in two input files): reason -> count. Reported in the card like skips.
+    dropped: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    # Filled by the builder from its class attributes, read by the card template.
+    info: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def records_read(self) -> int:
+        return sum(f.records for f in self.inputs)
+
+    @property
+    def records_kept(self) -> int:
+        return sum(len(rows) for rows in self.splits.values())
+
+    def accounting(self) -> dict[str, Any]:
+        """Read = kept + skipped + dropped, stated so the card can show it adds up."""
+        dropped = sum(self.dropped.values())
+        return {
+            "read": self.records_read,
+            "kept": self.records_kept,
+            "skipped": self.skipped.total,
+            "dropped": dropped,
+            "balanced": self.records_read == self.records_kept + self.skipped.total + dropped,
+        }
+
+
+class Builder:
+    """Base class of the source builders: metadata for the card and one :meth:`build` method."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    license: ClassVar[str]
+    citation: ClassVar[str]
+    homepage: ClassVar[str]
+    # What ``--input`` should point at, shown in ``crsdata build --help``.
+    input_help: ClassVar[str]
+
+    def build(self, inputs: list[Path], *, catalogs: list[Path], skip: SkipLog) -> BuildResult:
+        raise NotImplementedError
+
+    def info(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "license": self.license,
+            "citation": self.citation,
+            "homepage": self.homepage,
+        }
