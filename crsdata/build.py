@@ -80,8 +80,11 @@ class Builder:
     """Base class of the source builders: metadata for the card and one :meth:`build` method."""
 
     name: ClassVar[str]
+    pretty_name: ClassVar[str] = ""
     description: ClassVar[str]
     license: ClassVar[str]
+    # The Hub's licence identifier for the card's YAML (cc-by-4.0, apache-2.0, mit, other).
+    license_id: ClassVar[str] = "other"
     citation: ClassVar[str]
     homepage: ClassVar[str]
     # What ``--input`` should point at, shown in ``crsdata build --help``.
@@ -93,6 +96,8 @@ class Builder:
     def info(self) -> dict[str, str]:
         return {
             "name": self.name,
+            "pretty_name": self.pretty_name or f"{self.name} (crsdata)",
+            "license_id": self.license_id,
             "description": self.description,
             "license": self.license,
             "citation": self.citation,
