@@ -34,10 +34,34 @@ def read_text(path: str | Path) -> str:
         raise BadInputError(path, f"line {line}", "", f"not UTF-8 (byte {err.start}: {err.reason})", "not-utf8") from None
 
 
+def iter_lines(path: str | Path, skip: SkipLog) -> Iterator[tuple[int, str]]:
+    """Yields ``(line number, text)`` of a UTF-8 file.
+
+    A file that is not UTF-8 is decoded line by line, so that one bad byte costs one record: each line that
+    does not decode goes through ``skip`` (reason ``not-utf8``, naming the line and the byte offset in the
+    file), and without ``--skip-bad`` the error is the one :func:`read_text` would raise.
+    """
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None:
+        yield from enumerate(text.splitlines(), start=1)
+        return
+    offset = 0
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            yield number, line.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as err:
+            message = f"not UTF-8 (byte {offset + err.start}: {err.reason})"
+            skip.handle(BadInputError(path, f"line {number}", "", message, "not-utf8"))
+        offset += len(line) + 1
+
+
 def iter_jsonl(path: str | Path, skip: SkipLog) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yields ``(line number, object)`` for each non-empty line; bad lines go through ``skip``."""
-    text = read_text(path)
-    for number, line in enumerate(text.splitlines(), start=1):
+    """Yields ``(line number, object)`` for each non-empty line; bad lines (not UTF-8 included) go through ``skip``."""
+    for number, line in iter_lines(path, skip):
         if not line.strip():
             continue
         try:
