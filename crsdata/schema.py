@@ -98,7 +98,7 @@ _DIALOGUE_SPEC: list[tuple[str, Any, str]] = [
     ("turns", List({name: feature for name, feature, _ in _TURN_SPEC}), "The utterances in order (see the turn fields)."),
     ("outcome.accepted_item", ITEM_REF, "Item the user accepted; empty id and title when none."),
     ("outcome.end_reason", Value("string"), "Why the dialogue ended, one of: " + ", ".join(END_REASONS) + "."),
-    ("outcome.rating", Value("float32"), "Overall rating of the dialogue where the source gives one (RecLLMSim), else null."),
+    ("outcome.rating", Value("float64"), "Overall rating of the dialogue where the source gives one (RecLLMSim), else null."),
     ("provenance.crsdata_version", Value("string"), "Version of crsdata that built the record."),
     ("provenance.builder", Value("string"), "Builder or simulator that produced the record."),
     ("provenance.source_file", Value("string"), "Input file, relative to the `--input` path."),
