@@ -37,13 +37,36 @@ print("TIMES " + json.dumps(times))
 def jobs(data: Path, out: Path) -> list[tuple[str, list[str]]]:
     redial = data / "redial"
     return [
-        ("redial", ["build", "redial", "--input", str(redial / "redial__valid_data.jsonl"),
-                    "--catalog", str(redial / "redial__id2info.json"), "--out", str(out / "redial")]),
-        ("inspired", ["build", "inspired", "--input", str(data / "inspired" / "dev.tsv"),
-                      "--input", str(data / "inspired" / "test.tsv"),
-                      "--catalog", str(redial / "redial__id2info.json"),
-                      "--catalog", str(data / "movielens-sample" / "movies_w_keywords.csv"),
-                      "--out", str(out / "inspired")]),
+        (
+            "redial",
+            [
+                "build",
+                "redial",
+                "--input",
+                str(redial / "redial__valid_data.jsonl"),
+                "--catalog",
+                str(redial / "redial__id2info.json"),
+                "--out",
+                str(out / "redial"),
+            ],
+        ),
+        (
+            "inspired",
+            [
+                "build",
+                "inspired",
+                "--input",
+                str(data / "inspired" / "dev.tsv"),
+                "--input",
+                str(data / "inspired" / "test.tsv"),
+                "--catalog",
+                str(redial / "redial__id2info.json"),
+                "--catalog",
+                str(data / "movielens-sample" / "movies_w_keywords.csv"),
+                "--out",
+                str(out / "inspired"),
+            ],
+        ),
         ("recllmsim", ["build", "recllmsim", "--input", str(data / "recllmsim"), "--out", str(out / "recllmsim")]),
     ]
 
@@ -55,8 +78,9 @@ def main() -> int:
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="crsdata-bench-"))
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(jobs(args.data, out))],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(jobs(args.data, out))], capture_output=True, text=True
+    )
     wall = time.perf_counter() - started
     if done.returncode != 0:
         print(done.stdout[-3000:], done.stderr[-3000:], sep="\n")
@@ -65,8 +89,10 @@ def main() -> int:
     times = json.loads(done.stdout.split("TIMES ", 1)[1].splitlines()[0])
     for name, seconds in times.items():
         print(f"{name:<10} {seconds:6.1f} s")
-    print(f"total wall time (process start included): {wall:.1f} s  "
-          f"= {wall / BUDGET_SECONDS:.2f}x the {BUDGET_SECONDS:.0f} s budget")
+    print(
+        f"total wall time (process start included): {wall:.1f} s  "
+        f"= {wall / BUDGET_SECONDS:.2f}x the {BUDGET_SECONDS:.0f} s budget"
+    )
     print(f"peak resident memory: {peak / 1024**2:.0f} MiB  = {peak / BUDGET_BYTES:.2f}x the 2 GiB budget")
     return 0 if wall <= BUDGET_SECONDS and peak <= BUDGET_BYTES else 1
 

@@ -49,12 +49,29 @@ class HubClient(Protocol):
             return self.git(work, "rev-parse", "HEAD")
 
     def create_repo(self, repo_id: str, *, repo_type: str | None = None, exist_ok: bool = False, **kw: Any) -> Any: ...
-    def create_branch(self, repo_id: str, *, branch: str, repo_type: str | None = None, exist_ok: bool = False) -> Any: ...
+    def create_branch(
+        self, repo_id: str, *, branch: str, repo_type: str | None = None, exist_ok: bool = False
+    ) -> Any: ...
     def list_repo_refs(self, repo_id: str, *, repo_type: str | None = None) -> Any: ...
-    def upload_folder(self, *, repo_id: str, folder_path: str | Path, repo_type: str | None = None,
-                      revision: str | None = None, commit_message: str | None = None) -> Any: ...
-    def create_tag(self, repo_id: str, *, tag: str, tag_message: str | None = None, revision: str | None = None,
-                   repo_type: str | None = None, exist_ok: bool = False) -> Any: ...
+    def upload_folder(
+        self,
+        *,
+        repo_id: str,
+        folder_path: str | Path,
+        repo_type: str | None = None,
+        revision: str | None = None,
+        commit_message: str | None = None,
+    ) -> Any: ...
+    def create_tag(
+        self,
+        repo_id: str,
+        *,
+        tag: str,
+        tag_message: str | None = None,
+        revision: str | None = None,
+        repo_type: str | None = None,
+        exist_ok: bool = False,
+    ) -> Any: ...
 
 
 @dataclass
@@ -124,7 +141,9 @@ def publish(
         raise PublishError(f"{repo_id}: tag {tag} already exists; published versions are immutable, bump the version")
     if revision != "main" and not any(b.name == revision for b in refs.branches):
         client.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
-    message = f"crsdata {metadata['crsdata_version']}: {metadata['source']} dataset version {metadata['dataset_version']}"
+    message = (
+        f"crsdata {metadata['crsdata_version']}: {metadata['source']} dataset version {metadata['dataset_version']}"
+    )
     info = client.upload_folder(
         repo_id=repo_id, folder_path=str(folder), repo_type="dataset", revision=revision, commit_message=message
     )
@@ -176,8 +195,13 @@ class LocalGitHub:
         return self.root / f"{repo_type or 'model'}s" / repo_id
 
     def git(self, repo: Path, *args: str) -> str:
-        env = {**os.environ, "GIT_AUTHOR_NAME": "hub", "GIT_AUTHOR_EMAIL": "hub@localhost",
-               "GIT_COMMITTER_NAME": "hub", "GIT_COMMITTER_EMAIL": "hub@localhost"}
+        env = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "hub",
+            "GIT_AUTHOR_EMAIL": "hub@localhost",
+            "GIT_COMMITTER_NAME": "hub",
+            "GIT_COMMITTER_EMAIL": "hub@localhost",
+        }
         done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env=env)
         if done.returncode != 0:
             raise PublishError(f"git {' '.join(args)} failed in {repo}: {done.stderr.strip()}")
@@ -230,8 +254,16 @@ class LocalGitHub:
 
         return _Refs(branches=refs("refs/heads"), tags=refs("refs/tags"), converts=[])
 
-    def create_branch(self, repo_id: str, *, branch: str, revision: str | None = None,
-                      repo_type: str | None = None, exist_ok: bool = False, **kw: Any) -> None:
+    def create_branch(
+        self,
+        repo_id: str,
+        *,
+        branch: str,
+        revision: str | None = None,
+        repo_type: str | None = None,
+        exist_ok: bool = False,
+        **kw: Any,
+    ) -> None:
         self.calls.append(("create_branch", {"repo_id": repo_id, "branch": branch, "repo_type": repo_type}))
         repo = self._repo(repo_id, repo_type)
         exists = bool(self.git(repo, "branch", "--list", branch))
@@ -240,20 +272,42 @@ class LocalGitHub:
         if not exists:
             self.git(repo, "branch", branch, revision or "main")
 
-    def upload_folder(self, *, repo_id: str, folder_path: str | Path, repo_type: str | None = None,
-                      revision: str | None = None, commit_message: str | None = None, **kw: Any) -> _CommitInfo:
-        self.calls.append(("upload_folder", {"repo_id": repo_id, "folder_path": str(folder_path),
-                                             "repo_type": repo_type, "revision": revision}))
+    def upload_folder(
+        self,
+        *,
+        repo_id: str,
+        folder_path: str | Path,
+        repo_type: str | None = None,
+        revision: str | None = None,
+        commit_message: str | None = None,
+        **kw: Any,
+    ) -> _CommitInfo:
+        self.calls.append(
+            (
+                "upload_folder",
+                {"repo_id": repo_id, "folder_path": str(folder_path), "repo_type": repo_type, "revision": revision},
+            )
+        )
         repo = self._repo(repo_id, repo_type)
         branch = revision or "main"
         if not self.git(repo, "branch", "--list", branch):
             raise PublishError(f"{repo_id}: revision {branch} does not exist")
         oid = self._commit(repo, branch, Path(folder_path), commit_message or "Upload folder")
-        return _CommitInfo(oid=oid, commit_url=f"local://{repo_type}s/{repo_id}/commit/{oid}",
-                           commit_message=commit_message or "")
+        return _CommitInfo(
+            oid=oid, commit_url=f"local://{repo_type}s/{repo_id}/commit/{oid}", commit_message=commit_message or ""
+        )
 
-    def create_tag(self, repo_id: str, *, tag: str, tag_message: str | None = None, revision: str | None = None,
-                   repo_type: str | None = None, exist_ok: bool = False, **kw: Any) -> None:
+    def create_tag(
+        self,
+        repo_id: str,
+        *,
+        tag: str,
+        tag_message: str | None = None,
+        revision: str | None = None,
+        repo_type: str | None = None,
+        exist_ok: bool = False,
+        **kw: Any,
+    ) -> None:
         self.calls.append(("create_tag", {"repo_id": repo_id, "tag": tag, "revision": revision}))
         repo = self._repo(repo_id, repo_type)
         if self.git(repo, "tag", "--list", tag):

@@ -31,7 +31,9 @@ def read_text(path: str | Path) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
-        raise BadInputError(path, f"line {line}", "", f"not UTF-8 (byte {err.start}: {err.reason})", "not-utf8") from None
+        raise BadInputError(
+            path, f"line {line}", "", f"not UTF-8 (byte {err.start}: {err.reason})", "not-utf8"
+        ) from None
 
 
 def iter_lines(path: str | Path, skip: SkipLog) -> Iterator[tuple[int, str]]:
@@ -67,10 +69,18 @@ def iter_jsonl(path: str | Path, skip: SkipLog) -> Iterator[tuple[int, dict[str,
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
-            skip.handle(BadInputError(path, f"line {number}", "", f"invalid JSON ({err.msg} at column {err.colno})", "invalid-json"))
+            skip.handle(
+                BadInputError(
+                    path, f"line {number}", "", f"invalid JSON ({err.msg} at column {err.colno})", "invalid-json"
+                )
+            )
             continue
         if not isinstance(obj, dict):
-            skip.handle(BadInputError(path, f"line {number}", "", f"expected a JSON object, got {type(obj).__name__}", "wrong-type"))
+            skip.handle(
+                BadInputError(
+                    path, f"line {number}", "", f"expected a JSON object, got {type(obj).__name__}", "wrong-type"
+                )
+            )
             continue
         yield number, obj
 
@@ -80,7 +90,9 @@ def read_json(path: str | Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise BadInputError(path, f"line {err.lineno}", "", f"invalid JSON ({err.msg} at column {err.colno})", "invalid-json") from None
+        raise BadInputError(
+            path, f"line {err.lineno}", "", f"invalid JSON ({err.msg} at column {err.colno})", "invalid-json"
+        ) from None
 
 
 def read_tsv(path: str | Path) -> list[dict[str, str]]:
@@ -94,7 +106,14 @@ def read_tsv(path: str | Path) -> list[dict[str, str]]:
     return rows
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "an object", bool: "a boolean"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+    dict: "an object",
+    bool: "a boolean",
+}
 
 
 def require(obj: dict[str, Any], field: str, kind: type | tuple[type, ...], path: str | Path, record: str) -> Any:

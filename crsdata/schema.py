@@ -68,10 +68,22 @@ _TURN_SPEC: list[tuple[str, Any, str]] = [
     ("index", Value("int32"), "Position of the turn in the dialogue, from 0."),
     ("role", Value("string"), "Who speaks: `user` (seeker) or `recommender` (assistant)."),
     ("text", Value("string"), "The utterance as written, with item placeholders resolved to titles."),
-    ("action", Value("string"), "Dialogue act, one of: " + ", ".join(ACTIONS) + ". `none` when the source has no label."),
+    (
+        "action",
+        Value("string"),
+        "Dialogue act, one of: " + ", ".join(ACTIONS) + ". `none` when the source has no label.",
+    ),
     ("items", List(ITEM_REF), "Items mentioned in the turn: catalog id (empty when unlinked) and surface title."),
-    ("intents", List(Value("string")), "Intent labels of the turn (RecLLMSim's per-utterance intents); empty when unlabelled."),
-    ("extra", Value("string"), "JSON object with source-specific turn fields (strategies, other-language text, flags)."),
+    (
+        "intents",
+        List(Value("string")),
+        "Intent labels of the turn (RecLLMSim's per-utterance intents); empty when unlabelled.",
+    ),
+    (
+        "extra",
+        Value("string"),
+        "JSON object with source-specific turn fields (strategies, other-language text, flags).",
+    ),
 ]
 
 _ITEM_FEEDBACK_SPEC = {
@@ -85,38 +97,84 @@ _ITEM_FEEDBACK_SPEC = {
 
 _DIALOGUE_SPEC: list[tuple[str, Any, str]] = [
     ("dialogue_id", Value("string"), "Identifier, unique within the source (the source's own id where it has one)."),
-    ("source", Value("string"), "Corpus or simulator that produced the dialogue: redial, inspired, recllmsim, pearl, interplay-sim, recllmsim-sim."),
+    (
+        "source",
+        Value("string"),
+        "Corpus or simulator that produced the dialogue: redial, inspired, recllmsim, pearl, interplay-sim, "
+        "recllmsim-sim.",
+    ),
     ("split", Value("string"), "Split as the source defines it (train, validation, test)."),
     ("language", Value("string"), "Language of `turns[].text` as a BCP-47 code (en, zh)."),
     ("task", Value("string"), "Scenario: `movie recommendation` for movie corpora, the RecLLMSim task otherwise."),
     ("user_profile.general_preferences", Value("string"), "Natural-language summary of the user's broad tastes."),
-    ("user_profile.watched_items", List({**ITEM_REF, "review": Value("string")}), "Items the user has seen, each with the user's review or opinion."),
-    ("user_profile.target_attributes", Value("string"), "What the user is looking for, described without naming the target item."),
-    ("user_profile.profile_text", Value("string"), "Free profile text for task scenarios (age, occupation, habits...)."),
+    (
+        "user_profile.watched_items",
+        List({**ITEM_REF, "review": Value("string")}),
+        "Items the user has seen, each with the user's review or opinion.",
+    ),
+    (
+        "user_profile.target_attributes",
+        Value("string"),
+        "What the user is looking for, described without naming the target item.",
+    ),
+    (
+        "user_profile.profile_text",
+        Value("string"),
+        "Free profile text for task scenarios (age, occupation, habits...).",
+    ),
     ("target_items", List(ITEM_REF), "Items the dialogue is about (the ground truth). Hidden from simulators."),
-    ("item_feedback", List(_ITEM_FEEDBACK_SPEC), "Per-item questionnaire answers: `reporter` (user or recommender) says whether the item was suggested, seen, liked; null when not answered."),
-    ("turns", List({name: feature for name, feature, _ in _TURN_SPEC}), "The utterances in order (see the turn fields)."),
+    (
+        "item_feedback",
+        List(_ITEM_FEEDBACK_SPEC),
+        "Per-item questionnaire answers: `reporter` (user or recommender) says whether the item was suggested, "
+        "seen, liked; null when not answered.",
+    ),
+    (
+        "turns",
+        List({name: feature for name, feature, _ in _TURN_SPEC}),
+        "The utterances in order (see the turn fields).",
+    ),
     ("outcome.accepted_item", ITEM_REF, "Item the user accepted; empty id and title when none."),
     ("outcome.end_reason", Value("string"), "Why the dialogue ended, one of: " + ", ".join(END_REASONS) + "."),
-    ("outcome.rating", Value("float64"), "Overall rating of the dialogue where the source gives one (RecLLMSim), else null."),
+    (
+        "outcome.rating",
+        Value("float64"),
+        "Overall rating of the dialogue where the source gives one (RecLLMSim), else null.",
+    ),
     ("provenance.crsdata_version", Value("string"), "Version of crsdata that built the record."),
     ("provenance.builder", Value("string"), "Builder or simulator that produced the record."),
     ("provenance.source_file", Value("string"), "Input file, relative to the `--input` path."),
     ("provenance.source_sha256", Value("string"), "SHA-256 of that input file."),
     ("provenance.user_model", Value("string"), "Model that played the user (simulated data), else empty."),
-    ("provenance.recommender_model", Value("string"), "Model that played the recommender (simulated data), else empty."),
-    ("provenance.prompt_sha256", Value("string"), "JSON object: prompt template name -> SHA-256 (simulated data), else empty."),
+    (
+        "provenance.recommender_model",
+        Value("string"),
+        "Model that played the recommender (simulated data), else empty.",
+    ),
+    (
+        "provenance.prompt_sha256",
+        Value("string"),
+        "JSON object: prompt template name -> SHA-256 (simulated data), else empty.",
+    ),
     ("provenance.seed", Value("int64"), "Random seed of the run (simulated data), else null."),
     ("extra", Value("string"), "JSON object with source-specific dialogue fields."),
 ]
 
 _ITEM_SPEC: list[tuple[str, Any, str]] = [
-    ("item_id", Value("string"), "Catalog id: the source's own id (ReDial movie id) or a stable slug for items first seen elsewhere."),
+    (
+        "item_id",
+        Value("string"),
+        "Catalog id: the source's own id (ReDial movie id) or a stable slug for items first seen elsewhere.",
+    ),
     ("title", Value("string"), "Title without the year."),
     ("year", Value("int32"), "Release year, null when unknown."),
     ("genres", List(Value("string")), "Genres, lower case."),
     ("plot", Value("string"), "Short plot summary."),
-    ("people", List({"name": Value("string"), "role": Value("string")}), "Directors, writers and stars with their role."),
+    (
+        "people",
+        List({"name": Value("string"), "role": Value("string")}),
+        "Directors, writers and stars with their role.",
+    ),
     ("imdb_id", Value("string"), "IMDb id (tt...) when known."),
     ("keywords", List(Value("string")), "Plot keywords or tags."),
     ("sources", List(Value("string")), "Catalogs this item was merged from."),
@@ -137,6 +195,7 @@ def _nest(spec: list[tuple[str, Any, str]]) -> dict[str, Any]:
 
 DIALOGUE_FEATURES = Features(_nest(_DIALOGUE_SPEC))
 ITEM_FEATURES = Features(_nest(_ITEM_SPEC))
+
 
 def _type_name(feature: Any) -> str:
     if isinstance(feature, Value):

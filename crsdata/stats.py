@@ -37,8 +37,7 @@ def dialogue_stats(dialogues: pl.DataFrame) -> dict[str, Any]:
     intents = turns.select(pl.col("intents")).explode("intents").drop_nulls("intents")["intents"]
     turn_counts = dialogues["turns"].list.len()
     splits = {
-        row["split"]: int(row["len"])
-        for row in dialogues.group_by("split").len().sort("split").iter_rows(named=True)
+        row["split"]: int(row["len"]) for row in dialogues.group_by("split").len().sort("split").iter_rows(named=True)
     }
     linked = int((mentions["item_id"] != "").sum()) if mentions.height else 0
     return {

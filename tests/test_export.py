@@ -14,9 +14,17 @@ from crsdata.errors import SkipLog
 from crsdata.export import export_folder, read_metadata
 from crsdata.schema import DIALOGUE_FEATURES, ITEM_FEATURES, item_ref, new_dialogue, new_turn
 
-ITEM = {"item_id": "7", "title": "It", "year": 2017, "genres": ["horror"], "plot": "A clown.",
-        "people": [{"name": "Andy Muschietti", "role": "director"}], "imdb_id": "tt1396484",
-        "keywords": ["clown"], "sources": ["redial"]}
+ITEM = {
+    "item_id": "7",
+    "title": "It",
+    "year": 2017,
+    "genres": ["horror"],
+    "plot": "A clown.",
+    "people": [{"name": "Andy Muschietti", "role": "director"}],
+    "imdb_id": "tt1396484",
+    "keywords": ["clown"],
+    "sources": ["redial"],
+}
 
 
 def dialogues(n: int, split: str) -> list[dict]:
@@ -40,8 +48,9 @@ def dialogues(n: int, split: str) -> list[dict]:
 def result_with(splits: dict[str, list[dict]], items: list[dict] | None = None) -> BuildResult:
     read = sum(len(v) for v in splits.values())
     skip = SkipLog(skip_bad=True)
-    result = BuildResult(source="redial", splits=splits, items=items or [], skipped=skip,
-                         inputs=[InputFile("in.jsonl", "ab" * 32, read)])
+    result = BuildResult(
+        source="redial", splits=splits, items=items or [], skipped=skip, inputs=[InputFile("in.jsonl", "ab" * 32, read)]
+    )
     result.info = {"name": "redial", "license": "CC BY 4.0", "license_id": "cc-by-4.0", "description": "Test."}
     return result
 
@@ -64,8 +73,11 @@ def test_card_yaml_is_generated_from_the_written_splits(tmp_path: Path) -> None:
     front = (out / "README.md").read_text().split("---\n")[1]
     meta = yaml.safe_load(front)
     (config,) = meta["configs"]
-    assert config == {"config_name": "dialogues", "data_files": [{"split": "validation", "path": "dialogues/validation-*"}],
-                      "default": True}
+    assert config == {
+        "config_name": "dialogues",
+        "data_files": [{"split": "validation", "path": "dialogues/validation-*"}],
+        "default": True,
+    }
     # datasets writes a single config's info as a mapping, several as a list
     info = meta["dataset_info"]
     assert info["config_name"] == "dialogues"

@@ -27,7 +27,10 @@ def make_folder(out: Path, version: str, n: int = 4) -> Path:
             f"d{i}",
             "redial",
             "test",
-            [new_turn(0, "user", "any horror film?"), new_turn(1, "recommender", "Try It", "recommend", [item_ref("7", "It")])],
+            [
+                new_turn(0, "user", "any horror film?"),
+                new_turn(1, "recommender", "Try It", "recommend", [item_ref("7", "It")]),
+            ],
         )
         for i in range(n)
     ]
@@ -50,7 +53,7 @@ def test_publish_commits_once_and_tags_that_commit(tmp_path: Path, hub: LocalGit
     result = publish(folder, "crs/redial", tag="v1.0.0", client=hub)
     repo = tmp_path / "hub" / "datasets" / "crs" / "redial"
     log = git(repo, "log", "--format=%s", "main").splitlines()
-    assert log == [f"crsdata 0.1.0: redial dataset version 1.0.0", "initial commit"]
+    assert log == ["crsdata 0.1.0: redial dataset version 1.0.0", "initial commit"]
     assert git(repo, "rev-parse", "v1.0.0^{commit}") == result.commit == git(repo, "rev-parse", "main")
     files = set(git(repo, "ls-tree", "-r", "--name-only", "v1.0.0").splitlines())
     assert {"README.md", "crsdata.json", "dialogues/test-00000-of-00001.parquet", "turns_per_dialogue.png"} <= files
@@ -69,7 +72,9 @@ def test_reusing_a_tag_is_refused_before_any_upload(tmp_path: Path, hub: LocalGi
 
 def test_branch_revision_and_second_version(tmp_path: Path, hub: LocalGitHub) -> None:
     first = publish(make_folder(tmp_path / "v1", "1.0.0"), "crs/redial", tag="v1.0.0", client=hub)
-    second = publish(make_folder(tmp_path / "v2", "1.1.0", n=6), "crs/redial", revision="next", tag="v1.1.0", client=hub)
+    second = publish(
+        make_folder(tmp_path / "v2", "1.1.0", n=6), "crs/redial", revision="next", tag="v1.1.0", client=hub
+    )
     repo = tmp_path / "hub" / "datasets" / "crs" / "redial"
     assert git(repo, "rev-parse", "main") == first.commit  # main untouched by a branch publish
     assert git(repo, "rev-parse", "next") == second.commit

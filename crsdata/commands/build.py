@@ -25,15 +25,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("source", choices=sorted(BUILDERS), help="which corpus")
-    parser.add_argument("--input", "-i", type=Path, action="append", required=True,
-                        help="source file or folder; repeat for several")
+    parser.add_argument(
+        "--input", "-i", type=Path, action="append", required=True, help="source file or folder; repeat for several"
+    )
     parser.add_argument("--out", "-o", type=Path, required=True, help="output folder (created or overwritten)")
-    parser.add_argument("--catalog", type=Path, action="append", default=[],
-                        help="item catalog file to link titles against (ReDial id2info.json, movies_with_mentions.csv, "
-                        "MovieLens movies_w_keywords.csv or movies.csv); repeat for several")
+    parser.add_argument(
+        "--catalog",
+        type=Path,
+        action="append",
+        default=[],
+        help="item catalog file to link titles against (ReDial id2info.json, movies_with_mentions.csv, "
+        "MovieLens movies_w_keywords.csv or movies.csv); repeat for several",
+    )
     parser.add_argument("--split", help="split name for every input, overriding what file names say")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="skip and count bad records instead of stopping at the first; counts go into the card")
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip and count bad records instead of stopping at the first; counts go into the card",
+    )
     parser.add_argument("--version", default="0.1.0", help="dataset version stamped on the build (default 0.1.0)")
     parser.add_argument("--repo-id", help="repository id shown in the card's loading example")
     parser.add_argument("--shard-rows", type=int, default=20_000, help="rows per parquet shard (default 20000)")
@@ -58,8 +67,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"built {args.source} into {args.out} in {elapsed:.1f}s (dataset version {args.version})")
     print(format_stats(stats))
     accounting = result.accounting()
-    print(f"read {accounting['read']:,}, kept {accounting['kept']:,}, skipped {accounting['skipped']:,}, "
-          f"dropped {accounting['dropped']:,}")
+    print(
+        f"read {accounting['read']:,}, kept {accounting['kept']:,}, skipped {accounting['skipped']:,}, "
+        f"dropped {accounting['dropped']:,}"
+    )
     for example in skip.examples[:5]:
         print(f"  skipped: {example}")
     return 0

@@ -31,12 +31,16 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"metadata": metadata, "stats": stats}, indent=2, ensure_ascii=False))
         return 0
     accounting = metadata["accounting"]
-    print(f"{args.folder}: {metadata['source']} dataset version {metadata['dataset_version']} "
-          f"(crsdata {metadata['crsdata_version']})")
+    print(
+        f"{args.folder}: {metadata['source']} dataset version {metadata['dataset_version']} "
+        f"(crsdata {metadata['crsdata_version']})"
+    )
     print(format_stats(stats))
-    print(f"accounting           read={accounting['read']:,} kept={accounting['kept']:,} "
-          f"skipped={accounting['skipped']:,} dropped={accounting['dropped']:,} "
-          f"({'adds up' if accounting['balanced'] else 'DOES NOT ADD UP'})")
+    print(
+        f"accounting           read={accounting['read']:,} kept={accounting['kept']:,} "
+        f"skipped={accounting['skipped']:,} dropped={accounting['dropped']:,} "
+        f"({'adds up' if accounting['balanced'] else 'DOES NOT ADD UP'})"
+    )
     for reason, count in metadata["skipped"]["by_reason"].items():
         print(f"  skipped {reason}: {count}")
     for reason, count in metadata["dropped"].items():

@@ -33,16 +33,26 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             metadata = check_folder(args.folder, args.tag, verify=not args.no_verify)
             files = sorted(p.relative_to(args.folder) for p in args.folder.rglob("*") if p.is_file())
-            print(f"would upload {len(files)} files of {metadata['source']} version {metadata['dataset_version']} "
-                  f"to {args.repo_id}@{args.revision}" + (f" and tag {args.tag}" if args.tag else ""))
+            print(
+                f"would upload {len(files)} files of {metadata['source']} version {metadata['dataset_version']} "
+                f"to {args.repo_id}@{args.revision}" + (f" and tag {args.tag}" if args.tag else "")
+            )
             for path in files:
                 print(f"  {path}")
             return 0
-        result = publish(args.folder, args.repo_id, revision=args.revision, tag=args.tag,
-                         private=args.private or None, verify=not args.no_verify)
+        result = publish(
+            args.folder,
+            args.repo_id,
+            revision=args.revision,
+            tag=args.tag,
+            private=args.private or None,
+            verify=not args.no_verify,
+        )
     except PublishError as err:
         print(f"crsdata publish: error: {err}")
         return 1
-    print(f"published {args.folder} to {result.repo_id}@{result.revision}: commit {result.commit}"
-          + (f", tag {result.tag}" if result.tag else ""))
+    print(
+        f"published {args.folder} to {result.repo_id}@{result.revision}: commit {result.commit}"
+        + (f", tag {result.tag}" if result.tag else "")
+    )
     return 0

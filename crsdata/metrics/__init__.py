@@ -1,0 +1,68 @@
+"""Metrics for conversational recommendation data, as plain functions (numpy/polars, no ``evaluate``).
+
+One module per family; the ``evaluate`` modules in the repository's ``metrics/`` folder wrap these.
+
+- :mod:`~crsdata.metrics.outcomes`: SR / ET / FR of a simulated user (Interplay).
+- :mod:`~crsdata.metrics.diversity`: Dist-n, ratio (Interplay) or per utterance (CRSLab convention).
+- :mod:`~crsdata.metrics.ranking`: Recall@k, NDCG@k, MRR@k; Recall@1 on recommender turns.
+- :mod:`~crsdata.metrics.match`: Match Score in an item-embedding space.
+- :mod:`~crsdata.metrics.bertscore`: BERTScore with a local model (imports torch only when called).
+- :mod:`~crsdata.metrics.turns`, :mod:`~crsdata.metrics.baselines`: recommendation turns of a dataset, and a
+  popularity baseline.
+"""
+
+from crsdata.metrics.baselines import popularity_counts, popularity_predictions, popularity_ranking
+from crsdata.metrics.bertscore import bertscore
+from crsdata.metrics.common import MetricError, item_key
+from crsdata.metrics.diversity import TOKEN_PATTERN, NgramStats, distinct_n, distinct_n_scores, ngram_stats, tokenize
+from crsdata.metrics.match import (
+    Embedder,
+    ItemEmbeddings,
+    StaticEmbeddings,
+    TransformerMeanEmbedder,
+    item_text,
+    match_score,
+    match_scores,
+)
+from crsdata.metrics.outcomes import (
+    Decision,
+    classify_outcomes,
+    decisions_from_dialogue,
+    sr_et_fr,
+    sr_et_fr_from_dialogues,
+)
+from crsdata.metrics.ranking import RankingScores, ranking_metrics, ranking_scores, turn_recall_at_1
+from crsdata.metrics.turns import RecommendationTurn, recommendation_turns
+
+__all__ = [
+    "TOKEN_PATTERN",
+    "Decision",
+    "Embedder",
+    "ItemEmbeddings",
+    "MetricError",
+    "NgramStats",
+    "RankingScores",
+    "RecommendationTurn",
+    "StaticEmbeddings",
+    "TransformerMeanEmbedder",
+    "bertscore",
+    "classify_outcomes",
+    "decisions_from_dialogue",
+    "distinct_n",
+    "distinct_n_scores",
+    "item_key",
+    "item_text",
+    "match_score",
+    "match_scores",
+    "ngram_stats",
+    "popularity_counts",
+    "popularity_predictions",
+    "popularity_ranking",
+    "ranking_metrics",
+    "ranking_scores",
+    "recommendation_turns",
+    "sr_et_fr",
+    "sr_et_fr_from_dialogues",
+    "tokenize",
+    "turn_recall_at_1",
+]
