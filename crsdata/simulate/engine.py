@@ -1,0 +1,672 @@
+"""The run engine: many simulated dialogues advancing together, resumable after a kill.
+
+How a run proceeds
+------------------
+Dialogue ``i`` of a run (``0 <= i < n``) is fully determined by the run seed and ``i``: its source record is
+``records[source_index(seed, i, len(records))]`` (a seeded shuffle of the source, reshuffled each time the
+source is exhausted), its seed is :func:`dialogue_seed` ``(seed, i)``, and the simulation derives every
+request's seed from that. So no result depends on which dialogues happened to share a batch.
+
+Up to ``batch_size`` dialogues are active at once. Each step asks every active dialogue which role speaks
+next and groups them by *call*: the roles whose backend object and sampling parameters are the same share
+one call (the usual case, one model playing both parts), otherwise each role is its own call. The step runs
+the call with the most waiting dialogues (ties go to the call that did not run last, so two equal groups
+alternate), sends all their requests to the backend in one ``generate``, and applies the answers. Finished
+dialogues leave the batch and pending ones join it at once, so the batch stays full until the source of work
+runs dry.
+
+Failures never lose a dialogue:
+
+- ``simulation.start`` raising :class:`~crsdata.errors.BadInputError` skips the dialogue; the skip (index,
+  source record, reason, message) is recorded in the manifest and counted, so ``n = written + skipped``.
+- a generation with ``finish_reason="error"`` (a timeout, a server error) is counted and the same request is
+  sent again on a later step (same seed, so a retry that succeeds gives exactly the uninterrupted text); after
+  ``max_retries`` failed retries of one turn the dialogue ends with ``end_reason="unknown"`` and
+  ``extra.run.end_detail`` saying why, and it is written like any other.
+- a :class:`~crsdata.backends.base.BackendError` (the backend itself is gone) stops the run after saving what
+  is finished; the same command resumes it.
+
+Files (under the run folder, by default ``<out>/.simulate-run``)
+----------------------------------------------------------------
+``shards/shard-NNNNN.parquet`` hold finished dialogues in the schema of :data:`crsdata.schema.DIALOGUE_FEATURES`,
+written every ``shard_size`` finished dialogues. ``manifest.json`` records the run configuration, each shard
+with the dialogue ids and indices it holds, its SHA-256 and counters, and every skipped dialogue. Both are
+written to a temporary file and renamed (``os.replace``), shard first, manifest second, so a kill at any
+moment leaves either the old state or the new one. A shard file not listed in the manifest (killed between
+the two renames) is ignored and overwritten.
+
+Resuming: starting the same command again reads the manifest, refuses a different configuration (seed,
+models, sampling, source, prompts...) with a clear error, takes finished dialogues from the shards and runs
+the rest; dialogues that were in flight start again from scratch. Since every dialogue depends only on
+``(seed, i)``, the final records equal an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from crsdata.backends.base import Backend, BackendError, Generation, SamplingParams
+from crsdata.errors import BadInputError, SkipLog
+from crsdata.schema import DIALOGUE_FEATURES, EndReason, dump_extra, load_extra, validate_dialogue
+from crsdata.simulate.base import DialogueState, Simulation
+
+MANIFEST = "manifest.json"
+SHARD_DIR = "shards"
+MANIFEST_FORMAT = "crsdata-simulation-run/1"
+# Config keys that may differ on resume: they change how the work is scheduled and stored, never its results.
+SCHEDULING_KEYS = ("batch_size", "shard_size", "crsdata_version")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Seeds: everything random about dialogue i comes from (run seed, i).
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from any parts (run seed, index, turn, attempt...): stable across processes and Python
+    versions, unlike ``hash()``."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def dialogue_seed(run_seed: int, index: int) -> int:
+    return derive_seed("dialogue", run_seed, index)
+
+
+def source_index(run_seed: int, index: int, n_records: int) -> int:
+    """Which source record dialogue ``index`` uses: position ``index mod n`` of a seeded permutation, a new
+    permutation for each pass over the source. Independent of ``n`` (the number of dialogues requested)."""
+    if n_records <= 0:
+        raise ValueError("the source has no records")
+    epoch, position = divmod(index, n_records)
+    return _permutation(run_seed, epoch, n_records)[position]
+
+
+_PERMUTATIONS: dict[tuple[int, int, int], list[int]] = {}
+
+
+def _permutation(run_seed: int, epoch: int, n: int) -> list[int]:
+    key = (run_seed, epoch, n)
+    if key not in _PERMUTATIONS:
+        order = list(range(n))
+        random.Random(derive_seed("source-order", run_seed, epoch)).shuffle(order)
+        if len(_PERMUTATIONS) > 64:
+            _PERMUTATIONS.clear()
+        _PERMUTATIONS[key] = order
+    return _PERMUTATIONS[key]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Source, configuration, results
+
+
+@dataclass
+class SimulationSource:
+    """The records a run draws from: schema dialogues from a built dataset, or records a simulation makes
+    from its own inputs (RecLLMSim scenarios x profiles). ``fingerprint`` identifies the content, so a resume
+    against a changed source is refused; ``excluded`` counts records left out on purpose, by reason."""
+
+    name: str  # what the user passed as --source
+    kind: str  # "dataset" (a built folder) or a simulation-specific kind ("scenarios")
+    records: list[dict[str, Any]]
+    fingerprint: str
+    description: str = ""
+    excluded: dict[str, int] = field(default_factory=dict)
+    total: int = 0  # records read before exclusion
+
+
+def fingerprint_records(records: list[dict[str, Any]]) -> str:
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(json.dumps(record, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def load_dataset_source(
+    folder: str | Path, split: str | None = None, eligible: Callable[[dict[str, Any]], str] | None = None
+) -> SimulationSource:
+    """Dialogue records of a built crsdata folder (``load_dataset(folder, "dialogues")``), optionally one split.
+
+    ``eligible(record)`` returns ``""`` for a record the simulation can use, else a reason; records with a
+    reason are left out of the draw and counted in ``excluded`` (for example RecLLMSim's Chinese human
+    dialogues when simulating in English). Raises BadInputError when the folder is not a built dataset, the
+    split does not exist, or no record is usable.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInputError(folder, "", "", "no such folder; --source takes a folder written by `crsdata build`", "not-found")
+    if not (folder / "README.md").is_file() or not any(folder.glob("dialogues/*.parquet")):
+        raise BadInputError(
+            folder, "", "", "not a built dataset folder (expected README.md and dialogues/*.parquet, as written by "
+            "`crsdata build`)", "not-a-dataset"
+        )
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(str(folder), "dialogues")
+    except Exception as err:  # datasets raises many types for a folder it cannot read; all mean bad input here
+        raise BadInputError(folder, "", "", f"cannot load the 'dialogues' configuration ({err})", "not-a-dataset") from None
+    if split is not None and split not in loaded:
+        raise BadInputError(folder, "", "split", f"no split {split!r} (it has {', '.join(loaded)})", "missing-split")
+    records: list[dict[str, Any]] = []
+    for name in [split] if split else list(loaded):
+        records.extend(loaded[name].to_list())
+    excluded: Counter[str] = Counter()
+    kept = []
+    for record in records:
+        reason = eligible(record) if eligible else ""
+        if reason:
+            excluded[reason] += 1
+        else:
+            kept.append(record)
+    if not kept:
+        detail = ", ".join(f"{r}: {c}" for r, c in excluded.items()) or "it is empty"
+        raise BadInputError(folder, "", "", f"no usable records for this simulation ({detail})", "no-records")
+    where = f"split {split}" if split else "all splits"
+    return SimulationSource(
+        name=str(folder),
+        kind="dataset",
+        records=kept,
+        fingerprint=fingerprint_records(kept),
+        description=f"built dataset {folder} ({where}): {len(kept)} usable records of {len(records)}",
+        excluded=dict(excluded),
+        total=len(records),
+    )
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run's results (plus scheduling knobs that do not), saved in the manifest."""
+
+    simulation: str
+    n: int
+    seed: int
+    max_turns: int
+    split: str
+    backend: str
+    models: dict[str, str]  # role -> model name as given
+    model_ids: dict[str, str]  # role -> backend.model_id (what provenance records)
+    sampling: dict[str, dict[str, Any]]  # role -> SamplingParams as a dict
+    source: str
+    source_kind: str
+    source_fingerprint: str
+    options: dict[str, Any]  # simulation options that change results (prompt style, profile mode, ...)
+    prompt_hashes: dict[str, str]
+    max_retries: int = 2
+    batch_size: int = 8
+    shard_size: int = 50
+    crsdata_version: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        # A JSON round trip makes tuples lists, so a loaded manifest compares equal to a fresh config.
+        return json.loads(json.dumps(asdict(self), sort_keys=True))
+
+
+class RunConfigMismatch(BadInputError):
+    """The run folder holds a run with a different configuration; resuming would mix two runs."""
+
+
+@dataclass
+class RunStats:
+    """What this process did (a resumed run counts only its own work)."""
+
+    dialogues: int = 0
+    turns: int = 0
+    calls: int = 0
+    requests: int = 0
+    completion_tokens: int = 0
+    generate_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    resumed_dialogues: int = 0  # finished in an earlier process, read from the shards
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.wall_seconds if self.wall_seconds else 0.0
+
+    @property
+    def dialogues_per_minute(self) -> float:
+        return 60.0 * self.dialogues / self.wall_seconds if self.wall_seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "tokens_per_second": self.tokens_per_second,
+            "dialogues_per_minute": self.dialogues_per_minute,
+        }
+
+
+@dataclass
+class RunResult:
+    records: list[dict[str, Any]]  # every written dialogue, by index
+    manifest: dict[str, Any]
+    skipped: SkipLog
+    counters: Counter[str]
+    stats: RunStats
+    work_dir: Path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Atomic files
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write_bytes(path: Path, write: Callable[[str], None]) -> None:
+    """Writes through ``write(tmp_path)`` into a temporary file in the same folder, fsyncs, then renames."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+    _atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def write_shard(path: Path, records: list[dict[str, Any]]) -> str:
+    """Writes records as one parquet file in the dialogue schema; returns its SHA-256."""
+    from datasets import Dataset
+
+    table = Dataset.from_list(records, features=DIALOGUE_FEATURES).data.table
+    _atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp))
+    return _sha256(path)
+
+
+def read_shard(path: Path) -> list[dict[str, Any]]:
+    return pq.read_table(path).to_pylist()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The engine
+
+
+@dataclass
+class _Active:
+    index: int
+    state: DialogueState
+    failures: int = 0  # consecutive failed generations of the current turn
+    steps: int = 0  # requests served, a guard against a simulation that never finishes
+    error: str = ""
+
+
+class RunEngine:
+    """Runs (or resumes) one simulation run into ``work_dir``; see the module docstring.
+
+    ``progress``: show a tqdm bar (dialogues done / total, turns per second, ETA) on stderr.
+    ``on_shard``: called with the shard path after each shard is committed (tests use it to kill mid-run).
+    """
+
+    def __init__(
+        self,
+        simulation: Simulation,
+        source: SimulationSource,
+        config: RunConfig,
+        work_dir: str | Path,
+        *,
+        progress: bool = True,
+        on_shard: Callable[[Path], None] | None = None,
+    ) -> None:
+        if config.n < 0:
+            raise ValueError("n must be at least 0")
+        if config.batch_size < 1 or config.shard_size < 1:
+            raise ValueError("batch_size and shard_size must be at least 1")
+        if not source.records:
+            raise BadInputError(source.name, "", "", "the source has no records", "no-records")
+        self.sim = simulation
+        self.source = source
+        self.config = config
+        self.work_dir = Path(work_dir)
+        self.progress = progress
+        self.on_shard = on_shard
+        self.stats = RunStats()
+        self._last_call: tuple[int, SamplingParams] | None = None
+
+    # ----------------------------------------------------------------------------------------- manifest
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.work_dir / MANIFEST
+
+    def _new_manifest(self) -> dict[str, Any]:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        return {
+            "format": MANIFEST_FORMAT,
+            "config": self.config.as_dict(),
+            "status": "running",
+            "created": now,
+            "updated": now,
+            "source": {
+                "description": self.source.description,
+                "records": len(self.source.records),
+                "read": self.source.total or len(self.source.records),
+                "excluded": dict(self.source.excluded),
+            },
+            "shards": [],
+            "skipped": [],
+            "counters": {},
+            "sessions": [],
+        }
+
+    def load_manifest(self) -> dict[str, Any] | None:
+        """The saved manifest after checking it belongs to this configuration, or None for a new run."""
+        return check_resume(self.work_dir, self.config.as_dict())
+
+    def _save_manifest(self, manifest: dict[str, Any]) -> None:
+        manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        counters: Counter[str] = Counter()
+        for shard in manifest["shards"]:
+            counters.update(shard["counters"])
+        manifest["counters"] = dict(sorted(counters.items()))
+        write_json_atomic(self.manifest_path, manifest)
+
+    # ----------------------------------------------------------------------------------------- run
+
+    def run(self) -> RunResult:
+        started = time.perf_counter()
+        manifest = self.load_manifest() or self._new_manifest()
+        (self.work_dir / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+        done: set[int] = set()
+        for shard in manifest["shards"]:
+            path = self.work_dir / shard["file"]
+            if not path.is_file() or _sha256(path) != shard["sha256"]:
+                raise BadInputError(
+                    self.manifest_path, shard["file"], "", "shard listed in the manifest is missing or changed; "
+                    "the run folder was modified (delete it to start over)", "corrupt-run"
+                )
+            done.update(shard["indices"])
+        done.update(entry["index"] for entry in manifest["skipped"])
+        self.stats.resumed_dialogues = len(done)
+        manifest["status"] = "running"
+        session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed_from": len(done)}
+        manifest["sessions"].append(session)
+        # Claim the folder at once, so a second command with other options is refused even before a shard.
+        self._save_manifest(manifest)
+
+        pending = deque(i for i in range(self.config.n) if i not in done)
+        buffer: list[tuple[int, dict[str, Any], dict[str, int]]] = []
+        active: list[_Active] = []
+        bar = self._progress_bar(len(done))
+        try:
+            while pending or active:
+                self._refill(active, pending, manifest, bar)
+                if not active:
+                    break
+                self._step(active)
+                still = []
+                for item in active:
+                    if item.state.finished:
+                        buffer.append(self._finish(item))
+                        self.stats.dialogues += 1
+                        if bar is not None:
+                            bar.update(1)
+                    else:
+                        still.append(item)
+                active[:] = still
+                if len(buffer) >= self.config.shard_size:
+                    self._flush(buffer, manifest)
+                self._postfix(bar, started)
+        except BackendError:
+            # Keep every finished dialogue; the same command resumes from here.
+            self._flush(buffer, manifest, force=True)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        self._flush(buffer, manifest, force=True)
+        self.stats.wall_seconds = time.perf_counter() - started
+        session.update(self.stats.as_dict())
+        manifest["status"] = "complete"
+        self._save_manifest(manifest)
+        return self._result(manifest)
+
+    def _refill(self, active: list[_Active], pending: deque[int], manifest: dict[str, Any], bar: Any) -> None:
+        records = self.source.records
+        while pending and len(active) < self.config.batch_size:
+            index = pending.popleft()
+            record = records[source_index(self.config.seed, index, len(records))]
+            try:
+                state = self.sim.start(record, self.dialogue_id(index), dialogue_seed(self.config.seed, index))
+            except BadInputError as err:
+                manifest["skipped"].append(
+                    {
+                        "index": index,
+                        "dialogue_id": self.dialogue_id(index),
+                        "source_record": str(record.get("dialogue_id", "")),
+                        "reason": err.reason,
+                        "message": str(err),
+                    }
+                )
+                if bar is not None:
+                    bar.update(1)
+                continue
+            active.append(_Active(index, state))
+
+    def dialogue_id(self, index: int) -> str:
+        return f"{self.sim.name}-s{self.config.seed}-{index:06d}"
+
+    def _params(self, state: DialogueState, role: str) -> SamplingParams:
+        # Optional hook: a simulation may need other parameters for some requests (RecLLMSim's profiles).
+        hook = getattr(self.sim, "sampling", None)
+        return hook(state, role) if hook is not None else self.sim.params[role]
+
+    def _step(self, active: list[_Active]) -> None:
+        """One backend call: the largest group of dialogues waiting on the same backend and parameters."""
+        groups: dict[tuple[int, SamplingParams], list[tuple[_Active, str]]] = {}
+        for item in active:
+            role = self.sim.next_role(item.state)
+            key = (id(self.sim.backends[role]), self._params(item.state, role))
+            groups.setdefault(key, []).append((item, role))
+        # Most waiting first; on a tie, not the call that ran last, so equal groups take turns.
+        key = max(groups, key=lambda k: (len(groups[k]), k != self._last_call))
+        self._last_call = key
+        members = groups[key]
+        requests = [self.sim.request(item.state, role) for item, role in members]
+        backend: Backend = self.sim.backends[members[0][1]]
+        params = key[1]
+        t0 = time.perf_counter()
+        generations = backend.generate(requests, params)
+        self.stats.generate_seconds += time.perf_counter() - t0
+        self.stats.calls += 1
+        self.stats.requests += len(requests)
+        if len(generations) != len(requests):
+            raise BackendError(f"{backend.model_id}: {len(generations)} generations for {len(requests)} requests")
+        for (item, role), generation in zip(members, generations, strict=True):
+            self.stats.completion_tokens += int(generation.completion_tokens or 0)
+            self._apply(item, role, generation)
+
+    def _apply(self, item: _Active, role: str, generation: Generation) -> None:
+        state = item.state
+        item.steps += 1
+        counters = state.counters
+        if generation.finish_reason == "error":
+            counters["backend_errors"] = counters.get("backend_errors", 0) + 1
+            item.failures += 1
+            item.error = generation.error or "unspecified backend error"
+            if item.failures > self.config.max_retries:
+                self._abandon(item, f"backend error after {item.failures} attempts: {item.error}")
+            return
+        item.failures = 0
+        before = len(state.turns)
+        self.sim.apply(state, role, generation)
+        self.stats.turns += max(0, len(state.turns) - before)
+        # A simulation may legitimately re-ask (an empty answer, a profile that did not parse), but not forever.
+        limit = 4 * (self.sim.max_turns + 4) * (self.config.max_retries + 1)
+        if not state.finished and item.steps >= limit:
+            self._abandon(item, f"no end after {item.steps} requests")
+
+    def _abandon(self, item: _Active, detail: str) -> None:
+        item.state.finished = True
+        item.state.end_reason = EndReason.UNKNOWN.value
+        item.state.counters["abandoned"] = 1
+        item.error = detail
+
+    def _finish(self, item: _Active) -> tuple[int, dict[str, Any], dict[str, int]]:
+        state = item.state
+        record = self.sim.to_record(state)
+        record["split"] = self.config.split
+        record["provenance"]["seed"] = self.config.seed
+        extra = load_extra(record["extra"])
+        run = {
+            "index": item.index,
+            "dialogue_seed": state.seed,
+            "source_record": str(state.record.get("dialogue_id", "")),
+            "counters": dict(sorted(state.counters.items())),
+        }
+        if item.state.counters.get("abandoned"):
+            run["end_detail"] = item.error
+        extra["run"] = run
+        record["extra"] = dump_extra(extra)
+        validate_dialogue(record, path=str(self.work_dir), record_id=state.dialogue_id)
+        counters = {k: int(v) for k, v in state.counters.items()}
+        counters["dialogues"] = 1
+        counters[f"end_reason.{record['outcome']['end_reason']}"] = 1
+        return item.index, record, counters
+
+    def _flush(self, buffer: list[tuple[int, dict[str, Any], dict[str, int]]], manifest: dict[str, Any], force: bool = False) -> None:
+        """Commits finished dialogues: shards of ``shard_size`` (the remainder only when ``force``), then the
+        manifest. Skips found since the last commit are saved with it."""
+        size = self.config.shard_size
+        while buffer and (len(buffer) >= size or force):
+            chunk, buffer[:] = buffer[:size], buffer[size:]
+            number = len(manifest["shards"])
+            name = f"{SHARD_DIR}/shard-{number:05d}.parquet"
+            digest = write_shard(self.work_dir / name, [record for _, record, _ in chunk])
+            counters: Counter[str] = Counter()
+            for _, _, c in chunk:
+                counters.update(c)
+            manifest["shards"].append(
+                {
+                    "file": name,
+                    "rows": len(chunk),
+                    "sha256": digest,
+                    "dialogue_ids": [record["dialogue_id"] for _, record, _ in chunk],
+                    "indices": [index for index, _, _ in chunk],
+                    "counters": dict(sorted(counters.items())),
+                }
+            )
+            self._save_manifest(manifest)
+            if self.on_shard is not None:
+                self.on_shard(self.work_dir / name)
+        if force:
+            self._save_manifest(manifest)
+
+    # ----------------------------------------------------------------------------------------- output
+
+    def _result(self, manifest: dict[str, Any]) -> RunResult:
+        rows: list[tuple[int, dict[str, Any]]] = []
+        for shard in manifest["shards"]:
+            records = read_shard(self.work_dir / shard["file"])
+            rows.extend(zip(shard["indices"], records, strict=True))
+        rows.sort(key=lambda pair: pair[0])
+        skipped = SkipLog(skip_bad=True)
+        for entry in sorted(manifest["skipped"], key=lambda e: e["index"]):
+            skipped.handle(BadInputError("", "", "", entry["message"], entry["reason"]))
+        skipped.examples = [e["message"] for e in sorted(manifest["skipped"], key=lambda e: e["index"])][
+            : skipped.max_examples
+        ]
+        return RunResult(
+            records=[record for _, record in rows],
+            manifest=manifest,
+            skipped=skipped,
+            counters=Counter(manifest["counters"]),
+            stats=self.stats,
+            work_dir=self.work_dir,
+        )
+
+    def _progress_bar(self, initial: int) -> Any:
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=self.config.n,
+            initial=initial,
+            unit="dlg",
+            desc=f"simulate {self.sim.name}",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            mininterval=0.5,
+            smoothing=0.1,
+        )
+
+    def _postfix(self, bar: Any, started: float) -> None:
+        if bar is None:
+            return
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        bar.set_postfix_str(
+            f"{self.stats.turns / elapsed:.2f} turns/s, {self.stats.completion_tokens / elapsed:.0f} tok/s", refresh=False
+        )
+
+
+def check_resume(work_dir: str | Path, config: dict[str, Any], ignore: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The manifest of an earlier run in ``work_dir`` if its configuration matches ``config``; None when there
+    is none. Raises :class:`RunConfigMismatch` naming every differing key otherwise. Keys in ``ignore`` (and the
+    scheduling keys: batch size, shard size, crsdata version) are not compared."""
+    path = Path(work_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise BadInputError(path, "", "", f"unreadable run manifest ({err}); delete the folder to start over", "corrupt-run") from None
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise BadInputError(path, "", "format", f"not a crsdata simulation run ({manifest.get('format')!r})", "corrupt-run")
+    saved = manifest.get("config", {})
+    skip = set(SCHEDULING_KEYS) | set(ignore)
+    differences = [
+        f"{key}: {saved.get(key)!r} in the existing run, {config.get(key)!r} now"
+        for key in sorted(set(saved) | set(config))
+        if key not in skip and saved.get(key) != config.get(key)
+    ]
+    if differences:
+        raise RunConfigMismatch(
+            path,
+            "config",
+            differences[0].split(":")[0],
+            "this folder holds a run with a different configuration, so resuming would mix two runs ("
+            + "; ".join(differences)
+            + "). Run again with the same options, or use another --out folder.",
+            "config-mismatch",
+        )
+    return manifest

@@ -1,0 +1,290 @@
+"""Interplay: a user simulator and a recommender simulator talking without knowing the target item.
+
+The two roles are independent: each has its own backend and model (``backends["user"]``,
+``backends["recommender"]``) and its own prompt. The user's prompt holds the persona (general preferences,
+three watched movies with reviews, target attributes without the title; see :mod:`crsdata.simulate.persona`);
+the recommender's prompt holds only the conversation, plus, with ``show_profile=True`` as in the paper's
+zero-shot baseline, the user's general preferences and watched movies (never the target attributes). Every
+request passes :func:`crsdata.simulate.leak.assert_no_target_leak` before it is returned.
+
+The loop
+- The recommender speaks first (``first_speaker="recommender"``), as in INSPIRED and in the PEARL-style
+  dialogues Interplay trains on, where the recommender opens by greeting and asking; pass ``"user"`` for the
+  ReDial habit of the seeker opening. The roles then alternate.
+- Each turn is parsed with :func:`crsdata.simulate.actions.parse_turn`. Recommended titles are linked to the
+  catalog (``items`` of the turn; ``item_id`` empty when the catalog does not know the title).
+- An unparseable turn is not appended: the same role tries again with a new seed. After
+  ``max_parse_failures`` consecutive failures of one role the dialogue ends with ``parse_error``.
+- An empty generation, or a parsed turn with an empty response (other than an accept), ends it with ``empty``.
+- A user ``accept`` ends it with ``accept``; the accepted item is the last item a recommender turn named (an
+  empty reference when the recommender recommended without a title the parser could find). An accept before
+  any recommendation has nothing to accept: it is kept as ``feedback`` (counted as
+  ``accept_without_recommendation``) and the dialogue goes on.
+- A backend error ends it with ``unknown`` (the error is kept in ``extra``).
+- Otherwise it ends with ``max_turns`` once ``max_turns`` turns (both roles together) are written.
+
+Counters (``state.counters``, copied to the record's ``extra``): ``turns``, ``parse_failures`` and
+``parse_failures.<role>``, ``repairs`` (turns with at least one repair) and ``repair.<kind>`` per kind,
+``recommend_without_title``, ``unlinked_titles``, ``accept_without_recommendation``, ``role_action_mismatch``
+(a user recommending or a recommender accepting; kept as written), ``backend_errors``.
+
+Seeds: the request for turn ``i``, attempt ``a`` (parse retries), has seed :func:`request_seed` ``(state.seed, i,
+a)``, a hash, so a resumed run asks exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingParams
+from crsdata.schema import Action, EndReason, Role, item_ref, new_dialogue, new_turn
+from crsdata.simulate.actions import ParsedTurn, parse_turn
+from crsdata.simulate.base import DialogueState, Simulation
+from crsdata.simulate.leak import assert_no_target_leak
+from crsdata.simulate.persona import CatalogLike, Persona, all_target_titles, build_persona
+from crsdata.simulate.prompts import (
+    FINETUNED_STOP,
+    STYLES,
+    finetuned_prompt,
+    instruct_messages,
+    template_hashes,
+)
+
+SOURCE = "interplay-sim"
+BUILDER = "interplay"
+ROLES = (Role.USER.value, Role.RECOMMENDER.value)
+_USER_ACTIONS = {"greeting", "disclose-goal", "inquire", "feedback", "accept"}
+_RECOMMENDER_ACTIONS = {"greeting", "inquire", "recommend", "feedback"}
+
+
+def request_seed(seed: int, turn_index: int, attempt: int = 0) -> int:
+    """Deterministic 63-bit seed of one request, from the dialogue seed, the turn index and the retry number."""
+    digest = hashlib.sha256(f"interplay:{seed}:{turn_index}:{attempt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+
+
+def _with_stops(params: SamplingParams, stops: tuple[str, ...]) -> SamplingParams:
+    missing = tuple(s for s in stops if s not in params.stop)
+    return dataclasses.replace(params, stop=params.stop + missing) if missing else params
+
+
+class InterplaySimulation(Simulation):
+    """Reference-free user and recommender simulators (see the module doc for the loop and end reasons)."""
+
+    name = "interplay"
+    roles = ROLES
+
+    def __init__(
+        self,
+        backends: dict[str, Backend],
+        params: dict[str, SamplingParams] | None = None,
+        max_turns: int = 20,
+        *,
+        catalog: CatalogLike | None = None,
+        style: str | Mapping[str, str] = "instruct",
+        show_profile: bool = False,
+        first_speaker: str = Role.RECOMMENDER.value,
+        max_parse_failures: int = 3,
+        n_watched: int = 3,
+    ) -> None:
+        missing = [r for r in ROLES if r not in backends]
+        if missing:
+            raise ValueError(f"InterplaySimulation needs a backend for each role; missing: {', '.join(missing)}")
+        styles = {r: style for r in ROLES} if isinstance(style, str) else dict(style)
+        for role in ROLES:
+            if styles.get(role) not in STYLES:
+                raise ValueError(f"style of {role} must be one of {', '.join(STYLES)}, got {styles.get(role)!r}")
+        if first_speaker not in ROLES:
+            raise ValueError(f"first_speaker must be one of {', '.join(ROLES)}, got {first_speaker!r}")
+        if max_turns < 1 or max_parse_failures < 1:
+            raise ValueError("max_turns and max_parse_failures must be at least 1")
+        params = dict(params or {})
+        for role in ROLES:
+            base = params.get(role, SamplingParams())
+            # A raw continuation runs on into the other party's turn unless stopped at the next speaker label;
+            # a chat model may keep writing after its response, and everything after </response> is dropped anyway.
+            params[role] = _with_stops(base, FINETUNED_STOP if styles[role] == "finetuned" else ("</response>",))
+        super().__init__(backends, params, max_turns)
+        self.catalog = catalog
+        self.styles = styles
+        self.show_profile = show_profile
+        self.first_speaker = first_speaker
+        self.max_parse_failures = max_parse_failures
+        self.n_watched = n_watched
+
+    # -- contract ------------------------------------------------------------------------------------------
+
+    def start(self, record: dict[str, Any], dialogue_id: str, seed: int) -> DialogueState:
+        persona = build_persona(record, self.catalog, n_watched=self.n_watched, seed=seed)
+        state = DialogueState(dialogue_id=dialogue_id, record=record, seed=seed)
+        state.context = {
+            "persona": persona.to_dict(),
+            "target_titles": all_target_titles(record, self.catalog),
+            "failures": {r: 0 for r in ROLES},
+        }
+        return state
+
+    def next_role(self, state: DialogueState) -> str:
+        if not state.turns:
+            return self.first_speaker
+        return Role.USER.value if state.turns[-1]["role"] == Role.RECOMMENDER.value else Role.RECOMMENDER.value
+
+    def persona(self, state: DialogueState) -> Persona:
+        return Persona.from_dict(state.context["persona"])
+
+    def request(self, state: DialogueState, role: str) -> ChatRequest:
+        persona = self.persona(state)
+        # The recommender's prompt gets a persona whose target attributes are blanked, so no template can show them.
+        shown = persona if role == Role.USER.value else dataclasses.replace(persona, target_attributes="")
+        attempt = state.context.get("failures", {}).get(role, 0)
+        seed = request_seed(state.seed, len(state.turns), attempt)
+        if self.styles[role] == "instruct":
+            messages = instruct_messages(role, shown, state.turns, show_profile=self.show_profile)
+            request = ChatRequest(messages=messages, seed=seed)
+        else:
+            prompt = finetuned_prompt(role, shown, state.turns, show_profile=self.show_profile)
+            request = ChatRequest(prompt=prompt, seed=seed)
+        assert_no_target_leak(request, state)
+        return request
+
+    def apply(self, state: DialogueState, role: str, generation: Generation) -> None:
+        counters = state.counters
+        if generation.finish_reason == "error":
+            counters["backend_errors"] = counters.get("backend_errors", 0) + 1
+            state.context["error"] = generation.error
+            self._finish(state, EndReason.UNKNOWN)
+            return
+        if not generation.text.strip():
+            self._finish(state, EndReason.EMPTY)
+            return
+        parsed = parse_turn(self._complete(generation))
+        if not parsed.ok:
+            self._count(state, "parse_failures")
+            self._count(state, f"parse_failures.{role}")
+            failures = state.context.setdefault("failures", {r: 0 for r in ROLES})
+            failures[role] += 1
+            if failures[role] >= self.max_parse_failures:
+                self._finish(state, EndReason.PARSE_ERROR)
+            return
+        state.context["failures"][role] = 0
+        self.append_turn(state, role, parsed)
+
+    def parse_generation(self, generation: Generation) -> ParsedTurn | None:
+        """The parsed turn of a generation; None for a backend error, an empty text or an unparseable one."""
+        if generation.finish_reason == "error" or not generation.text.strip():
+            return None
+        parsed = parse_turn(self._complete(generation))
+        return parsed if parsed.ok else None
+
+    @staticmethod
+    def _complete(generation: Generation) -> str:
+        text = generation.text
+        if generation.finish_reason == "stop" and "<response>" in text.lower() and "</response>" not in text.lower():
+            # The backend stopped at the "</response>" stop string and cut it off: the response is complete.
+            text += "</response>"
+        return text
+
+    def append_turn(self, state: DialogueState, role: str, parsed: ParsedTurn) -> None:
+        """Counts the parse, links titles, appends the turn and ends the dialogue when it should end."""
+        self._count(state, "turns")
+        if parsed.repaired:
+            self._count(state, "repairs")
+            for kind in parsed.repaired:
+                self._count(state, "repair." + kind.split(":")[0])
+        action = parsed.action
+        if (role == Role.USER.value and action not in _USER_ACTIONS) or (
+            role == Role.RECOMMENDER.value and action not in _RECOMMENDER_ACTIONS
+        ):
+            self._count(state, "role_action_mismatch")
+        if not parsed.response and action != Action.ACCEPT:
+            self._finish(state, EndReason.EMPTY)
+            return
+        items = [item_ref(self._link(t), t) for t in parsed.titles]
+        self._count(state, "unlinked_titles", sum(1 for i in items if not i["item_id"]))
+        if action == Action.RECOMMEND and not items:
+            self._count(state, "recommend_without_title")
+        accepted = None
+        extra: dict[str, Any] = {"repaired": parsed.repaired} if parsed.repaired else {}
+        if role == Role.USER.value and action == Action.ACCEPT:
+            accepted = self._last_recommended(state)
+            if accepted is None:
+                self._count(state, "accept_without_recommendation")
+                action = Action.FEEDBACK.value
+                extra["generated_action"] = Action.ACCEPT.value
+        state.turns.append(new_turn(len(state.turns), role, parsed.response, action, items, extra=extra))
+        if accepted is not None:
+            state.accepted_item = accepted
+            self._finish(state, EndReason.ACCEPT)
+        elif len(state.turns) >= self.max_turns:
+            self._finish(state, EndReason.MAX_TURNS)
+
+    def to_record(self, state: DialogueState) -> dict[str, Any]:
+        record = state.record
+        extra: dict[str, Any] = {
+            "source_dialogue_id": record.get("dialogue_id", ""),
+            "source": record.get("source", ""),
+            "counters": dict(sorted(state.counters.items())),
+            "style": self.styles,
+            "first_speaker": self.first_speaker,
+            "show_profile": self.show_profile,
+        }
+        if state.context.get("error"):
+            extra["error"] = state.context["error"]
+        return new_dialogue(
+            state.dialogue_id,
+            SOURCE,
+            record.get("split", ""),
+            [dict(t) for t in state.turns],
+            language=record.get("language", "en") or "en",
+            task=record.get("task", "movie recommendation") or "movie recommendation",
+            user_profile=self.persona(state).to_profile(),
+            target_items=[item_ref(t.get("item_id"), t.get("title")) for t in record.get("target_items", [])],
+            outcome={"accepted_item": dict(state.accepted_item), "end_reason": state.end_reason or "unknown"},
+            provenance={
+                "builder": BUILDER,
+                "source_file": (record.get("provenance") or {}).get("source_file", ""),
+                "source_sha256": (record.get("provenance") or {}).get("source_sha256", ""),
+                "user_model": self.backends[Role.USER.value].model_id,
+                "recommender_model": self.backends[Role.RECOMMENDER.value].model_id,
+                "prompt_sha256": json.dumps(self.prompt_hashes(), sort_keys=True),
+                "seed": state.seed,
+            },
+            extra=extra,
+        )
+
+    def prompt_hashes(self) -> dict[str, str]:
+        return template_hashes([f"interplay.{role}.{self.styles[role]}" for role in ROLES])
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    def _link(self, title: str) -> str:
+        if self.catalog is None:
+            return ""
+        return self.catalog.link(title) or ""
+
+    @staticmethod
+    def _last_recommended(state: DialogueState) -> dict[str, str] | None:
+        """The last item a recommender turn named; an empty ref after a recommendation with no parsable title;
+        None when the recommender has recommended nothing yet."""
+        recommended = False
+        for turn in reversed(state.turns):
+            if turn["role"] != Role.RECOMMENDER.value:
+                continue
+            if turn["items"]:
+                return dict(turn["items"][-1])
+            recommended = recommended or turn["action"] == Action.RECOMMEND
+        return item_ref() if recommended else None
+
+    @staticmethod
+    def _count(state: DialogueState, key: str, n: int = 1) -> None:
+        if n:
+            state.counters[key] = state.counters.get(key, 0) + n
+
+    @staticmethod
+    def _finish(state: DialogueState, reason: EndReason) -> None:
+        state.finished = True
+        state.end_reason = reason.value

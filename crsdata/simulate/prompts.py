@@ -1,0 +1,267 @@
+"""Prompts of the Interplay simulators, in two styles.
+
+``instruct`` (zero-shot, for instruction-tuned chat models): a system message explains the role and the exact
+output format with one example; the conversation follows as chat messages, the model's own past turns as
+``assistant`` and the other party's as ``user``, every turn written in the Interplay format so the model sees
+the format it must produce. A model that speaks first gets a one-line kick-off message instead of an empty chat.
+The example recommendation uses an invented title so that no real movie is planted in every prompt.
+
+``finetuned`` (raw continuation, what a model trained by the crsdata TRL recipe sees). The exact layout::
+
+    [ROLE] user
+    [PERSONA]
+    General preferences: <general preferences>
+    Watched movies:
+    - <Title (Year)>: <review>
+    - ...
+    Target attributes: <target attributes>
+    [CONVERSATION]
+    recommender: <action><greeting></action><response>Hi! What are you in the mood for?</response>
+    user: <action><disclose-goal></action><response>Something scary.</response>
+    user:
+
+- Lines end with ``\\n``; the prompt ends with ``<role>:`` (no trailing space) and the completion is
+  `` <action><ACT></action><response>...</response>`` followed by ``\\n`` (the newline ends the turn; inference
+  stops at :data:`FINETUNED_STOP`).
+- The recommender's view starts ``[ROLE] recommender``; its header is ``[USER PROFILE]`` with the general
+  preferences and watched movies only when the simulation shows it the profile (Interplay's zero-shot baseline
+  does), and is left out otherwise. It never holds target attributes.
+- Titles in turns are wrapped in ``<movie_title>`` tags. Real corpus turns without an Interplay action get one
+  from :func:`infer_actions`.
+- Training builds one example per turn of the trained role with :func:`finetuned_examples` (the prompt is the
+  header plus the conversation so far, the completion that turn), which is the role-specific loss masking of
+  Interplay section 3.5.2: each model learns only its own turns while seeing the whole conversation.
+
+Every template below is hashed into ``provenance.prompt_sha256`` (:func:`template_hashes`); change a template
+and the hash changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from crsdata.simulate.actions import INTERPLAY_ACTIONS, format_turn, mark_titles
+from crsdata.simulate.persona import Persona
+
+STYLES = ("instruct", "finetuned")
+
+USER_INSTRUCT = """You are a movie fan chatting with a movie recommender to find a movie to watch. You are the \
+user: you never recommend movies, you say what you like and react to suggestions.
+
+{persona}
+
+Write only your next turn, in exactly this format:
+<action><ACTION></action><response>what you say</response>
+ACTION is one of:
+greeting: say hello
+disclose-goal: say what kind of movie you want
+inquire: ask about a suggested movie
+feedback: say whether a suggested movie fits you and why
+accept: take a suggested movie that fits what you want (this ends the chat)
+You do not know the title of the movie you want, only what it is like.
+Example:
+<action><disclose-goal></action><response>Hi! I want a funny movie with a lot of heart.</response>"""
+
+RECOMMENDER_INSTRUCT = """You are a movie recommender chatting with a user. Find out what the user likes, then \
+recommend one movie at a time and say why it fits.
+{profile}
+Write only your next turn, in exactly this format:
+<action><ACTION></action><response>what you say</response>
+ACTION is one of:
+greeting: say hello
+inquire: ask about the user's taste
+recommend: suggest one movie
+feedback: answer a question or comment on what the user said
+Put the movie title and year inside <movie_title></movie_title>.
+Example:
+<action><recommend></action><response>You may enjoy <movie_title>The Quiet Harbor (2003)</movie_title>, a warm \
+drama about two brothers.</response>"""
+
+PERSONA_INSTRUCT = """Your taste: {general_preferences}
+Movies you have watched:
+{watched}
+What you want now: {target_attributes}"""
+
+PROFILE_INSTRUCT = """What you know about the user:
+Taste: {general_preferences}
+Movies they have watched:
+{watched}
+"""
+
+WATCHED_LINE = "- {title}: {review}"
+KICKOFF = "Start the conversation."
+
+FINETUNED_USER_HEADER = """[ROLE] user
+[PERSONA]
+General preferences: {general_preferences}
+Watched movies:
+{watched}
+Target attributes: {target_attributes}
+[CONVERSATION]
+"""
+
+FINETUNED_RECOMMENDER_HEADER = """[ROLE] recommender
+{profile}[CONVERSATION]
+"""
+
+FINETUNED_PROFILE = """[USER PROFILE]
+General preferences: {general_preferences}
+Watched movies:
+{watched}
+"""
+
+FINETUNED_TURN = "{role}: {turn}\n"
+FINETUNED_STOP: tuple[str, ...] = ("\nuser:", "\nrecommender:", "\n[")
+
+_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "interplay.user.instruct": (USER_INSTRUCT, PERSONA_INSTRUCT, WATCHED_LINE, KICKOFF),
+    "interplay.recommender.instruct": (RECOMMENDER_INSTRUCT, PROFILE_INSTRUCT, WATCHED_LINE, KICKOFF),
+    "interplay.user.finetuned": (FINETUNED_USER_HEADER, WATCHED_LINE, FINETUNED_TURN),
+    "interplay.recommender.finetuned": (FINETUNED_RECOMMENDER_HEADER, FINETUNED_PROFILE, WATCHED_LINE, FINETUNED_TURN),
+}
+
+
+def template_hashes(names: Sequence[str] | None = None) -> dict[str, str]:
+    """Template name -> SHA-256 of its texts (all templates, or those in ``names``)."""
+    out = {}
+    for name, texts in _TEMPLATES.items():
+        if names is None or name in names:
+            out[name] = hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+    return out
+
+
+def static_template_parts() -> list[str]:
+    """The fixed text of every template (split at placeholders): what the leak guard may discount."""
+    parts = []
+    for texts in _TEMPLATES.values():
+        for text in texts:
+            parts += [p for p in re.split(r"\{[a-z_]+\}", text) if p.strip()]
+    return list(dict.fromkeys(parts))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rendering.
+
+_GREETING = re.compile(r"^\W*(hi|hello|hey|good (morning|afternoon|evening)|greetings)\b", re.IGNORECASE)
+
+
+def infer_actions(turns: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The Interplay action of each turn, for rendering; a turn's own label when it is an Interplay one.
+
+    Unlabelled turns (ReDial) get a heuristic one: a short hello before the speaker's first real turn is a
+    greeting, a recommender turn naming items is a recommendation, a question is an inquiry, the user's first
+    other turn discloses the goal, anything else is feedback. Non-Interplay labels (reject, chit-chat...) are
+    feedback.
+    """
+    actions: list[str] = []
+    spoke: set[str] = set()  # roles that have said more than hello
+    for turn in turns:
+        role, text, action = turn.get("role", ""), turn.get("text", ""), turn.get("action", "")
+        if action in INTERPLAY_ACTIONS:
+            pass
+        elif action not in ("", "none"):
+            action = "feedback"
+        elif role not in spoke and _GREETING.match(text) and len(text.split()) <= 8:
+            action = "greeting"
+        elif role == "recommender" and turn.get("items"):
+            action = "recommend"
+        elif "?" in text:
+            action = "inquire"
+        elif role == "user" and role not in spoke:
+            action = "disclose-goal"
+        else:
+            action = "feedback"
+        if action != "greeting":
+            spoke.add(role)
+        actions.append(action)
+    return actions
+
+
+def _render(turn: Mapping[str, Any], action: str) -> str:
+    titles = [i.get("title", "") for i in turn.get("items", [])]
+    return format_turn(action, mark_titles(turn.get("text", ""), titles))
+
+
+def render_turns(turns: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each schema turn in the Interplay format, titles of its items tagged."""
+    return [_render(t, a) for t, a in zip(turns, infer_actions(turns), strict=True)]
+
+
+def _watched_lines(persona: Persona) -> str:
+    lines = [WATCHED_LINE.format(title=w.title, review=w.review) for w in persona.watched]
+    return "\n".join(lines) if lines else "- (none given)"
+
+
+def render_persona(persona: Persona) -> str:
+    """The user's persona block of the instruct style."""
+    return PERSONA_INSTRUCT.format(
+        general_preferences=persona.general_preferences or "(not given)",
+        watched=_watched_lines(persona),
+        target_attributes=persona.target_attributes,
+    )
+
+
+def instruct_messages(
+    role: str, persona: Persona, turns: Sequence[Mapping[str, Any]], *, show_profile: bool = False
+) -> list[dict[str, str]]:
+    """Chat messages for ``role``'s next turn in the instruct style."""
+    if role == "user":
+        system = USER_INSTRUCT.format(persona=render_persona(persona))
+    else:
+        profile = ""
+        if show_profile:
+            profile = "\n" + PROFILE_INSTRUCT.format(
+                general_preferences=persona.general_preferences or "(not given)", watched=_watched_lines(persona)
+            )
+        system = RECOMMENDER_INSTRUCT.format(profile=profile)
+    messages = [{"role": "system", "content": system}]
+    if not turns:
+        messages.append({"role": "user", "content": KICKOFF})
+    for turn, text in zip(turns, render_turns(turns), strict=True):
+        messages.append({"role": "assistant" if turn["role"] == role else "user", "content": text})
+    if messages[-1]["role"] == "assistant":
+        # Two turns of one party in a row happen in real corpora; chat templates want a user message last.
+        messages.append({"role": "user", "content": KICKOFF})
+    return messages
+
+
+def finetuned_header(role: str, persona: Persona, *, show_profile: bool = False) -> str:
+    """The header of the finetuned layout for ``role`` (see the module doc)."""
+    if role == "user":
+        return FINETUNED_USER_HEADER.format(
+            general_preferences=persona.general_preferences,
+            watched=_watched_lines(persona),
+            target_attributes=persona.target_attributes,
+        )
+    profile = ""
+    if show_profile:
+        profile = FINETUNED_PROFILE.format(
+            general_preferences=persona.general_preferences, watched=_watched_lines(persona)
+        )
+    return FINETUNED_RECOMMENDER_HEADER.format(profile=profile)
+
+
+def finetuned_prompt(
+    role: str, persona: Persona, turns: Sequence[Mapping[str, Any]], *, show_profile: bool = False
+) -> str:
+    """The raw prompt for ``role``'s next turn in the finetuned layout; ends with ``<role>:``."""
+    body = "".join(
+        FINETUNED_TURN.format(role=t["role"], turn=r) for t, r in zip(turns, render_turns(turns), strict=True)
+    )
+    return finetuned_header(role, persona, show_profile=show_profile) + body + f"{role}:"
+
+
+def finetuned_examples(
+    role: str, persona: Persona, turns: Sequence[Mapping[str, Any]], *, show_profile: bool = False
+) -> list[dict[str, str]]:
+    """Prompt/completion pairs, one per turn of ``role``: the training view of a dialogue for that model."""
+    examples = []
+    rendered = render_turns(turns)
+    for i, turn in enumerate(turns):
+        if turn["role"] == role:
+            prompt = finetuned_prompt(role, persona, turns[:i], show_profile=show_profile)
+            examples.append({"prompt": prompt, "completion": f" {rendered[i]}\n"})
+    return examples

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The main job on the embedded default: set up, build the real sample corpora into Hub-layout folders,
+# simulate 20 reference-free Interplay dialogues with the embedded SmolLM2 model, and print statistics.
+# Re-running resumes the simulation where it stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${CRSDATA_DATA:-../shared/data}
+OUT=${CRSDATA_OUT:-out}
+export HF_HUB_OFFLINE=1
+bash scripts/setup.sh
+crsdata=.venv/bin/crsdata
+
+$crsdata build redial --input "$DATA/redial/redial__valid_data.jsonl" \
+    --catalog "$DATA/redial/redial__id2info.json" --out "$OUT/redial"
+$crsdata build inspired --input "$DATA/inspired/dev.tsv" --input "$DATA/inspired/test.tsv" \
+    --catalog "$DATA/redial/redial__id2info.json" --catalog "$DATA/movielens-sample/movies_w_keywords.csv" \
+    --out "$OUT/inspired"
+$crsdata build recllmsim --input "$DATA/recllmsim" --out "$OUT/recllmsim"
+
+$crsdata simulate interplay --source "$OUT/redial" --n 20 --out "$OUT/interplay-sim" --seed 0
+$crsdata info "$OUT/interplay-sim"
+echo "done: dataset folders under $OUT/ (load with datasets.load_dataset(folder, 'dialogues'))"

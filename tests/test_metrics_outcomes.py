@@ -1,0 +1,146 @@
+"""SR / ET / FR: hand-computed classifications, corner cases, and decisions read from schema dialogues."""
+
+from __future__ import annotations
+
+import pytest
+
+from crsdata.metrics import (
+    Decision,
+    MetricError,
+    classify_outcomes,
+    decisions_from_dialogue,
+    sr_et_fr,
+    sr_et_fr_from_dialogues,
+)
+from crsdata.schema import item_ref, new_dialogue, new_turn
+
+
+@pytest.mark.parametrize(
+    ("decisions", "target", "expected"),
+    [
+        ([("a", False), ("t", True)], "t", "success"),
+        ([("t", True)], "t", "success"),
+        ([("b", True)], "t", "early_termination"),
+        ([("a", False), ("b", True), ("t", True)], "t", "early_termination"),  # judged at the first acceptance
+        ([("t", False), ("c", False)], "t", "failure"),
+        ([("a", False), ("c", False)], "t", "failure"),  # target never proposed, nothing accepted
+        ([], "t", "failure"),  # no recommendation at all
+        ([("t", False), ("b", True)], "t", "failure"),  # target turned down, then another accepted
+        ([("t", False), ("b", True), ("t", True)], "t", "failure"),
+        ([("a", True, 3), ("t", True, 3)], "t", "success"),  # accepted together with the target
+        ([("a", True, 3), ("t", False, 3)], "t", "failure"),  # target proposed in the same round, rejected
+        ([("u", True)], ["t", "u"], "success"),  # any of several targets
+        ([{"item": "b", "accepted": True}], "t", "early_termination"),
+        ([Decision("t", True, 0)], "t", "success"),
+    ],
+)
+def test_classification(decisions: list, target: object, expected: str) -> None:
+    assert classify_outcomes([decisions], [target]) == [expected]
+
+
+def test_rates_are_exclusive_and_sum_to_one() -> None:
+    decisions = [
+        [("a", False), ("t", True)],
+        [("b", True)],
+        [("t", False)],
+        [("t", False), ("b", True)],
+        [],
+    ]
+    result = sr_et_fr(decisions, ["t"] * 5)
+    assert result["sr"] == pytest.approx(1 / 5)
+    assert result["et"] == pytest.approx(1 / 5)
+    assert result["fr"] == pytest.approx(3 / 5)
+    assert result["sr"] + result["et"] + result["fr"] == pytest.approx(1.0)
+    assert result["counts"] == {"success": 1, "early_termination": 1, "failure": 3}
+    assert result["n_dialogues"] == 5
+
+
+def test_rounds_order_decisions_not_positions() -> None:
+    # Given out of order, rounds decide: b (round 1) was accepted before t was proposed (round 2).
+    assert classify_outcomes([[("t", True, 2), ("b", True, 1)]], ["t"]) == ["early_termination"]
+
+
+@pytest.mark.parametrize(
+    ("decisions", "targets", "message"),
+    [
+        ([], [], "no dialogues"),
+        ([[("a", True)]], [""], "no target"),
+        ([[("a", True)]], [[]], "no target"),
+        ([[("a", True)], []], ["t"], "2 decision sequences but 1 targets"),
+        ([[("a",)]], ["t"], "(item, accepted)"),
+    ],
+)
+def test_bad_input_is_a_clear_error(decisions: list, targets: list, message: str) -> None:
+    with pytest.raises(MetricError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        sr_et_fr(decisions, targets)
+
+
+def _dialogue(turns: list[tuple[str, str, list[str]]], target: str = "m2", accepted: str = "") -> dict:
+    built = [
+        new_turn(i, role, f"turn {i}", action=action, items=[item_ref(x, x.upper()) for x in items])
+        for i, (role, action, items) in enumerate(turns)
+    ]
+    outcome = {"accepted_item": item_ref(accepted, accepted.upper())} if accepted else None
+    return new_dialogue("d1", "interplay-sim", "test", built, target_items=[item_ref(target, "M2")], outcome=outcome)
+
+
+def test_decisions_from_dialogue_reject_then_accept() -> None:
+    record = _dialogue(
+        [
+            ("user", "greeting", []),
+            ("recommender", "recommend", ["m1"]),
+            ("user", "feedback", []),
+            ("recommender", "recommend", ["m2"]),
+            ("user", "accept", []),
+        ]
+    )
+    assert decisions_from_dialogue(record) == [Decision("m1", False, 2), Decision("m2", True, 4)]
+    assert sr_et_fr_from_dialogues([record])["sr"] == 1.0
+
+
+def test_accept_names_one_of_several_items() -> None:
+    record = _dialogue([("recommender", "recommend", ["m1", "m2"]), ("user", "accept", ["m1"])])
+    assert decisions_from_dialogue(record) == [Decision("m1", True, 1), Decision("m2", False, 1)]
+    # m2, the target, was proposed in the same round and not accepted: a failure, not an early termination.
+    assert classify_outcomes([decisions_from_dialogue(record)], ["m2"]) == ["failure"]
+
+
+def test_accept_without_names_uses_outcome_then_everything() -> None:
+    two = [("recommender", "recommend", ["m1", "m2"]), ("user", "accept", [])]
+    by_outcome = decisions_from_dialogue(_dialogue(two, accepted="m1"))
+    assert [(d.item, d.accepted) for d in by_outcome] == [("m1", True), ("m2", False)]
+    everything = decisions_from_dialogue(_dialogue(two))
+    assert [(d.item, d.accepted) for d in everything] == [("m1", True), ("m2", True)]
+
+
+def test_consecutive_recommend_turns_are_answered_together() -> None:
+    record = _dialogue(
+        [("recommender", "recommend", ["m1"]), ("recommender", "recommend", ["m3"]), ("user", "accept", ["m3"])]
+    )
+    assert decisions_from_dialogue(record) == [Decision("m1", False, 2), Decision("m3", True, 2)]
+    assert sr_et_fr_from_dialogues([record])["et"] == 1.0
+
+
+def test_pending_items_at_the_end_follow_the_outcome() -> None:
+    ends_on_offer = [("user", "disclose-goal", []), ("recommender", "recommend", ["m2"])]
+    assert decisions_from_dialogue(_dialogue(ends_on_offer, accepted="m2")) == [Decision("m2", True, 2)]
+    assert decisions_from_dialogue(_dialogue(ends_on_offer)) == [Decision("m2", False, 2)]
+
+
+def test_unlinked_items_compare_by_title() -> None:
+    turns = [
+        new_turn(0, "recommender", "Try Heat", action="recommend", items=[item_ref("", "Heat  (1995)")]),
+        new_turn(1, "user", "ok", action="accept"),
+    ]
+    record = new_dialogue("d", "interplay-sim", "test", turns, target_items=[item_ref("", "heat (1995)")])
+    assert sr_et_fr_from_dialogues([record])["sr"] == 1.0
+
+
+def test_dialogues_without_labels_or_targets() -> None:
+    unlabelled = _dialogue([("recommender", "none", ["m2"]), ("user", "none", [])])
+    assert decisions_from_dialogue(unlabelled) == []
+    result = sr_et_fr_from_dialogues([unlabelled])
+    assert result["fr"] == 1.0 and result["n_without_recommendation"] == 1
+    no_target = new_dialogue("x", "redial", "test", [])
+    with pytest.raises(MetricError, match="dialogue x has no target_items"):
+        sr_et_fr_from_dialogues([no_target])

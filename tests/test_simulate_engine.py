@@ -1,0 +1,383 @@
+"""The run engine: batching, shards and manifest, skips, backend errors, config checks, progress.
+
+Fake backends and a small fake simulation keep these tests fast and independent of any model; the fakes are
+also imported by the resume, RecLLMSim and CLI tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crsdata.backends.base import Backend, BackendError, ChatRequest, Generation, SamplingParams
+from crsdata.errors import BadInputError
+from crsdata.schema import EndReason, new_dialogue, new_turn, validate_dialogue
+from crsdata.simulate.base import DialogueState, Simulation
+from crsdata.simulate.engine import (
+    MANIFEST,
+    RunConfig,
+    RunConfigMismatch,
+    RunEngine,
+    SimulationSource,
+    derive_seed,
+    dialogue_seed,
+    fingerprint_records,
+    source_index,
+)
+
+# ---------------------------------------------------------------------------------------------------------
+# Fakes
+
+
+def request_digest(request: ChatRequest) -> str:
+    """What a deterministic fake model "sees": the prompt and the seed, nothing about the batch."""
+    body = json.dumps(request.messages, sort_keys=True) + (request.prompt or "") + f"#{request.seed}"
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def default_text(request: ChatRequest, digest: str) -> str:
+    return f"reply {digest[:10]}"
+
+
+class FakeBackend(Backend):
+    """A deterministic backend: the text is a function of the request alone (as the contract demands).
+
+    ``text``: request, digest -> text. ``fail``: request -> error message or "" (a failure for that attempt).
+    ``raise_after``: raise BackendError on that call number (0-based), to imitate a server that goes away.
+    ``delay``: seconds per call. Records every call's size in ``calls``.
+    """
+
+    def __init__(
+        self,
+        model_id: str = "fake",
+        *,
+        text: Callable[[ChatRequest, str], str] = default_text,
+        fail: Callable[[ChatRequest], str] | None = None,
+        raise_after: int | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        self.model_id = model_id
+        self.text = text
+        self.fail = fail
+        self.raise_after = raise_after
+        self.delay = delay
+        self.calls: list[int] = []
+        self.requests: list[ChatRequest] = []
+
+    def generate(self, requests: list[ChatRequest], params: SamplingParams) -> list[Generation]:
+        if self.raise_after is not None and len(self.calls) >= self.raise_after:
+            raise BackendError("the fake server went away")
+        self.calls.append(len(requests))
+        self.requests.extend(requests)
+        if self.delay:
+            time.sleep(self.delay)
+        out = []
+        for request in requests:
+            error = self.fail(request) if self.fail else ""
+            if error:
+                out.append(Generation("", "error", 0, error))
+                continue
+            text = self.text(request, request_digest(request))
+            out.append(Generation(text, "stop", len(text.split())))
+        return out
+
+    def option_probabilities(self, requests: list[ChatRequest], options: list[str]) -> list[dict[str, float]]:
+        return [{o: 1.0 / len(options) for o in options} for _ in requests]
+
+
+class TransientFailures:
+    """Fails the first ``times`` attempts of every request whose digest is selected, then lets it through."""
+
+    def __init__(self, times: int, every: int = 3) -> None:
+        self.times = times
+        self.every = every
+        self.attempts: dict[str, int] = {}
+
+    def __call__(self, request: ChatRequest) -> str:
+        digest = request_digest(request)
+        if int(digest[:6], 16) % self.every:
+            return ""
+        seen = self.attempts.get(digest, 0)
+        self.attempts[digest] = seen + 1
+        return "timeout after 30s" if seen < self.times else ""
+
+
+class TalkSimulation(Simulation):
+    """A minimal simulation: the roles alternate; dialogue length (2 to 6 turns) comes from the seed."""
+
+    name = "talk"
+
+    def start(self, record: dict[str, Any], dialogue_id: str, seed: int) -> DialogueState:
+        if record.get("task") == "broken":
+            raise BadInputError(
+                "source.jsonl", f"dialogue {record['dialogue_id']}", "task", "unusable task", "bad-task"
+            )
+        state = DialogueState(dialogue_id=dialogue_id, record=record, seed=seed)
+        state.context = {"length": min(2 + seed % 5, self.max_turns)}
+        return state
+
+    def next_role(self, state: DialogueState) -> str:
+        return "user" if len(state.turns) % 2 == 0 else "recommender"
+
+    def request(self, state: DialogueState, role: str) -> ChatRequest:
+        history = [{"role": t["role"], "content": t["text"]} for t in state.turns]
+        system = f"{role} of {state.dialogue_id} from {state.record['dialogue_id']}"
+        messages = [{"role": "system", "content": system}, *history]
+        return ChatRequest(messages=messages, seed=derive_seed(state.seed, len(state.turns)))
+
+    def apply(self, state: DialogueState, role: str, generation: Generation) -> None:
+        state.turns.append(new_turn(len(state.turns), role, generation.text))
+        state.counters["turns"] = state.counters.get("turns", 0) + 1
+        if len(state.turns) >= state.context["length"]:
+            state.finished = True
+            state.end_reason = EndReason.MAX_TURNS.value
+
+    def to_record(self, state: DialogueState) -> dict[str, Any]:
+        return new_dialogue(
+            state.dialogue_id,
+            "talk-sim",
+            "train",
+            list(state.turns),
+            outcome={"end_reason": state.end_reason or "unknown"},
+            provenance={"user_model": self.backends["user"].model_id},
+        )
+
+    def prompt_hashes(self) -> dict[str, str]:
+        return {"talk": "0" * 64}
+
+
+class EndlessSimulation(TalkSimulation):
+    """Never appends a turn: the engine must end it rather than loop forever."""
+
+    def apply(self, state: DialogueState, role: str, generation: Generation) -> None:
+        state.counters["ignored"] = state.counters.get("ignored", 0) + 1
+
+
+def talk_source(n_records: int = 7, broken: tuple[int, ...] = ()) -> SimulationSource:
+    records = [
+        new_dialogue(f"src-{i}", "fake", "train", [], task="broken" if i in broken else "chat")
+        for i in range(n_records)
+    ]
+    return SimulationSource("fake-source", "dataset", records, fingerprint_records(records), "fake records")
+
+
+def make_config(sim: Simulation, source: SimulationSource, **overrides: Any) -> RunConfig:
+    values: dict[str, Any] = {
+        "simulation": sim.name,
+        "n": 12,
+        "seed": 3,
+        "max_turns": sim.max_turns,
+        "split": "train",
+        "backend": "fake",
+        "models": {"user": "fake", "recommender": "fake"},
+        "model_ids": {r: b.model_id for r, b in sim.backends.items()},
+        "sampling": {r: {"max_new_tokens": p.max_new_tokens} for r, p in sim.params.items()},
+        "source": source.name,
+        "source_kind": source.kind,
+        "source_fingerprint": source.fingerprint,
+        "options": {},
+        "prompt_hashes": sim.prompt_hashes(),
+        "batch_size": 4,
+        "shard_size": 5,
+    }
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+def talk(backend: Backend | None = None, recommender: Backend | None = None, max_turns: int = 6) -> TalkSimulation:
+    user = backend or FakeBackend()
+    params = {"user": SamplingParams(), "recommender": SamplingParams()}
+    return TalkSimulation({"user": user, "recommender": recommender or user}, params, max_turns)
+
+
+def run(tmp: Path, sim: Simulation, source: SimulationSource | None = None, **overrides: Any):
+    source = source or talk_source()
+    return RunEngine(sim, source, make_config(sim, source, **overrides), tmp, progress=False).run()
+
+
+def texts(records: list[dict[str, Any]]) -> list[tuple[str, list[str], str]]:
+    return [(r["dialogue_id"], [t["text"] for t in r["turns"]], r["outcome"]["end_reason"]) for r in records]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Seeds and record choice
+
+
+def test_source_index_is_a_permutation_per_pass_and_independent_of_n():
+    picks = [source_index(5, i, 7) for i in range(21)]
+    for start in (0, 7, 14):
+        assert sorted(picks[start : start + 7]) == list(range(7))
+    assert picks[:7] != picks[7:14]  # a new order on each pass, so repeats do not line up
+    assert [source_index(5, i, 7) for i in range(3)] == picks[:3]
+    assert [source_index(6, i, 7) for i in range(7)] != picks[:7]
+
+
+def test_seeds_are_distinct_and_stable_within_a_process():
+    seeds = {dialogue_seed(1, i) for i in range(1000)}
+    assert len(seeds) == 1000 and all(0 <= s < 2**63 for s in seeds)
+    assert dialogue_seed(1, 5) == dialogue_seed(1, 5) != dialogue_seed(2, 5)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Batching
+
+
+def test_results_do_not_depend_on_batch_size(tmp_path):
+    results = [texts(run(tmp_path / f"b{b}", talk(), batch_size=b).records) for b in (1, 3, 8)]
+    assert results[0] == results[1] == results[2]
+    assert len(results[0]) == 12
+    assert [r[0] for r in results[0]] == [f"talk-s3-{i:06d}" for i in range(12)]
+
+
+def test_one_call_per_step_for_all_active_dialogues_and_refill(tmp_path):
+    backend = FakeBackend()
+    result = run(tmp_path, talk(backend), n=20, batch_size=5)
+    # Both roles share one backend and parameters, so every active dialogue goes into each call.
+    assert max(backend.calls) == 5
+    assert sum(backend.calls) == sum(len(r["turns"]) for r in result.records)
+    # Finished dialogues are replaced at once: the batch is full until fewer than 5 dialogues remain.
+    full = backend.calls.index(next(c for c in backend.calls if c < 5))
+    assert full >= len(backend.calls) // 2
+    assert result.stats.calls == len(backend.calls) and result.stats.requests == sum(backend.calls)
+
+
+def test_separate_backends_take_the_role_with_most_waiting(tmp_path):
+    user, recommender = FakeBackend("u"), FakeBackend("r")
+    result = run(tmp_path, talk(user, recommender), n=10, batch_size=4)
+    # Each call holds one role only, and every request went to its own role's backend.
+    assert all("user of" in r.messages[0]["content"] for r in user.requests)
+    assert all("recommender of" in r.messages[0]["content"] for r in recommender.requests)
+    assert len(user.requests) + len(recommender.requests) == sum(len(r["turns"]) for r in result.records)
+    assert max(user.calls) == 4  # at the start every dialogue waits on the user
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Shards and manifest
+
+
+def test_shards_every_k_dialogues_and_manifest(tmp_path):
+    result = run(tmp_path, talk(), n=12, shard_size=5)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    assert manifest["status"] == "complete"
+    assert [s["rows"] for s in manifest["shards"]] == [5, 5, 2]
+    ids = [i for s in manifest["shards"] for i in s["dialogue_ids"]]
+    assert sorted(ids) == [f"talk-s3-{i:06d}" for i in range(12)]
+    assert manifest["config"]["seed"] == 3 and manifest["config"]["prompt_hashes"] == {"talk": "0" * 64}
+    assert manifest["config"]["crsdata_version"] == ""  # as given by the test config
+    for shard in manifest["shards"]:
+        path = tmp_path / shard["file"]
+        assert path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == shard["sha256"]
+    assert not list(tmp_path.rglob("*.tmp"))  # temporary files never stay behind
+    assert manifest["counters"]["dialogues"] == 12
+    assert manifest["counters"]["turns"] == sum(len(r["turns"]) for r in result.records)
+    for record in result.records:
+        validate_dialogue(record)
+        run_info = json.loads(record["extra"])["run"]
+        assert run_info["dialogue_seed"] == dialogue_seed(3, run_info["index"])
+        assert record["provenance"]["seed"] == 3
+
+
+def test_rerunning_a_complete_run_generates_nothing(tmp_path):
+    first = run(tmp_path, talk())
+    backend = FakeBackend()
+    again = run(tmp_path, talk(backend))
+    assert backend.calls == []
+    assert texts(again.records) == texts(first.records)
+    assert again.stats.resumed_dialogues == 12
+
+
+def test_mismatched_config_on_resume_is_refused(tmp_path):
+    run(tmp_path, talk())
+    with pytest.raises(RunConfigMismatch, match=r"seed: 3 in the existing run, 4 now"):
+        run(tmp_path, talk(), seed=4)
+    with pytest.raises(RunConfigMismatch, match="model_ids"):
+        run(tmp_path, talk(FakeBackend("other-model")))
+    # Scheduling does not change results, so it may differ.
+    assert len(run(tmp_path, talk(), batch_size=2, shard_size=3).records) == 12
+
+
+def test_a_changed_shard_is_detected(tmp_path):
+    run(tmp_path, talk())
+    shard = next((tmp_path / "shards").glob("*.parquet"))
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(BadInputError, match="missing or changed"):
+        run(tmp_path, talk())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bad input and backend failures: nothing is lost
+
+
+def test_bad_source_records_are_skipped_and_counted(tmp_path):
+    source = talk_source(7, broken=(2, 5))
+    result = run(tmp_path, talk(), source=source, n=14)
+    skipped = result.manifest["skipped"]
+    assert len(result.records) + len(skipped) == 14
+    assert len(skipped) == 4  # two broken records, each drawn once per pass over the 7 records
+    assert {s["source_record"] for s in skipped} == {"src-2", "src-5"}
+    assert all(s["reason"] == "bad-task" and "unusable task" in s["message"] for s in skipped)
+    assert result.skipped.total == 4 and result.skipped.counts == {"bad-task": 4}
+    written = {r["dialogue_id"] for r in result.records}
+    assert written.isdisjoint(s["dialogue_id"] for s in skipped)
+
+
+def test_transient_backend_errors_are_retried_to_the_same_result(tmp_path):
+    clean = run(tmp_path / "clean", talk())
+    failures = TransientFailures(times=2)
+    flaky = run(tmp_path / "flaky", talk(FakeBackend(fail=failures)), max_retries=2)
+    assert texts(flaky.records) == texts(clean.records)
+    assert flaky.counters["backend_errors"] == sum(min(n, 2) for n in failures.attempts.values()) > 0
+    assert "abandoned" not in flaky.counters
+
+
+def test_persistent_backend_errors_end_the_dialogue_with_a_reason(tmp_path):
+    def fail(request: ChatRequest) -> str:
+        return "HTTP 500" if "000003" in request.messages[0]["content"] else ""
+
+    result = run(tmp_path, talk(FakeBackend(fail=fail)), max_retries=2)
+    assert len(result.records) == 12  # nothing lost
+    broken = next(r for r in result.records if r["dialogue_id"].endswith("000003"))
+    assert broken["outcome"]["end_reason"] == "unknown"
+    run_info = json.loads(broken["extra"])["run"]
+    assert run_info["end_detail"] == "backend error after 3 attempts: HTTP 500"
+    assert run_info["counters"]["backend_errors"] == 3
+    assert result.counters["abandoned"] == 1 and result.counters["end_reason.unknown"] == 1
+
+
+def test_backend_going_away_keeps_finished_work_and_resumes(tmp_path):
+    clean = run(tmp_path / "clean", talk(), shard_size=50)
+    with pytest.raises(BackendError):
+        run(tmp_path / "run", talk(FakeBackend(raise_after=6)), shard_size=50)
+    saved = json.loads((tmp_path / "run" / MANIFEST).read_text())
+    assert saved["status"] == "running" and sum(s["rows"] for s in saved["shards"]) > 0
+    resumed = run(tmp_path / "run", talk(), shard_size=50)
+    assert texts(resumed.records) == texts(clean.records)
+
+
+def test_a_simulation_that_never_ends_is_stopped(tmp_path):
+    sim = EndlessSimulation(
+        {"user": FakeBackend(), "recommender": FakeBackend()},
+        {"user": SamplingParams(), "recommender": SamplingParams()},
+        max_turns=2,
+    )
+    result = run(tmp_path, sim, n=2)
+    assert [r["outcome"]["end_reason"] for r in result.records] == ["unknown", "unknown"]
+    assert "no end after" in json.loads(result.records[0]["extra"])["run"]["end_detail"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Progress
+
+
+def test_progress_bar_shows_dialogues_and_turn_rate(tmp_path, capsys):
+    sim = talk()
+    source = talk_source()
+    RunEngine(sim, source, make_config(sim, source, n=6), tmp_path, progress=True).run()
+    err = capsys.readouterr().err
+    assert "6/6" in err and "turns/s" in err and "dlg" in err

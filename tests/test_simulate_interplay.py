@@ -1,0 +1,380 @@
+"""The Interplay simulation loop with scripted backends, the tiny random model and the run engine."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import pytest
+from simulate_fixtures import (
+    ScriptedBackend,
+    catalog,
+    inspired_records,
+    recommender,
+    redial_record,
+    redial_records,
+    user,
+)
+
+from crsdata.backends.base import ChatRequest, SamplingParams
+from crsdata.errors import BadInputError
+from crsdata.schema import item_ref, new_turn, validate_dialogue
+from crsdata.simulate.interplay import InterplaySimulation, request_seed
+from crsdata.simulate.leak import TargetLeakError, normalize_text, title_variants
+from crsdata.simulate.persona import Persona, WatchedItem, all_target_titles
+from crsdata.simulate.prompts import FINETUNED_STOP, finetuned_examples, finetuned_prompt
+
+
+def _simulation(user_policy, rec_policy, **kwargs) -> InterplaySimulation:
+    backends = {
+        "user": ScriptedBackend("user-model", user_policy),
+        "recommender": ScriptedBackend("rec-model", rec_policy),
+    }
+    kwargs.setdefault("catalog", catalog())
+    return InterplaySimulation(backends, kwargs.pop("params", None), kwargs.pop("max_turns", 10), **kwargs)
+
+
+def _run(sim: InterplaySimulation, records: list[dict], seed: int = 7) -> list:
+    """Drives dialogues like the engine does: one batched call per role and step."""
+    states = [sim.start(r, f"sim-{i}", seed + i) for i, r in enumerate(records)]
+    while any(not s.finished for s in states):
+        for role in sim.roles:
+            active = [s for s in states if not s.finished and sim.next_role(s) == role]
+            if active:
+                gens = sim.backends[role].generate([sim.request(s, role) for s in active], sim.params[role])
+                for state, gen in zip(active, gens, strict=True):
+                    sim.apply(state, role, gen)
+    return states
+
+
+def test_accept_ends_the_dialogue_with_the_recommended_item():
+    record = redial_record("16162")
+    sim = _simulation(user(), recommender())
+    (state,) = _run(sim, [record])
+    assert state.finished and state.end_reason == "accept"
+    assert [(t["role"], t["action"]) for t in state.turns] == [
+        ("recommender", "greeting"),
+        ("user", "disclose-goal"),
+        ("recommender", "inquire"),
+        ("user", "feedback"),
+        ("recommender", "recommend"),
+        ("user", "accept"),
+    ]
+    assert state.turns[4]["items"] == [item_ref("202190", "The Shining (1980)")]
+    assert state.turns[4]["text"] == "Try The Shining (1980)."
+    assert state.accepted_item == item_ref("202190", "The Shining (1980)")
+
+    out = sim.to_record(state)
+    validate_dialogue(out)
+    assert out["source"] == "interplay-sim" and out["split"] == record["split"]
+    assert out["target_items"] == record["target_items"]
+    assert out["outcome"]["accepted_item"] == item_ref("202190", "The Shining (1980)")
+    assert out["outcome"]["end_reason"] == "accept"
+    prov = out["provenance"]
+    assert (prov["builder"], prov["user_model"], prov["recommender_model"], prov["seed"]) == (
+        "interplay",
+        "user-model",
+        "rec-model",
+        7,
+    )
+    hashes = json.loads(prov["prompt_sha256"])
+    assert set(hashes) == {"interplay.user.instruct", "interplay.recommender.instruct"}
+    assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes.values())
+    assert out["user_profile"]["target_attributes"] == sim.persona(state).target_attributes
+    extra = json.loads(out["extra"])
+    assert extra["source_dialogue_id"] == "16162" and extra["counters"]["turns"] == 6
+
+
+def test_max_turns():
+    sim = _simulation(user(accept=False), recommender(), max_turns=7)
+    (state,) = _run(sim, [redial_record("16162")])
+    assert state.end_reason == "max_turns" and len(state.turns) == 7
+    assert state.accepted_item == item_ref()
+    validate_dialogue(sim.to_record(state))
+
+
+def test_user_may_open_the_dialogue():
+    sim = _simulation(user(), recommender(), first_speaker="user")
+    (state,) = _run(sim, [redial_record("16162")])
+    assert state.turns[0]["role"] == "user" and state.turns[0]["action"] == "disclose-goal"
+    assert state.end_reason == "accept"
+
+
+def test_parse_error_after_consecutive_failures_with_new_seeds():
+    sim = _simulation(lambda own, last: "I like scary movies, you know?", recommender(), max_parse_failures=3)
+    (state,) = _run(sim, [redial_record("16162")])
+    assert state.end_reason == "parse_error"
+    assert len(state.turns) == 1  # the greeting; no failed turn is appended
+    assert state.counters["parse_failures"] == 3 and state.counters["parse_failures.user"] == 3
+    seeds = [r.seed for r in sim.backends["user"].requests]
+    assert seeds == [request_seed(7, 1, attempt) for attempt in range(3)] and len(set(seeds)) == 3
+
+
+def test_a_failure_then_success_resets_the_count():
+    answers = iter(["no tags here", "<action><disclose-goal></action><response>Horror please.</response>"])
+    sim = _simulation(lambda own, last: next(answers, "<accept> yes"), recommender(), max_turns=3)
+    (state,) = _run(sim, [redial_record("16162")])
+    assert state.counters["parse_failures.user"] == 1 and state.context["failures"]["user"] == 0
+    assert state.end_reason == "max_turns"
+
+
+def test_empty_generation_ends_the_dialogue():
+    sim = _simulation(user(), lambda own, last: "  ")
+    (state,) = _run(sim, [redial_record("16162")])
+    assert state.end_reason == "empty" and state.turns == []
+    sim = _simulation(lambda own, last: "<action><feedback></action><response></response>", recommender())
+    (state,) = _run(sim, [redial_record("16162")])
+    assert state.end_reason == "empty" and len(state.turns) == 1
+
+
+def test_accept_before_any_recommendation_is_feedback():
+    sim = _simulation(lambda own, last: "<action><accept></action><response>ok</response>", recommender(), max_turns=4)
+    (state,) = _run(sim, [redial_record("16162")])
+    assert state.turns[1]["action"] == "feedback"
+    assert json.loads(state.turns[1]["extra"])["generated_action"] == "accept"
+    assert state.counters["accept_without_recommendation"] == 2
+    assert state.end_reason == "max_turns"
+
+
+def test_repairs_and_unlinked_titles_are_counted():
+    def sloppy_recommender(own: int, last: str) -> str:
+        return '<Recommend> You should see "Zzyzx Qqq Nonexistent"' if own else "<greeting> Hello!"
+
+    sim = _simulation(user(), sloppy_recommender)
+    (state,) = _run(sim, [redial_record("16162")])
+    assert state.end_reason == "accept"
+    assert state.accepted_item == item_ref("", "Zzyzx Qqq Nonexistent")
+    assert state.counters["repairs"] == 2
+    assert state.counters["repair.missing_action_wrapper"] == 2
+    assert state.counters["repair.titles_from_quotes"] == 1 and state.counters["unlinked_titles"] == 1
+
+
+def test_roles_are_independent():
+    record = redial_record("16162")
+    for show_profile in (False, True):
+        sim = _simulation(user(), recommender(), show_profile=show_profile)
+        (state,) = _run(sim, [record])
+        persona = sim.persona(state)
+        user_requests = sim.backends["user"].requests
+        rec_requests = sim.backends["recommender"].requests
+        assert len(user_requests) == 3 and len(rec_requests) == 3
+        for request in user_requests:
+            assert persona.target_attributes in request.messages[0]["content"]
+        for request in rec_requests:
+            text = " ".join(m["content"] for m in request.messages)
+            assert persona.target_attributes[:40] not in text and "What you want now" not in text
+            assert ("The Babadook (2014)" in text) is show_profile
+            assert (persona.general_preferences in text) is show_profile
+
+
+def test_finetuned_layout_is_exactly_as_documented():
+    persona = Persona(
+        "I enjoy horror.",
+        [WatchedItem("1", "It Follows (2014)", "Creepy."), WatchedItem("", "Heat", "Tense.")],
+        "Snow.",
+    )
+    turns = [
+        new_turn(0, "recommender", "Hi! What do you like?", "greeting"),
+        new_turn(1, "user", "Horror, please.", "disclose-goal"),
+        new_turn(2, "recommender", "Try Alien (1979).", "recommend", [item_ref("9", "Alien (1979)")]),
+    ]
+    assert finetuned_prompt("user", persona, turns) == (
+        "[ROLE] user\n"
+        "[PERSONA]\n"
+        "General preferences: I enjoy horror.\n"
+        "Watched movies:\n"
+        "- It Follows (2014): Creepy.\n"
+        "- Heat: Tense.\n"
+        "Target attributes: Snow.\n"
+        "[CONVERSATION]\n"
+        "recommender: <action><greeting></action><response>Hi! What do you like?</response>\n"
+        "user: <action><disclose-goal></action><response>Horror, please.</response>\n"
+        "recommender: <action><recommend></action><response>Try <movie_title>Alien (1979)</movie_title>."
+        "</response>\n"
+        "user:"
+    )
+    assert finetuned_prompt("recommender", persona, turns[:2]) == (
+        "[ROLE] recommender\n"
+        "[CONVERSATION]\n"
+        "recommender: <action><greeting></action><response>Hi! What do you like?</response>\n"
+        "user: <action><disclose-goal></action><response>Horror, please.</response>\n"
+        "recommender:"
+    )
+    profile = finetuned_prompt("recommender", persona, [], show_profile=True)
+    assert profile.startswith("[ROLE] recommender\n[USER PROFILE]\nGeneral preferences: I enjoy horror.\n")
+    assert "Snow" not in profile
+    examples = finetuned_examples("user", persona, turns)
+    assert len(examples) == 1
+    assert examples[0]["completion"] == " <action><disclose-goal></action><response>Horror, please.</response>\n"
+    assert examples[0]["prompt"] == finetuned_prompt("user", persona, turns[:1])
+
+
+def test_finetuned_style_runs_on_raw_prompts_with_stops():
+    sim = _simulation(user(), recommender(), style="finetuned")
+    for role in ("user", "recommender"):
+        assert set(FINETUNED_STOP) <= set(sim.params[role].stop)
+    (state,) = _run(sim, [redial_record("16162")])
+    assert state.end_reason == "accept"
+    for role, backend in sim.backends.items():
+        assert all(r.prompt is not None and not r.messages for r in backend.requests)
+        assert all(r.prompt.endswith(f"\n{role}:") for r in backend.requests)
+    assert set(json.loads(sim.to_record(state)["provenance"]["prompt_sha256"])) == {
+        "interplay.user.finetuned",
+        "interplay.recommender.finetuned",
+    }
+
+
+def test_mixed_styles_and_bad_options():
+    sim = _simulation(user(), recommender(), style={"user": "finetuned", "recommender": "instruct"})
+    (state,) = _run(sim, [redial_record("16162")])
+    assert state.end_reason == "accept"
+    with pytest.raises(ValueError, match="style of user"):
+        _simulation(user(), recommender(), style="chatty")
+    with pytest.raises(ValueError, match="missing: recommender"):
+        InterplaySimulation({"user": ScriptedBackend("u", user())})
+
+
+def test_runs_are_deterministic_and_seeds_follow_turns():
+    records = redial_records(5)
+    first = [_simulation(user(), recommender()).to_record(s) for s in _run(_simulation(user(), recommender()), records)]
+    sim = _simulation(user(), recommender())
+    second = [sim.to_record(s) for s in _run(sim, records)]
+    for a, b in zip(first, second, strict=True):
+        a["provenance"].pop("crsdata_version")
+        b["provenance"].pop("crsdata_version")
+        assert a == b
+    seeds = [r.seed for r in sim.backends["recommender"].requests[:3]]
+    assert seeds[0] == request_seed(7, 0) and len(set(seeds)) == 3
+
+
+def test_start_rejects_records_without_targets():
+    record = redial_records(1)[0]
+    record["target_items"] = []
+    with pytest.raises(BadInputError) as err:
+        _simulation(user(), recommender()).start(record, "x", 0)
+    assert err.value.field == "target_items"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The reference-free guarantee over hundreds of prompts from real records.
+
+
+def _checked_part(request: ChatRequest) -> str:
+    """The part of a request built from the record (persona / profile), not from conversation turns."""
+    if request.prompt is not None:
+        return request.prompt.split("[CONVERSATION]", 1)[0]
+    return request.messages[0]["content"]
+
+
+def test_no_prompt_names_a_target_over_hundreds_of_real_records():
+    """Every request passes the guard (it runs inside ``request``), and an independent check agrees: no
+    multi-word or dated form of a target title is in the persona or profile part of any prompt. The
+    conversation then has the recommender name the target, which the user's next prompt may (must) show."""
+    records = redial_records(120) + inspired_records(40)
+    prompts = 0
+    usable = 0
+    for style, show_profile in (("instruct", True), ("finetuned", True), ("instruct", False)):
+        sim = _simulation(user(), recommender(), style=style, show_profile=show_profile)
+        for i, record in enumerate(records):
+            try:
+                state = sim.start(record, f"d{i}", i)
+            except BadInputError:
+                continue
+            usable += 1
+            target = state.record["target_items"][0]["title"]
+            script = [
+                ("recommender", "Hi! What are you looking for?", "greeting", []),
+                ("user", "A creepy film.", "disclose-goal", []),
+                ("recommender", f"Try {target}.", "recommend", [item_ref("", target)]),
+                ("user", f"Is {target} long?", "inquire", []),
+            ]
+            titles = all_target_titles(record, catalog())
+            variants = [v for t in titles for v in title_variants(t) if " " in v]
+            for k in range(len(script) + 1):
+                state.turns = [new_turn(j, *script[j]) for j in range(k)]
+                for role in ("user", "recommender"):
+                    request = sim.request(state, role)
+                    prompts += 1
+                    fixed = f" {normalize_text(_checked_part(request))} "
+                    assert not [v for v in variants if f" {v} " in fixed], (record["dialogue_id"], role)
+                    if k >= 3 and role == "user":  # the recommender has named the target: the user hears it
+                        assert normalize_text(target) in normalize_text(request.prompt or str(request.messages))
+    assert usable >= 3 * 100
+    assert prompts >= 3000
+
+
+def test_guard_stops_a_persona_that_names_the_target():
+    record = redial_record("16162")
+    sim = _simulation(user(), recommender())
+    state = sim.start(record, "d", 0)
+    state.context["persona"]["general_preferences"] += " My favourite is The Exorcist."
+    with pytest.raises(TargetLeakError, match="Exorcist"):
+        sim.request(state, "user")
+    sim.request(state, "recommender")  # the recommender does not see the general preferences by default
+    with pytest.raises(TargetLeakError):
+        _simulation(user(), recommender(), show_profile=True).request(state, "recommender")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# With the run engine and with a real (tiny, random) model.
+
+
+def test_run_engine_drives_the_simulation(tmp_path):
+    engine = pytest.importorskip("crsdata.simulate.engine")
+    records = redial_records(12)
+    sim = _simulation(user(), recommender(inquiries=2), max_turns=12)
+    source = engine.SimulationSource("redial-valid", "dataset", records, engine.fingerprint_records(records))
+    config = engine.RunConfig(
+        simulation="interplay",
+        n=6,
+        seed=3,
+        max_turns=12,
+        split="test",
+        backend="scripted",
+        models={"user": "u", "recommender": "r"},
+        model_ids={"user": "user-model", "recommender": "rec-model"},
+        sampling={r: {} for r in ("user", "recommender")},
+        source="redial-valid",
+        source_kind="dataset",
+        source_fingerprint=source.fingerprint,
+        options={"style": "instruct"},
+        prompt_hashes=sim.prompt_hashes(),
+        batch_size=4,
+        shard_size=3,
+    )
+    result = engine.RunEngine(sim, source, config, tmp_path / "run", progress=False).run()
+    assert len(result.records) + result.skipped.total == 6
+    assert result.records
+    for out in result.records:
+        validate_dialogue(out)
+        assert out["outcome"]["end_reason"] == "accept" and len(out["turns"]) == 8
+        assert out["outcome"]["accepted_item"]["item_id"] == "202190"
+
+
+def test_tiny_random_model_plays_both_roles(tmp_path):
+    tiny = pytest.importorskip("tests.fixtures.tiny_models", reason="tiny model fixture not available")
+    from crsdata.backends.local import LocalBackend
+
+    folder = tiny.build_tiny_chat_model(tmp_path / "tiny")
+    # The fixture's 512 positions are too few for a persona prompt in its byte-level vocabulary.
+    config = json.loads((folder / "config.json").read_text())
+    config["max_position_embeddings"] = 8192
+    (folder / "config.json").write_text(json.dumps(config))
+    backend = LocalBackend(str(folder), device="cpu", model_id="tiny")
+    params = {r: SamplingParams(max_new_tokens=16, temperature=1.0) for r in ("user", "recommender")}
+    for style in ("instruct", "finetuned"):
+        sim = InterplaySimulation(
+            {"user": backend, "recommender": backend}, params, 3, catalog=catalog(), style=style, max_parse_failures=2
+        )
+        states = _run(sim, redial_records(1))
+        for state in states:
+            out = sim.to_record(state)
+            validate_dialogue(out)
+            counters = Counter(state.counters)
+            # Gibberish rarely parses: each dialogue ends on the turn cap, on unparseable or empty output.
+            assert out["outcome"]["end_reason"] in {"max_turns", "parse_error", "empty", "accept"}
+            assert counters["turns"] == len(state.turns)
+            if out["outcome"]["end_reason"] == "parse_error":
+                assert counters["parse_failures"] >= 2
+            assert out["provenance"]["user_model"] == "tiny"

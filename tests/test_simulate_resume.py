@@ -1,0 +1,140 @@
+"""A run killed with SIGKILL mid-way and started again with the same command ends with exactly the records of an
+uninterrupted run: no dialogue lost, none duplicated, same texts.
+
+Two levels: a runner script (the engine with the RecLLMSim simulation on a slow deterministic fake backend,
+fast and exact), and the real ``crsdata simulate`` command on the tiny random model through the local backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from test_simulate_recllmsim import SHORT_PROFILE, widened
+
+TESTS = Path(__file__).resolve().parent
+
+RUNNER = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, {tests!r})
+    from test_simulate_engine import FakeBackend, make_config
+    from crsdata.backends.base import SamplingParams
+    from crsdata.simulate.engine import RunEngine
+    from crsdata.simulate.recllmsim import END_PHRASE, RecLLMSimSimulation, scenario_source
+
+    def text(request, digest):
+        if "playing a person" in request.messages[0]["content"]:
+            return END_PHRASE if int(digest[:4], 16) % 4 == 0 else "Can you say more about " + digest[:8] + "?"
+        return "Here is a suggestion " + digest[:12] + "."
+
+    work, out = sys.argv[1], sys.argv[2]
+    backend = FakeBackend(text=text, delay=0.03)
+    params = {{r: SamplingParams(max_new_tokens=32) for r in ("user", "recommender")}}
+    sim = RecLLMSimSimulation({{"user": backend, "recommender": backend}}, params, 8)
+    source = scenario_source()
+    config = make_config(sim, source, n=40, seed=11, batch_size=5, shard_size=4, max_turns=8)
+    result = RunEngine(sim, source, config, work, progress=False).run()
+    with open(out, "w") as handle:
+        json.dump(result.records, handle)
+    """
+)
+
+
+def _shards(work: Path) -> int:
+    try:
+        return len(json.loads((work / "manifest.json").read_text())["shards"])
+    except (OSError, ValueError, KeyError):
+        return 0  # not written yet (the manifest is replaced atomically, so never half-read)
+
+
+def _kill_after_first_shard(command: list[str], work: Path, timeout: float = 240) -> None:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while _shards(work) < 1:
+            assert process.poll() is None, "the run ended before a shard existed; nothing to kill"
+            assert time.monotonic() < deadline, "no shard within the time limit"
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+
+def _texts(records: list[dict]) -> list[tuple]:
+    return [(r["dialogue_id"], [(t["role"], t["text"]) for t in r["turns"]], r["outcome"]["end_reason"]) for r in records]
+
+
+def test_runner_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
+    script = tmp_path / "runner.py"
+    script.write_text(RUNNER.format(tests=str(TESTS)))
+
+    def command(name: str) -> list[str]:
+        return [sys.executable, str(script), str(tmp_path / name), str(tmp_path / f"{name}.json")]
+
+    _kill_after_first_shard(command("killed"), tmp_path / "killed")
+    manifest = json.loads((tmp_path / "killed" / "manifest.json").read_text())
+    assert manifest["status"] == "running"
+    assert 0 < sum(s["rows"] for s in manifest["shards"]) < 40
+    assert not (tmp_path / "killed.json").exists()
+
+    subprocess.run(command("killed"), check=True, timeout=300)
+    subprocess.run(command("clean"), check=True, timeout=300)
+    resumed = json.loads((tmp_path / "killed.json").read_text())
+    clean = json.loads((tmp_path / "clean.json").read_text())
+    assert len(resumed) == 40
+    assert _texts(resumed) == _texts(clean)
+    assert resumed == clean  # every field, counters and seeds included
+    final = json.loads((tmp_path / "killed" / "manifest.json").read_text())
+    ids = [i for s in final["shards"] for i in s["dialogue_ids"]]
+    assert len(ids) == len(set(ids)) == 40  # nothing duplicated, nothing lost
+    assert len(final["sessions"]) == 2 and final["sessions"][1]["resumed_from"] > 0
+
+
+@pytest.fixture
+def short_source(tmp_path: Path) -> tuple[Path, Path]:
+    scenarios = tmp_path / "short.yaml"
+    scenarios.write_text(
+        "scenarios:\n"
+        "- type: recipe planning\n  template: Plan a meal [WHO].\n  variables:\n    WHO: [for one, for two, for four]\n"
+        "- type: preparing gifts\n  template: Find a gift for my [WHO].\n  variables:\n    WHO: [aunt, teacher]\n"
+    )
+    pool = tmp_path / "pool.txt"
+    pool.write_text(SHORT_PROFILE + "\n\n" + SHORT_PROFILE.replace("Female", "Male"))
+    return scenarios, pool
+
+
+def test_cli_killed_with_sigkill_resumes_with_the_same_command(tmp_path, tiny_model_dir, short_source, monkeypatch):
+    import datasets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = widened(tiny_model_dir, tmp_path / "tiny")
+    scenarios, pool = short_source
+
+    def command(out: str) -> list[str]:
+        return [
+            sys.executable, "-m", "crsdata.cli", "simulate", "recllmsim", "--source", str(scenarios),
+            "--profiles", str(pool), "--n", "16", "--out", str(tmp_path / out), "--user-model", str(model),
+            "--recommender-model", str(model), "--max-new-tokens", "8", "--max-turns", "4", "--batch-size", "3",
+            "--shard-size", "2", "--seed", "5", "--no-progress", "--threads", "1",
+        ]
+
+    _kill_after_first_shard(command("killed"), tmp_path / "killed" / ".simulate-run")
+    assert not (tmp_path / "killed" / "README.md").exists()
+    subprocess.run(command("killed"), check=True, timeout=600, capture_output=True)
+    subprocess.run(command("clean"), check=True, timeout=600, capture_output=True)
+    resumed = datasets.load_dataset(str(tmp_path / "killed"), "dialogues", split="train").to_list()
+    clean = datasets.load_dataset(str(tmp_path / "clean"), "dialogues", split="train").to_list()
+    assert [r["dialogue_id"] for r in resumed] == [f"recllmsim-s5-{i:06d}" for i in range(16)]
+    assert _texts(resumed) == _texts(clean)
+    assert sum(len(r["turns"]) for r in resumed) > 0
+    summary = json.loads((tmp_path / "killed" / "simulation.json").read_text())
+    assert len(summary["sessions"]) == 2
