@@ -95,7 +95,7 @@ def _python_dist(texts: list[str], n: int) -> tuple[int, int]:
     seen: set[tuple[str, ...]] = set()
     total = 0
     for text in texts:
-        clean = _SELECTORS.sub("", unicodedata.normalize("NFKC", text).lower().replace("’", "'"))
+        clean = _SELECTORS.sub("", unicodedata.normalize("NFKC", text.lower()).lower().replace("’", "'"))
         tokens = _RE.findall(clean)
         for i in range(len(tokens) - n + 1):
             seen.add(tuple(tokens[i : i + n]))

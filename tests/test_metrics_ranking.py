@@ -82,6 +82,21 @@ def test_mentioned_items_are_removed_from_both_sides() -> None:
         ranking_metrics([["a"]], [["m"]], ks=[1], mentioned=[["m"]])
 
 
+def test_integer_array_path_equals_list_path() -> None:
+    rng = np.random.default_rng(7)
+    matrix = rng.integers(0, 30, size=(200, 12))
+    matrix[::7, 9:] = -1  # padded rows
+    references = [rng.choice(30, size=int(rng.integers(1, 4)), replace=False).tolist() for _ in range(200)]
+    mentioned = [rng.choice(30, size=int(rng.integers(0, 4)), replace=False).tolist() for _ in range(200)]
+    as_lists = [[int(x) for x in row if x >= 0] for row in matrix]
+    for seen in (None, mentioned):
+        ours = ranking_metrics(matrix, references, [1, 3, 10, 20], mentioned=seen)
+        assert ours == pytest.approx(ranking_metrics(as_lists, references, [1, 3, 10, 20], mentioned=seen))
+    assert ranking_metrics(np.array([[5, 5, 7]]), [[5, 7]], [3])["recall@3"] == 1.0  # a repeat hits once
+    with pytest.raises(MetricError, match="integer ids"):
+        ranking_metrics(np.array([[1, 2]]), [["a"]], [1])
+
+
 def test_per_example_scores_and_bad_input() -> None:
     scores = ranking_scores([["a", "b"], ["b", "a"]], [["a"], ["a"]], ks=[1, 2])
     assert scores.values[("mrr", 2)].tolist() == [1.0, 0.5]

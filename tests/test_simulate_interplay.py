@@ -137,6 +137,31 @@ def test_accept_before_any_recommendation_is_feedback():
     assert state.end_reason == "max_turns"
 
 
+def test_plain_text_turns_with_inferred_actions():
+    def plain_recommender(own: int, last: str) -> str:
+        return "Try The Shining (1980), it is a classic." if own else "Hello! What are you in the mood for?"
+
+    def plain_user(own: int, last: str) -> str:
+        return "I want something scary." if own == 0 else "Sounds good, I will watch it."
+
+    strict = _simulation(plain_user, plain_recommender, max_turns=4)
+    (state,) = _run(strict, [redial_record("16162")])
+    assert state.end_reason == "parse_error" and state.turns == []
+
+    sim = _simulation(plain_user, plain_recommender, max_turns=4, infer_actions=True)
+    (state,) = _run(sim, [redial_record("16162")])
+    assert [(t["role"], t["action"]) for t in state.turns] == [
+        ("recommender", "inquire"),
+        ("user", "disclose-goal"),  # the user's first statement discloses the goal
+        ("recommender", "recommend"),
+        ("user", "feedback"),  # never an inferred accept
+    ]
+    assert state.turns[2]["items"] == [item_ref("202190", "The Shining (1980)")]
+    assert state.end_reason == "max_turns"
+    assert state.counters["repair.action_inferred"] == 4
+    assert json.loads(sim.to_record(state)["extra"])["infer_actions"] is True
+
+
 def test_repairs_and_unlinked_titles_are_counted():
     def sloppy_recommender(own: int, last: str) -> str:
         return '<Recommend> You should see "Zzyzx Qqq Nonexistent"' if own else "<greeting> Hello!"

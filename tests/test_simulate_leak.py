@@ -202,3 +202,16 @@ def test_guard_uses_catalog_titles_from_the_state():
     state.context["target_titles"] = ["The Shining (1980)"]
     with pytest.raises(TargetLeakError):
         assert_no_target_leak(ChatRequest(prompt="you loved the shining 1980"), state)
+
+
+def test_detector_on_real_redial_dialogues():
+    from simulate_fixtures import redial_record, redial_records
+
+    # ReDial 4362: the seeker asks about Upstream Color (a target) before the recommender has named it.
+    leaks = find_leaks(redial_record("4362"))
+    assert [(leak.turn_index, leak.target_id) for leak in leaks] == [(3, "152082")]
+    # ReDial 16162: every target is first named by the recommender.
+    assert find_leaks(redial_record("16162")) == []
+    report = leak_report(redial_records(200))
+    assert report["dialogues"] == 200 and 0 < report["leaked_dialogues"] < 200
+    assert report["dialogue_rate"] == leak_rate(redial_records(200))

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from crsdata.backends.base import Generation
 from crsdata.simulate.actions import INTERPLAY_ACTIONS, format_turn, mark_titles, parse_turn
+from crsdata.simulate.interplay import InterplaySimulation
 
 REAL_OUTPUTS = Path(__file__).parent / "data" / "smollm2_outputs.jsonl"
 
@@ -126,6 +128,11 @@ def _real_outputs() -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
+def _as_simulated(row: dict) -> str:
+    """The text the simulator parses: a stop at "</response>" gives it back (see InterplaySimulation)."""
+    return InterplaySimulation._complete(Generation(row["text"], row["finish_reason"]))
+
+
 def test_real_outputs_file_is_what_it_claims():
     rows = _real_outputs()
     assert len(rows) >= 36
@@ -138,10 +145,48 @@ def test_real_outputs_file_is_what_it_claims():
 def test_real_smollm2_outputs(row):
     """Each real output against what a reader of the raw text says it is (hand-labelled in the data file)."""
     expected = row["expected"]
-    parsed = parse_turn(row["text"])
+    parsed = parse_turn(_as_simulated(row))
     assert parsed.ok == expected["ok"], (parsed, row["text"])
     if expected["ok"]:
         assert parsed.action == expected["action"]
         assert parsed.titles == expected["titles"]
         assert set(expected["repairs"]) <= set(parsed.repaired), parsed.repaired
         assert expected["response_starts"] in parsed.response
+
+
+@pytest.mark.parametrize("row", _real_outputs(), ids=lambda r: r["id"])
+def test_real_smollm2_outputs_with_inferred_actions(row):
+    expected = row["expected_inferred"]
+    parsed = parse_turn(_as_simulated(row), row["role"], infer_action=True)
+    assert parsed.ok == expected["ok"], (parsed, row["text"])
+    if expected["ok"]:
+        assert parsed.action == expected["action"]
+        assert parsed.titles == expected["titles"]
+        # What the strict parser read is read the same way; only text without any action is inferred.
+        assert ("action_inferred" in parsed.repaired) is (not row["expected"]["ok"])
+        assert "<" not in parsed.response and "\n" not in parsed.response
+
+
+def test_inference_is_off_by_default_and_never_accepts():
+    assert not parse_turn("Sounds great, I will watch it!").ok
+    for role in ("user", "recommender"):
+        parsed = parse_turn("Sounds great, I will watch it!", role, infer_action=True)
+        assert parsed.ok and parsed.action == "feedback" and parsed.repaired == ["action_inferred"]
+    assert parse_turn("Try Heat (1995).", "recommender", infer_action=True).action == "recommend"
+    assert parse_turn("Try Heat (1995).", "user", infer_action=True).action == "feedback"
+    assert parse_turn("Hello! Nice to meet you.", "user", infer_action=True).action == "greeting"
+    assert parse_turn("<response>What do you like?</response>", "recommender", infer_action=True).action == "inquire"
+    # Markup of an action we could not read is a format error, not plain text.
+    assert not parse_turn("<action>You may like Heat</action>", "recommender", infer_action=True).ok
+
+
+def test_mark_titles_tags_whole_words_once():
+    assert (
+        mark_titles("Upstream Color, not Up (2009)", ["Up (2009)"])
+        == "Upstream Color, not <movie_title>Up (2009)</movie_title>"
+    )
+    assert mark_titles("Up or Upstream", ["up"]) == "<movie_title>Up</movie_title> or Upstream"
+    assert (
+        mark_titles("<movie_title>Heat</movie_title> and Heat", ["Heat"]) == "<movie_title>Heat</movie_title> and Heat"
+    )
+    assert mark_titles("no title here", ["Heat"]) == "no title here"

@@ -70,7 +70,9 @@ def _kill_after_first_shard(command: list[str], work: Path, timeout: float = 240
 
 
 def _texts(records: list[dict]) -> list[tuple]:
-    return [(r["dialogue_id"], [(t["role"], t["text"]) for t in r["turns"]], r["outcome"]["end_reason"]) for r in records]
+    return [
+        (r["dialogue_id"], [(t["role"], t["text"]) for t in r["turns"]], r["outcome"]["end_reason"]) for r in records
+    ]
 
 
 def test_runner_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
@@ -121,10 +123,36 @@ def test_cli_killed_with_sigkill_resumes_with_the_same_command(tmp_path, tiny_mo
 
     def command(out: str) -> list[str]:
         return [
-            sys.executable, "-m", "crsdata.cli", "simulate", "recllmsim", "--source", str(scenarios),
-            "--profiles", str(pool), "--n", "16", "--out", str(tmp_path / out), "--user-model", str(model),
-            "--recommender-model", str(model), "--max-new-tokens", "8", "--max-turns", "4", "--batch-size", "3",
-            "--shard-size", "2", "--seed", "5", "--no-progress", "--threads", "1",
+            sys.executable,
+            "-m",
+            "crsdata.cli",
+            "simulate",
+            "recllmsim",
+            "--source",
+            str(scenarios),
+            "--profiles",
+            str(pool),
+            "--n",
+            "16",
+            "--out",
+            str(tmp_path / out),
+            "--user-model",
+            str(model),
+            "--recommender-model",
+            str(model),
+            "--max-new-tokens",
+            "8",
+            "--max-turns",
+            "4",
+            "--batch-size",
+            "3",
+            "--shard-size",
+            "2",
+            "--seed",
+            "5",
+            "--no-progress",
+            "--threads",
+            "1",
         ]
 
     _kill_after_first_shard(command("killed"), tmp_path / "killed" / ".simulate-run")

@@ -162,6 +162,8 @@ def _read_predictions(path: Path) -> list[dict[str, Any]]:
     from crsdata.errors import SkipLog
     from crsdata.readers import iter_jsonl
 
+    if not path.is_file():
+        raise BadInputError(path, "file", "", "no such predictions file")
     out = []
     for line, obj in iter_jsonl(path, SkipLog()):
         if "dialogue_id" not in obj or "index" not in obj:

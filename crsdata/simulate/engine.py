@@ -8,12 +8,15 @@ source is exhausted), its seed is :func:`dialogue_seed` ``(seed, i)``, and the s
 request's seed from that. So no result depends on which dialogues happened to share a batch.
 
 Up to ``batch_size`` dialogues are active at once. Each step asks every active dialogue which role speaks
-next and groups them by *call*: the roles whose backend object and sampling parameters are the same share
-one call (the usual case, one model playing both parts), otherwise each role is its own call. The step runs
-the call with the most waiting dialogues (ties go to the call that did not run last, so two equal groups
-alternate), sends all their requests to the backend in one ``generate``, and applies the answers. Finished
-dialogues leave the batch and pending ones join it at once, so the batch stays full until the source of work
-runs dry.
+next and groups the dialogues by *call*: requests that go to the same backend object with the same sampling
+parameters share one call. When one model plays both parts (the default), user and recommender turns
+therefore travel together and every step serves every active dialogue; with two models, each call is one
+role. The step runs the call with the most waiting dialogues (ties go to the call that did not run last, so
+two equal groups alternate), sends all their requests to the backend in one ``generate``, and applies the
+answers. Finished dialogues leave the batch and pending ones join it at once, so the batch stays full until
+the work runs out. A simulation may give some requests other parameters through an optional
+``sampling(state, role)`` method (RecLLMSim's profile requests need a larger token budget); otherwise
+``simulation.params[role]`` is used.
 
 Failures never lose a dialogue:
 
@@ -147,18 +150,25 @@ def load_dataset_source(
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise BadInputError(folder, "", "", "no such folder; --source takes a folder written by `crsdata build`", "not-found")
+        raise BadInputError(
+            folder, "", "", "no such folder; --source takes a folder written by `crsdata build`", "not-found"
+        )
     if not (folder / "README.md").is_file() or not any(folder.glob("dialogues/*.parquet")):
         raise BadInputError(
-            folder, "", "", "not a built dataset folder (expected README.md and dialogues/*.parquet, as written by "
-            "`crsdata build`)", "not-a-dataset"
+            folder,
+            "",
+            "",
+            "not a built dataset folder (expected README.md and dialogues/*.parquet, as written by `crsdata build`)",
+            "not-a-dataset",
         )
     import datasets
 
     try:
         loaded = datasets.load_dataset(str(folder), "dialogues")
     except Exception as err:  # datasets raises many types for a folder it cannot read; all mean bad input here
-        raise BadInputError(folder, "", "", f"cannot load the 'dialogues' configuration ({err})", "not-a-dataset") from None
+        raise BadInputError(
+            folder, "", "", f"cannot load the 'dialogues' configuration ({err})", "not-a-dataset"
+        ) from None
     if split is not None and split not in loaded:
         raise BadInputError(folder, "", "split", f"no split {split!r} (it has {', '.join(loaded)})", "missing-split")
     records: list[dict[str, Any]] = []
@@ -411,8 +421,12 @@ class RunEngine:
             path = self.work_dir / shard["file"]
             if not path.is_file() or _sha256(path) != shard["sha256"]:
                 raise BadInputError(
-                    self.manifest_path, shard["file"], "", "shard listed in the manifest is missing or changed; "
-                    "the run folder was modified (delete it to start over)", "corrupt-run"
+                    self.manifest_path,
+                    shard["file"],
+                    "",
+                    "shard listed in the manifest is missing or changed; "
+                    "the run folder was modified (delete it to start over)",
+                    "corrupt-run",
                 )
             done.update(shard["indices"])
         done.update(entry["index"] for entry in manifest["skipped"])
@@ -563,7 +577,9 @@ class RunEngine:
         counters[f"end_reason.{record['outcome']['end_reason']}"] = 1
         return item.index, record, counters
 
-    def _flush(self, buffer: list[tuple[int, dict[str, Any], dict[str, int]]], manifest: dict[str, Any], force: bool = False) -> None:
+    def _flush(
+        self, buffer: list[tuple[int, dict[str, Any], dict[str, int]]], manifest: dict[str, Any], force: bool = False
+    ) -> None:
         """Commits finished dialogues: shards of ``shard_size`` (the remainder only when ``force``), then the
         manifest. Skips found since the last commit are saved with it."""
         size = self.config.shard_size
@@ -635,7 +651,8 @@ class RunEngine:
             return
         elapsed = max(time.perf_counter() - started, 1e-9)
         bar.set_postfix_str(
-            f"{self.stats.turns / elapsed:.2f} turns/s, {self.stats.completion_tokens / elapsed:.0f} tok/s", refresh=False
+            f"{self.stats.turns / elapsed:.2f} turns/s, {self.stats.completion_tokens / elapsed:.0f} tok/s",
+            refresh=False,
         )
 
 
@@ -649,9 +666,13 @@ def check_resume(work_dir: str | Path, config: dict[str, Any], ignore: tuple[str
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise BadInputError(path, "", "", f"unreadable run manifest ({err}); delete the folder to start over", "corrupt-run") from None
+        raise BadInputError(
+            path, "", "", f"unreadable run manifest ({err}); delete the folder to start over", "corrupt-run"
+        ) from None
     if manifest.get("format") != MANIFEST_FORMAT:
-        raise BadInputError(path, "", "format", f"not a crsdata simulation run ({manifest.get('format')!r})", "corrupt-run")
+        raise BadInputError(
+            path, "", "format", f"not a crsdata simulation run ({manifest.get('format')!r})", "corrupt-run"
+        )
     saved = manifest.get("config", {})
     skip = set(SCHEDULING_KEYS) | set(ignore)
     differences = [

@@ -13,6 +13,9 @@ The loop
   ReDial habit of the seeker opening. The roles then alternate.
 - Each turn is parsed with :func:`crsdata.simulate.actions.parse_turn`. Recommended titles are linked to the
   catalog (``items`` of the turn; ``item_id`` empty when the catalog does not know the title).
+- With ``infer_actions=True`` a turn in plain text (no action markup) gets an action from its content instead of
+  failing (``action_inferred`` repair; never ``accept``; a user's first such statement is ``disclose-goal``).
+  Off by default; instruction models that small (SmolLM2-135M) rarely write the tags and need it.
 - An unparseable turn is not appended: the same role tries again with a new seed. After
   ``max_parse_failures`` consecutive failures of one role the dialogue ends with ``parse_error``.
 - An empty generation, or a parsed turn with an empty response (other than an accept), ends it with ``empty``.
@@ -90,6 +93,7 @@ class InterplaySimulation(Simulation):
         first_speaker: str = Role.RECOMMENDER.value,
         max_parse_failures: int = 3,
         n_watched: int = 3,
+        infer_actions: bool = False,
     ) -> None:
         missing = [r for r in ROLES if r not in backends]
         if missing:
@@ -115,6 +119,7 @@ class InterplaySimulation(Simulation):
         self.first_speaker = first_speaker
         self.max_parse_failures = max_parse_failures
         self.n_watched = n_watched
+        self.infer_actions = infer_actions
 
     # -- contract ------------------------------------------------------------------------------------------
 
@@ -161,7 +166,7 @@ class InterplaySimulation(Simulation):
         if not generation.text.strip():
             self._finish(state, EndReason.EMPTY)
             return
-        parsed = parse_turn(self._complete(generation))
+        parsed = parse_turn(self._complete(generation), role, infer_action=self.infer_actions)
         if not parsed.ok:
             self._count(state, "parse_failures")
             self._count(state, f"parse_failures.{role}")
@@ -173,11 +178,11 @@ class InterplaySimulation(Simulation):
         state.context["failures"][role] = 0
         self.append_turn(state, role, parsed)
 
-    def parse_generation(self, generation: Generation) -> ParsedTurn | None:
-        """The parsed turn of a generation; None for a backend error, an empty text or an unparseable one."""
+    def parse_generation(self, generation: Generation, role: str) -> ParsedTurn | None:
+        """The parsed turn of ``role``'s generation; None for a backend error, an empty text or an unparseable one."""
         if generation.finish_reason == "error" or not generation.text.strip():
             return None
-        parsed = parse_turn(self._complete(generation))
+        parsed = parse_turn(self._complete(generation), role, infer_action=self.infer_actions)
         return parsed if parsed.ok else None
 
     @staticmethod
@@ -196,6 +201,10 @@ class InterplaySimulation(Simulation):
             for kind in parsed.repaired:
                 self._count(state, "repair." + kind.split(":")[0])
         action = parsed.action
+        if "action_inferred" in parsed.repaired and role == Role.USER.value and action == Action.FEEDBACK:
+            # Before the user has said anything but hello, a plain statement is what they are looking for.
+            if all(t["action"] == Action.GREETING for t in state.turns if t["role"] == role):
+                action = Action.DISCLOSE_GOAL.value
         if (role == Role.USER.value and action not in _USER_ACTIONS) or (
             role == Role.RECOMMENDER.value and action not in _RECOMMENDER_ACTIONS
         ):
@@ -231,6 +240,7 @@ class InterplaySimulation(Simulation):
             "style": self.styles,
             "first_speaker": self.first_speaker,
             "show_profile": self.show_profile,
+            "infer_actions": self.infer_actions,
         }
         if state.context.get("error"):
             extra["error"] = state.context["error"]

@@ -69,26 +69,23 @@ END_PHRASE = "Thank you, goodbye."
 END_PROMPT = f"[System]: If you wish to conclude this conversation, please reply with '{END_PHRASE}'"
 
 USER_SYSTEM = """\
-You are playing a person who is chatting with an AI assistant to get help with a task. Stay in this role for \
-the whole conversation.
+You are playing a person who is chatting with an AI assistant to get help with a task. Stay in this role.
 
-Who you are:
+About you:
 {profile}
 
 Your task:
 {task}
 
-Rules:
-- Write only your own message to the assistant, in the first person, as this person would.
-- Ask for help one step at a time, and mention your preferences and circumstances when they matter.
-- You are the one asking for help: never answer as the assistant and never write the plan yourself.
-- When you are satisfied with the plan, reply with exactly: {end_phrase}"""
+Write only your own next message to the assistant, as this person, in one to three sentences. Ask for help \
+step by step and mention your preferences when they matter. Never answer as the assistant and never write the \
+plan yourself. When you are satisfied with the plan, reply with exactly: {end_phrase}"""
 
 USER_OPENING = "[System]: The conversation starts now. Write your first message to the assistant."
 
 ASSISTANT_SYSTEM = (
     "You are a helpful assistant. Help the user complete their task with concrete, practical suggestions "
-    "that fit what they tell you about themselves."
+    "that fit what they tell you about themselves. Keep each answer under 100 words."
 )
 
 PROFILE_SYSTEM = "You write short, realistic and varied profiles of people for a study of everyday conversations."
@@ -430,7 +427,9 @@ def scenario_source(scenarios: str | None = None, profiles: str = "pool") -> Sim
     for record in records:
         # The crsdata version is not part of the content: a new release with the same scenarios may resume.
         record["provenance"]["crsdata_version"] = ""
-    what = f"{len(tasks)} task descriptions x " + ("generated profiles" if generate else f"{len(pool)} distinct profiles")
+    what = f"{len(tasks)} task descriptions x " + (
+        "generated profiles" if generate else f"{len(pool)} distinct profiles"
+    )
     return SimulationSource(
         name=scenarios or "scenarios",
         kind="scenarios",

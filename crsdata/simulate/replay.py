@@ -139,7 +139,7 @@ def replay_decisions(
         for run, generation in zip(active, generations, strict=True):
             turn_index, items = run.points[step]
             counters["questions"] += 1
-            parsed = simulation.parse_generation(generation)
+            parsed = simulation.parse_generation(generation, Role.USER.value)
             if parsed is None:
                 counters["unparsed_answers"] += 1
             elif parsed.repaired:

@@ -116,9 +116,13 @@ def _placeholders(text: str, where: str) -> list[_Placeholder]:
             try:
                 mapping, json_end = decoder.raw_decode(text, after + 1)
             except json.JSONDecodeError as err:
-                raise BadInputError(where, match.group(), "", f"lookup map is not valid JSON ({err.msg})", "bad-template") from None
+                raise BadInputError(
+                    where, match.group(), "", f"lookup map is not valid JSON ({err.msg})", "bad-template"
+                ) from None
             if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
-                raise BadInputError(where, match.group(), "", "lookup map must be a JSON object of strings", "bad-template")
+                raise BadInputError(
+                    where, match.group(), "", "lookup map must be a JSON object of strings", "bad-template"
+                )
             if not text.startswith("]", json_end):
                 raise BadInputError(where, match.group(), "", "lookup map is not followed by ']'", "bad-template")
             found.append(_Placeholder(start, json_end + 1, match.group(), mapping))
@@ -138,11 +142,15 @@ def render(text: str, choice: dict[str, str], where: str = "<template>", _depth:
     for ph in _placeholders(text, where):
         out.append(text[pos : ph.start])
         if ph.key not in choice:
-            raise BadInputError(where, ph.key, "", f"placeholder [{ph.key}] names no variable of this scenario", "bad-template")
+            raise BadInputError(
+                where, ph.key, "", f"placeholder [{ph.key}] names no variable of this scenario", "bad-template"
+            )
         value = choice[ph.key]
         if ph.mapping is not None:
             if value not in ph.mapping:
-                raise BadInputError(where, ph.key, "", f"lookup for [{ph.key}] has no entry for option {value!r}", "bad-template")
+                raise BadInputError(
+                    where, ph.key, "", f"lookup for [{ph.key}] has no entry for option {value!r}", "bad-template"
+                )
             value = ph.mapping[value]
         out.append(render(value, choice, where, _depth + 1))
         pos = ph.end
@@ -182,7 +190,9 @@ def _check(scenarios: list[Scenario], where: str) -> None:
             raise BadInputError(where, f"scenario {scenario.type!r}", "template", "empty template", "bad-template")
         for name, options in scenario.variables.items():
             if not options:
-                raise BadInputError(where, f"scenario {scenario.type!r}", name, "variable has no options", "bad-template")
+                raise BadInputError(
+                    where, f"scenario {scenario.type!r}", name, "variable has no options", "bad-template"
+                )
     task_descriptions(scenarios)  # renders every combination; raises on unknown or unmapped placeholders
 
 
@@ -212,7 +222,9 @@ def load_scenarios(path: str | Path | None = None) -> list[Scenario]:
         if not isinstance(variables, dict) or not all(
             isinstance(opts, list) and all(isinstance(o, str) for o in opts) for opts in variables.values()
         ):
-            raise BadInputError(path, record, "variables", "expected a mapping of name -> list of strings", "wrong-type")
+            raise BadInputError(
+                path, record, "variables", "expected a mapping of name -> list of strings", "wrong-type"
+            )
         scenarios.append(Scenario(entry["type"], entry["template"], {str(k): list(v) for k, v in variables.items()}))
     _check(scenarios, str(path))
     return scenarios
@@ -258,7 +270,9 @@ def read_xlsx(path: str | Path) -> list[Scenario]:
             continue
         if kind:
             if not prompt:
-                raise BadInputError(path, f"row {number}", "Prompt", f"scenario {kind!r} has no prompt", "missing-field")
+                raise BadInputError(
+                    path, f"row {number}", "Prompt", f"scenario {kind!r} has no prompt", "missing-field"
+                )
             scenarios.append(Scenario(kind, prompt))
         elif prompt:
             raise BadInputError(path, f"row {number}", "Type", "a prompt without a task type", "missing-field")
@@ -267,14 +281,20 @@ def read_xlsx(path: str | Path) -> list[Scenario]:
                 raise BadInputError(path, f"row {number}", "Key", "options without a variable name", "missing-field")
             continue
         if not scenarios:
-            raise BadInputError(path, f"row {number}", "Key", "a variable before the first scenario row", "missing-field")
+            raise BadInputError(
+                path, f"row {number}", "Key", "a variable before the first scenario row", "missing-field"
+            )
         if not _KEY.fullmatch(key):
-            raise BadInputError(path, f"row {number}", "Key", f"{key!r} is not an upper-case variable name", "bad-template")
+            raise BadInputError(
+                path, f"row {number}", "Key", f"{key!r} is not an upper-case variable name", "bad-template"
+            )
         if not options:
             raise BadInputError(path, f"row {number}", "Option1", f"variable {key} has no options", "missing-field")
         current = scenarios[-1]
         if key in current.variables:
-            raise BadInputError(path, f"row {number}", "Key", f"variable {key} defined twice in {current.type!r}", "duplicate")
+            raise BadInputError(
+                path, f"row {number}", "Key", f"variable {key} defined twice in {current.type!r}", "duplicate"
+            )
         current.variables[key] = options
     if not scenarios:
         raise BadInputError(path, "", "Type", "no scenario rows", "empty")
@@ -386,7 +406,11 @@ def convert_pool(txt: str | Path, out: str | Path) -> list[str]:
         ).splitlines()
     )
     body = yaml.dump(
-        {"source": Path(txt).name, "profiles": profiles}, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000
+        {"source": Path(txt).name, "profiles": profiles},
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        width=10_000,
     )
     Path(out).write_text(header + "\n" + body, encoding="utf-8")
     return profiles
