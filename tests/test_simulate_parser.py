@@ -176,8 +176,19 @@ def test_inference_is_off_by_default_and_never_accepts():
     assert parse_turn("Try Heat (1995).", "user", infer_action=True).action == "feedback"
     assert parse_turn("Hello! Nice to meet you.", "user", infer_action=True).action == "greeting"
     assert parse_turn("<response>What do you like?</response>", "recommender", infer_action=True).action == "inquire"
-    # Markup of an action we could not read is a format error, not plain text.
-    assert not parse_turn("<action>You may like Heat</action>", "recommender", infer_action=True).ok
+    # Words or nothing in the action block are no action (inferred); an unknown action tag stays a failure.
+    assert (
+        parse_turn("<action>You may like Heat (1995)</action>", "recommender", infer_action=True).action == "recommend"
+    )
+    assert parse_turn("<action><response>Hi there!", "user", infer_action=True).action == "greeting"
+    assert not parse_turn("<action><movie></action><response>Heat</response>", "user", infer_action=True).ok
+
+
+def test_hyphenated_action_led_by_a_known_one():
+    parsed = parse_turn("<action><feedback-message></action><response>ok</response>")
+    assert parsed.action == "feedback" and parsed.repaired == ["synonym:feedback-message->feedback"]
+    assert parse_turn("<action><recommend_a_movie></action><response>Heat</response>").action == "recommend"
+    assert not parse_turn("<action><movie-night></action><response>Heat</response>").ok
 
 
 def test_mark_titles_tags_whole_words_once():

@@ -92,11 +92,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Recall@1 and Match Score of the recommender turns, Recall/NDCG/MRR@k of ranked predictions or of a "
         "popularity baseline, BERTScore of generated responses. Prints a table; --json writes the numbers, "
         "--update-card writes them into the folder's README.md.\n\n"
-        "metrics: " + ", ".join(METRIC_NAMES) + " (or 'auto': every metric the folder supports, 'all')",
+        "metrics: " + ", ".join(METRIC_NAMES) + ". 'auto' (default) runs every metric the folder and options "
+        "support and lists the others as skipped; 'all' or named metrics stop with an error saying what is missing.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("folder", type=Path, help="dataset folder (`load_dataset(folder, 'dialogues')` reads it)")
-    parser.add_argument("--metrics", default="auto", help="comma-separated metric names, 'auto' or 'all'")
+    parser.add_argument("--metrics", default="auto", help="comma-separated metric names, 'auto' (default) or 'all'")
     parser.add_argument("--split", help="split to score (default: test, or the only split)")
     parser.add_argument("--n", default="4", help="n-gram lengths for dist, comma-separated (default 4)")
     parser.add_argument("--k", default="1,10,50", help="cut-offs for ranking, comma-separated (default 1,10,50)")
@@ -394,7 +395,9 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def card_section(rows: list[Row], split: str, command: str, skipped: dict[str, str]) -> str:
+def card_section(
+    rows: list[Row], split: str, command: str, skipped: dict[str, str], keep_mentioned: bool = False
+) -> str:
     from crsdata import __version__
 
     lines = [
@@ -414,8 +417,9 @@ def card_section(rows: list[Row], split: str, command: str, skipped: dict[str, s
         "",
         "Definitions: Dist-n is distinct n-grams over all n-grams of the corpus (`dist_n`) or per utterance "
         "(`dist_n_per_utterance`, CRSLab's convention); SR/ET/FR, Recall@1 and Match Score follow Interplay "
-        "(section 4.3); Recall/NDCG/MRR@k follow GRSU/iEvaLM with items already mentioned removed. See the "
-        "metric cards in crsdata's `metrics/` folder.",
+        "(section 4.3); Recall/NDCG/MRR@k follow GRSU/iEvaLM, "
+        + ("with items already mentioned kept. " if keep_mentioned else "with items already mentioned removed. ")
+        + "See the metric cards in crsdata's `metrics/` folder.",
     ]
     if skipped:
         lines += ["", "Not computed:", ""] + [f"- `{name}`: {why}" for name, why in skipped.items()]
@@ -527,7 +531,7 @@ def run(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=float) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")
     if args.update_card:
-        update_card(folder / "README.md", card_section(rows, split, command, skipped))
+        update_card(folder / "README.md", card_section(rows, split, command, skipped, args.keep_mentioned))
         print(f"updated the Evaluation section of {folder / 'README.md'}")
     return 0
 

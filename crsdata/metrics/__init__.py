@@ -9,6 +9,9 @@ One module per family; the ``evaluate`` modules in the repository's ``metrics/``
 - :mod:`~crsdata.metrics.bertscore`: BERTScore with a local model (imports torch only when called).
 - :mod:`~crsdata.metrics.turns`, :mod:`~crsdata.metrics.baselines`: recommendation turns of a dataset, and a
   popularity baseline.
+
+``python -m crsdata.metrics.report`` prints reference figures on the shared real corpora; ``crsdata evaluate``
+scores a dataset folder.
 """
 
 from crsdata.metrics.baselines import popularity_counts, popularity_predictions, popularity_ranking

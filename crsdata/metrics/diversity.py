@@ -99,13 +99,25 @@ class NgramStats:
         return self.distinct[n] / self.n_utterances
 
 
+def _as_series(texts: list[str]) -> pl.Series:
+    try:
+        series = pl.Series(texts, dtype=pl.String, strict=True)
+    except TypeError:
+        series = None
+    if series is None or series.null_count():
+        # Only on bad input: find the first non-string to name it (a scan that valid corpora never pay for).
+        bad = next(i for i, t in enumerate(texts) if not isinstance(t, str))
+        raise MetricError(f"utterance {bad} is {type(texts[bad]).__name__}, not a string")
+    return series
+
+
 def _token_ids(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids (int64, one vocabulary for the corpus) in corpus order, and the token count of each utterance."""
-    tokens = _tokens(pl.Series(texts, dtype=pl.String))
+    """Token ids (one vocabulary for the corpus) in corpus order, and the token count of each utterance."""
+    tokens = _tokens(_as_series(texts))
     lengths = tokens.list.len().fill_null(0).to_numpy().astype(np.int64)
     # explode() turns an empty list into a null; dropping nulls leaves exactly sum(lengths) tokens.
     flat = tokens.explode().drop_nulls()
-    ids = flat.cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+    ids = flat.cast(pl.Categorical).to_physical().to_numpy()  # uint32, widened only where n-grams are packed
     return ids, lengths
 
 
@@ -114,25 +126,25 @@ def _count_distinct_ngrams(ids: np.ndarray, lengths: np.ndarray, n: int) -> tupl
     if total == 0:
         return 0, 0
     starts = len(ids) - n + 1  # flat positions where an n-gram could start
-    # An n-gram starting in the last n - 1 positions of an utterance would run into the next one: mark those
-    # (at most n - 1 per utterance, so far fewer writes than testing every position).
+    # An n-gram starting in the last n - 1 positions of an utterance would run into the next one: those few
+    # positions (at most n - 1 per utterance) are marked instead of testing every position.
     ends = np.cumsum(lengths)
     tails = ends[:, None] - np.arange(1, n, dtype=np.int64)[None, :]
     tails = tails[(tails >= (ends - lengths)[:, None]) & (tails < starts)]
-    valid = np.ones(starts, dtype=bool)
-    valid[tails] = False
     vocab = int(ids.max()) + 1
     if vocab**n < 2**63:
-        # Exact packing of the n token ids into one int64 (base = vocabulary size), then one hash-unique.
-        key = ids[:starts].copy()
+        # Exact packing of the n token ids into one int64 (base = vocabulary size), built in place: at a million
+        # utterances every extra array of this size costs more in page faults than the arithmetic.
+        key = ids[:starts].astype(np.int64)
         for i in range(1, n):
             key *= vocab
             key += ids[i : starts + i]
-        distinct = pl.Series(key[valid]).n_unique()
-    else:
-        columns = {f"w{i}": ids[i : starts + i][valid] for i in range(n)}
-        distinct = pl.DataFrame(columns).unique().height
-    return int(distinct), total
+        key[tails] = -1  # keys are >= 0, so -1 marks the n-grams that cross utterances: one extra distinct value
+        return int(pl.Series(key).n_unique()) - int(len(tails) > 0), total
+    valid = np.ones(starts, dtype=bool)
+    valid[tails] = False
+    columns = {f"w{i}": ids[i : starts + i][valid] for i in range(n)}
+    return int(pl.DataFrame(columns).unique().height), total
 
 
 def ngram_stats(texts: Iterable[str], ns: Sequence[int] = (4,)) -> NgramStats:
@@ -140,9 +152,6 @@ def ngram_stats(texts: Iterable[str], ns: Sequence[int] = (4,)) -> NgramStats:
     texts = list(texts)
     if not texts:
         raise MetricError("empty corpus: Dist-n needs at least one utterance")
-    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
-    if bad is not None:
-        raise MetricError(f"utterance {bad} is {type(texts[bad]).__name__}, not a string")
     ns = [int(n) for n in ns]
     if not ns or min(ns) < 1:
         raise MetricError(f"n must be positive integers, got {ns}")

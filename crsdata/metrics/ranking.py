@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from crsdata.metrics.common import MetricError
+from crsdata.metrics.common import MetricError, gc_paused
 
 RANKING_METRICS = ("recall", "ndcg", "mrr")
 
@@ -198,6 +198,16 @@ def ranking_scores(
     ``predictions`` is a sequence of ranked lists, or a 2-d integer array (one row per example, negative ids as
     padding), the fast path for model outputs such as top-k indices.
     """
+    with gc_paused():  # one small set per example: see gc_paused
+        return _ranking_scores(predictions, references, ks, mentioned)
+
+
+def _ranking_scores(
+    predictions: Sequence[Iterable[Hashable]] | np.ndarray,
+    references: Sequence[Iterable[Hashable] | Hashable],
+    ks: int | Iterable[int],
+    mentioned: Sequence[Iterable[Hashable]] | None,
+) -> RankingScores:
     ks_t = _as_ks(ks)
     n = len(predictions)
     if n != len(references):

@@ -17,7 +17,7 @@ with no recognisable action is a failure (``ok`` False, ``error`` says why). Wha
 - ``missing_action_wrapper``: a bare ``<recommend>`` (or ``<recommend/>``) with no ``<action>`` around it.
 - ``action_label``: ``Action: recommend`` on a line of its own.
 - ``synonym:<what>-><action>``: ``ask`` read as inquire, ``suggest`` as recommend, ``goodbye`` as accept...
-  (:data:`ACTION_SYNONYMS`).
+  (:data:`ACTION_SYNONYMS`), and a hyphenated name led by an action (``feedback-message``).
 - ``missing_response_tag``: no ``<response>``; the text after the action is the response.
 - ``missing_response_close``: no ``</response>``; the response ends at the next action, speaker label or the end.
 - ``response_before_action``: the response block came first.
@@ -27,10 +27,12 @@ with no recognisable action is a failure (``ok`` False, ``error`` says why). Wha
 - ``stray_tags``: other markup inside the response (``<recommend>``, ``<|im_end|>``), dropped.
 - ``missing_title_close``: ``<movie_title>X`` with no closing tag (the title ends at punctuation or the end).
 - ``titles_from_quotes`` / ``titles_from_year``: no tagged title, but a quoted name or ``Name (1999)`` pattern.
-- ``action_inferred`` (only with ``infer_action=True`` and a ``role``): text with no action markup at all (a bare
-  ``<response>`` block or plain text) gets an action from its content (:func:`infer_plain_action`); it is cut
-  at the first blank line. Off by default, because then "no action" is a failure; small models (SmolLM2-135M
-  answered in plain text in most of our samples) need it to hold a conversation at all.
+- ``action_inferred`` (only with ``infer_action=True`` and a ``role``): a turn that carries no action (plain
+  text, a bare ``<response>`` block, an empty ``<action><response>...`` or words instead of an action in the
+  block) gets one from its content (:func:`infer_plain_action`); it is cut at the first blank line. An unknown
+  action tag (``<action><movie></action>``) still fails. Off by default, because then "no action" is a
+  failure; small models (SmolLM2-135M wrote no readable action in most of our samples) need it to hold a
+  conversation at all.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ _TITLE_TAG = re.compile(
     r"<\s*movie[_\- ]?title\s*>(?P<title>.*?)<\s*/\s*movie[_\- ]?title\s*>", re.IGNORECASE | re.DOTALL
 )
 _TITLE_OPEN = re.compile(r"<\s*movie[_\- ]?title\s*>(?P<title>[^<.!?\n]*)", re.IGNORECASE)
-_ACTION_MARKUP = re.compile(r"<\s*/?\s*action\b", re.IGNORECASE)
+_ACTION_MARKUP = re.compile(r"<\s*/?\s*action\s*>", re.IGNORECASE)
 _STRAY_TAG = re.compile(r"<\|[^|>]*\|>|</?\s*[A-Za-z][\w\-]*\s*/?>")
 _QUOTED = re.compile(r"[\"\u201c\u201d]([A-Z0-9][^\"\u201c\u201d\n]{0,80}?)[\"\u201c\u201d]")
 _TITLE_WORD = r"(?:[A-Z0-9][\w'\u2019:&!.\-]*|of|the|a|an|and|in|on|to|for|with|at|from|by|vs\.?|&)"
@@ -140,11 +142,22 @@ def mark_titles(text: str, titles: list[str]) -> str:
 
 
 def canonical_action(name: str) -> str | None:
-    """``name`` as one of :data:`INTERPLAY_ACTIONS` (synonyms resolved), or None."""
+    """``name`` as one of :data:`INTERPLAY_ACTIONS` (synonyms resolved), or None.
+
+    A hyphenated name that starts with a known action is read as that action (``feedback-message``).
+    """
     key = re.sub(r"[\s_]+", "-", name.strip().strip("<>/").strip().lower()).strip("-.:!")
     if key in INTERPLAY_ACTIONS:
         return key
-    return ACTION_SYNONYMS.get(key)
+    if key in ACTION_SYNONYMS:
+        return ACTION_SYNONYMS[key]
+    parts = key.split("-")
+    for n in range(len(parts) - 1, 0, -1):
+        prefix = "-".join(parts[:n])
+        found = prefix if prefix in INTERPLAY_ACTIONS else ACTION_SYNONYMS.get(prefix)
+        if found:
+            return found
+    return None
 
 
 def _find_action(text: str, repaired: list[str]) -> tuple[str | None, str, int, int]:
@@ -251,9 +264,9 @@ def infer_plain_action(role: str, response: str, titles: list[str]) -> str:
 
 def _parse_plain(text: str, role: str, repaired: list[str]) -> ParsedTurn:
     """The last resort for text without any action (see ``action_inferred`` in the module doc)."""
-    if _ACTION_MARKUP.search(text):
-        # An action block we could not read is a format error, not plain text: guessing would hide it.
-        return ParsedTurn("", "", [], repaired, False, "no action found")
+    # An action block that holds no action (<action><response>..., <action>You may enjoy X</action>) is dropped;
+    # the caller only comes here for those and for text without any markup.
+    text = _ACTION_MARKUP.sub(" ", text)
     opened = _RESPONSE_OPEN.search(text)
     if opened:
         response = _cut_response(text[opened.end() :], repaired)
@@ -291,8 +304,11 @@ def parse_turn(text: str, role: str | None = None, *, infer_action: bool = False
         return ParsedTurn("", "", [], [], False, "empty output")
     action, name, start, end = _find_action(text, repaired)
     if action is None:
-        if infer_action and role and not name:
-            return _parse_plain(text, role, repaired)
+        # Inference is for turns that carry no action: no markup, an empty block (<action><response>...) or
+        # words in the block; an unknown action tag (<action><movie></action>) stays a failure.
+        holds_none = not name or name.lower() == "response" or "action_without_brackets" in repaired
+        if infer_action and role and holds_none:
+            return _parse_plain(text, role, [r for r in repaired if r != "action_without_brackets"])
         why = f"unknown action {name!r}" if name else "no action found"
         return ParsedTurn("", "", [], repaired, False, why)
     key = re.sub(r"[\s_]+", "-", name.strip().strip("<>/").strip().lower())

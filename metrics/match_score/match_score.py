@@ -10,7 +10,7 @@ _DESCRIPTION = """\
 Match Score: mean cosine similarity between the recommended items and the ground-truth item in an item-embedding
 space. By default items are embedded from their catalog text (title, genres, plot or keywords, people) with
 all-MiniLM-L6-v2 (mean pooling, normalised), cached on disk per catalog and model; your own item vectors can be given
-instead. Interplay's embedding model (TinyBERT trained with BPR on MovieLens-32M) is not public: scores from the
+instead. Interplay's embedding model (TinyBERT trained with BPR on MovieLens-32M) is not bundled: scores from the
 default embedder compare systems with each other, not with the paper's numbers.
 """
 
