@@ -135,9 +135,13 @@ def test_strict_skip_log_raises():
 
 
 def test_decisions_feed_the_outcome_metrics():
-    outcomes = pytest.importorskip("crsdata.metrics.outcomes")
+    from crsdata.metrics.outcomes import classify_outcomes, sr_et_fr
+
     records = [redial_record("16162"), redial_record("4362"), redial_record("15266")]
     result = replay_decisions(records, _simulation())
-    decisions = [[(d["item_id"], d["accepted"], d["round"]) for d in row["decisions"]] for row in result.dialogues]
+    # the replay rows go to the metrics as they are, no reshaping
+    decisions = [row["decisions"] for row in result.dialogues]
     targets = [row["target_ids"] for row in result.dialogues]
-    assert outcomes.classify_outcomes(decisions, targets) == ["success", "early_termination", "failure"]
+    assert classify_outcomes(decisions, targets) == ["success", "early_termination", "failure"]
+    rates = sr_et_fr(decisions, targets)
+    assert (rates["sr"], rates["et"], rates["fr"]) == pytest.approx((1 / 3, 1 / 3, 1 / 3))

@@ -58,7 +58,11 @@ def _as_decision(value: DecisionLike) -> Decision:
     if isinstance(value, Decision):
         return value
     if isinstance(value, Mapping):
-        return Decision(str(value["item"]), bool(value["accepted"]), value.get("round"))
+        # The replay runner (crsdata.simulate.replay) writes "item_id"; hand-written cases often say "item".
+        key = "item_id" if "item_id" in value else "item"
+        if key not in value or "accepted" not in value:
+            raise MetricError(f"a decision mapping needs 'item_id' (or 'item') and 'accepted', got {dict(value)!r}")
+        return Decision(str(value[key]), bool(value["accepted"]), value.get("round"))
     if len(value) == 2:
         return Decision(str(value[0]), bool(value[1]))
     if len(value) == 3:
