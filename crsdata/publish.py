@@ -11,6 +11,7 @@ client only: it is never printed, logged or written to a file.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 
 from crsdata.export import read_metadata
 
+HIDDEN_PATTERNS = [".*", "*/.*"]
 TAG_PATTERN = re.compile(r"^v\d+\.\d+\.\d+([-.+][0-9A-Za-z.-]+)?$")
 
 
@@ -30,24 +32,6 @@ class PublishError(RuntimeError):
 
 
 class HubClient(Protocol):
-    def _commit(self, repo: Path, branch: str, folder: Path, message: str, new_branch: bool = False) -> str:
-        """Copies ``folder`` over ``branch`` in a temporary clone, commits once and pushes; returns the commit."""
-        with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp) / "work"
-            if new_branch:
-                self.git(Path(tmp), "init", "-q", "-b", branch, str(work))
-            else:
-                self.git(Path(tmp), "clone", "-q", "-b", branch, str(repo), str(work))
-            for src in folder.rglob("*"):
-                if src.is_file() and ".git" not in src.relative_to(folder).parts:
-                    dst = work / src.relative_to(folder)
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(src, dst)
-            self.git(work, "add", "-A")
-            self.git(work, "commit", "-q", "--allow-empty", "-m", message)
-            self.git(work, "push", "-q", str(repo), f"HEAD:refs/heads/{branch}")
-            return self.git(work, "rev-parse", "HEAD")
-
     def create_repo(self, repo_id: str, *, repo_type: str | None = None, exist_ok: bool = False, **kw: Any) -> Any: ...
     def create_branch(
         self, repo_id: str, *, branch: str, repo_type: str | None = None, exist_ok: bool = False
@@ -61,6 +45,7 @@ class HubClient(Protocol):
         repo_type: str | None = None,
         revision: str | None = None,
         commit_message: str | None = None,
+        ignore_patterns: list[str] | None = None,
     ) -> Any: ...
     def create_tag(
         self,
@@ -144,8 +129,14 @@ def publish(
     message = (
         f"crsdata {metadata['crsdata_version']}: {metadata['source']} dataset version {metadata['dataset_version']}"
     )
+    # Hidden paths hold run state (a simulation's .simulate-run/ shards and manifest), not the dataset.
     info = client.upload_folder(
-        repo_id=repo_id, folder_path=str(folder), repo_type="dataset", revision=revision, commit_message=message
+        repo_id=repo_id,
+        folder_path=str(folder),
+        repo_type="dataset",
+        revision=revision,
+        commit_message=message,
+        ignore_patterns=HIDDEN_PATTERNS,
     )
     commit = getattr(info, "oid", None) or str(info)
     if tag is not None:
@@ -207,7 +198,9 @@ class LocalGitHub:
             raise PublishError(f"git {' '.join(args)} failed in {repo}: {done.stderr.strip()}")
         return done.stdout.strip()
 
-    def _commit(self, repo: Path, branch: str, folder: Path, message: str, new_branch: bool = False) -> str:
+    def _commit(
+        self, repo: Path, branch: str, folder: Path, message: str, new_branch: bool = False, ignore: list[str] = ()
+    ) -> str:
         """Copies ``folder`` over ``branch`` in a temporary clone, commits once and pushes; returns the commit."""
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp) / "work"
@@ -216,7 +209,10 @@ class LocalGitHub:
             else:
                 self.git(Path(tmp), "clone", "-q", "-b", branch, str(repo), str(work))
             for src in folder.rglob("*"):
-                if src.is_file() and ".git" not in src.relative_to(folder).parts:
+                relative = src.relative_to(folder)
+                if any(fnmatch.fnmatch(relative.as_posix(), pattern) for pattern in ignore):
+                    continue
+                if src.is_file() and ".git" not in relative.parts:
                     dst = work / src.relative_to(folder)
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(src, dst)
@@ -280,6 +276,7 @@ class LocalGitHub:
         repo_type: str | None = None,
         revision: str | None = None,
         commit_message: str | None = None,
+        ignore_patterns: list[str] | None = None,
         **kw: Any,
     ) -> _CommitInfo:
         self.calls.append(
@@ -292,7 +289,9 @@ class LocalGitHub:
         branch = revision or "main"
         if not self.git(repo, "branch", "--list", branch):
             raise PublishError(f"{repo_id}: revision {branch} does not exist")
-        oid = self._commit(repo, branch, Path(folder_path), commit_message or "Upload folder")
+        oid = self._commit(
+            repo, branch, Path(folder_path), commit_message or "Upload folder", ignore=list(ignore_patterns or [])
+        )
         return _CommitInfo(
             oid=oid, commit_url=f"local://{repo_type}s/{repo_id}/commit/{oid}", commit_message=commit_message or ""
         )

@@ -53,6 +53,7 @@ class EndReason(StrEnum):
     MAX_TURNS = "max_turns"
     PARSE_ERROR = "parse_error"
     EMPTY = "empty"
+    ERROR = "error"  # the backend kept failing for this dialogue (server down, timeouts)
     UNKNOWN = "unknown"
 
 

@@ -60,6 +60,16 @@ def test_publish_commits_once_and_tags_that_commit(tmp_path: Path, hub: LocalGit
     assert [name for name, _ in hub.calls] == ["create_repo", "list_repo_refs", "upload_folder", "create_tag"]
 
 
+def test_hidden_run_state_is_not_uploaded(tmp_path: Path, hub: LocalGitHub) -> None:
+    folder = make_folder(tmp_path / "v1", "1.0.0")
+    (folder / ".simulate-run").mkdir()
+    (folder / ".simulate-run" / "manifest.json").write_text("{}")
+    publish(folder, "crs/sim", client=hub)
+    repo = tmp_path / "hub" / "datasets" / "crs" / "sim"
+    files = git(repo, "ls-tree", "-r", "--name-only", "main").splitlines()
+    assert "README.md" in files and not [f for f in files if f.startswith(".simulate-run")]
+
+
 def test_reusing_a_tag_is_refused_before_any_upload(tmp_path: Path, hub: LocalGitHub) -> None:
     publish(make_folder(tmp_path / "v1", "1.0.0"), "crs/redial", tag="v1.0.0", client=hub)
     repo = tmp_path / "hub" / "datasets" / "crs" / "redial"

@@ -262,7 +262,7 @@ def test_backend_errors_and_timeouts_lose_nothing(tmp_path, fake):
     assert len(rows) == 16  # nothing lost
     counters = json.loads((out / "simulation.json").read_text())["counters"]
     gifts = [r for r in rows if r["task"] == "preparing gifts"]
-    assert all(r["outcome"]["end_reason"] == "unknown" for r in gifts)
+    assert all(r["outcome"]["end_reason"] == "error" for r in gifts)
     assert counters.get("abandoned", 0) == len(gifts)
     assert counters["backend_errors"] >= 3 * len(gifts) + 1  # every gift turn failed 3 times, others retried
     others = [r for r in rows if r["task"] != "preparing gifts"]

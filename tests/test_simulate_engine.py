@@ -343,11 +343,11 @@ def test_persistent_backend_errors_end_the_dialogue_with_a_reason(tmp_path):
     result = run(tmp_path, talk(FakeBackend(fail=fail)), max_retries=2)
     assert len(result.records) == 12  # nothing lost
     broken = next(r for r in result.records if r["dialogue_id"].endswith("000003"))
-    assert broken["outcome"]["end_reason"] == "unknown"
+    assert broken["outcome"]["end_reason"] == "error"
     run_info = json.loads(broken["extra"])["run"]
     assert run_info["end_detail"] == "backend error after 3 attempts: HTTP 500"
     assert run_info["counters"]["backend_errors"] == 3
-    assert result.counters["abandoned"] == 1 and result.counters["end_reason.unknown"] == 1
+    assert result.counters["abandoned"] == 1 and result.counters["end_reason.error"] == 1
 
 
 def test_backend_going_away_keeps_finished_work_and_resumes(tmp_path):

@@ -497,7 +497,7 @@ def test_whole_loop_on_a_tiny_random_model_is_batch_invariant(tmp_path, tiny_lon
 
 
 @pytest.mark.slow
-def test_embedded_smollm2_runs_a_handful_of_dialogues(tmp_path, embedded_model_dir):
+def test_embedded_smollm2_runs_a_handful_of_dialogues(tmp_path, embedded_model_dir, one_thread):
     import datasets
 
     from crsdata.cli import main

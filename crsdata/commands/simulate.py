@@ -128,6 +128,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "turn format of simulators fine-tuned on it",
     )
     inter.add_argument(
+        "--infer-actions",
+        action="store_true",
+        help="when a turn has no recognisable <action> tag, infer the act from its text (never `accept`) "
+        "instead of counting a parse failure; small instruction models such as the embedded SmolLM2 rarely "
+        "write the tags. Inferred acts are counted as repairs in the card",
+    )
+    inter.add_argument(
         "--catalog",
         type=Path,
         action="append",
@@ -266,7 +273,9 @@ def make_simulation(args: argparse.Namespace, backends: dict[str, Any], params: 
     if args.kind == "interplay":
         from crsdata.simulate.interplay import InterplaySimulation
 
-        return InterplaySimulation(backends, both, max_turns, catalog=catalog, style=args.prompt_style)
+        return InterplaySimulation(
+            backends, both, max_turns, catalog=catalog, style=args.prompt_style, infer_actions=args.infer_actions
+        )
     from crsdata.simulate.recllmsim import RecLLMSimSimulation
 
     return RecLLMSimSimulation(backends, both, max_turns)

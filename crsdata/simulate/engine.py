@@ -24,7 +24,7 @@ Failures never lose a dialogue:
   source record, reason, message) is recorded in the manifest and counted, so ``n = written + skipped``.
 - a generation with ``finish_reason="error"`` (a timeout, a server error) is counted and the same request is
   sent again on a later step (same seed, so a retry that succeeds gives exactly the uninterrupted text); after
-  ``max_retries`` failed retries of one turn the dialogue ends with ``end_reason="unknown"`` and
+  ``max_retries`` failed retries of one turn the dialogue ends with ``end_reason="error"`` and
   ``extra.run.end_detail`` saying why, and it is written like any other.
 - a :class:`~crsdata.backends.base.BackendError` (the backend itself is gone) stops the run after saving what
   is finished; the same command resumes it.
@@ -538,7 +538,7 @@ class RunEngine:
             item.failures += 1
             item.error = generation.error or "unspecified backend error"
             if item.failures > self.config.max_retries:
-                self._abandon(item, f"backend error after {item.failures} attempts: {item.error}")
+                self._abandon(item, f"backend error after {item.failures} attempts: {item.error}", EndReason.ERROR)
             return
         item.failures = 0
         before = len(state.turns)
@@ -549,9 +549,9 @@ class RunEngine:
         if not state.finished and item.steps >= limit:
             self._abandon(item, f"no end after {item.steps} requests")
 
-    def _abandon(self, item: _Active, detail: str) -> None:
+    def _abandon(self, item: _Active, detail: str, reason: EndReason = EndReason.UNKNOWN) -> None:
         item.state.finished = True
-        item.state.end_reason = EndReason.UNKNOWN.value
+        item.state.end_reason = reason.value
         item.state.counters["abandoned"] = 1
         item.error = detail
 
