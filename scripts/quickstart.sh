@@ -17,6 +17,9 @@ $crsdata build inspired --input "$DATA/inspired/dev.tsv" --input "$DATA/inspired
     --out "$OUT/inspired"
 $crsdata build recllmsim --input "$DATA/recllmsim" --out "$OUT/recllmsim"
 
-$crsdata simulate interplay --source "$OUT/redial" --n 20 --out "$OUT/interplay-sim" --seed 0
+# 20 source dialogues; those without a usable persona are skipped and counted in the card. Short turns keep
+# this to several minutes on 2 CPU cores; --infer-actions because the 135M model often drops the tags.
+$crsdata simulate interplay --source "$OUT/redial" --n 20 --out "$OUT/interplay-sim" --seed 0 \
+    --max-turns 6 --max-new-tokens 64 --infer-actions
 $crsdata info "$OUT/interplay-sim"
 echo "done: dataset folders under $OUT/ (load with datasets.load_dataset(folder, 'dialogues'))"
