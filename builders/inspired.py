@@ -233,13 +233,7 @@ class InspiredBuilder(Builder):
         if split is not None:
             split = resolve_split(split)
         catalog = Catalog.from_paths(catalogs)
-        result = BuildResult(
-            source=SOURCE,
-            splits={},
-            skipped=skip,
-            notes=list(self.NOTES),
-            info={**self.info(), "license_id": self.license_id, "pretty_name": self.pretty_name},
-        )
+        result = BuildResult(source=SOURCE, splits={}, skipped=skip, notes=list(self.NOTES), info=self.info())
         if not catalogs:
             result.notes.append("No catalog was given: no movie is linked (item ids are empty).")
         dialogue_files, survey_files = _classify(inputs)

@@ -173,13 +173,7 @@ class RedialBuilder(Builder):
         if split is not None:
             split = resolve_split(split)
         catalog = Catalog.from_paths(catalogs)
-        result = BuildResult(
-            source=SOURCE,
-            splits={},
-            skipped=skip,
-            notes=list(self.NOTES),
-            info={**self.info(), "license_id": self.license_id, "pretty_name": self.pretty_name},
-        )
+        result = BuildResult(source=SOURCE, splits={}, skipped=skip, notes=list(self.NOTES), info=self.info())
         if not catalogs:
             result.notes.append("No catalog was given: items carry only the titles found in the dialogues.")
         first_seen: dict[str, str] = {}
