@@ -64,6 +64,22 @@ def references_as_lists(values: Any) -> Any:
     return None if values is None else [reference_as_list(v) for v in values]
 
 
+class ListReferences:
+    """Mixin for the ``evaluate`` modules whose references are item lists: stores every reference as a list.
+
+    ``evaluate`` fixes one Arrow type from the first example; without this a batch that mixes ``"t"`` and
+    ``["t", "u"]`` would be silently stringified. Put it before ``evaluate.Metric`` in the bases.
+    """
+
+    def add_batch(self, *, predictions: Any = None, references: Any = None, **kwargs: Any) -> Any:
+        """Add a batch of predictions and references (a single reference may be given bare)."""
+        return super().add_batch(predictions=predictions, references=references_as_lists(references), **kwargs)
+
+    def add(self, *, prediction: Any = None, reference: Any = None, **kwargs: Any) -> Any:
+        """Add one prediction and its reference (a single item may be given bare)."""
+        return super().add(prediction=prediction, reference=reference_as_list(reference), **kwargs)
+
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """Pauses the cyclic garbage collector while many small containers are built.

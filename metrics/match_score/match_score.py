@@ -4,7 +4,7 @@ import datasets
 import evaluate
 
 from crsdata.metrics import ItemEmbeddings, MetricError, StaticEmbeddings, match_score
-from crsdata.metrics.common import reference_as_list, references_as_lists
+from crsdata.metrics.common import ListReferences
 
 _DESCRIPTION = """\
 Match Score: mean cosine similarity between the recommended items and the ground-truth item in an item-embedding
@@ -50,7 +50,7 @@ def _features() -> datasets.Features:
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class MatchScore(evaluate.Metric):
+class MatchScore(ListReferences, evaluate.Metric):
     def __init__(self, *args, items=None, item_vectors=None, embedder=None, cache_dir=None, **kwargs):
         super().__init__(*args, **kwargs)
         # Given at load time, the catalog (and its embedding cache) serves every compute call.
@@ -68,16 +68,6 @@ class MatchScore(evaluate.Metric):
             features=_features(),
             reference_urls=["https://github.com/jeromeramos70/interplay-sim"],
         )
-
-    # evaluate fixes one Arrow type from the first example; storing every reference as a list keeps a batch that
-    # mixes "t" and ["t", "u"] from being silently stringified.
-    def add_batch(self, *, predictions=None, references=None, **kwargs):
-        """Add a batch of predictions and references (a single reference may be given bare)."""
-        return super().add_batch(predictions=predictions, references=references_as_lists(references), **kwargs)
-
-    def add(self, *, prediction=None, reference=None, **kwargs):
-        """Add one prediction and its reference (a single item may be given bare)."""
-        return super().add(prediction=prediction, reference=reference_as_list(reference), **kwargs)
 
     def _compute(
         self,

@@ -5,7 +5,7 @@ import datasets
 import evaluate
 
 from crsdata.metrics import ranking_metrics
-from crsdata.metrics.common import reference_as_list, references_as_lists
+from crsdata.metrics.common import ListReferences
 
 _DESCRIPTION = """\
 Recall@k, NDCG@k and MRR@k of ranked recommendation lists against ground-truth item sets, for any set of k in one
@@ -42,7 +42,7 @@ def _features(item: str) -> datasets.Features:
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Ranking(evaluate.Metric):
+class Ranking(ListReferences, evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
@@ -52,16 +52,6 @@ class Ranking(evaluate.Metric):
             features=[_features("string"), _features("int64")],
             reference_urls=["https://github.com/RUCAIBox/iEvaLM-CRS"],
         )
-
-    # evaluate fixes one Arrow type from the first example; storing every reference as a list keeps a batch that
-    # mixes "t" and ["t", "u"] from being silently stringified.
-    def add_batch(self, *, predictions=None, references=None, **kwargs):
-        """Add a batch of predictions and references (a single reference may be given bare)."""
-        return super().add_batch(predictions=predictions, references=references_as_lists(references), **kwargs)
-
-    def add(self, *, prediction=None, reference=None, **kwargs):
-        """Add one prediction and its reference (a single item may be given bare)."""
-        return super().add(prediction=prediction, reference=reference_as_list(reference), **kwargs)
 
     def _compute(self, predictions, references, k=(1, 10, 50), mentioned=None):
         return ranking_metrics(predictions, references, k, mentioned=mentioned)

@@ -4,7 +4,7 @@ import datasets
 import evaluate
 
 from crsdata.metrics import MetricError, sr_et_fr
-from crsdata.metrics.common import reference_as_list, references_as_lists
+from crsdata.metrics.common import ListReferences
 
 _DESCRIPTION = """\
 Success rate (the simulated user accepts the ground-truth item), early termination (it accepts another item before
@@ -47,7 +47,7 @@ def _features() -> datasets.Features:
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class SrEtFr(evaluate.Metric):
+class SrEtFr(ListReferences, evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
@@ -56,16 +56,6 @@ class SrEtFr(evaluate.Metric):
             features=_features(),
             reference_urls=["https://github.com/jeromeramos70/interplay-sim"],
         )
-
-    # evaluate fixes one Arrow type from the first example; storing every reference as a list keeps a batch that
-    # mixes "t" and ["t", "u"] from being silently stringified.
-    def add_batch(self, *, predictions=None, references=None, **kwargs):
-        """Add a batch of predictions and references (a single reference may be given bare)."""
-        return super().add_batch(predictions=predictions, references=references_as_lists(references), **kwargs)
-
-    def add(self, *, prediction=None, reference=None, **kwargs):
-        """Add one prediction and its reference (a single item may be given bare)."""
-        return super().add(prediction=prediction, reference=reference_as_list(reference), **kwargs)
 
     def _compute(self, predictions, references, rounds=None):
         if rounds is not None:
