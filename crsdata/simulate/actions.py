@@ -277,6 +277,18 @@ def _parse_plain(text: str, role: str, repaired: list[str]) -> ParsedTurn:
     if rest.strip():
         repaired.append("trailing_text")
     response = head
+    response, titles = _clean_response(response, repaired)
+    if not re.search(r"[^\W\d_]{2}", response):
+        # Emoji runs, numbers, punctuation: nothing a user or recommender says.
+        return ParsedTurn("", "", [], repaired, False, "no action found")
+    repaired.insert(0, "action_inferred")
+    action = infer_plain_action(role, response, titles)
+    return ParsedTurn(action, response, titles, list(dict.fromkeys(repaired)), True, "")
+
+
+def _clean_response(response: str, repaired: list[str]) -> tuple[str, list[str]]:
+    """The repairs every parsed response gets: a leading speaker label, titles marked or quoted, stray tags,
+    runs of whitespace. Returns the clean text and the titles found."""
     if _SPEAKER_PREFIX.match(response):
         repaired.append("speaker_prefix")
         response = _SPEAKER_PREFIX.sub("", response, count=1)
@@ -284,13 +296,7 @@ def _parse_plain(text: str, role: str, repaired: list[str]) -> ParsedTurn:
     if _STRAY_TAG.search(response):
         repaired.append("stray_tags")
         response = _STRAY_TAG.sub(" ", response)
-    response = " ".join(response.split())
-    if not re.search(r"[^\W\d_]{2}", response):
-        # Emoji runs, numbers, punctuation: nothing a user or recommender says.
-        return ParsedTurn("", "", [], repaired, False, "no action found")
-    repaired.insert(0, "action_inferred")
-    action = infer_plain_action(role, response, titles)
-    return ParsedTurn(action, response, titles, list(dict.fromkeys(repaired)), True, "")
+    return " ".join(response.split()), titles
 
 
 def parse_turn(text: str, role: str | None = None, *, infer_action: bool = False) -> ParsedTurn:
@@ -336,14 +342,7 @@ def parse_turn(text: str, role: str | None = None, *, infer_action: bool = False
             repaired.append("missing_response_tag")
             response = _cut_response(after, repaired, tagged=False)
     response = _RESPONSE_OPEN.sub(" ", response)
-    if _SPEAKER_PREFIX.match(response):
-        repaired.append("speaker_prefix")
-        response = _SPEAKER_PREFIX.sub("", response, count=1)
-    response, titles = _titles(response, repaired)
-    if _STRAY_TAG.search(response):
-        repaired.append("stray_tags")
-        response = _STRAY_TAG.sub(" ", response)
-    response = " ".join(response.split())
+    response, titles = _clean_response(response, repaired)
     if len(response) >= 2 and response[0] == response[-1] == '"':
         response = response[1:-1].strip()
     return ParsedTurn(action, response, titles, list(dict.fromkeys(repaired)), True, "")
