@@ -14,8 +14,11 @@ Measures, with the same model, prompts and sampling settings:
                 ``generate`` is timed too), ``--raw-repeats`` times.
 
 Reported: dialogues per minute and generated tokens per second for each, and the ratios (a)/(b) (target >= 4)
-and (a)/(c) (target >= 0.8). Timings include prompt processing: every request re-reads its conversation.
-The load average is printed before and after, since other jobs on the machine change every figure.
+and (a)/(c) (target >= 0.8). Timings include prompt processing. The local backend keeps each conversation's
+key/value states between turns (``--kv-cache-mb``, 0 turns that off), so a turn processes only its new text; the
+store is emptied before each of (a), (b) and (c), so no run reuses another's work, and the share of prompt tokens
+reused is printed for each. The load average is printed before and after, since other jobs on the machine change
+every figure.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingParams
+from crsdata.backends.base import DEFAULT_PREFIX_CACHE_MB, Backend, ChatRequest, Generation, SamplingParams
 from crsdata.simulate.engine import RunConfig, RunEngine, dialogue_seed, source_index
 from crsdata.simulate.recllmsim import RecLLMSimSimulation, scenario_source
 
@@ -109,23 +112,43 @@ def run_sequential(backend: Backend, args: argparse.Namespace, source: Any) -> d
 
 
 def run_raw(backend: Any, batches: list[list[ChatRequest]], args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """A full batch from the middle of run (a), through plain model.generate and through generate."""
+    """A full batch from the middle of run (a), through plain model.generate and through generate, each repeat
+    from scratch."""
     batch = batches[len(batches) // 2]
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
     out = {}
     methods = [("raw_generate", backend.raw_generate)] if hasattr(backend, "raw_generate") else []
     methods.append(("generate", backend.generate))
     for name, method in methods:
+        fresh_start(backend)
         tokens = 0
         started = time.perf_counter()
         for _ in range(args.raw_repeats):
+            fresh_start(backend, keep_counts=True)  # a repeat must not reuse the previous one's states
             tokens += sum(g.completion_tokens for g in method(batch, params))
         out[name] = {
             "requests": len(batch) * args.raw_repeats,
             "tokens": tokens,
             "seconds": time.perf_counter() - started,
-        }
+        } | prompt_reuse(backend)
     return out
+
+
+def fresh_start(backend: Backend, *, keep_counts: bool = False) -> None:
+    """Empties the backend's kept conversation states and zeroes its prompt counters, when it has them."""
+    store = getattr(backend, "prefix_store", None)
+    if store is not None:
+        store.clear()
+    stats = getattr(backend, "prompt_stats", None)
+    if stats is not None and not keep_counts:
+        stats.prompt_tokens = stats.reused_tokens = 0
+
+
+def prompt_reuse(backend: Backend) -> dict[str, float]:
+    stats = getattr(backend, "prompt_stats", None)
+    if stats is None:
+        return {}
+    return {"prompt_tokens": stats.prompt_tokens, "reused_fraction": stats.reused_fraction}
 
 
 def rate(entry: dict[str, float], key: str, per: float = 1.0) -> float:
@@ -144,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw-repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--kv-cache-mb", type=int, default=DEFAULT_PREFIX_CACHE_MB, help="0 recomputes every prompt")
     args = parser.parse_args(argv)
 
     import torch
@@ -157,19 +181,21 @@ def main(argv: list[str] | None = None) -> int:
         f"cpu count {os.cpu_count()}",
         flush=True,
     )
-    backend = make_backend("local", args.model, max_batch_size=args.batch_size)
+    backend = make_backend("local", args.model, max_batch_size=args.batch_size, prefix_cache_mb=args.kv_cache_mb)
     source = scenario_source()
     recording = Recording(backend, args.batch_size)
 
     print(f"(a) engine: {args.dialogues} dialogues, batch {args.batch_size} ...", flush=True)
-    engine = run_engine(recording, args, source)
+    fresh_start(backend)
+    engine = run_engine(recording, args, source) | prompt_reuse(backend)
     print(f"(b) sequential: {args.sequential_dialogues} dialogues ...", flush=True)
-    sequential = run_sequential(backend, args, source)
+    fresh_start(backend)
+    sequential = run_sequential(backend, args, source) | prompt_reuse(backend)
     if not recording.full_batches:
         print("no full batch was recorded; raise --dialogues", file=sys.stderr)
         return 1
     print(f"(c) raw batch: {args.raw_repeats} x {args.batch_size} requests ...", flush=True)
-    raw = run_raw(backend, recording.full_batches, args)
+    raw = run_raw(backend, recording.full_batches, args)  # clears the store before each method
     print(f"load average after: {os.getloadavg()[0]:.2f}\n")
 
     rows = [("(a) engine", engine), ("(b) sequential", sequential)]
@@ -178,14 +204,18 @@ def main(argv: list[str] | None = None) -> int:
         f"model {backend.model_id}; max_turns {args.max_turns}, max_new_tokens {args.max_new_tokens}, "
         f"temperature {args.temperature}, seed {args.seed}\n"
     )
-    print("| run | dialogues | turns or requests | generated tokens | seconds | dialogues/min | tokens/s |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| run | dialogues | turns or requests | generated tokens | prompt tokens (reused) | seconds "
+        "| dialogues/min | tokens/s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, entry in rows:
         dialogues = entry.get("dialogues")
         per_minute = f"{rate(entry, 'dialogues', 60):.2f}" if dialogues is not None else "-"
         count = entry.get("turns", entry.get("requests"))
+        prompt = f"{entry['prompt_tokens']:,} ({entry['reused_fraction']:.0%})" if "prompt_tokens" in entry else "-"
         print(
-            f"| {name} | {dialogues if dialogues is not None else '-'} | {count} | {entry['tokens']} | "
+            f"| {name} | {dialogues if dialogues is not None else '-'} | {count} | {entry['tokens']:,} | {prompt} | "
             f"{entry['seconds']:.1f} | {per_minute} | {rate(entry, 'tokens'):.1f} |"
         )
     reference = raw.get("raw_generate", raw["generate"])

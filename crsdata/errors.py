@@ -26,10 +26,11 @@ class BadInputError(ValueError):
         self.field = field
         self.message = message
         self.reason = reason
-        where = f"{self.path}, {self.record}"
+        # Command-line options have no file or record: only the parts that exist are named.
+        parts = [part for part in (self.path, self.record) if part]
         if field:
-            where += f", field '{field}'"
-        super().__init__(f"{where}: {message}")
+            parts.append(f"field '{field}'" if parts else f"option {field}")
+        super().__init__(f"{', '.join(parts)}: {message}" if parts else message)
 
 
 @dataclass

@@ -134,6 +134,7 @@ def test_help_reads_like_the_docs(capsys):
         "--profiles",
         "--drop-flagged",
         "--threads",
+        "--kv-cache-mb",
     ):
         assert option in text, option
 
@@ -188,6 +189,11 @@ def test_profiles_only_with_scenarios_and_bad_numbers(tmp_path, built, capsys):
         == 1
     )
     assert "--batch-size" in capsys.readouterr().err
+    assert (
+        simulate("recllmsim", "--source", "scenarios", "--n", "2", "--kv-cache-mb", "-1", "--out", str(tmp_path / "o"))
+        == 1
+    )
+    assert "error: option --kv-cache-mb: must be 0 or more" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------------------

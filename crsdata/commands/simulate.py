@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from crsdata.backends.base import DEFAULT_PREFIX_CACHE_MB
 from crsdata.errors import BadInputError
 
 KINDS = ("interplay", "recllmsim")
@@ -84,6 +85,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="CPU threads for the local backend (default: torch's choice, all cores). On a machine "
         "shared with other jobs, 1 is often several times faster: threads that wait for a busy core "
         "stall every step",
+    )
+    models.add_argument(
+        "--kv-cache-mb",
+        type=int,
+        default=DEFAULT_PREFIX_CACHE_MB,
+        help="memory for the conversation states the local backend keeps between turns, so that a turn runs "
+        f"only its new text through the model (default {DEFAULT_PREFIX_CACHE_MB}; 0 recomputes every prompt)",
     )
     models.add_argument(
         "--dtype",
@@ -252,7 +260,7 @@ def make_backends(args: argparse.Namespace) -> dict[str, Any]:
 
     options: dict[str, Any]
     if args.backend == "local":
-        options = {"dtype": args.dtype, "max_batch_size": args.batch_size}
+        options = {"dtype": args.dtype, "max_batch_size": args.batch_size, "prefix_cache_mb": args.kv_cache_mb}
     else:
         options = {"max_concurrency": args.batch_size}
     loaded: dict[str, Any] = {}
@@ -317,6 +325,8 @@ def build_config(args: argparse.Namespace, source: Any, params: Any, sim: Any = 
 def _check_args(args: argparse.Namespace) -> None:
     if args.threads is not None and args.threads < 1:
         raise BadInputError("", "", "--threads", "must be at least 1", "bad-option")
+    if args.kv_cache_mb < 0:
+        raise BadInputError("", "", "--kv-cache-mb", "must be 0 or more", "bad-option")
     for name in ("n", "batch_size", "shard_size", "max_new_tokens"):
         if getattr(args, name) < (0 if name == "n" else 1):
             raise BadInputError("", "", f"--{name.replace('_', '-')}", "must be positive", "bad-option")

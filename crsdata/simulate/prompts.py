@@ -3,7 +3,9 @@
 ``instruct`` (zero-shot, for instruction-tuned chat models): a system message explains the role and the exact
 output format with one example; the conversation follows as chat messages, the model's own past turns as
 ``assistant`` and the other party's as ``user``, every turn written in the Interplay format so the model sees
-the format it must produce. A model that speaks first gets a one-line kick-off message instead of an empty chat.
+the format it must produce. The persona or profile comes last in the system message, so every dialogue of a run
+starts with the same instructions (the local backend keeps their states once). A model that speaks first gets a
+one-line kick-off message instead of an empty chat.
 The example recommendation uses an invented title so that no real movie is planted in every prompt.
 
 ``finetuned`` (raw continuation, what a model trained by the crsdata TRL recipe sees). The exact layout::
@@ -51,8 +53,6 @@ STYLES = ("instruct", "finetuned")
 USER_INSTRUCT = """You are a movie fan chatting with a movie recommender to find a movie to watch. You are the \
 user: you never recommend movies, you say what you like and react to suggestions.
 
-{persona}
-
 Write only your next turn, in exactly this format:
 <action><ACTION></action><response>what you say</response>
 ACTION is one of:
@@ -63,11 +63,13 @@ feedback: say whether a suggested movie fits you and why
 accept: take a suggested movie that fits what you want (this ends the chat)
 You do not know the title of the movie you want, only what it is like.
 Example:
-<action><disclose-goal></action><response>Hi! I want a funny movie with a lot of heart.</response>"""
+<action><disclose-goal></action><response>Hi! I want a funny movie with a lot of heart.</response>
+
+{persona}"""
 
 RECOMMENDER_INSTRUCT = """You are a movie recommender chatting with a user. Find out what the user likes, then \
 recommend one movie at a time and say why it fits.
-{profile}
+
 Write only your next turn, in exactly this format:
 <action><ACTION></action><response>what you say</response>
 ACTION is one of:
@@ -78,7 +80,7 @@ feedback: answer a question or comment on what the user said
 Put the movie title and year inside <movie_title></movie_title>.
 Example:
 <action><recommend></action><response>You may enjoy <movie_title>The Quiet Harbor (2003)</movie_title>, a warm \
-drama about two brothers.</response>"""
+drama about two brothers.</response>{profile}"""
 
 PERSONA_INSTRUCT = """Your taste: {general_preferences}
 Movies you have watched:
@@ -213,7 +215,7 @@ def instruct_messages(
     else:
         profile = ""
         if show_profile:
-            profile = "\n" + PROFILE_INSTRUCT.format(
+            profile = "\n\n" + PROFILE_INSTRUCT.format(
                 general_preferences=persona.general_preferences or "(not given)", watched=_watched_lines(persona)
             )
         system = RECOMMENDER_INSTRUCT.format(profile=profile)

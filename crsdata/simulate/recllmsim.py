@@ -68,18 +68,19 @@ ASSISTANT = Role.RECOMMENDER.value
 END_PHRASE = "Thank you, goodbye."
 END_PROMPT = f"[System]: If you wish to conclude this conversation, please reply with '{END_PHRASE}'"
 
+# The rules come before the person and the task: every dialogue of a run then starts with the same tokens, whose
+# key/value states the local backend computes once (see crsdata.backends.kv_cache).
 USER_SYSTEM = """\
-You are playing a person who is chatting with an AI assistant to get help with a task. Stay in this role.
+You are playing a person who is chatting with an AI assistant to get help with a task. Stay in this role. \
+Write only your own next message to the assistant, as this person, in one to three sentences. Ask for help \
+step by step and mention your preferences when they matter. Never answer as the assistant and never write the \
+plan yourself. When you are satisfied with the plan, reply with exactly: {end_phrase}
 
 About you:
 {profile}
 
 Your task:
-{task}
-
-Write only your own next message to the assistant, as this person, in one to three sentences. Ask for help \
-step by step and mention your preferences when they matter. Never answer as the assistant and never write the \
-plan yourself. When you are satisfied with the plan, reply with exactly: {end_phrase}"""
+{task}"""
 
 USER_OPENING = "[System]: The conversation starts now. Write your first message to the assistant."
 
