@@ -1,7 +1,7 @@
 """Throughput of the simulation run engine against a one-dialogue-at-a-time loop and the backend's raw batch.
 
-    python benchmarks/simulate.py                    # embedded SmolLM2, RecLLMSim scenarios, ~3-5 min on 2 cores
-    python benchmarks/simulate.py --dialogues 24 --batch-size 8 --threads 1
+    python benchmarks/simulate.py                    # embedded SmolLM2, RecLLMSim scenarios, ~8 min on 2 cores
+    python benchmarks/simulate.py --dialogues 16 --batch-size 16 --threads 1
 
 Measures, with the same model, prompts and sampling settings:
 
@@ -158,9 +158,9 @@ def rate(entry: dict[str, float], key: str, per: float = 1.0) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="embedded")
-    parser.add_argument("--dialogues", type=int, default=16, help="dialogues for the engine run (default 16)")
-    parser.add_argument("--sequential-dialogues", type=int, default=4, help="dialogues for the loop (default 4)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--dialogues", type=int, default=32, help="dialogues for the engine run (default 32)")
+    parser.add_argument("--sequential-dialogues", type=int, default=8, help="dialogues for the loop (default 8)")
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-turns", type=int, default=6)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.7)

@@ -76,6 +76,28 @@ def test_option_probabilities_reuse_the_conversation_without_storing_each_prompt
     assert len(kept.prefix_store) == stored
 
 
+def test_prompts_of_near_lengths_share_a_prefill_pass_padded_and_give_their_own_text(tiny_model_dir: Path) -> None:
+    backend = _backend(tiny_model_dir, cache_mb=64)
+    prompts = [ChatRequest(prompt="a b c d e f g h i j", seed=1), ChatRequest(prompt="a b c d e f g h i j k l", seed=2)]
+    lengths = [len(backend.encode(r)) for r in prompts]
+    order, groups = backend._plan_prefill([backend.encode(r) for r in prompts])
+    assert lengths[0] < lengths[1] and groups == [(0, 2)]  # one pass, the shorter prompt padded inside it
+    together = backend.generate(prompts, SAMPLED)
+    for entry in backend.prefix_store._entries.values():
+        assert not any(t.isnan().any() for t in (*entry.keys, *entry.values))
+    alone = [_backend(tiny_model_dir, cache_mb=0).generate([r], SAMPLED)[0] for r in prompts]
+    assert together == alone
+
+
+def test_prefill_groups_bound_their_padding() -> None:
+    backend = LocalBackend.__new__(LocalBackend)  # planning needs only the store
+    backend.prefix_store = PrefixStore(0)
+    rows = [[1] * n for n in (100, 10, 12, 95, 400, 11)]
+    order, groups = backend._plan_prefill(rows)
+    assert [len(rows[i]) for i in order] == [10, 11, 12, 95, 100, 400]
+    assert groups == [(0, 3), (3, 5), (5, 6)]
+
+
 # ------------------------------------------------------------------------------------------------ the store
 
 

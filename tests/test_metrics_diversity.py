@@ -90,13 +90,16 @@ _RE = re.compile(TOKEN_PATTERN)
 _SELECTORS = re.compile("[\ufe00-\ufe0f]")
 
 
+def _clean(text: str) -> str:
+    return _SELECTORS.sub("", unicodedata.normalize("NFKC", text.lower()).lower().replace("’", "'"))
+
+
 def _python_dist(texts: list[str], n: int) -> tuple[int, int]:
     """An independent count: Python's re and unicodedata instead of polars, sets of tuples instead of numpy."""
     seen: set[tuple[str, ...]] = set()
     total = 0
     for text in texts:
-        clean = _SELECTORS.sub("", unicodedata.normalize("NFKC", text.lower()).lower().replace("’", "'"))
-        tokens = _RE.findall(clean)
+        tokens = _RE.findall(_clean(text))
         for i in range(len(tokens) - n + 1):
             seen.add(tuple(tokens[i : i + n]))
             total += 1
@@ -114,4 +117,20 @@ def test_agrees_with_plain_python_on_recllmsim_user_turns() -> None:
     assert len(texts) == 7096
     stats = ngram_stats(texts, (1, 4))
     for n in (1, 4):
+        assert (stats.distinct[n], stats.total[n]) == _python_dist(texts, n)
+
+
+def test_repeated_and_mixed_utterances_agree_with_plain_python() -> None:
+    # Many exact repeats (tokenised once), case variants of one utterance (not repeats, same tokens), empty and
+    # punctuation-only utterances, and non-ASCII rows that take the NFKC path next to ASCII ones.
+    import random
+
+    rng = random.Random(5)
+    pieces = ["The cat", "sat on", "the MAT", "don’t", "don't", "Café", "ﬁne", "x²", "", "  ", "!!", "a b c d", "3.5"]
+    texts = [" ".join(rng.choices(pieces, k=rng.randint(0, 3))) for _ in range(3000)]
+    assert len(set(texts)) < len(texts) // 2
+    stats = ngram_stats(texts, (1, 2, 3, 4))
+    assert stats.n_utterances == 3000
+    assert stats.n_tokens == sum(len(_RE.findall(_clean(t))) for t in texts)
+    for n in (1, 2, 3, 4):
         assert (stats.distinct[n], stats.total[n]) == _python_dist(texts, n)

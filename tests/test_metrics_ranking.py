@@ -188,3 +188,79 @@ def test_recall_and_mrr_agree_with_a_plain_loop_on_redial(redial_turns: tuple) -
     for key, total in sums.items():
         assert ours[key] == pytest.approx(total / n, abs=1e-12)
     assert ours["recall@1"] < ours["recall@10"] < ours["recall@50"]  # values differ by k, unlike the @50 bug
+
+
+# --------------------------------------------------------------------------------------------------------
+# Random input against a plain transcription of the definitions in the module doc.
+
+
+def _reference_scores(
+    predictions: list[list], references: list[list], ks: list[int], mentioned: list[list] | None
+) -> list[dict[str, float]]:
+    """One dict of scores per evaluated example, straight from the definitions: close the list up over the
+    mentioned items, take each target's first position, cut at each k."""
+    rows = []
+    for i, (ranked, ref) in enumerate(zip(predictions, references, strict=True)):
+        seen = set(mentioned[i]) if mentioned is not None else set()
+        gold = set(ref) - seen
+        if not gold:
+            continue
+        closed = [item for item in ranked if item not in seen]
+        first: dict = {}
+        for rank, item in enumerate(closed):
+            if item in gold:
+                first.setdefault(item, rank)
+        hits = sorted(first.values())
+        row = {}
+        for k in ks:
+            within = [h for h in hits if h < k]
+            row[f"recall@{k}"] = len(within) / len(gold)
+            ideal = sum(1 / math.log2(j + 2) for j in range(min(len(gold), k)))
+            row[f"ndcg@{k}"] = sum(1 / math.log2(h + 2) for h in within) / ideal
+            row[f"mrr@{k}"] = 1 / (within[0] + 1) if within else 0.0
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("items", ["strings", "ints"])
+@pytest.mark.parametrize("with_mentions", [False, True])
+def test_random_lists_agree_with_the_definitions(items: str, with_mentions: bool) -> None:
+    # Repeats, empty and short lists, k beyond the list, one to six targets (both lookup strategies), targets
+    # that are mentioned, mentions that are not listed.
+    rng = np.random.default_rng(11)
+    pool = [f"item-{j}" for j in range(12)] if items == "strings" else list(range(12))
+    predictions, references, mentioned = [], [], []
+    for _ in range(400):
+        ranked = [pool[j] for j in rng.integers(0, len(pool), size=int(rng.integers(0, 25)))]
+        seen = [pool[j] for j in rng.choice(len(pool), size=int(rng.integers(0, 4)), replace=False)]
+        predictions.append(ranked)
+        references.append([pool[j] for j in rng.integers(0, len(pool), size=int(rng.integers(1, 7)))])
+        mentioned.append(seen)
+    ks = [1, 2, 5, 10, 30]
+    seen_arg = mentioned if with_mentions else None
+    expected = _reference_scores(predictions, references, ks, seen_arg)
+    scores = ranking_scores(predictions, references, ks, mentioned=seen_arg)
+    assert len(scores.evaluated) == len(expected) and scores.n_skipped == len(predictions) - len(expected)
+    for key in expected[0]:
+        name, k = key.split("@")
+        column = scores.values[(name, int(k))]
+        assert column.tolist() == pytest.approx([row[key] for row in expected], abs=1e-12), key
+    if items == "ints":  # the same lists as a padded 2-d array
+        matrix = np.full((len(predictions), max(map(len, predictions))), -1)
+        for row, ranked in zip(matrix, predictions, strict=True):
+            row[: len(ranked)] = ranked
+        assert ranking_metrics(matrix, references, ks, mentioned=seen_arg) == pytest.approx(
+            ranking_metrics(predictions, references, ks, mentioned=seen_arg)
+        )
+
+
+def test_a_mentioned_item_listed_twice_pulls_the_target_up_twice() -> None:
+    ranked = ["m", "m", "a", "t"]  # closes up to [a, t]
+    for predictions in ([ranked], np.array([[9, 9, 1, 5]])):
+        references, seen = ([["t"]], [["m"]]) if isinstance(predictions, list) else ([[5]], [[9]])
+        assert ranking_metrics(predictions, references, ks=[1, 2], mentioned=seen)["recall@2"] == 1.0
+
+
+def test_one_nesting_level_too_many_is_an_error_not_a_zero() -> None:
+    with pytest.raises(MetricError, match="prediction list 1 holds a list"):
+        ranking_metrics([["a"], [["a", "b"]]], [["a"], ["a"]], ks=[1])

@@ -216,7 +216,7 @@ class RunConfig:
     options: dict[str, Any]  # simulation options that change results (prompt style, profile mode, ...)
     prompt_hashes: dict[str, str]
     max_retries: int = 2
-    batch_size: int = 8
+    batch_size: int = 32
     shard_size: int = 50
     crsdata_version: str = ""
 
