@@ -17,8 +17,9 @@ $crsdata build inspired --input "$DATA/inspired/dev.tsv" --input "$DATA/inspired
     --out "$OUT/inspired"
 $crsdata build recllmsim --input "$DATA/recllmsim" --out "$OUT/recllmsim"
 
-# 20 source dialogues; those without a usable persona are skipped and counted in the card. Short turns keep
-# this to several minutes on 2 CPU cores; --infer-actions because the 135M model often drops the tags.
+# 20 dialogues; source records without a usable persona are skipped, counted in the card and replaced by the
+# next one. Short turns keep this to about two minutes on 2 CPU cores; --infer-actions because the 135M model
+# often drops the tags.
 $crsdata simulate interplay --source "$OUT/redial" --n 20 --out "$OUT/interplay-sim" --seed 0 \
     --max-turns 6 --max-new-tokens 64 --infer-actions
 $crsdata info "$OUT/interplay-sim"

@@ -369,8 +369,7 @@ def test_run_engine_drives_the_simulation(tmp_path):
         shard_size=3,
     )
     result = engine.RunEngine(sim, source, config, tmp_path / "run", progress=False).run()
-    assert len(result.records) + result.skipped.total == 6
-    assert result.records
+    assert len(result.records) == 6
     for out in result.records:
         validate_dialogue(out)
         assert out["outcome"]["end_reason"] == "accept" and len(out["turns"]) == 8

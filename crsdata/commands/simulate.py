@@ -41,8 +41,9 @@ other value is a local model folder or Hub id (--backend local) or the model nam
 reproducible and resumable: dialogue i depends only on (--seed, i), never on batching. Finished dialogues
 are saved in shards under OUT/.simulate-run/ with a manifest; if a run is killed, the same command resumes it
 and the final folder equals an uninterrupted run's. Different options on an existing run are refused.
-Every requested dialogue is accounted for: requested = written + skipped (bad source record) + dropped
-(--drop-flagged).
+--n dialogues are written: a source record that cannot start a dialogue (no usable persona or task) is
+skipped, counted, and the next one drawn. Every drawn record is accounted for: drawn = written + skipped, and
+written = kept + dropped (--drop-flagged).
 """
 
 EPILOG = """\
@@ -378,8 +379,8 @@ def run_command(args: argparse.Namespace) -> int:
     stats = result.stats
     dropped = written - sum(len(v) for v in _kept_splits(args, result)[0].values())
     print(
-        f"simulated {args.kind} into {args.out} in {elapsed:.1f}s: {written} written, "
-        f"{result.skipped.total} skipped, {dropped} dropped of {args.n} requested"
+        f"simulated {args.kind} into {args.out} in {elapsed:.1f}s: {written} of {args.n} requested written "
+        f"({dropped} of them dropped), {result.skipped.total} source records skipped"
         + (f" ({stats.resumed_dialogues} from an earlier run)" if stats.resumed_dialogues else "")
     )
     if stats.dialogues:
@@ -429,9 +430,11 @@ def export(args: argparse.Namespace, result: Any, source: Any, config: Any) -> N
         source=sim_source,
         splits=splits,
         skipped=result.skipped,
-        # "Read" is the number of dialogues requested, so the card's accounting reads
-        # requested = written + skipped + dropped.
-        inputs=[InputFile(path=source.name, sha256=source.fingerprint, records=args.n)],
+        # "Read" is the number of source records drawn, so the card's accounting reads
+        # drawn = kept + skipped + dropped.
+        inputs=[
+            InputFile(path=source.name, sha256=source.fingerprint, records=len(result.records) + result.skipped.total)
+        ],
         dropped=dropped,
         notes=_notes(args, result, source),
         info=_info(args),
@@ -474,8 +477,9 @@ def _notes(args: argparse.Namespace, result: Any, source: Any) -> list[str]:
     notes = [
         f"Simulated with `crsdata simulate {args.kind}` from {source.description}; seed {config['seed']}, at most "
         f"{config['max_turns']} turns per dialogue. Dialogue i depends only on (seed, i).",
-        "Accounting: `read` is the number of dialogues requested; skipped dialogues had an unusable source "
-        "record, dropped ones were flagged by a quality filter and left out with --drop-flagged.",
+        "Accounting: `read` is the number of source records drawn; skipped ones could not start a dialogue (the "
+        "run drew the next record instead, so as many dialogues as requested were written), dropped ones were "
+        "flagged by a quality filter and left out with --drop-flagged.",
     ]
     if source.excluded:
         notes.append(

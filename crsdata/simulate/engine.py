@@ -2,10 +2,10 @@
 
 How a run proceeds
 ------------------
-Dialogue ``i`` of a run (``0 <= i < n``) is fully determined by the run seed and ``i``: its source record is
-``records[source_index(seed, i, len(records))]`` (a seeded shuffle of the source, reshuffled each time the
-source is exhausted), its seed is :func:`dialogue_seed` ``(seed, i)``, and the simulation derives every
-request's seed from that. So no result depends on which dialogues happened to share a batch.
+Dialogue ``i`` of a run (``i = 0, 1, 2, ...``, until ``n`` are written) is fully determined by the run seed
+and ``i``: its source record is ``records[source_index(seed, i, len(records))]`` (a seeded shuffle of the
+source, reshuffled each time the source is exhausted), its seed is :func:`dialogue_seed` ``(seed, i)``, and the
+simulation derives every request's seed from that. So no result depends on which dialogues happened to share a batch.
 
 Up to ``batch_size`` dialogues are active at once. Each step asks every active dialogue which role speaks
 next and groups the dialogues by *call*: requests that go to the same backend object with the same sampling
@@ -20,8 +20,11 @@ the work runs out. A simulation may give some requests other parameters through 
 
 Failures never lose a dialogue:
 
-- ``simulation.start`` raising :class:`~crsdata.errors.BadInputError` skips the dialogue; the skip (index,
-  source record, reason, message) is recorded in the manifest and counted, so ``n = written + skipped``.
+- ``simulation.start`` raising :class:`~crsdata.errors.BadInputError` skips that index; the skip (index,
+  source record, reason, message) is recorded in the manifest and counted, and the run draws the next index,
+  so it writes ``n`` dialogues: those of the first ``n`` indices that do not skip (which depends only on the
+  seed and the source), and ``drawn = n + skipped``. When every source record has been skipped once, no record
+  is usable and the run stops drawing.
 - a generation with ``finish_reason="error"`` (a timeout, a server error) is counted and the same request is
   sent again on a later step (same seed, so a retry that succeeds gives exactly the uninterrupted text); after
   ``max_retries`` failed retries of one turn the dialogue ends with ``end_reason="error"`` and
@@ -53,7 +56,7 @@ import random
 import sys
 import tempfile
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -332,6 +335,21 @@ def _sha256(path: Path) -> str:
 
 
 @dataclass
+class _Draw:
+    """Which dialogue indices a run has used: written ones (from shards), skipped ones, the source positions
+    found unusable, the next index to look at, and how many dialogues are written or running."""
+
+    written: set[int]
+    skipped: set[int]
+    unusable: set[int]
+    next_index: int = 0
+    claimed: int = 0
+
+    def __post_init__(self) -> None:
+        self.claimed = len(self.written)
+
+
+@dataclass
 class _Active:
     index: int
     state: DialogueState
@@ -429,21 +447,27 @@ class RunEngine:
                     "corrupt-run",
                 )
             done.update(shard["indices"])
-        done.update(entry["index"] for entry in manifest["skipped"])
         self.stats.resumed_dialogues = len(done)
+        self._draw = _Draw(
+            written=done,
+            skipped={entry["index"] for entry in manifest["skipped"]},
+            unusable={
+                source_index(self.config.seed, entry["index"], len(self.source.records))
+                for entry in manifest["skipped"]
+            },
+        )
         manifest["status"] = "running"
         session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed_from": len(done)}
         manifest["sessions"].append(session)
         # Claim the folder at once, so a second command with other options is refused even before a shard.
         self._save_manifest(manifest)
 
-        pending = deque(i for i in range(self.config.n) if i not in done)
         buffer: list[tuple[int, dict[str, Any], dict[str, int]]] = []
         active: list[_Active] = []
         bar = self._progress_bar(len(done))
         try:
-            while pending or active:
-                self._refill(active, pending, manifest, bar)
+            while True:
+                self._refill(active, manifest)
                 if not active:
                     break
                 self._step(active)
@@ -474,11 +498,19 @@ class RunEngine:
         self._save_manifest(manifest)
         return self._result(manifest)
 
-    def _refill(self, active: list[_Active], pending: deque[int], manifest: dict[str, Any], bar: Any) -> None:
+    def _refill(self, active: list[_Active], manifest: dict[str, Any]) -> None:
+        """Starts dialogues at the next indices until the batch is full or ``n`` are written or running."""
         records = self.source.records
-        while pending and len(active) < self.config.batch_size:
-            index = pending.popleft()
-            record = records[source_index(self.config.seed, index, len(records))]
+        draw = self._draw
+        while len(active) < self.config.batch_size and draw.claimed < self.config.n:
+            if len(draw.unusable) == len(records):
+                return  # every record was skipped once: none can start a dialogue
+            index = draw.next_index
+            draw.next_index += 1
+            if index in draw.written or index in draw.skipped:
+                continue
+            position = source_index(self.config.seed, index, len(records))
+            record = records[position]
             try:
                 state = self.sim.start(record, self.dialogue_id(index), dialogue_seed(self.config.seed, index))
             except BadInputError as err:
@@ -491,9 +523,10 @@ class RunEngine:
                         "message": str(err),
                     }
                 )
-                if bar is not None:
-                    bar.update(1)
+                draw.skipped.add(index)
+                draw.unusable.add(position)
                 continue
+            draw.claimed += 1
             active.append(_Active(index, state))
 
     def dialogue_id(self, index: int) -> str:

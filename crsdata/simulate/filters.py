@@ -4,7 +4,7 @@ Each filter looks at a finished dialogue's turns and returns the indices of the 
 dialogue is *flagged* by a filter when that list is not empty. Filters never edit text: the run keeps every
 dialogue and records the hits in the record (``extra.quality``) and in per-filter counters, and the CLI
 either keeps flagged dialogues (default) or drops them with ``--drop-flagged``, counted per filter, so the
-accounting ``requested = written + skipped + dropped`` always holds.
+accounting ``drawn = kept + skipped + dropped`` always holds.
 
 - ``empty_turn``: a turn with no text after stripping.
 - ``role_confusion``: a *user* turn that reads like the assistant: it says "As an AI", offers help ("I'd be
