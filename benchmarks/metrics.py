@@ -121,6 +121,15 @@ def meets_target(row: dict[str, object]) -> bool:
     return row["ours_s"] <= TARGET_SECONDS and row["loop_s"] / row["ours_s"] >= TARGET_SPEEDUP
 
 
+def _ranking_row(job: str, short: str, ours_input: tuple, loop_input: tuple) -> dict[str, object]:
+    """Times crsdata and the loop on (predictions, references) each, and checks they agree on every metric."""
+    result, *ours = timed(ranking_metrics, *ours_input, KS)
+    expected, *loop = timed(ranking_loop, *loop_input, KS)
+    for key, value in expected.items():
+        assert math.isclose(result[key], value, abs_tol=1e-9), f"{key}: {result[key]} vs loop {value}"
+    return _row(job, short, ours, loop, f"ndcg@10 = {result['ndcg@10']:.4f}")
+
+
 def run(n_utterances: int, n_lists: int) -> list[dict[str, object]]:
     rows = []
     texts = make_utterances(n_utterances)
@@ -138,22 +147,18 @@ def run(n_utterances: int, n_lists: int) -> list[dict[str, object]]:
     matrix = np.array(predictions, dtype=np.int64)
     int_refs = [[int(x) for x in r] for r in references]
     int_lists = matrix.tolist()
-    result, *ours = timed(ranking_metrics, matrix, int_refs, KS)
-    expected, *loop = timed(ranking_loop, int_lists, int_refs, KS)
-    for key, value in expected.items():
-        assert math.isclose(result[key], value, abs_tol=1e-9), f"{key}: {result[key]} vs loop {value}"
     job = f"Recall/NDCG/MRR @{cuts}, {n_lists:,} lists of 50 int ids (2-d array)"
-    rows.append(_row(job, "ranking on an integer array", ours, loop, f"ndcg@10 = {result['ndcg@10']:.4f}"))
+    rows.append(_ranking_row(job, "ranking on an integer array", (matrix, int_refs), (int_lists, int_refs)))
 
     # The same lists as Python lists of string ids: every item is a Python object to hash once, as the loop does.
     # Each side gets its own fresh copy: a str caches its hash, so whichever ran second would hash for free.
     fresh_predictions, fresh_references = make_lists(n_lists)
-    result, *ours = timed(ranking_metrics, predictions, references, KS)
-    expected, *loop = timed(ranking_loop, fresh_predictions, fresh_references, KS)
-    for key, value in expected.items():
-        assert math.isclose(result[key], value, abs_tol=1e-9), f"{key}: {result[key]} vs loop {value}"
     job = f"Recall/NDCG/MRR @{cuts}, {n_lists:,} lists of 50 string ids (Python lists)"
-    rows.append(_row(job, "ranking on lists of strings", ours, loop, f"ndcg@10 = {result['ndcg@10']:.4f}"))
+    rows.append(
+        _ranking_row(
+            job, "ranking on lists of strings", (predictions, references), (fresh_predictions, fresh_references)
+        )
+    )
     return rows
 
 
