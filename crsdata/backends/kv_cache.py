@@ -88,10 +88,6 @@ class InPlaceCache(Cache):
         layers = [InPlaceLayer(k, v, filled) for k, v in zip(key_buffers, value_buffers, strict=True)]
         super().__init__(layers=layers)
 
-    @property
-    def filled(self) -> int:
-        return self.layers[0].filled if self.layers else 0
-
 
 @dataclass(frozen=True)
 class KVShape:

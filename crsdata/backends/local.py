@@ -350,6 +350,8 @@ class LocalBackend(Backend):
         row shorter than ``width`` is padded (masked). The last token always runs: its logits are the point.
         ``keep`` stores each prompt's states for later calls.
         """
+        # Matched again, not taken from the plan: the groups before this one stored their prompts, which may
+        # share a longer prefix with these (the instructions that open every dialogue, in a run's first call).
         matched = []
         for ids in group:
             tokens = np.asarray(ids, dtype=np.int64)
