@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from builders.inspired import InspiredBuilder
-from builders.pearl import PearlBuilder
-from builders.recllmsim import RecLLMSimBuilder
-from builders.redial import RedialBuilder
 from crsdata.build import Builder
+from crsdata.builders.inspired import InspiredBuilder
+from crsdata.builders.pearl import PearlBuilder
+from crsdata.builders.recllmsim import RecLLMSimBuilder
+from crsdata.builders.redial import RedialBuilder
 
 # name -> builder class; one line per builder.
 BUILDERS: dict[str, type[Builder]] = {

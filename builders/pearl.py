@@ -56,8 +56,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from builders.redial import resolve_split, split_from_name
 from crsdata.build import Builder, BuildResult, InputFile, LinkStats
+from crsdata.builders.redial import resolve_split, split_from_name
 from crsdata.errors import BadInputError, SkipLog
 from crsdata.readers import iter_jsonl, read_text, require, sha256_file
 from crsdata.schema import EndReason, Role, item_ref, new_dialogue, new_turn, validate_dialogue

@@ -143,7 +143,7 @@ def plot_turn_counts(turn_counts: list[int], path: Path, title: str) -> None:
 def render_card(card_data: DatasetCardData, context: dict[str, Any], template: str = "dataset") -> str:
     import jinja2
 
-    from cards import template_path
+    from crsdata.cards import template_path
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     body = env.from_string(template_path(template).read_text(encoding="utf-8")).render(**context)

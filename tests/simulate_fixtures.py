@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from builders.inspired import InspiredBuilder
-from builders.redial import RedialBuilder
 from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingParams
+from crsdata.builders.inspired import InspiredBuilder
+from crsdata.builders.redial import RedialBuilder
 from crsdata.catalog import Catalog
 from crsdata.errors import SkipLog
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from builders import BUILDERS
-from builders.inspired import SURVEY_FILE, InspiredBuilder
 from crsdata.build import BuildResult
+from crsdata.builders import BUILDERS
+from crsdata.builders.inspired import SURVEY_FILE, InspiredBuilder
 from crsdata.catalog import Catalog
 from crsdata.errors import BadInputError, SkipLog
 from crsdata.readers import sha256_file

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from builders.pearl import PearlBuilder, mask_title, mentions
 from crsdata.build import BuildResult
+from crsdata.builders.pearl import PearlBuilder, mask_title, mentions
 from crsdata.errors import BadInputError, SkipLog
 from crsdata.schema import load_extra, validate_dialogue
 

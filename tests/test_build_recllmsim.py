@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from builders.recllmsim import RecLLMSimBuilder, is_closing
 from crsdata.build import BuildResult
+from crsdata.builders.recllmsim import RecLLMSimBuilder, is_closing
 from crsdata.errors import BadInputError, SkipLog
 from crsdata.schema import load_extra, validate_dialogue
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from builders import BUILDERS
-from builders.redial import RedialBuilder, split_from_name
 from crsdata.build import BuildResult
+from crsdata.builders import BUILDERS
+from crsdata.builders.redial import RedialBuilder, split_from_name
 from crsdata.errors import BadInputError, SkipLog
 from crsdata.readers import sha256_file
 from crsdata.schema import ITEM_FEATURES, load_extra, validate_dialogue

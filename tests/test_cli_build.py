@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 
-from builders import BUILDERS
+from crsdata.builders import BUILDERS
 from crsdata.cli import main
 from crsdata.errors import SkipLog
 from crsdata.schema import DIALOGUE_FEATURES, ITEM_FEATURES

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from simulate_fixtures import catalog, inspired_records, redial_record, redial_records
 
-from builders.pearl import PearlBuilder
+from crsdata.builders.pearl import PearlBuilder
 from crsdata.errors import BadInputError, SkipLog
 from crsdata.schema import item_ref, new_dialogue, new_turn
 from crsdata.simulate.leak import normalize_text, title_variants

@@ -12,7 +12,7 @@ from crsdata.stats import format_stats
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from builders import BUILDERS
+    from crsdata.builders import BUILDERS
 
     sources = "\n".join(f"  {name:<10} {cls.input_help}" for name, cls in BUILDERS.items())
     parser = subparsers.add_parser(
@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from builders import BUILDERS
+    from crsdata.builders import BUILDERS
 
     builder = BUILDERS[args.source]()
     skip = SkipLog(skip_bad=args.skip_bad)
