@@ -153,6 +153,43 @@ def test_encoder_trains_with_early_stopping_and_loads_in_a_pipeline(
     assert "RoBERTa-base (paper)" in card.text and "Validation macro-F1 per epoch" in card.text
 
 
+def test_encoder_resumes_from_checkpoints_and_stops_at_the_time_limit(
+    recllmsim: Path, tiny_encoder_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "encoder"
+    argv = ["train", "intent-classifier", "--data", str(recllmsim), "--out", str(out), "--kind", "encoder"]
+    argv += ["--base", str(tiny_encoder_dir), "--limit", "100", "--max-length", "32", "--batch-size", "16"]
+    argv += ["--epochs", "5", "--patience", "5"]
+    # A limit already passed at the first step: one (partial) epoch, evaluated, checkpointed, kept.
+    assert main([*argv, "--time-limit", "0.00001"]) == 0
+    first = _results(out)["details"]
+    assert first["stopped"].startswith("time limit") and not first["resumed"] and first["steps"] == 1
+    # A killed run leaves checkpoints: the same command resumes from the last and counts on from its step.
+    from transformers import Trainer
+
+    killed = tmp_path / "killed"
+    original_save = Trainer._save_checkpoint
+    calls: list[int] = []
+
+    def save_then_die(self: Trainer, *args: object, **kwargs: object) -> None:
+        original_save(self, *args, **kwargs)
+        calls.append(self.state.global_step)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    killed_argv = [a if a != str(out) else str(killed) for a in argv]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Trainer, "_save_checkpoint", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            main(killed_argv)
+    assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["checkpoint-10", "checkpoint-5"]
+    assert main(killed_argv) == 0
+    resumed = _results(killed)["details"]
+    assert resumed["resumed"] and resumed["steps"] == 25 and resumed["stopped"] == "all epochs done"
+    assert [e["epoch"] for e in resumed["history"] if "eval_macro_f1" in e] == [1, 2, 3, 4, 5]
+    assert not (killed / "checkpoints").exists()
+
+
 def test_zero_shot_scores_options_and_saves_the_model(recllmsim: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
@@ -193,7 +230,7 @@ def test_bad_input_is_one_line(
 def test_minilm_and_smollm2_defaults(recllmsim: Path, tmp_path: Path) -> None:
     """The kinds' default bases: the MiniLM wheel for the encoder, the embedded SmolLM2 for zero-shot."""
     base = ["train", "intent-classifier", "--data", str(recllmsim), "--limit", "120"]
-    assert main([*base, "--out", str(tmp_path / "e"), "--kind", "encoder", "--max-steps", "6"]) == 0
+    assert main([*base, "--out", str(tmp_path / "e"), "--kind", "encoder", "--max-steps", "6", "--bf16", "true"]) == 0
     assert ModelCard.load(tmp_path / "e" / "README.md").data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
     assert main([*base, "--out", str(tmp_path / "z"), "--kind", "zero-shot"]) == 0
     results = _results(tmp_path / "z")

@@ -22,6 +22,7 @@ import json
 import random
 import shutil
 import time
+import zipfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -333,7 +334,8 @@ def write_skops_model(model: Any, out: Path, labels: Sequence[str], setting: Svm
     from crsdata.export import write_atomic
 
     tmp = out / f".{SKOPS_FILE}.tmp"
-    sio.dump(model, tmp)
+    # Deflate: the vocabulary is stored as JSON inside the zip, ~54 MB raw for word bigrams.
+    sio.dump(model, tmp, compression=zipfile.ZIP_DEFLATED)
     tmp.replace(out / SKOPS_FILE)
     hub_config = {
         "sklearn": {
@@ -402,15 +404,51 @@ class EncoderSettings:
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
     max_steps: int = -1
+    bf16: bool = False
+    time_limit_minutes: float = 0.0
     seed: int = 42
+
+
+def time_limit_callback(minutes: float) -> Any:
+    """A ``TrainerCallback`` that ends training before ``minutes`` of this process's training loop have passed:
+    at an epoch's end when one more epoch (as long as the longest so far) would pass the limit, or at any step
+    once it has passed. The Trainer then loads the best checkpoint as after early stopping; ``stopped`` says
+    which happened."""
+    from transformers import TrainerCallback
+
+    class TimeLimit(TrainerCallback):
+        def __init__(self) -> None:
+            self.started = time.perf_counter()
+            self.epoch_started = self.started
+            self.longest_epoch = 0.0
+            self.stopped: str | None = None
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if time.perf_counter() - self.started > minutes * 60:
+                control.should_training_stop = True
+                self.stopped = f"time limit ({minutes:g} min) passed in epoch {state.epoch:.2f}"
+            return control
+
+        def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            now = time.perf_counter()
+            self.longest_epoch = max(self.longest_epoch, now - self.epoch_started)
+            self.epoch_started = now
+            if not control.should_training_stop and now - self.started + self.longest_epoch > minutes * 60:
+                control.should_training_stop = True
+                self.stopped = f"time limit ({minutes:g} min): no time for another epoch after epoch {state.epoch:g}"
+            return control
+
+    return TimeLimit()
 
 
 def train_encoder(splits: IntentSplits, base: str, settings: EncoderSettings, out: Path) -> ClassifierRun:
     """Fine-tunes ``AutoModelForSequenceClassification`` from ``base`` and evaluates on validation after every
     epoch; stops once validation macro-F1 has not improved for ``patience`` epochs and keeps the best epoch.
 
-    Checkpoints go to ``OUT/checkpoints`` and a rerun with the same OUT resumes from the last one; they are
-    removed when the run has written the final model (config.json, model.safetensors, tokenizer, id2label)."""
+    Checkpoints go to ``OUT/checkpoints`` and a rerun with the same OUT resumes from the last one (optimizer,
+    learning-rate schedule, early-stopping count and best epoch included); they are removed when the run has
+    written the final model (config.json, model.safetensors, tokenizer, id2label). A time limit ends the run
+    early, keeping the learning-rate schedule of ``settings.epochs``."""
     import numpy as np
     import torch
     from datasets import Dataset
@@ -467,6 +505,8 @@ def train_encoder(splits: IntentSplits, base: str, settings: EncoderSettings, ou
         seed=settings.seed,
         data_seed=settings.seed,
         report_to="none",
+        bf16=settings.bf16,
+        use_cpu=not torch.cuda.is_available(),  # bf16 on a CPU must be asked for explicitly
         dataloader_pin_memory=torch.cuda.is_available(),
     )
     trainer = Trainer(
@@ -479,6 +519,9 @@ def train_encoder(splits: IntentSplits, base: str, settings: EncoderSettings, ou
         compute_metrics=compute_metrics,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=settings.patience)],
     )
+    time_limit = time_limit_callback(settings.time_limit_minutes) if settings.time_limit_minutes > 0 else None
+    if time_limit is not None:
+        trainer.add_callback(time_limit)
     resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=True if resume else None)
@@ -496,6 +539,13 @@ def train_encoder(splits: IntentSplits, base: str, settings: EncoderSettings, ou
     # Trainer also pickles its arguments there; a shared folder should hold no pickle (and needs none).
     (out / "training_args.bin").unlink(missing_ok=True)
     best_epoch = next((e["epoch"] for e in history if e.get("eval_macro_f1") == trainer.state.best_metric), None)
+    epochs_evaluated = [e for e in history if "eval_macro_f1" in e]
+    if time_limit is not None and time_limit.stopped:
+        stopped = time_limit.stopped
+    elif trainer.state.global_step < trainer.state.max_steps:
+        stopped = f"early stopping: validation macro-F1 did not improve for {settings.patience} epoch(s)"
+    else:
+        stopped = "all epochs done"
     shutil.rmtree(checkpoints, ignore_errors=True)
     write_classifier_file(out, "encoder", splits.labels, max_length=settings.max_length)
     return ClassifierRun(
@@ -509,6 +559,9 @@ def train_encoder(splits: IntentSplits, base: str, settings: EncoderSettings, ou
             "epochs_run": trainer.state.epoch,
             "steps": trainer.state.global_step,
             "resumed": resume,
+            "stopped": stopped,
+            # Still improving: the best epoch is the last evaluated, so more epochs might have helped.
+            "still_improving": bool(epochs_evaluated) and epochs_evaluated[-1]["epoch"] == best_epoch,
             "train_seconds": round(train_seconds, 1),
             "history": history,
         },
