@@ -59,7 +59,7 @@ from typing import Any, Protocol
 from crsdata.build import Builder, BuildResult, InputFile, LinkStats
 from crsdata.builders.redial import resolve_split, split_from_name
 from crsdata.errors import BadInputError, SkipLog
-from crsdata.readers import iter_jsonl, read_text, require, sha256_file
+from crsdata.readers import iter_jsonl, json_error_message, read_text, require, sha256_file
 from crsdata.schema import EndReason, Role, item_ref, new_dialogue, new_turn, validate_dialogue
 
 SOURCE = "pearl"
@@ -294,7 +294,7 @@ class PearlBuilder(Builder):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            message = f"invalid JSON ({err.msg} at column {err.colno})"
+            message = json_error_message(err)
             skip.handle(BadInputError(path, f"line {err.lineno}", "", message, "invalid-json"))
             return
         for position, obj in enumerate(data):

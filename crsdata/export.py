@@ -224,6 +224,8 @@ def export_folder(
 
 def read_metadata(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / METADATA_FILE
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
     if not path.is_file():
         raise FileNotFoundError(f"{folder}: no {METADATA_FILE}; not a folder written by crsdata")
     return json.loads(path.read_text(encoding="utf-8"))

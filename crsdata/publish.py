@@ -81,6 +81,8 @@ def hub_client(token: str | None = None) -> HubClient:
 def check_folder(folder: Path, tag: str | None, verify: bool = True) -> dict[str, Any]:
     """Refuses what should not be published: not a crsdata folder, a tag that is not the folder's version,
     or a folder that ``load_dataset`` cannot load."""
+    if not folder.is_dir():
+        raise PublishError(f"{folder}: no such folder")
     if not (folder / "README.md").is_file():
         raise PublishError(f"{folder}: no README.md; build or simulate into this folder first")
     metadata = read_metadata(folder)

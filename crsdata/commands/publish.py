@@ -49,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
             verify=not args.no_verify,
         )
     except PublishError as err:
-        print(f"crsdata publish: error: {err}")
-        return 1
+        # One line on stderr, like every other command's errors (crsdata.cli prints it).
+        raise PublishError(str(err)) from None
     print(
         f"published {args.folder} to {result.repo_id}@{result.revision}: commit {result.commit}"
         + (f", tag {result.tag}" if result.tag else "")
