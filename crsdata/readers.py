@@ -7,21 +7,12 @@ field always produce the same kind of :class:`~crsdata.errors.BadInputError`.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from crsdata.errors import BadInputError, SkipLog
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_text(path: str | Path) -> str:

@@ -101,7 +101,7 @@ def write_model_folder(
 ) -> Path:
     """Writes results.json, crsdata.json and README.md into ``out`` (the recipe has written the model files)."""
     from crsdata import __version__
-    from crsdata.export import write_atomic
+    from crsdata.fileio import write_atomic
 
     out = Path(out)
     results = results_document(config, result)
