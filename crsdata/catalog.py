@@ -288,6 +288,22 @@ class Catalog:
         )
         return self._rows[self._merge(entry)]["item_id"]
 
+    def add_rows(self, rows: Iterable[dict[str, Any]]) -> Catalog:
+        """Adds the rows of a built folder's ``items`` configuration (schema ``ITEM_FEATURES``); returns self."""
+        for row in rows:
+            self.add(
+                row["item_id"],
+                row["title"],
+                source=(row.get("sources") or ["built"])[0],
+                year=row.get("year"),
+                genres=row.get("genres") or (),
+                plot=row.get("plot") or "",
+                people=row.get("people") or (),
+                imdb_id=row.get("imdb_id") or "",
+                keywords=row.get("keywords") or (),
+            )
+        return self
+
     def _merge(self, entry: _Entry) -> int:
         namespace = _namespace(entry.source_id)
         index = self._by_source_id.get(entry.source_id)

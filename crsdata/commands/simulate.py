@@ -244,18 +244,7 @@ def load_catalog(paths: list[Path], source: str) -> Any:
     for folder in folders:
         import datasets
 
-        for row in datasets.load_dataset(str(folder), "items", split="train").to_list():
-            catalog.add(
-                row["item_id"],
-                row["title"],
-                source=(row.get("sources") or ["built"])[0],
-                year=row.get("year"),
-                genres=row.get("genres") or (),
-                plot=row.get("plot") or "",
-                people=row.get("people") or (),
-                imdb_id=row.get("imdb_id") or "",
-                keywords=row.get("keywords") or (),
-            )
+        catalog.add_rows(datasets.load_dataset(str(folder), "items", split="train").to_list())
     return catalog
 
 
