@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
+import itertools
 import os
 import random
 import re
@@ -94,6 +95,7 @@ class PlaygroundConfig:
     temperature: float = 0.7
     top_p: float = 0.95
     kv_cache_mb: int = DEFAULT_PREFIX_CACHE_MB
+    seed: int | None = None  # None: each chat draws a seed; N: chats get N, N+1, ... in the order they start
 
     def __post_init__(self) -> None:
         for name in ("max_input_chars", "max_turns", "concurrency", "max_new_tokens"):
@@ -107,7 +109,8 @@ class PlaygroundConfig:
         """The configuration of a deployed Space, from its variables: ``CRSDATA_SPACE_DATA`` (folders or Hub ids,
         separated by commas or spaces), ``CRSDATA_BACKEND``, ``CRSDATA_USER_MODEL``, ``CRSDATA_RECOMMENDER_MODEL``,
         ``CRSDATA_SPACE_SAVE_DIR``, ``CRSDATA_SPACE_MAX_TURNS``, ``CRSDATA_SPACE_TIMEOUT``,
-        ``CRSDATA_SPACE_CONCURRENCY``, ``CRSDATA_SPACE_MAX_INPUT_CHARS``; defaults for what is unset."""
+        ``CRSDATA_SPACE_CONCURRENCY``, ``CRSDATA_SPACE_MAX_INPUT_CHARS``, ``CRSDATA_SPACE_MAX_NEW_TOKENS``,
+        ``CRSDATA_SPACE_SEED``; defaults for what is unset."""
         env = os.environ if env is None else env
         config = cls(data=[d for d in re.split(r"[,\s]+", env.get("CRSDATA_SPACE_DATA", "")) if d])
         text = {
@@ -121,9 +124,12 @@ class PlaygroundConfig:
             "timeout_s": "CRSDATA_SPACE_TIMEOUT",
             "concurrency": "CRSDATA_SPACE_CONCURRENCY",
             "max_input_chars": "CRSDATA_SPACE_MAX_INPUT_CHARS",
+            "max_new_tokens": "CRSDATA_SPACE_MAX_NEW_TOKENS",
+            "seed": "CRSDATA_SPACE_SEED",
         }
         changes: dict[str, Any] = {k: env[v] for k, v in text.items() if env.get(v)}
-        changes.update({k: type(getattr(config, k))(float(env[v])) for k, v in numbers.items() if env.get(v)})
+        kinds = {"timeout_s": float}
+        changes.update({k: kinds.get(k, int)(float(env[v])) for k, v in numbers.items() if env.get(v)})
         return dataclasses.replace(config, **changes)
 
 
@@ -356,6 +362,7 @@ class Playground:
         self._backends: dict[str, SharedBackend] = {}
         self._corpora: dict[tuple[str, str], Corpus] = {}
         self._merged: Catalog | None = None
+        self._chats_started = itertools.count()
         self._load_lock = threading.Lock()
         self._save_lock = threading.Lock()
         self.save_dir = Path(config.save_dir)
@@ -577,7 +584,9 @@ class Playground:
             first_speaker="user" if mode == "user" else "recommender",
             infer_actions=True,
         )
-        seed = random.randrange(2**31) if seed is None else seed
+        if seed is None:
+            started = next(self._chats_started)
+            seed = random.randrange(2**31) if self.config.seed is None else self.config.seed + started
         chat_id = f"space-{mode}-{uuid.uuid4().hex[:10]}"
         try:
             state = sim.start(record, chat_id, seed)

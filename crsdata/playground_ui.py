@@ -203,15 +203,7 @@ def build_app(playground: Playground) -> Any:
                     'e.g. "Heat (1995)"), and see whether it accepts. The target is revealed when the chat ends.'
                 )
                 rec_state = gr.State(None)
-                with gr.Row():
-                    rec_corpus = gr.Dropdown(corpora, value=first, label="Dataset", elem_id="rec-corpus")
-                    rec_persona = gr.Dropdown(
-                        first_personas,
-                        value=first_personas[0] if first_personas else None,
-                        label="Persona (dialogue id)",
-                        allow_custom_value=True,
-                        elem_id="rec-persona",
-                    )
+                rec_corpus, rec_persona = _persona_picker("rec", corpora, first_personas)
                 with gr.Row():
                     rec_start = gr.Button("Chat with this persona", variant="primary", elem_id="rec-start")
                     rec_random = gr.Button("Random persona", elem_id="rec-random")
@@ -309,15 +301,7 @@ def build_app(playground: Playground) -> Any:
                     watch_rec_model = gr.Dropdown(
                         models, value=pg.model_label(config.recommender_model), label="Recommender simulator model"
                     )
-                with gr.Row():
-                    watch_corpus = gr.Dropdown(corpora, value=first, label="Dataset", elem_id="watch-corpus")
-                    watch_persona = gr.Dropdown(
-                        first_personas,
-                        value=first_personas[0] if first_personas else None,
-                        label="Persona (dialogue id)",
-                        allow_custom_value=True,
-                        elem_id="watch-persona",
-                    )
+                watch_corpus, watch_persona = _persona_picker("watch", corpora, first_personas)
                 watch_run = gr.Button("Run", variant="primary", elem_id="watch-run")
                 watch_preview = gr.Markdown()
                 watch_chat = gr.Chatbot(
@@ -358,7 +342,9 @@ def build_app(playground: Playground) -> Any:
                     browse_dialogue = gr.Dropdown([], label="Dialogue", elem_id="browse-dialogue")
                     browse_count = gr.Markdown(elem_id="browse-count")
                 browse_header = gr.Markdown(elem_id="browse-header")
-                browse_chat = gr.Chatbot(label="Dialogue (user on the right)", height=560, elem_id="browse-chat")
+                browse_chat = gr.Chatbot(
+                    label="Dialogue (user on the right)", height=560, autoscroll=False, elem_id="browse-chat"
+                )
                 with gr.Accordion("The card's statistics and plot", open=True):
                     with gr.Row():
                         browse_stats = gr.Markdown(elem_id="browse-stats")
@@ -389,6 +375,23 @@ def build_app(playground: Playground) -> Any:
                 watch_save.click(visible(save), watch_state, [watch_saved, browse_corpus, rec_corpus], api_name="save")
     demo.queue(default_concurrency_limit=config.concurrency)
     return demo
+
+
+def _persona_picker(prefix: str, corpora: list[str], personas: list[str]) -> tuple[Any, Any]:
+    """A dataset dropdown and a persona dropdown (dialogue ids; any id of the dataset may be typed)."""
+    import gradio as gr
+
+    with gr.Row():
+        first = corpora[0] if corpora else None
+        corpus = gr.Dropdown(corpora, value=first, label="Dataset", elem_id=f"{prefix}-corpus")
+        persona = gr.Dropdown(
+            personas,
+            value=personas[0] if personas else None,
+            label="Persona (dialogue id)",
+            allow_custom_value=True,
+            elem_id=f"{prefix}-persona",
+        )
+    return corpus, persona
 
 
 def _turn_box(

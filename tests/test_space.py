@@ -76,9 +76,11 @@ def long_tiny_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 class Served:
-    def __init__(self, playground: Playground) -> None:
+    """An app launched on 127.0.0.1 (``demo``: an already built page, e.g. the Space's own app.py)."""
+
+    def __init__(self, playground: Playground, demo: Any = None) -> None:
         self.playground = playground
-        self.demo = build_app(playground)
+        self.demo = demo if demo is not None else build_app(playground)
         self.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
         self.url = self.demo.local_url
 
@@ -183,8 +185,10 @@ def test_app_reads_its_configuration_from_space_variables() -> None:
             "CRSDATA_USER_MODEL": "org/user-sim",
             "CRSDATA_SPACE_MAX_TURNS": "8",
             "CRSDATA_SPACE_TIMEOUT": "30",
+            "CRSDATA_SPACE_SEED": "7",
         }
     )
+    assert config.seed == 7
     assert config.data == ["org/redial-crsdata", "org/inspired-crsdata"]
     assert (config.user_model, config.recommender_model, config.max_turns, config.timeout_s) == (
         "org/user-sim",
@@ -193,6 +197,16 @@ def test_app_reads_its_configuration_from_space_variables() -> None:
         30.0,
     )
     assert PlaygroundConfig.from_env({}) == PlaygroundConfig()
+
+
+def test_a_seeded_playground_gives_chats_consecutive_seeds(redial_folder: Path, tmp_path: Path) -> None:
+    backend = ScriptedBackend("scripted", user())
+    config = PlaygroundConfig(
+        data=[str(redial_folder)], user_model="scripted", recommender_model="scripted", save_dir=str(tmp_path), seed=7
+    )
+    playground = Playground(config, backends={"scripted": backend})
+    chats = [playground.start_chat("recommender", corpus="redial") for _ in range(2)]
+    assert [c.state.seed for c in chats] == [7, 8]
 
 
 def test_command_line_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
@@ -204,6 +218,42 @@ def test_command_line_names_every_option(capsys: pytest.CaptureFixture[str]) -> 
     for flag in ("--port", "--data", "--backend", "--user-model", "--recommender-model", "--timeout", "--concurrency"):
         assert flag in text
     assert "default_concurrency_limit" in text and "embedded" in text
+
+
+def test_crsdata_space_serves_the_page(redial_folder: Path, long_tiny_model: Path, tmp_path: Path) -> None:
+    """The one command: `crsdata space` in its own process answers on its port until it is stopped."""
+    import socket
+    import subprocess
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "crsdata.cli", "space", "--port", str(port), "--data", str(redial_folder)]
+    command += ["--user-model", str(long_tiny_model), "--recommender-model", str(long_tiny_model)]
+    command += ["--save-dir", str(tmp_path / "saved")]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/config", timeout=5)
+                if page.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.stdout.read()
+            time.sleep(1)
+        else:
+            pytest.fail("crsdata space did not answer within 180 s")
+        assert "crsdata playground" in page.text and "tiny-chat" in page.text and str(redial_folder) not in page.text
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        chat, _, _, _ = client.predict("redial", "", api_name="/start_recommender_chat")
+        assert chat == []
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_command_refuses_bad_limits(capsys: pytest.CaptureFixture[str]) -> None:

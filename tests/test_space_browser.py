@@ -24,8 +24,6 @@ playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright i
 
 from test_space import Served, redial_folder  # noqa: E402,F401 - the module-scoped ReDial folder fixture
 
-from crsdata.playground import Playground, PlaygroundConfig  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("CRSDATA_TEST_ARTIFACTS", ROOT / "out" / "test-artifacts" / "space"))
@@ -49,17 +47,22 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def app(redial_folder: Path, embedded_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:  # noqa: F811
-    """The playground on the embedded model, as `crsdata space --data <redial>` serves it (shorter turns)."""
-    config = PlaygroundConfig(
-        data=[str(redial_folder)],
-        save_dir=str(tmp_path_factory.mktemp("saves") / "space-saved"),
-        max_turns=6,
-        max_new_tokens=48,
-        timeout_s=300,
-    )
-    playground = Playground(config)
-    playground.warm_up()
-    served = Served(playground)
+    """The Space's own app.py on the embedded model, configured by Space variables as on the Hub (ReDial
+    personas, shorter turns and chats than the defaults, a generous timeout for a shared CPU)."""
+    variables = {
+        "CRSDATA_SPACE_DATA": str(redial_folder),
+        "CRSDATA_SPACE_SAVE_DIR": str(tmp_path_factory.mktemp("saves") / "space-saved"),
+        "CRSDATA_SPACE_MAX_TURNS": "6",
+        "CRSDATA_SPACE_MAX_NEW_TOKENS": "48",
+        "CRSDATA_SPACE_TIMEOUT": "300",
+        # Chats get seeds 0, 1, 2... in the order the tests start them, so the screenshots can be reproduced.
+        "CRSDATA_SPACE_SEED": "0",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in variables.items():
+            patch.setenv(name, value)
+        space = runpy.run_path(str(ROOT / "spaces" / "playground" / "app.py"))
+    served = Served(space["playground"], space["demo"])
     yield served
     served.close()
 

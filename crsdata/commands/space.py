@@ -100,6 +100,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=defaults.max_new_tokens,
         help=f"tokens per simulator turn (default {defaults.max_new_tokens})",
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the first chat, the next chats get the following numbers, so a session can be replayed "
+        "(default: a random seed per chat)",
+    )
     parser.add_argument("--threads", type=int, help="CPU threads for the local backend (default: torch's choice)")
     parser.add_argument("--no-warm-up", action="store_true", help="do not load the models before serving")
     parser.set_defaults(func=run_command)
@@ -121,6 +127,7 @@ def run_command(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
             concurrency=args.concurrency,
             max_new_tokens=args.max_new_tokens,
+            seed=args.seed,
         )
     except ValueError as err:
         raise BadInputError("", "", "", str(err), "bad-option") from None
