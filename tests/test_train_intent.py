@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from fixtures.tiny_models import build_tiny_encoder
 from huggingface_hub import ModelCard
 
 from crsdata.cli import main
@@ -35,23 +36,7 @@ def recllmsim(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer random BERT with MiniLM's WordPiece vocabulary: the encoder kind's code path in seconds."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from crsdata.training.intents import resolve_encoder
-
-    folder = tmp_path_factory.mktemp("tiny-encoder")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder("default")[0])
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
 
 
 def _results(out: Path) -> dict:
@@ -224,6 +209,17 @@ def test_bad_input_is_one_line(
     assert code != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0] and "Traceback" not in err[0]
+
+
+def test_a_folder_without_intent_labels_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fixtures.publishable import dataset_folder
+
+    folder = dataset_folder(tmp_path / "redial", "0.1.0", 3)  # a ReDial-like folder: dialogues, no intents
+    argv = ["train", "intent-classifier", "--data", str(folder), "--out", str(tmp_path / "m"), "--split", "test"]
+    assert main(argv) != 0
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"crsdata train: error: {folder}, split test, field 'turns.intents': no user turn")
+    assert not (tmp_path / "m" / "results.json").exists()
 
 
 @pytest.mark.slow

@@ -209,10 +209,9 @@ class ClassifierRun:
 
 
 def write_classifier_file(out: Path, kind: str, labels: Sequence[str], **extra: Any) -> None:
-    from crsdata.export import write_atomic
+    from crsdata.fileio import write_json_atomic
 
-    document = {"kind": kind, "labels": list(labels), **extra}
-    write_atomic(out / CLASSIFIER_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    write_json_atomic(out / CLASSIFIER_FILE, {"kind": kind, "labels": list(labels), **extra})
 
 
 # ------------------------------------------------------------------------------------------------ TF-IDF + SVM
@@ -331,12 +330,10 @@ def write_skops_model(model: Any, out: Path, labels: Sequence[str], setting: Svm
     import skops
     import skops.io as sio
 
-    from crsdata.export import write_atomic
+    from crsdata.fileio import write_atomic_with, write_json_atomic
 
-    tmp = out / f".{SKOPS_FILE}.tmp"
     # Deflate: the vocabulary is stored as JSON inside the zip, ~54 MB raw for word bigrams.
-    sio.dump(model, tmp, compression=zipfile.ZIP_DEFLATED)
-    tmp.replace(out / SKOPS_FILE)
+    write_atomic_with(out / SKOPS_FILE, lambda tmp: sio.dump(model, tmp, compression=zipfile.ZIP_DEFLATED))
     hub_config = {
         "sklearn": {
             "columns": ["text"],
@@ -347,7 +344,7 @@ def write_skops_model(model: Any, out: Path, labels: Sequence[str], setting: Svm
             "task": "text-classification",
         }
     }
-    write_atomic(out / "config.json", json.dumps(hub_config, indent=2) + "\n")
+    write_json_atomic(out / "config.json", hub_config)
     write_classifier_file(out, "tfidf-svm", labels, model_file=SKOPS_FILE, setting=setting.describe())
 
 
