@@ -173,6 +173,9 @@ def test_encoder_resumes_from_checkpoints_and_stops_at_the_time_limit(
     assert resumed["resumed"] and resumed["steps"] == 25 and resumed["stopped"] == "all epochs done"
     assert [e["epoch"] for e in resumed["history"] if "eval_macro_f1" in e] == [1, 2, 3, 4, 5]
     assert not (killed / "checkpoints").exists()
+    card = (killed / "README.md").read_text()
+    assert "Training ended by all epochs done." in card and "this run only: it resumed" in card
+    assert "Training ended by time limit" in (out / "README.md").read_text()
 
 
 def test_zero_shot_scores_options_and_saves_the_model(recllmsim: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
