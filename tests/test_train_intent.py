@@ -136,6 +136,11 @@ def test_encoder_trains_with_early_stopping_and_loads_in_a_pipeline(
     card = ModelCard.load(out / "README.md")
     assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-classification"
     assert "RoBERTa-base (paper)" in card.text and "Validation macro-F1 per epoch" in card.text
+    # --rescore scores the saved folder again without training and keeps the training record.
+    assert main([*argv, "--rescore", "true"]) == 0
+    again = _results(out)
+    assert again["accuracy"] == results["accuracy"] and again["details"]["rescored"] is True
+    assert again["details"]["history"] == details["history"] and again["details"]["validation"] == details["validation"]
 
 
 def test_encoder_resumes_from_checkpoints_and_stops_at_the_time_limit(
@@ -203,6 +208,7 @@ def test_zero_shot_scores_options_and_saves_the_model(recllmsim: Path, tiny_mode
         (["--split", "train"], "field 'split': no split 'train' to take intent-labelled user turns from"),
         (["--base", "minilm"], "option --base: the tfidf-svm kind has no base model"),
         (["--class-weight", "heavy"], "option --class-weight: values are none or balanced"),
+        (["--rescore", "true"], "option --rescore: only the encoder kind can be scored again"),
     ],
 )
 def test_bad_input_is_one_line(

@@ -529,8 +529,6 @@ def train_encoder(splits: IntentSplits, base: str, settings: EncoderSettings, ou
         if "eval_macro_f1" in entry or "loss" in entry
     ]
     validation_scores = {k.removeprefix("eval_"): float(v) for k, v in trainer.evaluate().items()}
-    test_output = trainer.predict(dataset(splits.test))
-    test_predictions = [id2label[int(i)] for i in np.asarray(test_output.predictions).argmax(-1)]
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
     # Trainer also pickles its arguments there; a shared folder should hold no pickle (and needs none).
@@ -545,6 +543,9 @@ def train_encoder(splits: IntentSplits, base: str, settings: EncoderSettings, ou
         stopped = "all epochs done"
     shutil.rmtree(checkpoints, ignore_errors=True)
     write_classifier_file(out, "encoder", splits.labels, max_length=settings.max_length)
+    # Scored through the saved folder as a user loads it, in the test split's order: Trainer.predict would batch
+    # by length (group_by_length reorders evaluation too) and return the predictions in another order.
+    test_predictions = load_intent_classifier(out)([e.text for e in splits.test])
     return ClassifierRun(
         test_predictions=test_predictions,
         validation_scores={k: validation_scores[k] for k in ("accuracy", "macro_f1")},
@@ -562,6 +563,41 @@ def train_encoder(splits: IntentSplits, base: str, settings: EncoderSettings, ou
             "train_seconds": round(train_seconds, 1),
             "history": history,
         },
+    )
+
+
+# The training record of an encoder run, kept when its folder is scored again.
+ENCODER_RECORD = (
+    "wall_seconds",
+    "best_epoch",
+    "epochs_run",
+    "steps",
+    "resumed",
+    "stopped",
+    "still_improving",
+    "train_seconds",
+    "history",
+)
+
+
+def rescore_encoder(splits: IntentSplits, out: Path) -> ClassifierRun:
+    """Scores the encoder already trained into ``out`` on the test split again, without training: the test
+    predictions come from the saved folder; validation scores and the training record come from its
+    results.json (``rescored`` says so)."""
+    path = out / "results.json"
+    if not path.is_file() or not (out / CLASSIFIER_FILE).is_file():
+        raise BadInputError(out, "", "--rescore", "no trained encoder here (results.json and intent_classifier.json)")
+    previous = json.loads(path.read_text(encoding="utf-8"))
+    details = previous.get("details", {})
+    if details.get("kind") != "encoder" or details.get("labels") != list(splits.labels):
+        raise BadInputError(path, "", "details", "not an encoder trained on these labels; train it instead")
+    return ClassifierRun(
+        test_predictions=load_intent_classifier(out)([e.text for e in splits.test]),
+        validation_scores=details["validation"],
+        base_model=previous["base_model"],
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        details={**{k: details[k] for k in ENCODER_RECORD if k in details}, "rescored": True},
     )
 
 

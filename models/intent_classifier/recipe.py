@@ -28,6 +28,7 @@ from crsdata.training.intents import (
     intent_examples,
     intent_scores,
     per_label_f1,
+    rescore_encoder,
     sample_examples,
     split_intents,
     svm_grid,
@@ -100,6 +101,14 @@ class IntentConfig(TrainConfig):
             "fits (or mid-epoch once past) and keeps the best epoch, with the learning-rate schedule of --epochs"
         },
     )
+    rescore: bool = field(
+        default=False,
+        metadata={
+            "help": "encoder: train nothing; score the model already in OUT on the test split again and rewrite "
+            "results.json and the card, keeping its validation scores and training record (folders whose test "
+            "scores an older crsdata computed in the wrong order)"
+        },
+    )
     warmup_ratio: float = field(default=0.06, metadata={"help": "encoder: share of the steps warming up"})
     weight_decay: float = field(default=0.01, metadata={"help": "encoder: AdamW weight decay"})
 
@@ -160,6 +169,8 @@ The checkpoints are removed once the model folder is written.
                 raise BadInputError("", "", "--" + name.replace("_", "-"), "give at least one value", "bad-option")
         if config.truncation_side not in ("left", "right"):
             raise BadInputError("", "", "--truncation-side", "left or right", "bad-option")
+        if config.rescore and config.kind != "encoder":
+            raise BadInputError("", "", "--rescore", "only the encoder kind can be scored again", "bad-option")
         if set(config.class_weight) - {"none", "balanced"}:
             raise BadInputError("", "", "--class-weight", "values are none or balanced", "bad-option")
 
@@ -200,7 +211,7 @@ The checkpoints are removed once the model folder is written.
                 time_limit_minutes=config.time_limit,
                 seed=config.seed,
             )
-            run = train_encoder(splits, config.base, settings, out)
+            run = rescore_encoder(splits, out) if config.rescore else train_encoder(splits, config.base, settings, out)
         else:
             run = zero_shot(splits, config.base, config.batch_size, out)
         wall_seconds = time.perf_counter() - started
