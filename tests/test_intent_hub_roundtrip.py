@@ -14,8 +14,6 @@ tag only:
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +28,6 @@ from crsdata.publish import publish
 from crsdata.training.intents import load_intent_classifier
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CONSUMER = Path(__file__).resolve().parent / "fixtures" / "hub_consumer.py"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
 TEXTS = [
     "Can you recommend a few gifts for my dad who likes fishing?",
@@ -73,20 +70,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "files": ENCODER_FILES,
         },
     ]
-    spec = work / "requests.json"
-    spec.write_text(json.dumps(requests), encoding="utf-8")
-    with olah_server.serve(work / "mirrors", work / "olah") as endpoint:
-        done = subprocess.run(
-            [sys.executable, str(CONSUMER), str(spec)],
-            cwd=work,
-            env=olah_server.consumer_env(endpoint, work / "consumer-hf-home"),
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("CONSUMER-ANSWERS ")]
-    assert done.returncode == 0 and lines, done.stderr[-3000:]
-    svm, encoder_answer = json.loads(lines[-1].removeprefix("CONSUMER-ANSWERS "))
+    svm, encoder_answer = olah_server.consume(work / "mirrors", work, requests)
     return {"folders": folders, "svm": svm, "encoder": encoder_answer}
 
 

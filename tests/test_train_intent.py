@@ -46,6 +46,11 @@ def _results(out: Path) -> dict:
     return results
 
 
+def _tiny_encoder_argv(recllmsim: Path, base: Path, out: Path, limit: int, max_length: int) -> list[str]:
+    argv = ["train", "intent-classifier", "--data", str(recllmsim), "--out", str(out), "--kind", "encoder"]
+    return [*argv, "--base", str(base), "--limit", str(limit), "--max-length", str(max_length), "--batch-size", "16"]
+
+
 def _test_texts_and_labels(recllmsim: Path, limit: int) -> tuple[list[str], list[str]]:
     from crsdata.training.intents import sample_examples
 
@@ -112,8 +117,7 @@ def test_encoder_trains_with_early_stopping_and_loads_in_a_pipeline(
     from transformers import AutoModelForSequenceClassification, pipeline
 
     out = tmp_path / "encoder"
-    argv = ["train", "intent-classifier", "--data", str(recllmsim), "--out", str(out), "--kind", "encoder"]
-    argv += ["--base", str(tiny_encoder_dir), "--limit", "200", "--max-length", "48", "--batch-size", "16"]
+    argv = _tiny_encoder_argv(recllmsim, tiny_encoder_dir, out, limit=200, max_length=48)
     argv += ["--epochs", "6", "--patience", "1", "--learning-rate", "1e-3"]
     assert main(argv) == 0
     results = _results(out)
@@ -147,9 +151,8 @@ def test_encoder_resumes_from_checkpoints_and_stops_at_the_time_limit(
     recllmsim: Path, tiny_encoder_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "encoder"
-    argv = ["train", "intent-classifier", "--data", str(recllmsim), "--out", str(out), "--kind", "encoder"]
-    argv += ["--base", str(tiny_encoder_dir), "--limit", "100", "--max-length", "32", "--batch-size", "16"]
-    argv += ["--epochs", "5", "--patience", "5"]
+    argv = [*_tiny_encoder_argv(recllmsim, tiny_encoder_dir, out, limit=100, max_length=32), "--epochs", "5"]
+    argv += ["--patience", "5"]
     # A limit already passed at the first step: one (partial) epoch, evaluated, checkpointed, kept.
     assert main([*argv, "--time-limit", "0.00001"]) == 0
     first = _results(out)["details"]
