@@ -29,7 +29,8 @@ finished, and the ratio to the old default (torch's two threads, OpenMP's defaul
 
 ``--compare-dtypes`` runs (a) and (b) in float32 and in bfloat16 (child processes) and prints speed, the quality
 of the dialogues (parse rate and end reasons for Interplay, filter flags and end phrase for RecLLMSim) and whether
-(b)'s texts equal (a)'s, i.e. whether the dialogues stay independent of batching.
+(b)'s texts equal (a)'s, i.e. whether the dialogues stay independent of batching; and how many of eight chat
+prompts answer differently in one batch than alone (``--runs alone``).
 
 The load average is printed with every figure, since other jobs on the machine change them all.
 """
@@ -191,6 +192,35 @@ def run_sequential(sim: Simulation, source: SimulationSource, args: argparse.Nam
     }
 
 
+PROMPTS = [
+    "Recommend a movie for tonight.",
+    "What should I cook for two people?",
+    "Plan a 3-day trip to Rome.",
+    "I like thrillers with twists. Ideas?",
+    "How do I learn to play guitar?",
+    "Gift for my aunt who gardens?",
+    "Best way to study for exams?",
+    "A good book about space?",
+]
+
+
+def run_alone(backend: Backend) -> dict[str, str]:
+    """Eight chat prompts in one batch against each alone, 64 new tokens, sampled (temperature 0.7) and greedy:
+    how many answers differ."""
+    requests = [ChatRequest(messages=[{"role": "user", "content": q}], seed=i) for i, q in enumerate(PROMPTS)]
+    out = {}
+    for name, temperature in (("sampled", 0.7), ("greedy", 0.0)):
+        params = SamplingParams(max_new_tokens=64, temperature=temperature)
+        fresh_start(backend)
+        together = backend.generate(requests, params)
+        alone = []
+        for request in requests:
+            fresh_start(backend)
+            alone.extend(backend.generate([request], params))
+        out[name] = f"{sum(a != b for a, b in zip(together, alone, strict=True))} of {len(requests)}"
+    return out
+
+
 def texts(record: dict[str, Any]) -> list[str]:
     return [record["dialogue_id"], *(t["text"] for t in record["turns"])]
 
@@ -340,6 +370,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         fresh_start(backend)
         out["sequential"] = run_sequential(simulation(kind, options, source, backend, args), source, args)
         out["sequential"] |= prompt_reuse(backend)
+    if "alone" in runs:
+        print("prompts in one batch against each alone ...", flush=True)
+        out["alone"] = run_alone(backend)
     if "raw" in runs:
         if not recording.full_batches:
             raise SystemExit("no full batch was recorded; raise --dialogues")
@@ -500,23 +533,33 @@ def competition(args: argparse.Namespace) -> None:
 def compare_dtypes(args: argparse.Namespace) -> None:
     results = {}
     for dtype in ("float32", "bfloat16"):
-        results[dtype] = child(args, ["--runs", "engine,sequential", "--dtype", dtype, "--threads", args.threads])
-    print(
-        f"\n{args.kind}, {args.dialogues} dialogues at batch {args.batch_size} against the first "
-        f"{args.sequential_dialogues} one at a time; max_turns {args.max_turns}, max_new_tokens {args.max_new_tokens}\n"
-    )
-    print("| dtype | (a) tokens/s | (a) dialogues/min | (b) tokens/s | (b) equal to (a) | quality of (a) | load avg |")
-    print("|---|---:|---:|---:|---:|---|---|")
-    for dtype, out in results.items():
-        engine, sequential = out["engine"], out["sequential"]
-        same = sum(a == b for a, b in zip(engine["texts"], sequential["texts"], strict=False))
+        results[dtype] = child(args, ["--runs", args.runs, "--dtype", dtype, "--threads", args.threads])
+    if all("engine" in out and "sequential" in out for out in results.values()):
         print(
-            f"| {dtype} | {rate(engine, 'tokens'):.1f} | {rate(engine, 'dialogues', 60):.2f} | "
-            f"{rate(sequential, 'tokens'):.1f} | {same} of {len(sequential['texts'])} | "
-            f"{json.dumps(engine['quality'])} | {out['load_before']} -> {out['load_after']} |"
+            f"\n{args.kind}, {args.dialogues} dialogues at batch {args.batch_size} against the first "
+            f"{args.sequential_dialogues} one at a time; max_turns {args.max_turns}, "
+            f"max_new_tokens {args.max_new_tokens}\n"
         )
-    f32, b16 = results["float32"]["engine"], results["bfloat16"]["engine"]
-    print(f"\nbfloat16 / float32 tokens per second of (a): {rate(b16, 'tokens') / rate(f32, 'tokens'):.2f}")
+        print(
+            "| dtype | (a) tokens/s | (a) dialogues/min | (b) tokens/s | (b) equal to (a) | quality of (a) | load avg |"
+        )
+        print("|---|---:|---:|---:|---:|---|---|")
+        for dtype, out in results.items():
+            engine, sequential = out["engine"], out["sequential"]
+            same = sum(a == b for a, b in zip(engine["texts"], sequential["texts"], strict=False))
+            print(
+                f"| {dtype} | {rate(engine, 'tokens'):.1f} | {rate(engine, 'dialogues', 60):.2f} | "
+                f"{rate(sequential, 'tokens'):.1f} | {same} of {len(sequential['texts'])} | "
+                f"{json.dumps(engine['quality'])} | {out['load_before']} -> {out['load_after']} |"
+            )
+        f32, b16 = results["float32"]["engine"], results["bfloat16"]["engine"]
+        print(f"\nbfloat16 / float32 tokens per second of (a): {rate(b16, 'tokens') / rate(f32, 'tokens'):.2f}")
+    for dtype, out in results.items():
+        if "alone" in out:
+            print(
+                f"{dtype}: answers that differ between a batch of eight prompts and each alone: {out['alone']} "
+                f"(load average {out['load_before']} -> {out['load_after']})"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -542,7 +585,11 @@ def main(argv: list[str] | None = None) -> int:
         help="OMP_WAIT_POLICY for this process (passive: waiting threads sleep, as crsdata simulate sets it)",
     )
     parser.add_argument("--kv-cache-mb", type=int, default=DEFAULT_PREFIX_CACHE_MB, help="0 recomputes every prompt")
-    parser.add_argument("--runs", default="engine,sequential,raw", help="which of engine, sequential, raw")
+    parser.add_argument(
+        "--runs",
+        default="engine,sequential,raw",
+        help="which of engine, sequential, raw, alone (--compare-dtypes: engine,sequential,alone unless given)",
+    )
     parser.add_argument("--competition", action="store_true", help="thread settings with and without a competitor")
     parser.add_argument("--compare-dtypes", action="store_true", help="float32 against bfloat16")
     parser.add_argument(
@@ -558,6 +605,8 @@ def main(argv: list[str] | None = None) -> int:
         competition(args)
         return 0
     if args.compare_dtypes:
+        if args.runs == parser.get_default("runs"):
+            args.runs = "engine,sequential,alone"
         compare_dtypes(args)
         return 0
     if args.omp_wait_policy != "unset":

@@ -5,14 +5,15 @@ process holds one of the cores, the thread scheduled behind it arrives late at e
 (hundreds of operators) waits for it each time. With GNU OpenMP's default waiting, the threads that arrived first
 spin on their cores before they sleep, burning the time slices the late one needs.
 
-Measured with ``benchmarks/simulate.py --competition`` on 2 cores shared with other jobs (docs/benchmarks.md,
-engine tokens/s alone / beside a CPU-bound process): torch's two threads with default waits 1.7 / under 1.6 (no
-backend call finished in 120 s); one thread 11.7 / 4.1; the thread count set to the cores other processes leave
-free (re-measured every 5 s) 3.1 / 2.4, erratic, since the niced jobs it leaves out still stall spinning threads;
-two threads whose waits sleep (``OMP_WAIT_POLICY=PASSIVE``) 10.7 / 7.5. So ``crsdata simulate`` lets waiting
-threads sleep and keeps torch's thread count (one per core); ``--threads N`` still fixes the count, and a policy
-the user set in the environment is kept. The thread count changes no token in float32 where we checked
-(SmolLM2-135M, eight prompts, 64 sampled tokens each, one against two threads: tests/test_backends_local.py).
+Measured with ``benchmarks/simulate.py --competition`` on 2 cores shared with other jobs (docs/benchmarks.md, engine
+tokens/s alone / beside a CPU-bound process): torch's two threads with default waits 1.7 / under 1.6 (no backend
+call finished in 120 s); one thread 11.7 / 4.1; the thread count set to the cores other processes leave free
+(re-measured every 5 s) 3.1 / 2.4, erratic (a round alone and a round beside the competitor finished no call: with
+default waits, two threads on a busy core stall again); two threads whose waits sleep (``OMP_WAIT_POLICY=PASSIVE``)
+10.7 / 7.5. So ``crsdata simulate`` lets waiting threads sleep and keeps torch's thread count (one per core);
+``--threads N`` still fixes the count, and a policy the user set in the environment is kept. The thread count
+changes no token in float32 where we checked (SmolLM2-135M, eight prompts, 64 sampled tokens each, one against two
+threads: tests/test_backends_local.py).
 """
 
 from __future__ import annotations

@@ -665,15 +665,6 @@ class RunEngine:
                     "corrupt-run",
                 )
             done.update(shard["indices"])
-        if len(done) > self.config.n:
-            raise RunConfigMismatch(
-                self.manifest_path,
-                "config",
-                "n",
-                f"this run already holds {len(done)} dialogues, more than --n {self.config.n}; a run grows but "
-                f"never shrinks: use --n {len(done)} or more, or another --out folder",
-                "config-mismatch",
-            )
         self.stats.resumed_dialogues = len(done)
         self._draw = _Draw(
             written=done,
@@ -869,7 +860,8 @@ class RunEngine:
 def check_resume(work_dir: str | Path, config: dict[str, Any], ignore: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """The manifest of an earlier run in ``work_dir`` if its configuration matches ``config``; None when there
     is none. Raises :class:`RunConfigMismatch` naming every differing key otherwise. Keys in ``ignore``, the
-    scheduling keys (batch size, shard size, crsdata version) and ``n`` (a run may grow) are not compared."""
+    scheduling keys (batch size, shard size, crsdata version) and ``n`` are not compared: a run may grow, but an
+    ``n`` below the dialogues it already holds is refused too."""
     path = Path(work_dir) / MANIFEST
     if not path.is_file():
         return None
@@ -898,6 +890,16 @@ def check_resume(work_dir: str | Path, config: dict[str, Any], ignore: tuple[str
             "this folder holds a run with a different configuration, so resuming would mix two runs ("
             + "; ".join(differences)
             + "). Run again with the same options, or use another --out folder.",
+            "config-mismatch",
+        )
+    held = sum(shard.get("rows", 0) for shard in manifest.get("shards", []))
+    if "n" in config and held > config["n"]:
+        raise RunConfigMismatch(
+            path,
+            "config",
+            "n",
+            f"this run already holds {held} dialogues, more than --n {config['n']}; a run grows but never "
+            f"shrinks: use --n {held} or more, or another --out folder",
             "config-mismatch",
         )
     return manifest
