@@ -39,7 +39,6 @@ a)``, a hash, so a resumed run asks exactly what an uninterrupted one would.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Mapping
@@ -48,7 +47,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingParams
+from crsdata.catalog import load_catalog
 from crsdata.schema import Action, EndReason, Role, item_ref, new_dialogue, new_turn
+from crsdata.seeds import derive_seed
 from crsdata.simulate.actions import ParsedTurn, parse_turn
 from crsdata.simulate.base import DialogueState, Simulation, SimulationOptions, option
 from crsdata.simulate.leak import assert_no_target_leak
@@ -73,8 +74,7 @@ _RECOMMENDER_ACTIONS = {"greeting", "inquire", "recommend", "feedback"}
 
 def request_seed(seed: int, turn_index: int, attempt: int = 0) -> int:
     """Deterministic 63-bit seed of one request, from the dialogue seed, the turn index and the retry number."""
-    digest = hashlib.sha256(f"interplay:{seed}:{turn_index}:{attempt}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+    return derive_seed("interplay", seed, turn_index, attempt)
 
 
 def _with_stops(params: SamplingParams, stops: tuple[str, ...]) -> SamplingParams:
@@ -105,37 +105,6 @@ class InterplayOptions(SimulationOptions):
         type=Path,
         repeat=True,
     )
-
-
-def load_catalog(paths: list[Path], source: str) -> Any:
-    """A Catalog from catalog files and built folders (their ``items`` configuration); by default the source
-    folder's items. None when there is nothing to load."""
-    from crsdata.catalog import Catalog
-
-    candidates = list(paths)
-    if not candidates and Path(source).is_dir() and any(Path(source).glob("items/*.parquet")):
-        candidates = [Path(source)]
-    if not candidates:
-        return None
-    files = [p for p in candidates if not (p.is_dir() and any(p.glob("items/*.parquet")))]
-    folders = [p for p in candidates if p not in files]
-    catalog = Catalog.from_paths(files) if files else Catalog()
-    for folder in folders:
-        import datasets
-
-        for row in datasets.load_dataset(str(folder), "items", split="train").to_list():
-            catalog.add(
-                row["item_id"],
-                row["title"],
-                source=(row.get("sources") or ["built"])[0],
-                year=row.get("year"),
-                genres=row.get("genres") or (),
-                plot=row.get("plot") or "",
-                people=row.get("people") or (),
-                imdb_id=row.get("imdb_id") or "",
-                keywords=row.get("keywords") or (),
-            )
-    return catalog
 
 
 class InterplaySimulation(Simulation):
@@ -217,7 +186,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
     def constructor_options(cls, options: SimulationOptions, source: SimulationSource) -> dict[str, Any]:
         assert isinstance(options, InterplayOptions)
         return {
-            "catalog": load_catalog(options.catalog, source.name),
+            "catalog": load_catalog(options.catalog, default_folder=source.name),
             "style": options.prompt_style,
             "infer_actions": options.infer_actions,
         }

@@ -1,0 +1,58 @@
+"""``crsdata train RECIPE --data FOLDER... --out FOLDER [--config FILE] [--base MODEL] [--max-steps N]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+DESCRIPTION = """\
+Train one of the models crsdata publishes from built dataset folders, and write a Hub-layout model folder:
+the model files, `results.json` (held-out metrics, split sizes, seed), `crsdata.json` and a model card whose
+YAML names the base model, the datasets with their versions and the measured results. `crsdata publish`
+uploads the folder as a model repository.
+
+Every recipe lives in models/<recipe>/ with its default config.yaml and card template. Its settings come from
+that config.yaml, then --config FILE, then the flags (each config key is also a flag: max_steps is
+--max-steps). `crsdata train RECIPE --help` lists them.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from crsdata.models import RECIPES, get_recipe
+
+    parser = subparsers.add_parser(
+        "train",
+        help="train a simulator, scorer or classifier recipe into a model folder",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    recipes = parser.add_subparsers(dest="recipe", metavar="RECIPE", required=True)
+    for name in RECIPES:
+        recipe = get_recipe(name)
+        sub = recipes.add_parser(
+            name,
+            help=recipe.summary,
+            description=recipe.description or recipe.summary,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.add_argument("--config", help="YAML file of config keys (over the recipe's config.yaml)")
+        from crsdata.training import add_config_arguments
+
+        add_config_arguments(sub, recipe.config_class)
+        sub.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from crsdata.models import get_recipe
+    from crsdata.training import resolve_config, run_recipe
+
+    recipe = get_recipe(args.recipe)
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "recipe", "config", "func", "debug")}
+    config = resolve_config(recipe.config_class, defaults=recipe.default_config, config_file=args.config, flags=flags)
+    started = time.perf_counter()
+    result = run_recipe(recipe, config)
+    elapsed = time.perf_counter() - started
+    print(f"trained {recipe.name} into {config.out} in {elapsed:.0f}s")
+    print(json.dumps({**result.metrics, **result.split_sizes, "seed": config.seed}, indent=2))
+    return 0

@@ -1,0 +1,112 @@
+"""The `crsdata train` framework on real ReDial folders, with a toy recipe: configs from YAML and flags, the
+model folder's shared files, and one clear error line for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+
+from crsdata.cli import main
+from crsdata.training import load_data_folders, resolve_config
+from crsdata.training.data import load_data_folder
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
+
+
+@pytest.fixture(scope="module")
+def redial_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "redial"
+    code = main(
+        [
+            "build",
+            "redial",
+            "--input",
+            str(DATA / "redial" / "train_partial" / "kepler_train_subset_500.jsonl"),
+            "--input",
+            str(DATA / "redial" / "official" / "test_data.jsonl"),
+            "--catalog",
+            str(DATA / "redial" / "redial__id2info.json"),
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    return out
+
+
+@pytest.fixture()
+def toy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crsdata import models
+
+    monkeypatch.setitem(models.RECIPES, "toy", "fixtures.toy_recipe.recipe")
+
+
+def test_config_precedence_yaml_file_then_flags(tmp_path: Path, toy: None) -> None:
+    from crsdata.models import get_recipe
+
+    recipe = get_recipe("toy")
+    override = tmp_path / "mine.yaml"
+    override.write_text("smoothing: 2\nmax-steps: 7\nlowercase: 'yes'\n")
+    config = resolve_config(
+        recipe.config_class, defaults=recipe.default_config, config_file=override, flags={"smoothing": 3.5}
+    )
+    assert (config.role, config.smoothing, config.max_steps, config.lowercase) == ("recommender", 3.5, 7, True)
+    assert isinstance(config.smoothing, float)
+
+
+def test_train_writes_the_model_folder(redial_folder: Path, tmp_path: Path, toy: None) -> None:
+    out = tmp_path / "toy-model"
+    assert main(["train", "toy", "--data", str(redial_folder), "--out", str(out), "--seed", "3"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_train"] == 500 and results["n_test"] == 1342 and results["seed"] == 3
+    assert 0.0 < results["accuracy"] < 1.0
+    metadata = json.loads((out / "crsdata.json").read_text())
+    assert metadata["kind"] == "model" and metadata["version"] == "0.1.0" and metadata["recipe"] == "toy"
+    assert metadata["data"][0]["revision"] == "v0.1.0" and len(metadata["data"][0]["sha256"]) == 64
+    card = ModelCard.load(out / "README.md")
+    assert card.data.license == "cc-by-4.0"
+    assert card.data.datasets == ["redial"]
+    (entry,) = card.data.eval_results
+    assert (entry.metric_type, entry.dataset_split, entry.dataset_revision) == ("accuracy", "test", "v0.1.0")
+    assert abs(entry.metric_value - results["accuracy"]) < 1e-4
+    guess = json.loads((out / "model.json").read_text())["guess"]
+    assert f"It guesses `{guess}`." in card.text
+    assert "| ReDial (crsdata) (`redial`) | v0.1.0 | test 1342, train 500 |" in card.text
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--config", "{tmp}/bad.yaml"], "bad.yaml, field 'learning_rate': unknown config key"),
+        (["--max-steps", "x"], "invalid int value"),
+        (["--data", "{tmp}/nowhere"], "nowhere: no such data folder"),
+    ],
+)
+def test_bad_input_is_one_line(
+    redial_folder: Path, tmp_path: Path, toy: None, capsys: pytest.CaptureFixture[str], extra: list[str], expected: str
+) -> None:
+    (tmp_path / "bad.yaml").write_text("learning_rate: 0.1\n")
+    args = ["train", "toy", "--out", str(tmp_path / "m"), *[a.format(tmp=tmp_path) for a in extra]]
+    if "--data" not in extra:
+        args += ["--data", str(redial_folder)]
+    try:
+        code = main(args)
+    except SystemExit as exit_:  # argparse rejects a mistyped flag itself
+        code = exit_.code
+    assert code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert expected in err[-1]
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_missing_split_and_out_inside_data(redial_folder: Path, tmp_path: Path, toy: None, capsys) -> None:
+    with pytest.raises(Exception, match="no split 'validation'"):
+        load_data_folders([redial_folder], require_split="validation")
+    code = main(["train", "toy", "--data", str(redial_folder), "--out", str(redial_folder / "model")])
+    assert code == 1
+    assert "must not be inside, or contain, the data folder" in capsys.readouterr().err
+    assert load_data_folder(redial_folder).splits == {"test": 1342, "train": 500}
