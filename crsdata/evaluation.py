@@ -101,6 +101,18 @@ def parse_ints(text: str, option: str) -> tuple[int, ...]:
 def load_dialogues(folder: Path) -> dict[str, Any]:
     from datasets import load_dataset
 
+    from crsdata.simulate.replay import DECISIONS_NAME, RESULTS_NAME
+
+    if (folder / RESULTS_NAME).is_file() and (folder / DECISIONS_NAME).is_file():
+        raise BadInputError(
+            folder,
+            "",
+            "",
+            f"a `crsdata replay` folder, not a dataset: its SR/ET/FR are in {RESULTS_NAME} and each dialogue's "
+            f"decisions in {DECISIONS_NAME}",
+            "replay-folder",
+        )
+
     if not (folder / "README.md").is_file() and not any(folder.glob("**/*.parquet")):
         raise BadInputError(folder, "folder", "", "not a dataset folder (no README.md and no parquet files)")
     try:

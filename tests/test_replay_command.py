@@ -96,6 +96,9 @@ def test_replay_of_real_test_dialogues_with_the_tiny_model(redial_test, tiny, tm
     card = (out / "README.md").read_text()
     assert "| SR (target accepted) |" in card and "## Accounting" in card and "## Protocol" in card
     assert f"SR {results['sr']:.3f}" in stdout and f"over {results['n_dialogues']} dialogues" in stdout
+    # `crsdata evaluate` points at the replay's own numbers instead of misreading the folder.
+    assert main(["evaluate", str(out)]) == 1
+    _one_line(capsys, "evaluate", "a `crsdata replay` folder, not a dataset: its SR/ET/FR are in results.json")
 
 
 def _records(folder: Path) -> list[dict]:

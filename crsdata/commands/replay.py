@@ -4,7 +4,7 @@ The ``replay`` simulation kind (:mod:`crsdata.simulate.replay`) run by the same 
 (:func:`crsdata.simulate.job.simulate`: the run engine, batched and resumable) with the options only the user
 simulator needs; prints SR/ET/FR with their intervals and the accounting::
 
-    crsdata replay --source out/redial-test --split test --n 100 --out out/replay-embedded --infer-actions
+    crsdata replay --source out/redial-test --split test --n 100 --out out/replay-embedded
     crsdata replay --source out/pearl --split test --out out/replay-usersim --user-model models/usersim \\
         --prompt-style finetuned
 """

@@ -66,7 +66,7 @@ import numpy as np
 from crsdata.backends.base import ChatRequest, Generation
 from crsdata.errors import BadInputError
 from crsdata.fileio import write_atomic
-from crsdata.schema import Action, EndReason, Role, item_ref, new_dialogue
+from crsdata.schema import Action, EndReason, Role, dump_extra, item_ref
 from crsdata.simulate.actions import ParsedTurn
 from crsdata.simulate.base import DialogueState, SimulationOptions, option
 from crsdata.simulate.interplay import InterplayOptions, InterplaySimulation
@@ -182,7 +182,8 @@ by reason. --max-turns is not used."""
     examples = """\
 crsdata build redial --input ../shared/data/redial/official/test_data.jsonl --out out/redial-test \\
     --catalog ../shared/data/redial/redial__id2info.json
-crsdata replay --source out/redial-test --split test --n 100 --out out/replay-embedded --infer-actions
+crsdata replay --source out/redial-test --split test --n 100 --out out/replay-embedded
+crsdata simulate replay --source out/redial-test --split test --n 100 --out out/replay-embedded  # the same job
 crsdata replay --source out/pearl --split test --out out/replay-usersim --user-model models/usersim \\
     --prompt-style finetuned"""
     default_max_turns = 12
@@ -303,38 +304,23 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
         state.turns = [dict(t) for t in state.context["replay"]["fed"][: turn_index + 1]]
 
     def to_record(self, state: DialogueState) -> dict[str, Any]:
-        record = state.record
+        """Interplay's record of the conversation fed, marked as a replay: the recommender was the real one
+        (``provenance.recommender_model`` empty, so it is not self-play), and ``extra`` holds the decisions."""
+        record = super().to_record(state)
         replay = state.context["replay"]
-        extra: dict[str, Any] = {
-            "source_dialogue_id": str(record.get("dialogue_id", "")),
-            "source": record.get("source", ""),
+        record["source"] = SOURCE
+        record["provenance"].update(builder=SOURCE, recommender_model="")
+        extra = {
+            "source_dialogue_id": str(state.record.get("dialogue_id", "")),
+            "source": state.record.get("source", ""),
             "decisions": replay["decisions"],
             "answers": replay["answers"],
             "counters": dict(sorted(state.counters.items())),
             "style": self.styles["user"],
             "infer_actions": self.infer_actions,
         }
-        return new_dialogue(
-            state.dialogue_id,
-            SOURCE,
-            record.get("split", ""),
-            [dict(t) for t in state.turns],
-            language=record.get("language", "en") or "en",
-            task=record.get("task", "movie recommendation") or "movie recommendation",
-            user_profile=self.persona(state).to_profile(),
-            target_items=[item_ref(t.get("item_id"), t.get("title")) for t in record.get("target_items", [])],
-            outcome={"accepted_item": dict(state.accepted_item), "end_reason": state.end_reason or "unknown"},
-            provenance={
-                "builder": SOURCE,
-                "source_file": (record.get("provenance") or {}).get("source_file", ""),
-                "source_sha256": (record.get("provenance") or {}).get("source_sha256", ""),
-                "user_model": self.backends[Role.USER.value].model_id,
-                "recommender_model": "",  # the real recommender of the source dialogue
-                "prompt_sha256": json.dumps(self.prompt_hashes(), sort_keys=True),
-                "seed": state.seed,
-            },
-            extra=extra,
-        )
+        record["extra"] = dump_extra(extra)
+        return record
 
     def prompt_hashes(self) -> dict[str, str]:
         from crsdata.simulate.prompts import template_hashes
