@@ -30,7 +30,7 @@ Failures never lose a dialogue:
   seed and the source), and ``drawn = n + skipped``. When every source record has been skipped once, no record
   is usable and the run stops drawing.
   A kind with ``draws_each_record_once`` (replay) stops after one pass over the shuffled source instead: each
-  record starts at most one dialogue, and ``written + skipped = min(n, records)``.
+  record starts at most one dialogue: ``written <= n`` and ``written + skipped <= records``.
 - a generation with ``finish_reason="error"`` (a timeout, a server error) is counted and the same request is
   sent again on a later step (same seed, so a retry that succeeds gives exactly the uninterrupted text); after
   ``max_retries`` failed retries of one turn the dialogue ends with ``end_reason="error"`` and

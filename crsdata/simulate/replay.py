@@ -337,7 +337,7 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
         results = {
             **{k: scored[k] for k in ("sr", "et", "fr", "intervals", "n_dialogues", "n_skipped", "skipped")},
             "counts": scored["counts"],
-            "answers": dict(sorted(result.counters.items())),
+            "counters": dict(sorted(result.counters.items())),
             "skipped_examples": list(result.skipped.examples),
             "n_requested": config.n,
             "source": source.name,
@@ -453,7 +453,7 @@ def summary_line(results: dict[str, Any]) -> str:
 
 def replay_card(results: dict[str, Any], dialogues: list[dict[str, Any]]) -> str:
     """The README.md of a replay folder: results with intervals, the protocol, the accounting, examples."""
-    answers = results.get("answers") or {}
+    answers = results.get("counters") or {}
     lines = [
         f"# Replay: {results['user_model']} on `{results['split']}` of {results['source']}",
         "",
