@@ -40,7 +40,7 @@ class SimulateConfig:
 
     kind: str
     source: str
-    n: int
+    n: int | None  # None: the kind's default_n (replay: every record of the split)
     out: Path
     options: SimulationOptions | None = None
     user_model: str = "embedded"
@@ -96,7 +96,8 @@ class SimulateConfig:
         if self.kv_cache_mb < 0:
             raise bad("--kv-cache-mb", "must be 0 or more")
         for name in ("n", "batch_size", "shard_size", "max_new_tokens"):
-            if getattr(self, name) < (0 if name == "n" else 1):
+            value = getattr(self, name)
+            if value is not None and value < (0 if name == "n" else 1):
                 raise bad(f"--{name.replace('_', '-')}", "must be positive")
         if self.max_turns is not None and self.max_turns < 1:
             raise bad("--max-turns", "must be at least 1")
@@ -104,6 +105,13 @@ class SimulateConfig:
             raise bad("", "--max-retries and --temperature must be >= 0, --top-p in (0, 1]")
         if self.dtype not in DTYPES:
             raise bad("--dtype", f"must be one of {', '.join(DTYPES)}")
+        source, out = Path(self.source), self.out
+        if source.is_dir() and (out.resolve() == source.resolve() or source.resolve() in out.resolve().parents):
+            raise bad(
+                "--out",
+                f"{out} is the --source folder or inside it; write the output elsewhere, so that a run never "
+                "changes the folder it reads",
+            )
 
 
 @dataclass
@@ -186,6 +194,8 @@ def simulate(config: SimulateConfig) -> SimulateOutcome:
     kind = config.simulation_class
     assert config.options is not None
     source = kind.load_source(config.source, config.split, config.options)
+    if config.n is None:
+        config.n = kind.default_n(source)
     with RunLock(config.out, OUT_LOCK, what="output folder"):
         # Refuse a mismatched resume before spending time loading models; the rest is checked by the engine.
         check_resume(config.work_dir, run_config(config, source).as_dict(), ignore=_KNOWN_AFTER_LOADING)
