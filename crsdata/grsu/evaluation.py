@@ -38,8 +38,9 @@ from crsdata.grsu.report import (
     source_section,
     update_source_card,
 )
-from crsdata.grsu.search import CrsQuery, SearchOutcome, SearchPlan, derive_seed, run_search
+from crsdata.grsu.search import CrsQuery, SearchOutcome, SearchPlan, run_search
 from crsdata.grsu.vectors import ItemSpace
+from crsdata.seeds import derive_seed
 
 CRS_NAMES = ("popularity", "retrieval", "llm")
 PROTOCOLS = ("zero-shot", "grsu")
@@ -343,7 +344,8 @@ def _turn_record(turn: EvalTurn, zero_shot: list[str], outcome: SearchOutcome | 
 def _process(chunk: list[EvalTurn], config: CrsEvalConfig, crs: Any, user: Any, k_max: int) -> list[dict[str, Any]]:
     size = config.zero_shot_size or k_max
     queries = [
-        CrsQuery(t, size, derive_seed(config.seed, t.key, "zero-shot"), exclude=frozenset(t.mentioned)) for t in chunk
+        CrsQuery(t, size, derive_seed("grsu-zero-shot", config.seed, t.key), exclude=frozenset(t.mentioned))
+        for t in chunk
     ]
     zero_shot = crs.recommend(queries)
     outcomes: list[SearchOutcome | None] = [None] * len(chunk)
