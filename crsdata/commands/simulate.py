@@ -168,7 +168,85 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="leave dialogues flagged by a quality filter (empty turn, role confusion, repetition) out "
         "of the folder; they are counted as dropped. Default: keep them, flags in extra.quality",
     )
+    add_scaleout_arguments(parser)
     parser.set_defaults(func=run_command)
+
+
+# --- scale-out (crsdata.scaleout, README "Scaling out"): the options, and the branch in run_command ------------
+
+
+def add_scaleout_arguments(parser: argparse.ArgumentParser) -> None:
+    from crsdata.scaleout.config import EXECUTORS, SERVERS
+
+    scale = parser.add_argument_group(
+        "scale-out",
+        "Run on a datatrove executor instead of this process: the same simulation, sharded over --tasks, against an "
+        "OpenAI-compatible server (--backend URL) or a vLLM each task starts (--server vllm, GPU machines). "
+        "--batch-size is then the dialogues in flight per task. Resumable: run the same command again.",
+    )
+    scale.add_argument("--executor", choices=EXECUTORS, help="local processes, a Slurm job array or a Ray cluster")
+    scale.add_argument(
+        "--tasks", type=int, default=1, metavar="T", help="shards of the run, one datatrove task each (default 1)"
+    )
+    scale.add_argument("--workers", type=int, default=-1, metavar="W", help="tasks running at once (default: all)")
+    scale.add_argument("--server", choices=SERVERS, help="start this server in each task instead of --backend URL")
+    scale.add_argument(
+        "--logging-dir",
+        type=Path,
+        metavar="D",
+        help="datatrove's logs, stats and completion markers (default OUT/.simulate-run/scaleout/logs)",
+    )
+    scale.add_argument(
+        "--slurm-partition", default="", metavar="P", help="Slurm partition (required with --executor slurm)"
+    )
+    scale.add_argument(
+        "--slurm-time", default="24:00:00", metavar="HH:MM:SS", help="Slurm time limit per task (default 24:00:00)"
+    )
+    scale.add_argument(
+        "--slurm-arg", action="append", default=[], metavar="KEY=VALUE", help="an extra #SBATCH option (repeatable)"
+    )
+    scale.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="a `vllm serve` option, e.g. gpu-memory-utilization=0.85 or enforce-eager (repeatable)",
+    )
+
+
+def run_scaled(args: argparse.Namespace, source: Any, params: Any, work_dir: Path) -> Any:
+    """The --executor branch: the run on datatrove (crsdata.scaleout.run_distributed); None once handed to Slurm."""
+    from functools import partial
+
+    from crsdata.scaleout import ScaleOutConfig, parse_key_values
+    from crsdata.scaleout.run import SubmittedRun, run_distributed, served_backends
+
+    scale = ScaleOutConfig(
+        executor=args.executor,
+        tasks=args.tasks,
+        workers=args.workers,
+        logging_dir=str(args.logging_dir) if args.logging_dir else None,
+        endpoint=None if args.backend == "local" else args.backend,
+        server=args.server,
+        concurrency=args.batch_size,
+        slurm_partition=args.slurm_partition,
+        slurm_time=args.slurm_time,
+        slurm_args=parse_key_values(args.slurm_arg, "--slurm-arg"),
+        server_args=parse_key_values(args.server_arg, "--server-arg", flag=True),
+    )
+    scale.check()
+    catalog = load_catalog(args.catalog, str(args.source)) if args.kind == "interplay" else None
+    factory = partial(make_simulation, args, params=params, catalog=catalog)
+    models = {"user": args.user_model, "recommender": args.recommender_model}
+    config = build_config(args, source, params, factory(served_backends(models)))
+    merge = shlex.join(["crsdata", *sys.argv[1:]]) if sys.argv[1:2] == ["simulate"] else None
+    result = run_distributed(
+        factory, source, config, scale, work_dir, progress=not args.no_progress, merge_command=merge
+    )
+    if isinstance(result, SubmittedRun):
+        print(result.message)
+        return None
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -327,6 +405,9 @@ def run_command(args: argparse.Namespace) -> int:
     work_dir = args.run_dir or args.out / RUN_DIR
     source = load_source(args)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
+    if args.executor:  # scale-out on a datatrove executor (see add_scaleout_arguments); the same folder and card
+        result = run_scaled(args, source, params, work_dir)
+        return 0 if result is None else report_run(args, result, source, result.manifest["config"], started)
     # Refuse a mismatched resume before spending time loading models; prompts and model ids are checked later.
     check_resume(
         work_dir, build_config(args, source, params).as_dict(), ignore=("prompt_hashes", "model_ids", "sampling")
@@ -343,7 +424,11 @@ def run_command(args: argparse.Namespace) -> int:
     result = engine.run()
     for backend in {id(b): b for b in backends.values()}.values():
         backend.close()
+    return report_run(args, result, source, config, started)
 
+
+def report_run(args: argparse.Namespace, result: Any, source: Any, config: Any, started: float) -> int:
+    """Exports the finished run as the dataset folder and prints what was done (both runners end here)."""
     written = len(result.records)
     if written == 0:
         reasons = ", ".join(f"{r} {n}" for r, n in result.skipped.counts.items()) or "none requested"
