@@ -219,6 +219,22 @@ class Catalog:
         )
         return self._rows[self._merge(entry)]["item_id"]
 
+    def add_rows(self, rows: Iterable[dict[str, Any]]) -> Catalog:
+        """Adds the rows of a built folder's ``items`` configuration (schema ``ITEM_FEATURES``); returns self."""
+        for row in rows:
+            self.add(
+                row["item_id"],
+                row["title"],
+                source=(row.get("sources") or ["built"])[0],
+                year=row.get("year"),
+                genres=row.get("genres") or (),
+                plot=row.get("plot") or "",
+                people=row.get("people") or (),
+                imdb_id=row.get("imdb_id") or "",
+                keywords=row.get("keywords") or (),
+            )
+        return self
+
     def _merge(self, entry: _Entry) -> int:
         namespace = _namespace(entry.source_id)
         index = self._by_source_id.get(entry.source_id)
@@ -455,18 +471,7 @@ def load_catalog(paths: Iterable[str | Path], default_folder: str | Path | None 
     files = [p for p in candidates if p not in folders]
     catalog = Catalog.from_paths(files) if files else Catalog()
     for folder in folders:
-        for row in read_items(folder) or []:
-            catalog.add(
-                row["item_id"],
-                row["title"],
-                source=(row.get("sources") or ["built"])[0],
-                year=row.get("year"),
-                genres=row.get("genres") or (),
-                plot=row.get("plot") or "",
-                people=row.get("people") or (),
-                imdb_id=row.get("imdb_id") or "",
-                keywords=row.get("keywords") or (),
-            )
+        catalog.add_rows(read_items(folder) or [])
     return catalog
 
 

@@ -4,7 +4,8 @@
    dialogue seed and source position of each dialogue the task must write) and yields one document per dialogue;
    the task reads the source records themselves once (``plan/source.jsonl``).
 2. :class:`DialogueRunner`, datatrove's ``InferenceRunner`` with our rollout: each document becomes one dialogue,
-   run by :func:`crsdata.simulate.loop.run_dialogue` (the simulation's own turn loop, the engine's retry rules),
+   run by :func:`crsdata.simulate.engine.run_dialogue` over the engine's
+   :class:`~crsdata.simulate.engine.DialogueTask` (the simulation's step contract, the engine's retry rules),
    and the finished record goes to a parquet shard in the crsdata schema, ``tasks/<rank>/chunk-<k>.parquet``.
    The runner keeps at most ``concurrency`` dialogues in flight, writes every finished dialogue to a local
    checkpoint before it counts, and on a re-run of a killed task replays the checkpoints and runs only the rest.
@@ -56,7 +57,7 @@ from crsdata.backends.openai_compat import (
 )
 from crsdata.schema import DIALOGUE_FEATURES
 from crsdata.simulate.base import Simulation
-from crsdata.simulate.loop import DialogueRun, finish_record, run_dialogue
+from crsdata.simulate.engine import DialogueTask, run_dialogue
 
 PLAN_DIR = "plan"
 SOURCE_FILE = "source.jsonl"
@@ -121,7 +122,6 @@ class TaskSpec:
     concurrency: int
     request_timeout_s: float
     api_key_env: str
-    where: str  # the run folder, for error messages
 
 
 class TaskModels:
@@ -213,7 +213,7 @@ class PlannedDialogues(PipelineStep):
                 yield Document(
                     text=entry["dialogue_id"],
                     id=entry["dialogue_id"],
-                    metadata={"index": entry["index"], "seed": entry["seed"], "position": entry["position"]},
+                    metadata={"index": entry["index"], "seed": entry["seed"]},
                 )
 
 
@@ -348,9 +348,10 @@ class DialogueRunner(InferenceRunner):
 
     async def rollout(self, document: Document, generate: GenerateFunction, models: TaskModels) -> dict[str, Any]:
         """One dialogue: start it from the planned record and seed, run the turn loop, return the record."""
-        sim = models.simulation
-        meta = document.metadata
-        run = DialogueRun(meta["index"], sim.start(models.records[meta["position"]], document.id, meta["seed"]))
+        spec = self.spec
+        task = DialogueTask.begin(
+            models.simulation, models.records, spec.run_seed, document.metadata["index"], spec.max_retries
+        )
         requests = tokens = 0
         waited = 0.0
 
@@ -363,8 +364,8 @@ class DialogueRunner(InferenceRunner):
             tokens += generation.completion_tokens
             return generation
 
-        turns = await run_dialogue(sim, run, send, self.spec.max_retries)
-        record, counters = finish_record(sim, run, self.spec.split, self.spec.run_seed, self.spec.where)
+        turns = await run_dialogue(task, send)
+        record, counters = task.to_record(spec.split, spec.run_seed)
         # Counted under their own names: the runner counts its own requests as requests/completion_tokens.
         self.stat_update("dialogues", unit="dialogue")
         self.stat_update("dialogue_turns", value=turns, unit="dialogue")

@@ -1,13 +1,14 @@
 """The plan of a distributed run: which dialogues to write, which task writes each, and what is done.
 
-Decided once, in the driver, before any task starts: the run draws indices exactly as the single-process engine
-does (:class:`crsdata.simulate.loop.IndexDraw`; starting a dialogue needs no model), so the first ``n`` usable
-indices and every skip are known up front and recorded. The indices are then cut into ``tasks`` contiguous blocks.
+Decided once, in the driver, before any task starts: the run draws indices exactly as the single-process
+engine does (:meth:`crsdata.simulate.engine.IndexDraw.next_task`; starting a dialogue needs no model), so the first
+``n`` usable indices and every skip are known up front and recorded. The indices are then cut into ``tasks``
+contiguous blocks.
 
 Files, under ``<run dir>/scaleout/`` (a shared filesystem when tasks run on other machines):
 
 - ``plan/source.jsonl``: the source records, one a line, in source order (tasks read them by position);
-- ``plan/task-NNNNN.jsonl``: one line per dialogue of rank NNNNN: index, dialogue id, dialogue seed, position;
+- ``plan/task-NNNNN.jsonl``: one line per dialogue of rank NNNNN: index, dialogue id, dialogue seed;
 - ``manifest.json``: the run configuration (a resume with other options is refused), the plan's summary, the
   skips, the checkpoint chunk size and one entry per session (each time the command ran). Written last, so a
   plan without it is incomplete and is made again.
@@ -28,33 +29,34 @@ from crsdata.scaleout.pipeline import CHECKPOINT_DIR, OUTPUT_DIR, PLAN_DIR, SOUR
 from crsdata.simulate.base import Simulation
 from crsdata.simulate.engine import (
     MANIFEST,
-    MANIFEST_FORMAT,
+    IndexDraw,
+    RunConfig,
     SimulationSource,
     check_resume,
+    dialogue_id,
     dialogue_seed,
-    source_index,
+    new_manifest,
 )
-from crsdata.simulate.loop import IndexDraw, dialogue_id
 
 
 @dataclass
 class Plan:
-    entries: list[tuple[int, int]]  # (index, source position) of each dialogue to write, in index order
+    entries: list[int]  # the index of each dialogue to write, in index order
     skipped: list[dict[str, Any]]  # one entry per skipped index, as in the engine's manifest
 
-    def blocks(self, tasks: int) -> list[list[tuple[int, int]]]:
+    def blocks(self, tasks: int) -> list[list[int]]:
         """The entries cut into ``tasks`` contiguous blocks whose sizes differ by at most one."""
         n = len(self.entries)
         return [self.entries[k * n // tasks : (k + 1) * n // tasks] for k in range(tasks)]
 
 
 def make_plan(sim: Simulation, records: list[dict[str, Any]], run_seed: int, n: int) -> Plan:
-    """The first ``n`` indices whose records start a dialogue, and the skips before them."""
+    """The first ``n`` indices whose records start a dialogue, and the skips before them: the engine's draw."""
     draw = IndexDraw()
     skipped: list[dict[str, Any]] = []
     entries = []
-    while (run := draw.next_dialogue(sim, records, run_seed, n, skipped)) is not None:
-        entries.append((run.index, source_index(run_seed, run.index, len(records))))
+    while (task := draw.next_task(sim, records, run_seed, n, 0, skipped)) is not None:
+        entries.append(task.index)
     return Plan(entries, skipped)
 
 
@@ -62,7 +64,7 @@ def write_plan(
     folder: Path,
     sim: Simulation,
     source: SimulationSource,
-    config: dict[str, Any],
+    config: RunConfig,
     plan: Plan,
     tasks: int,
     records_per_chunk: int,
@@ -74,36 +76,20 @@ def write_plan(
     lines = (json.dumps(r, ensure_ascii=False, sort_keys=True, default=str) for r in source.records)
     write_atomic(plan_dir / SOURCE_FILE, "\n".join(lines) + "\n")
     summary = []
-    seed = config["seed"]
+    seed = config.seed
     for rank, block in enumerate(plan.blocks(tasks)):
         rows = [
-            {
-                "index": index,
-                "dialogue_id": dialogue_id(sim.name, seed, index),
-                "seed": dialogue_seed(seed, index),
-                "position": position,
-            }
-            for index, position in block
+            {"index": index, "dialogue_id": dialogue_id(sim.name, seed, index), "seed": dialogue_seed(seed, index)}
+            for index in block
         ]
         write_atomic(task_file(plan_dir, rank), "".join(json.dumps(row) + "\n" for row in rows))
-        summary.append({"rank": rank, "dialogues": len(rows), "indices": [index for index, _ in block]})
-    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        summary.append({"rank": rank, "dialogues": len(rows), "indices": block})
     manifest = {
-        "format": MANIFEST_FORMAT,
-        "config": config,
+        **new_manifest(config, source),
         "status": "planned",
-        "created": now,
-        "updated": now,
-        "source": {
-            "description": source.description,
-            "records": len(source.records),
-            "read": source.total or len(source.records),
-            "excluded": dict(source.excluded),
-        },
         "records_per_chunk": records_per_chunk,
         "tasks": summary,
         "skipped": plan.skipped,
-        "sessions": [],
         **extra,
     }
     save_manifest(folder, manifest)

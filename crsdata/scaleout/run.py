@@ -35,17 +35,17 @@ from crsdata.scaleout.plan import (
 from crsdata.schema import load_extra
 from crsdata.simulate.engine import (
     MANIFEST,
-    SHARD_DIR,
+    DialogueTask,
     RunConfig,
     RunResult,
     RunStats,
     SimulationSource,
     check_resume,
-    dialogue_seed,
+    commit_shard,
+    read_run_result,
     read_shard,
-    write_shard,
+    record_counters,
 )
-from crsdata.simulate.loop import dialogue_id, load_run_result, record_counters
 
 SCALEOUT_DIR = "scaleout"
 # The datatrove statistics the rollout keeps (crsdata.scaleout.pipeline.DialogueRunner.rollout), by RunStats field.
@@ -75,8 +75,8 @@ def scaled_config(config: RunConfig, scale: ScaleOutConfig) -> RunConfig:
     not match). Nothing else changes, so the dialogues equal the single-process engine's."""
     from dataclasses import replace
 
-    options = {**config.options, "executor": scale.executor, "tasks": scale.tasks, "dtype": ""}
-    return replace(config, backend=scale.endpoint or str(scale.server), options=options)
+    options = {**config.options, "executor": scale.executor, "tasks": scale.tasks}
+    return replace(config, backend=scale.endpoint or str(scale.server), options=options, dtype="")
 
 
 def run_distributed(
@@ -121,7 +121,8 @@ def run_distributed(
                 "--executor, or use another --out",
                 "config-mismatch",
             )
-        return load_run_result(work, finished, RunStats(resumed_dialogues=len(_indices(finished))))
+        _refuse_growth(work / MANIFEST, finished, config.n)
+        return read_run_result(work, finished, RunStats(resumed_dialogues=len(_indices(finished))))
 
     manifest, timings = _plan(sim_factory(served_backends(config.models)), source, config, scale, folder)
     runner = manifest["runner"]
@@ -138,7 +139,6 @@ def run_distributed(
         concurrency=scale.concurrency,
         request_timeout_s=scale.request_timeout_s,
         api_key_env=scale.api_key_env,
-        where=str(work),
     )
     pipeline = build_pipeline(
         spec,
@@ -201,10 +201,11 @@ def _plan(
     sim: Any, source: SimulationSource, config: RunConfig, scale: ScaleOutConfig, folder: Path
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """The saved plan of this run (refusing one made with other options), or a new one; and the planning time."""
-    config_dict = config.as_dict()
-    manifest = load_plan(folder, config_dict)
+    manifest = load_plan(folder, config.as_dict())
     started = time.perf_counter()
-    if manifest is None:
+    if manifest is not None:
+        _refuse_growth(folder / MANIFEST, manifest, config.n)
+    else:
         plan = make_plan(sim, source.records, config.seed, config.n)
         if not plan.entries:
             raise BadInputError(source.name, "", "", _no_dialogue(plan.skipped), "no-records")
@@ -212,10 +213,23 @@ def _plan(
         extra = {"runner": {"model": runner_model, "chat": runner_chat}}
         # The checkpoint chunk size is fixed with the plan: a resumed task skips whole chunks by count.
         chunk = max(1, config.shard_size)
-        manifest = write_plan(folder, sim, source, config_dict, plan, scale.tasks, chunk, extra)
+        manifest = write_plan(folder, sim, source, config, plan, scale.tasks, chunk, extra)
     if len(manifest["tasks"]) != scale.tasks:  # options.tasks is compared too; this guards a hand-edited file
         raise BadInputError(folder / MANIFEST, "", "tasks", "the plan was made for another task count", "corrupt-run")
     return manifest, {"plan_seconds": time.perf_counter() - started}
+
+
+def _refuse_growth(path: Path, manifest: dict[str, Any], n: int) -> None:
+    """A distributed run's plan is fixed when it is made: another --n (the engine grows a run) is refused."""
+    if manifest["config"]["n"] != n:
+        raise BadInputError(
+            path,
+            "config",
+            "n",
+            f"this distributed run was planned for --n {manifest['config']['n']}, not {n}; a run on an executor "
+            "does not grow: use the same --n, or another --out folder",
+            "config-mismatch",
+        )
 
 
 def _no_dialogue(skipped: list[dict[str, Any]]) -> str:
@@ -223,15 +237,12 @@ def _no_dialogue(skipped: list[dict[str, Any]]) -> str:
     return "no source record can start a dialogue (" + ", ".join(f"{r}: {c}" for r, c in reasons.items()) + ")"
 
 
-def _runner_endpoint(sim: Any, source: SimulationSource, config: RunConfig, first: tuple[int, int]) -> tuple[str, bool]:
+def _runner_endpoint(sim: Any, source: SimulationSource, config: RunConfig, first: int) -> tuple[str, bool]:
     """The model and endpoint kind (chat or raw completions) the runner serves: those of the run's first request.
     Requests of another model or kind go through a second client (crsdata.scaleout.pipeline.TaskModels)."""
-    index, position = first
-    state = sim.start(
-        source.records[position], dialogue_id(sim.name, config.seed, index), dialogue_seed(config.seed, index)
-    )
-    role = sim.next_role(state)
-    return config.models[role], sim.request(state, role).prompt is None
+    task = DialogueTask.begin(sim, source.records, config.seed, first, config.max_retries)
+    role = task.next_role()
+    return config.models[role], task.request(role).prompt is None
 
 
 def inference_config(scale: ScaleOutConfig, runner: dict[str, Any], logging_dir: Path) -> Any:
@@ -424,7 +435,7 @@ def merge(
     def flush(final: bool) -> None:
         while len(pending) >= size or (final and pending):
             chunk, pending[:] = pending[:size], pending[size:]
-            shards.append(_write_merged_shard(work, len(shards), chunk))
+            shards.append(commit_shard(work, len(shards), [(_index(r), r, record_counters(r)) for r in chunk]))
 
     for task in plan["tasks"]:
         rank, expected = task["rank"], task["indices"]
@@ -467,27 +478,11 @@ def merge(
     save_manifest(folder, plan)
     this.wall_seconds = time.time() - started
     this.resumed_dialogues = written - this.dialogues
-    return load_run_result(work, manifest, this)
+    return read_run_result(work, manifest, this)
 
 
 def _index(record: dict[str, Any]) -> int:
     return int(load_extra(record["extra"])["run"]["index"])
-
-
-def _write_merged_shard(work: Path, number: int, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """One shard of the merged run and its manifest entry, as the engine writes them."""
-    name = f"{SHARD_DIR}/shard-{number:05d}.parquet"
-    counters: Counter[str] = Counter()
-    for record in records:
-        counters.update(record_counters(record))
-    return {
-        "file": name,
-        "rows": len(records),
-        "sha256": write_shard(work / name, records),
-        "dialogue_ids": [r["dialogue_id"] for r in records],
-        "indices": [_index(r) for r in records],
-        "counters": dict(sorted(counters.items())),
-    }
 
 
 def _merge_problem(rank: int, expected: list[int], seen: list[int], folder: Path, logging_dir: Path) -> str:
