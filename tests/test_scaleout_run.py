@@ -134,6 +134,11 @@ def test_local_executor_with_two_tasks_writes_what_the_engine_writes(
     assert main(args) == 0
     assert rows(out) == reference
 
+    # The engine grows a run with a larger --n; a distributed run's plan is fixed, so it is refused, not cut short.
+    grown = [a if a != str(N) else str(N + 1) for a in args]
+    assert main(grown) == 1
+    assert f"planned for --n {N}, not {N + 1}" in capsys.readouterr().err
+
 
 def test_a_run_killed_mid_way_resumes_with_every_dialogue_exactly_once(server, reference, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
