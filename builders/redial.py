@@ -49,19 +49,15 @@ from pathlib import Path
 from typing import Any
 
 from crsdata.build import (
-    MAX_DUPLICATE_EXAMPLES,
     Builder,
     BuildResult,
-    InputFile,
     LinkStats,
-    input_files,
+    read_jsonl_dialogues,
     resolve_split,
-    split_from_name,
 )
 from crsdata.catalog import Catalog
 from crsdata.errors import BadInputError, SkipLog
-from crsdata.fileio import sha256_file
-from crsdata.readers import iter_jsonl, require
+from crsdata.readers import require
 from crsdata.schema import Role, item_ref, new_dialogue, new_turn, validate_dialogue
 from crsdata.titles import clean_spaces
 
@@ -128,40 +124,20 @@ class RedialBuilder(Builder):
         result = BuildResult(source=SOURCE, splits={}, skipped=skip, notes=list(self.NOTES), info=self.info())
         if not catalogs:
             result.notes.append("No catalog was given: items carry only the titles found in the dialogues.")
-        first_seen: dict[str, str] = {}
-        duplicates: list[str] = []
         # ReDial id -> whether the catalogs know it, decided at its first mention: an unknown id gets a row from
         # its title then, and must not count as linked when later dialogues mention it again.
         known: dict[str, bool] = {}
-        referenced: list[str] = []
-        for path, rel in input_files(inputs, "*.jsonl"):
-            file_split = split_from_name(path, split)
-            digest = sha256_file(path)
-            skipped_before = skip.total
-            parsed = failed = 0
-            for line, obj in iter_jsonl(path, skip):
-                parsed += 1
-                stats = LinkStats()
-                try:
-                    record = self._convert(obj, path, rel, digest, file_split, line, catalog, known, stats)
-                except BadInputError as error:
-                    failed += 1
-                    skip.handle(error)
-                    continue
-                dialogue_id = record["dialogue_id"]
-                if dialogue_id in first_seen:
-                    result.dropped["duplicate-conversation-id"] = result.dropped.get("duplicate-conversation-id", 0) + 1
-                    if len(duplicates) < MAX_DUPLICATE_EXAMPLES:
-                        duplicates.append(f"{dialogue_id} ({rel} line {line}; kept {first_seen[dialogue_id]})")
-                    continue
-                first_seen[dialogue_id] = f"{rel} line {line}"
-                result.link_stats.mentions += stats.mentions
-                result.link_stats.linked += stats.linked
-                result.splits.setdefault(file_split, []).append(record)
-                referenced.extend(_item_ids(record))
-            # Records read: every line that parsed, plus the lines iter_jsonl could not parse (skipped there).
-            unreadable = skip.total - skipped_before - failed
-            result.inputs.append(InputFile(path=rel, sha256=digest, records=parsed + unreadable))
+        duplicates = read_jsonl_dialogues(
+            result,
+            inputs,
+            skip,
+            lambda obj, path, rel, digest, file_split, line, stats: self._convert(
+                obj, path, rel, digest, file_split, line, catalog, known, stats
+            ),
+            split=split,
+            duplicate_reason="duplicate-conversation-id",
+        )
+        referenced = [item_id for records in result.splits.values() for r in records for item_id in _item_ids(r)]
         dropped = result.dropped.get("duplicate-conversation-id", 0)
         if dropped:
             result.notes.append(

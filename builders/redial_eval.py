@@ -30,12 +30,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from crsdata.build import Builder, BuildResult, InputFile, LinkStats
-from crsdata.builders.redial import MAX_DUPLICATE_EXAMPLES, input_files, resolve_split, split_from_name
+from crsdata.build import Builder, BuildResult, LinkStats, read_jsonl_dialogues, resolve_split
 from crsdata.catalog import Catalog
 from crsdata.errors import BadInputError, SkipLog
-from crsdata.fileio import sha256_file
-from crsdata.readers import iter_jsonl, require
+from crsdata.readers import require
 from crsdata.schema import Role, item_ref, new_dialogue, new_turn, validate_dialogue
 from crsdata.titles import clean_spaces
 
@@ -87,34 +85,16 @@ class RedialEvalBuilder(Builder):
             split = resolve_split(split)
         catalog = Catalog.from_paths(catalogs)
         result = BuildResult(source=SOURCE, splits={}, skipped=skip, notes=list(self.NOTES), info=self.info())
-        seen: dict[str, str] = {}
-        duplicates: list[str] = []
-        for path, rel in input_files(inputs, "*.jsonl"):
-            file_split = split_from_name(path, split)
-            digest = sha256_file(path)
-            skipped_before = skip.total
-            parsed = failed = 0
-            for line, obj in iter_jsonl(path, skip):
-                parsed += 1
-                stats = LinkStats()
-                try:
-                    record = self._convert(obj, path, rel, digest, file_split, line, catalog, stats)
-                except BadInputError as error:
-                    failed += 1
-                    skip.handle(error)
-                    continue
-                key = record["dialogue_id"]
-                if key in seen:
-                    result.dropped["duplicate-turn"] = result.dropped.get("duplicate-turn", 0) + 1
-                    if len(duplicates) < MAX_DUPLICATE_EXAMPLES:
-                        duplicates.append(f"{key} ({rel} line {line}; kept {seen[key]})")
-                    continue
-                seen[key] = f"{rel} line {line}"
-                result.link_stats.mentions += stats.mentions
-                result.link_stats.linked += stats.linked
-                result.splits.setdefault(file_split, []).append(record)
-            unreadable = skip.total - skipped_before - failed
-            result.inputs.append(InputFile(path=rel, sha256=digest, records=parsed + unreadable))
+        duplicates = read_jsonl_dialogues(
+            result,
+            inputs,
+            skip,
+            lambda obj, path, rel, digest, file_split, line, stats: self._convert(
+                obj, path, rel, digest, file_split, line, catalog, stats
+            ),
+            split=split,
+            duplicate_reason="duplicate-turn",
+        )
         if duplicates:
             result.notes.append(
                 f"{result.dropped['duplicate-turn']} turn(s) dropped because their (dialog_id, turn_id) was already "

@@ -9,12 +9,14 @@ The exporter turns any ``BuildResult`` into a Hub-layout folder, so simulated co
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from crsdata.errors import BadInputError, SkipLog
+from crsdata.fileio import sha256_file
+from crsdata.readers import iter_jsonl
 
 # Words of a file name -> split (Hugging Face's names).
 SPLIT_WORDS: dict[str, str] = {
@@ -168,3 +170,55 @@ def input_files(inputs: list[Path], pattern: str) -> Iterator[tuple[Path, str]]:
             yield given, given.name
         else:
             raise BadInputError(given, "path", "", "no such file or folder", "missing-file")
+
+
+# ``convert(obj, path, rel, sha256, split, line, stats)``: one parsed line -> one validated dialogue record.
+ConvertLine = Callable[[dict[str, Any], Path, str, str, str, int, LinkStats], dict[str, Any]]
+
+
+def read_jsonl_dialogues(
+    result: BuildResult,
+    inputs: list[Path],
+    skip: SkipLog,
+    convert: ConvertLine,
+    *,
+    split: str | None = None,
+    duplicate_reason: str = "duplicate-dialogue-id",
+) -> list[str]:
+    """Reads every ``*.jsonl`` input into ``result``: one dialogue per line, by ``convert``, in its file's split.
+
+    A line whose conversion raises :class:`BadInputError` is skipped through ``skip``; a record whose
+    ``dialogue_id`` was already read is dropped and counted under ``duplicate_reason`` (the first one is kept).
+    Each input's hash and record count (bad lines included) go to ``result.inputs``, its links to
+    ``result.link_stats``. Returns up to :data:`MAX_DUPLICATE_EXAMPLES` examples of drops for the build's note.
+    """
+    first_seen: dict[str, str] = {}
+    duplicates: list[str] = []
+    for path, rel in input_files(inputs, "*.jsonl"):
+        file_split = split_from_name(path, split)
+        digest = sha256_file(path)
+        skipped_before = skip.total
+        parsed = failed = 0
+        for line, obj in iter_jsonl(path, skip):
+            parsed += 1
+            stats = LinkStats()
+            try:
+                record = convert(obj, path, rel, digest, file_split, line, stats)
+            except BadInputError as error:
+                failed += 1
+                skip.handle(error)
+                continue
+            key = record["dialogue_id"]
+            if key in first_seen:
+                result.dropped[duplicate_reason] = result.dropped.get(duplicate_reason, 0) + 1
+                if len(duplicates) < MAX_DUPLICATE_EXAMPLES:
+                    duplicates.append(f"{key} ({rel} line {line}; kept {first_seen[key]})")
+                continue
+            first_seen[key] = f"{rel} line {line}"
+            result.link_stats.mentions += stats.mentions
+            result.link_stats.linked += stats.linked
+            result.splits.setdefault(file_split, []).append(record)
+        # Records read: every line that parsed, plus the lines iter_jsonl could not parse (skipped there).
+        unreadable = skip.total - skipped_before - failed
+        result.inputs.append(InputFile(path=rel, sha256=digest, records=parsed + unreadable))
+    return duplicates

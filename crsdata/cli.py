@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Each module defines ``register(subparsers)``, which adds its parser and sets ``func`` on it.
-COMMANDS = ["build", "info", "publish", "simulate", "evaluate", "train", "export_metric", "space", "crs_eval"]
+COMMANDS = ["build", "info", "publish", "simulate", "evaluate", "train", "export_metric", "space", "crs_eval", "replay"]
 
 DESCRIPTION = """\
 crsdata turns conversational recommendation corpora (ReDial, INSPIRED, RecLLMSim, PEARL) and freshly

@@ -88,11 +88,9 @@ def parse_ints(text: str, option: str) -> tuple[int, ...]:
     try:
         values = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise BadInputError(
-            "command line", option, option, f"expected comma-separated integers, got {text!r}"
-        ) from None
+        raise BadInputError("", "", option, f"expected comma-separated integers, got {text!r}", "bad-option") from None
     if not values or min(values) < 1:
-        raise BadInputError("command line", option, option, f"expected positive integers, got {text!r}")
+        raise BadInputError("", "", option, f"expected positive integers, got {text!r}", "bad-option")
     return values
 
 
@@ -102,6 +100,18 @@ def parse_ints(text: str, option: str) -> tuple[int, ...]:
 
 def load_dialogues(folder: Path) -> dict[str, Any]:
     from datasets import load_dataset
+
+    from crsdata.simulate.replay import DECISIONS_NAME, RESULTS_NAME
+
+    if (folder / RESULTS_NAME).is_file() and (folder / DECISIONS_NAME).is_file():
+        raise BadInputError(
+            folder,
+            "",
+            "",
+            f"a `crsdata replay` folder, not a dataset: its SR/ET/FR are in {RESULTS_NAME} and each dialogue's "
+            f"decisions in {DECISIONS_NAME}",
+            "replay-folder",
+        )
 
     if not (folder / "README.md").is_file() and not any(folder.glob("**/*.parquet")):
         raise BadInputError(folder, "folder", "", "not a dataset folder (no README.md and no parquet files)")
@@ -148,15 +158,14 @@ def select_metrics(spec: str) -> tuple[list[str], bool]:
     names = [s.strip() for s in spec.split(",") if s.strip()]
     for name in names:
         if name in NOT_HERE:
-            raise BadInputError("command line", "--metrics", "--metrics", f"{name}: {NOT_HERE[name]}")
+            raise BadInputError("", "", "--metrics", f"{name} is not computed here: {NOT_HERE[name]}", "bad-option")
+    known = ", ".join([*METRICS_BY_NAME, "auto", "all"])
     unknown = [n for n in names if n not in METRICS_BY_NAME]
-    if unknown or not names:
-        raise BadInputError(
-            "command line",
-            "--metrics",
-            "--metrics",
-            f"unknown metric(s) {unknown}; choose from {', '.join(METRICS_BY_NAME)}",
-        )
+    if not names:
+        raise BadInputError("", "", "--metrics", f"names no metric; the known ones are {known}", "bad-option")
+    if unknown:
+        what = "unknown metric" + ("s " if len(unknown) > 1 else " ") + ", ".join(map(repr, unknown))
+        raise BadInputError("", "", "--metrics", f"{what}; the known ones are {known}", "bad-option")
     return names, True
 
 
@@ -171,9 +180,9 @@ def evaluate(config: EvaluateConfig) -> EvaluationResult:
     folder = config.folder
     names, explicit = select_metrics(config.metrics)
     if config.turns not in TURN_RULES:
-        raise BadInputError("command line", "--turns", "--turns", f"expected one of {', '.join(TURN_RULES)}")
+        raise BadInputError("", "", "--turns", f"expected one of {', '.join(TURN_RULES)}", "bad-option")
     if config.baseline is not None and config.baseline not in BASELINES:
-        raise BadInputError("command line", "--baseline", "--baseline", f"expected one of {', '.join(BASELINES)}")
+        raise BadInputError("", "", "--baseline", f"expected one of {', '.join(BASELINES)}", "bad-option")
     splits = load_dialogues(folder)
     split = choose_split(folder, splits, config.split)
     ctx = Context(folder=folder, split=split, records=list(splits[split]), all_splits=splits, config=config)

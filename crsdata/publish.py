@@ -264,7 +264,8 @@ def _verify_model(checked: CheckedFolder) -> None:
             # The base model may live on the Hub; the adapter's own weights are checked here.
             if not load_peft_weights(str(folder), device="cpu"):
                 raise ValueError("the adapter weights are empty")
-        elif (folder / "config.json").is_file():
+        elif (folder / "config.json").is_file() and not skops_files:
+            # A scikit-learn repository's config.json is the Hub's widget config, not a transformers one.
             import transformers
 
             config = transformers.AutoConfig.from_pretrained(str(folder))

@@ -12,7 +12,9 @@ import importlib
 from crsdata.training.recipe import Recipe
 
 # recipe name -> module holding its RECIPE; one line per recipe.
-RECIPES: dict[str, str] = {}
+RECIPES: dict[str, str] = {
+    "intent-classifier": "crsdata.models.intent_classifier.recipe",
+}
 
 
 def get_recipe(name: str) -> Recipe:

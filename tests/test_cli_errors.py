@@ -128,3 +128,24 @@ def test_json_error_message_reads_naturally(tmp_path: Path) -> None:
         list(iter_jsonl(path, SkipLog()))
     message = str(caught.value)
     assert "at at" not in message and "line 2" in message
+
+
+def test_unknown_metric_names_it_and_the_known_ones(tmp_path: Path) -> None:
+    from crsdata.metrics.registry import METRICS
+
+    line = assert_one_line(
+        crsdata("evaluate", str(tmp_path), "--metrics", "dist,unicorns"),
+        "evaluate",
+        "option --metrics: unknown metric 'unicorns'; the known ones are ",
+        ", ".join(metric.name for metric in METRICS),
+    )
+    assert "command line" not in line and "field" not in line
+
+
+@pytest.mark.parametrize("command", [("simulate", "interplay"), ("replay",)])
+def test_out_inside_source_is_refused(command: tuple[str, ...], tmp_path: Path) -> None:
+    source = tmp_path / "built"
+    source.mkdir()
+    result = crsdata(*command, "--source", str(source), "--n", "1", "--out", str(source / "sim"))
+    line = assert_one_line(result, command[0], "option --out: ", "is the --source folder or inside it")
+    assert not (source / "sim").exists(), line

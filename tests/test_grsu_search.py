@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from crsdata.grsu.data import EvalTurn
-from crsdata.grsu.search import Critique, CrsQuery, Node, SearchPlan, derive_seed, final_ranking, run_search
+from crsdata.grsu.search import Critique, CrsQuery, Node, SearchPlan, final_ranking, run_search
 from crsdata.grsu.user import ItemScorer, SimulatedUser
 
 
@@ -176,9 +176,3 @@ def test_user_scores_each_pair_once() -> None:
     user.forget([t])
     user.score([(t, "a")])
     assert user.scoring_passes == 5
-
-
-def test_derived_seeds_are_stable_and_distinct() -> None:
-    assert derive_seed(0, "d1#3", "recommend", 1, "root", 0) == derive_seed(0, "d1#3", "recommend", 1, "root", 0)
-    assert derive_seed(0, "d1#3", "recommend", 1, "root", 0) != derive_seed(0, "d1#3", "recommend", 1, "root", 1)
-    assert 0 <= derive_seed("x") < 2**63

@@ -12,9 +12,6 @@ The server runs for this module only and is stopped by its PID, also when a test
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +24,6 @@ from crsdata.export_metric import mismatches
 from crsdata.publish import publish
 
 ROOT = Path(__file__).resolve().parents[1]
-CONSUMER = Path(__file__).resolve().parent / "fixtures" / "hub_consumer.py"
 TAGS = ("v0.1.0", "v0.2.0")
 DIALOGUES = {"v0.1.0": ["d0", "d1", "d2", "d3"], "v0.2.0": ["e0", "e1", "e2"]}
 ITEMS = {"v0.1.0": ["7", "8"], "v0.2.0": ["7", "8", "9"]}
@@ -67,20 +63,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "revision": tag,
             "examples": str(ROOT / "metrics" / "distinct_n" / "examples.json"),
         }
-    spec = work / "requests.json"
-    spec.write_text(json.dumps(list(requests.values())), encoding="utf-8")
-    with olah_server.serve(work / "mirrors", work / "olah") as endpoint:
-        done = subprocess.run(
-            [sys.executable, str(CONSUMER), str(spec)],
-            cwd=work,
-            env=olah_server.consumer_env(endpoint, work / "consumer-hf-home"),
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("CONSUMER-ANSWERS ")]
-    assert done.returncode == 0 and lines, done.stderr[-3000:]
-    answers = dict(zip(requests, json.loads(lines[-1].removeprefix("CONSUMER-ANSWERS ")), strict=True))
+    answers = dict(zip(requests, olah_server.consume(work / "mirrors", work, list(requests.values())), strict=True))
     return {"answers": answers, "models": models}
 
 

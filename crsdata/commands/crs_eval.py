@@ -45,6 +45,9 @@ examples:
   crsdata crs-eval --source out/inspired --crs llm --crs-backend http://127.0.0.1:8000 --crs-model phi-4 \\
       --scorer-backend http://127.0.0.1:8001 --scorer-model grsu-user --protocol grsu --n all \\
       --beam-width 4 --expand-width 4 --depth 5 --out out/inspired-grsu
+
+What interaction gains on a 2-core CPU (ReDial and INSPIRED test turns, settings chosen on validation turns,
+bootstrap intervals, the paper's figures beside them): docs/grsu.md.
 """
 
 

@@ -15,8 +15,12 @@ import dataclasses
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crsdata.backends.base import DEFAULT_PREFIX_CACHE_MB
+
+if TYPE_CHECKING:
+    from crsdata.simulate.job import SimulateConfig
 
 DESCRIPTION = """\
 Simulate new conversations with two LLMs (a user simulator and a recommender or assistant) and write them
@@ -54,19 +58,27 @@ def _examples(*kinds: type) -> str:
     return "examples:\n" + "\n".join(f"  {line}" for line in lines) + "\n"
 
 
-def _common_options() -> argparse.ArgumentParser:
-    """The options every kind takes (a parent parser of each kind's parser)."""
+def common_options(n_help: str = "", recommender: bool = True) -> argparse.ArgumentParser:
+    """The options every kind takes (a parent parser of each kind's parser). ``n_help``: ``--n`` is optional,
+    with that help (``crsdata replay``); ``recommender=False``: no ``--recommender-model`` (only the user
+    simulator speaks)."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument(
         "--source", required=True, help="where personas or tasks come from (see the kind's description)"
     )
-    parser.add_argument("--n", type=int, required=True, help="number of dialogues to write (a larger --n grows a run)")
+    parser.add_argument(
+        "--n",
+        type=int,
+        required=not n_help,
+        help=n_help or "number of dialogues to write (a larger --n grows a run)",
+    )
     parser.add_argument("--out", "-o", type=Path, required=True, help="output dataset folder (run files inside it)")
     models = parser.add_argument_group("models")
     models.add_argument("--user-model", default="embedded", help="model of the user simulator (default embedded)")
-    models.add_argument(
-        "--recommender-model", default="embedded", help="model of the recommender / assistant (default embedded)"
-    )
+    if recommender:
+        models.add_argument(
+            "--recommender-model", default="embedded", help="model of the recommender / assistant (default embedded)"
+        )
     models.add_argument(
         "--backend",
         default="local",
@@ -187,7 +199,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True, help="which kind of conversation")
-    common = _common_options()
+    common = common_options()
     for name, kind in SIMULATIONS.items():
         sub = kinds.add_parser(
             name,
@@ -201,22 +213,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub.set_defaults(func=run_command)
 
 
-def run_command(args: argparse.Namespace) -> int:
-    from crsdata.backends.threads import prefer_passive_waiting
-    from crsdata.simulate.job import SimulateConfig, simulate
+def config_from_args(args: argparse.Namespace, command: str) -> SimulateConfig:
+    """The job of parsed ``args`` (shared options and the kind's own); ``command`` names the sub-command for the
+    command line recorded in the card."""
+    from crsdata.simulate.job import SimulateConfig
     from crsdata.simulate.kinds import SIMULATIONS
 
-    prefer_passive_waiting()  # before anything loads torch: see crsdata.backends.threads
     # The shared options have the names of SimulateConfig's fields; `command` there is the card's command line.
     shared = {f.name for f in dataclasses.fields(SimulateConfig)} - {"kind", "options", "progress", "command"}
-    config = SimulateConfig(
+    return SimulateConfig(
         **{name: getattr(args, name) for name in shared},
         kind=args.kind,
         options=SIMULATIONS[args.kind].options_class.from_namespace(args),
         progress=not args.no_progress,
-        command=_command_line(),
+        command=_command_line(command),
     )
-    outcome = simulate(config)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from crsdata.backends.threads import prefer_passive_waiting
+    from crsdata.simulate.job import simulate
+
+    prefer_passive_waiting()  # before anything loads torch: see crsdata.backends.threads
+    outcome = simulate(config_from_args(args, "simulate"))
     if outcome.submitted:  # handed to Slurm: the merge job (this command again) writes the folder
         print(outcome.submitted)
         return 0
@@ -244,8 +263,8 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _command_line() -> str:
+def _command_line(command: str) -> str:
     """The command as typed, for the card (empty when not run from the command line)."""
-    if sys.argv[1:2] != ["simulate"]:
+    if sys.argv[1:2] != [command]:
         return ""
-    return "crsdata simulate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    return f"crsdata {command} " + " ".join(shlex.quote(a) for a in sys.argv[2:])

@@ -138,8 +138,7 @@ def load_folder_config(folder: Path, config: str) -> dict[str, Any]:
     if not (folder / "README.md").is_file():
         raise BadInputError(folder, "folder", "", "not a built dataset folder (no README.md)", "not-a-folder")
     if config not in get_dataset_config_names(str(folder)):
-        what = "the item catalog the CRS ranks" if config == "items" else "the dialogues"
-        raise BadInputError(folder, f"config {config}", "", f"missing: the folder has no {config!r} config ({what})")
+        raise BadInputError(folder, f"config {config}", "", f"missing: the folder has no {config!r} config")
     try:
         return dict(load_dataset(str(folder), config))
     except (ValueError, FileNotFoundError) as err:
@@ -161,8 +160,14 @@ def load_eval_set(
     splits = load_folder_config(folder, "dialogues")
     if split not in splits:
         raise BadInputError(folder, "split", "", f"no split {split!r}; the folder has {sorted(splits)}", "no-split")
-    item_splits = load_folder_config(folder, "items")
-    items = ItemTable.from_rows(row for rows in item_splits.values() for row in rows)
+    from crsdata.catalog import read_items
+
+    item_rows = read_items(folder)
+    if item_rows is None:
+        raise BadInputError(
+            folder, "config items", "", "missing: the folder has no 'items' config (the item catalog the CRS ranks)"
+        )
+    items = ItemTable.from_rows(item_rows)
     if not len(items):
         raise BadInputError(folder, "config items", "", "the catalog is empty: a CRS has nothing to rank", "no-items")
     records = list(splits[split])

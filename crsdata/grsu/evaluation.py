@@ -1,9 +1,10 @@
 """``run_crs_eval``: a CRS evaluated zero-shot and with GRSU interaction on a built folder's recommendation turns.
 
-Zero-shot, the CRS gives one list of ``max(ks)`` items per turn from the conversation alone. With the ``grsu``
-protocol the same zero-shot list is computed (the baseline), and then the CRS and the simulated user interact by
-search (:mod:`crsdata.grsu.search`); the turn's prediction is the final ranking of every scored item. Both are
-scored with Recall/NDCG/MRR@k (:func:`crsdata.metrics.ranking_scores`, mentioned items removed).
+Zero-shot, the CRS gives one list of ``max(ks)`` items (or ``zero_shot_size``) per turn from the conversation
+alone. With the ``grsu`` protocol the same zero-shot list is computed (the baseline), and then the CRS and the
+simulated user interact by search (:mod:`crsdata.grsu.search`); the turn's prediction is the final ranking of
+every scored item. Both are scored with Recall/NDCG/MRR@k (:func:`crsdata.metrics.ranking_scores`, mentioned
+items removed).
 
 ``OUT`` receives:
 
@@ -21,7 +22,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +38,17 @@ from crsdata.grsu.report import (
     source_section,
     update_source_card,
 )
-from crsdata.grsu.search import CrsQuery, SearchOutcome, SearchPlan, derive_seed, run_search
+from crsdata.grsu.search import CrsQuery, SearchOutcome, SearchPlan, run_search
 from crsdata.grsu.vectors import ItemSpace
+from crsdata.seeds import derive_seed
 
 CRS_NAMES = ("popularity", "retrieval", "llm")
 PROTOCOLS = ("zero-shot", "grsu")
 CRITICS = ("attributes", "model")
 EMBEDDING_SCORERS = ("minilm", "embedding")
-# Default sampling temperature of each CRS in the search (zero-shot lists are never sampled). Retrieval scores are
-# cosines that differ by hundredths, so its temperature is small; chosen on ReDial validation turns.
+# Default sampling temperature of each CRS in the search (zero-shot lists are never sampled), set by reasoning, not
+# tuned: retrieval scores are cosines that differ by hundredths across its sampling pool, popularity scores are
+# log-counts that differ by units, and LLMs sample at 1 as in GRSU.
 DEFAULT_TEMPERATURES = {"popularity": 1.0, "retrieval": 0.05, "llm": 1.0}
 TURNS_FILE, RESULTS_FILE, RUN_FILE, CARD_FILE = "turns.jsonl", "results.json", "run.json", "README.md"
 
@@ -82,7 +85,6 @@ class CrsEvalConfig:
     bootstrap: int = 1000
     update_card: bool = False
     progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.source, self.out = Path(self.source), Path(self.out)
@@ -117,7 +119,8 @@ class CrsEvalConfig:
 
     def settings(self) -> dict[str, Any]:
         """The fields that decide the results: a resumed run must have the same."""
-        skip = {"out", "progress", "update_card", "bootstrap", "batch_turns", "max_batch_size", "extra"}
+        # Batching changes no list (seeds are per query) and at most float noise in a score.
+        skip = {"out", "progress", "update_card", "bootstrap", "batch_turns", "max_batch_size"}
         values = {k: v for k, v in asdict(self).items() if k not in skip}
         values["source"] = str(self.source.resolve())
         values["popularity_source"] = str(self.popularity_source.resolve()) if self.popularity_source else None
@@ -341,7 +344,8 @@ def _turn_record(turn: EvalTurn, zero_shot: list[str], outcome: SearchOutcome | 
 def _process(chunk: list[EvalTurn], config: CrsEvalConfig, crs: Any, user: Any, k_max: int) -> list[dict[str, Any]]:
     size = config.zero_shot_size or k_max
     queries = [
-        CrsQuery(t, size, derive_seed(config.seed, t.key, "zero-shot"), exclude=frozenset(t.mentioned)) for t in chunk
+        CrsQuery(t, size, derive_seed("grsu-zero-shot", config.seed, t.key), exclude=frozenset(t.mentioned))
+        for t in chunk
     ]
     zero_shot = crs.recommend(queries)
     outcomes: list[SearchOutcome | None] = [None] * len(chunk)

@@ -20,26 +20,20 @@ score (the mean when scored more than once); ties keep the order in which items 
 
 The search runs many turns in lockstep: each step makes one batched CRS call, one batched critique call and one
 batched scoring call for all turns, which is what keeps a 2-core CPU busy. Everything that depends on chance
-takes a seed derived from the run seed and the node's place in the tree (:func:`derive_seed`), so a turn's search
-does not depend on which turns share its batch, and a resumed run gives the same lists.
+takes a seed derived from the run seed and the node's place in the tree (:func:`crsdata.seeds.derive_seed`), so
+a turn's search does not depend on which turns share its batch, and a resumed run gives the same lists.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from crsdata.grsu.data import EvalTurn
+from crsdata.seeds import derive_seed
 
 SEARCH_METHODS = ("beam", "greedy", "mc")
-
-
-def derive_seed(*parts: object) -> int:
-    """A 63-bit seed from any parts (run seed, turn key, node id...): stable across runs and machines."""
-    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 @dataclass(frozen=True)
@@ -180,7 +174,7 @@ def run_search(
     for depth, (children, kept) in enumerate(plan.schedule(), start=1):
         # The critiques of every kept list of every turn, in one call.
         parents = [(t, node) for t, frontier in enumerate(frontiers) for node in frontier if node is not None]
-        critique_seeds = [derive_seed(seed, turns[t].key, "critique", node.id) for t, node in parents]
+        critique_seeds = [derive_seed("grsu-critique", seed, turns[t].key, node.id) for t, node in parents]
         critiques = critique([(turns[t], node) for t, node in parents], children, critique_seeds) if parents else []
         by_parent = {(t, node.id): found for (t, node), found in zip(parents, critiques, strict=True)}
         queries: list[CrsQuery] = []
@@ -192,7 +186,7 @@ def run_search(
                 feedback: Sequence[Critique | None] = [None] * children if node is None else by_parent[(t, node.id)]
                 for child, found in enumerate(feedback):
                     parent_id = "root" if node is None else node.id
-                    query_seed = derive_seed(seed, turn.key, "recommend", depth, parent_id, child)
+                    query_seed = derive_seed("grsu-recommend", seed, turn.key, depth, parent_id, child)
                     if node is None:
                         query = CrsQuery(turn, list_size, query_seed, sample=True, exclude=mentioned)
                     else:

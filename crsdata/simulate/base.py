@@ -157,6 +157,9 @@ class Simulation(ABC):
     output_source: ClassVar[str] = ""  # `source` of the written records and the exported folder
     card_info: ClassVar[dict[str, str]] = {}  # name, pretty_name, description, license, license_id, homepage
     options_class: ClassVar[type[SimulationOptions]] = SimulationOptions
+    # True: each source record starts at most one dialogue (a run stops at the end of the shuffled source instead
+    # of drawing it again), as replay needs; False: records are reused once the source is exhausted.
+    draws_each_record_once: ClassVar[bool] = False
 
     def __init__(self, backends: dict[str, Backend], params: dict[str, SamplingParams], max_turns: int) -> None:
         self.backends = backends
@@ -174,6 +177,13 @@ class Simulation(ABC):
         from crsdata.simulate.engine import load_dataset_source
 
         return load_dataset_source(source, split, cls.eligible)
+
+    @classmethod
+    def default_n(cls, source: SimulationSource) -> int:
+        """The number of dialogues of a run when none is given; by default one must be given."""
+        from crsdata.errors import BadInputError
+
+        raise BadInputError("", "", "--n", "is required: how many dialogues to write", "bad-option")
 
     @classmethod
     def eligible(cls, record: dict[str, Any]) -> str:

@@ -29,6 +29,8 @@ Failures never lose a dialogue:
   so it writes ``n`` dialogues: those of the first ``n`` indices that do not skip (which depends only on the
   seed and the source), and ``drawn = n + skipped``. When every source record has been skipped once, no record
   is usable and the run stops drawing.
+  A kind with ``draws_each_record_once`` (replay) stops after one pass over the shuffled source instead: each
+  record starts at most one dialogue: ``written <= n`` and ``written + skipped <= records``.
 - a generation with ``finish_reason="error"`` (a timeout, a server error) is counted and the same request is
   sent again on a later step (same seed, so a retry that succeeds gives exactly the uninterrupted text); after
   ``max_retries`` failed retries of one turn the dialogue ends with ``end_reason="error"`` and
@@ -639,6 +641,8 @@ class IndexDraw:
             if len(self.unusable) == len(records):
                 return None  # every record was skipped once: none can start a dialogue
             index = self.next_index
+            if simulation.draws_each_record_once and index >= len(records):
+                return None  # one pass over the shuffled source: no record starts two dialogues
             self.next_index += 1
             if index in self.written or index in self.skipped:
                 continue

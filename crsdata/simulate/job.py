@@ -51,7 +51,7 @@ class SimulateConfig:
 
     kind: str
     source: str
-    n: int
+    n: int | None  # None: the kind's default_n (replay: every record of the split)
     out: Path
     options: SimulationOptions | None = None
     user_model: str = "embedded"
@@ -136,7 +136,8 @@ class SimulateConfig:
         if self.kv_cache_mb < 0:
             raise bad("--kv-cache-mb", "must be 0 or more")
         for name in ("n", "batch_size", "shard_size", "max_new_tokens"):
-            if getattr(self, name) < (0 if name == "n" else 1):
+            value = getattr(self, name)
+            if value is not None and value < (0 if name == "n" else 1):
                 raise bad(f"--{name.replace('_', '-')}", "must be positive")
         if self.max_turns is not None and self.max_turns < 1:
             raise bad("--max-turns", "must be at least 1")
@@ -149,6 +150,13 @@ class SimulateConfig:
             scale.check()
         elif self.server is not None or self.tasks != 1 or self.workers != -1:
             raise bad("--executor", "--tasks, --workers and --server run a job on an executor: give --executor too")
+        source, out = Path(self.source), self.out
+        if source.is_dir() and (out.resolve() == source.resolve() or source.resolve() in out.resolve().parents):
+            raise bad(
+                "--out",
+                f"{out} is the --source folder or inside it; write the output elsewhere, so that a run never "
+                "changes the folder it reads",
+            )
 
 
 @dataclass
@@ -257,6 +265,8 @@ def simulate(config: SimulateConfig) -> SimulateOutcome:
     kind = config.simulation_class
     assert config.options is not None
     source = kind.load_source(config.source, config.split, config.options)
+    if config.n is None:
+        config.n = kind.default_n(source)
     with RunLock(config.out, OUT_LOCK, what="output folder"):
         scale = config.scale_out()
         if scale is not None:

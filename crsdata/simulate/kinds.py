@@ -9,9 +9,11 @@ from __future__ import annotations
 from crsdata.simulate.base import Simulation
 from crsdata.simulate.interplay import InterplaySimulation
 from crsdata.simulate.recllmsim import RecLLMSimSimulation
+from crsdata.simulate.replay import ReplaySimulation
 
 # name -> simulation class; one line per kind.
 SIMULATIONS: dict[str, type[Simulation]] = {
     "interplay": InterplaySimulation,
     "recllmsim": RecLLMSimSimulation,
+    "replay": ReplaySimulation,
 }

@@ -1,54 +1,101 @@
-"""Replay real dialogues to a user simulator and record its accept/reject decisions (for SR, ET and FR).
+"""Replay: real dialogues fed to a user simulator, its accept/reject decisions scored as SR, ET and FR.
 
-Given real dialogues (schema records) and an :class:`~crsdata.simulate.interplay.InterplaySimulation` (its user
-backend, sampling parameters and prompts: the very user simulator that Interplay runs), the runner walks each
-dialogue's recommender turns in order. At every *proposal* (a recommender turn naming catalog items that no
-earlier turn named) the user simulator is asked for its next turn, with the real dialogue up to and including
-that recommender turn as the conversation (teacher forcing: the real user turns stay, so the context stays
-coherent with what the real recommender says next). Its answer is a decision on each proposed item:
+Interplay (section 4.3.1, 5.1.1) judges a user simulator by *replaying* real conversations: the simulator holds
+the dialogue's persona (general preferences, watched movies with reviews, the target's attributes, never its
+title), the real recommender's turns reach it one by one, and at each recommendation it accepts or not. Success
+(SR): it accepts the ground-truth target; early termination (ET): it accepts another item before the target was
+proposed; failure (FR): it accepts nothing (see :mod:`crsdata.metrics.outcomes` for the exact classes).
 
-- ``accept``: the item the response names (parsed titles first, then a fuzzy title match in the text) is
-  accepted, or the last proposed item of the turn when it names none; the other items of that turn are
-  recorded as not accepted, before it. The dialogue stops there (first accept).
-- any other action, an unparseable or empty answer, or a backend error: every proposed item is not accepted
-  (counted in the counters).
+This is the ``replay`` simulation kind (``crsdata replay``, or ``crsdata simulate replay``), so the run engine
+batches, shards and resumes it like any other kind; only its step contract and its export differ.
 
-Items the catalog did not link (empty ``item_id``) cannot be scored against targets and are skipped (counted
-as ``unlinked_proposals``). Each step is one backend call for all dialogues that still have a proposal left.
+Which dialogues
+    Each source dialogue is used at most once (:attr:`ReplaySimulation.draws_each_record_once`): ``--n N`` scores
+    the first ``N`` dialogues of a seeded shuffle of the split that can be replayed (the whole split without
+    ``--n``); those drawn on the way and skipped are counted by reason. A dialogue is skipped when it has no
+    target item linked to the catalog (``no_target_items``), when no recommender turn names a catalog item
+    (``no_recommender_items``: nothing to accept or reject), or when no persona can be built for it (the
+    persona's reasons, e.g. ``no-history``). A dialogue whose answers kept failing at the backend is left out of
+    the scores (``backend_error``).
 
-Output, one dict per dialogue (the input of ``crsdata.metrics``' SR/ET/FR)::
+One step per proposal (teacher forcing)
+    A *proposal* is a recommender turn naming catalog items that no earlier turn named
+    (:func:`proposals`). At each one the user simulator gets the real dialogue up to and including that turn and
+    writes its next turn (the Interplay user prompt, either style). The real user turns stay in the context, so
+    it stays coherent with what the real recommender says next; target titles in those real user turns are
+    replaced by "that movie" (:func:`crsdata.simulate.leak.scrub_titles`), so the only place a target title can
+    reach the simulator is a real recommender turn: that is the protocol. Every request passes
+    :func:`crsdata.simulate.leak.assert_no_target_leak` against the recommender turns alone (and raises).
 
-    {"dialogue_id": "16162", "target_ids": ["202190", "76012"],
-     "decisions": [{"item_id": "83192", "accepted": false, "round": 2},
-                   {"item_id": "202190", "accepted": true, "round": 4}]}
+    - ``accept``: the proposed item the answer names (its tagged titles first, then a fuzzy title match in the
+      text) is accepted, or the turn's last proposed item when it names none; the turn's other items are
+      recorded as not accepted. The dialogue stops there (end reason ``accept``).
+    - any other action, or an unparseable or empty answer: every proposed item of the turn is not accepted
+      (unparseable and repaired answers are counted). After the last proposal the dialogue ends (``reject``).
 
-``decisions`` are in proposal order and end at the first accepted item. ``round`` is the index of the
-recommender turn that proposed the item: items proposed in one turn were answered together, so they share it
-(metrics that ignore it still see the order). Dialogues without any proposal are kept with empty
-``decisions`` so that the metrics can report how many there were.
+    Items the catalog did not link (empty ``item_id``) cannot be scored against targets; they are counted as
+    ``unlinked_proposals`` and not asked about.
+
+Records
+    Each replayed dialogue is a schema record (so the engine's shards hold it): the real turns up to the last
+    judged recommender turn (user turns scrubbed as fed), the persona as ``user_profile``, the targets, and in
+    ``extra``: ``source_dialogue_id``, ``decisions`` and ``answers`` (the simulator's action and response at
+    each proposal). ``provenance.recommender_model`` is empty: the recommender was the real one.
+
+Export (:meth:`ReplaySimulation.export`) writes, instead of a dataset folder:
+
+- ``results.json``: ``sr``, ``et``, ``fr`` with bootstrap 95% intervals (``intervals``), ``n_dialogues``,
+  ``n_skipped`` and ``skipped`` (by reason), class counts, answer counters, the settings and the command;
+- ``decisions.json``: one entry per scored dialogue, ``{"dialogue_id", "target_ids", "outcome", "decisions":
+  [{"item_id", "accepted", "round"}], "answers": [{"round", "action", "response"}]}``; ``decisions`` end at
+  the first accepted item, ``round`` is the index of the recommender turn that proposed the item (items of one
+  turn share it), the format :func:`crsdata.metrics.outcomes.sr_et_fr` reads;
+- ``README.md``: a card with the table, the protocol, the accounting and the command.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from crsdata.errors import BadInputError, SkipLog
-from crsdata.schema import Action, Role
+import numpy as np
+
+from crsdata.backends.base import ChatRequest, Generation
+from crsdata.errors import BadInputError
+from crsdata.fileio import write_atomic
+from crsdata.schema import Action, EndReason, Role, dump_extra, item_ref
 from crsdata.simulate.actions import ParsedTurn
-from crsdata.simulate.base import DialogueState
-from crsdata.simulate.interplay import InterplaySimulation
-from crsdata.simulate.leak import fuzzy_title_match, normalize_text, split_title
+from crsdata.simulate.base import DialogueState, SimulationOptions, option
+from crsdata.simulate.interplay import InterplayOptions, InterplaySimulation
+from crsdata.simulate.leak import (
+    assert_no_target_leak,
+    fuzzy_title_match,
+    normalize_text,
+    scrub_titles,
+    split_title,
+    target_titles,
+)
 
+if TYPE_CHECKING:
+    from crsdata.simulate.engine import RunResult, SimulationSource
+    from crsdata.simulate.job import Exported, SimulateConfig
 
-@dataclass
-class ReplayResult:
-    dialogues: list[dict[str, Any]]  # {"dialogue_id", "target_ids", "decisions": [{"item_id", "accepted", "round"}]}
-    counters: dict[str, int] = field(default_factory=dict)
-    skipped: SkipLog = field(default_factory=lambda: SkipLog(skip_bad=True))
-    backend_calls: int = 0
+SOURCE = "replay"
+RESULTS_NAME = "results.json"
+DECISIONS_NAME = "decisions.json"
+CARD_NAME = "README.md"
+# Skip reasons of the replay itself (the persona builder adds its own).
+NO_TARGET_ITEMS = "no_target_items"
+NO_RECOMMENDER_ITEMS = "no_recommender_items"
+BACKEND_ERROR = "backend_error"
+RATES = ("sr", "et", "fr")
+PAPER_NOTE = (
+    "Interplay (Table 1, PEARL test set, 2,069 dialogues): fine-tuned 8B user simulators SR 0.93-0.95, ET 0.02-0.05, "
+    "FR 0.02; zero-shot Llama3.1 70B SR 0.36 / ET 0.00 / FR 0.64; Qwen3 32B SR 0.78 / ET 0.01 / FR 0.21."
+)
 
 
 def proposals(turns: list[dict[str, Any]]) -> tuple[list[tuple[int, list[dict[str, str]]]], int]:
@@ -71,6 +118,24 @@ def proposals(turns: list[dict[str, Any]]) -> tuple[list[tuple[int, list[dict[st
     return found, unlinked
 
 
+def linked_targets(record: dict[str, Any]) -> list[str]:
+    return [t["item_id"] for t in record.get("target_items") or [] if t.get("item_id")]
+
+
+def unusable(record: dict[str, Any]) -> BadInputError | None:
+    """Why ``record`` cannot be replayed (no linked target, no proposal), as the error a skip records; None when
+    it can (a persona may still fail to build, which :meth:`ReplaySimulation.start` finds)."""
+    where = f"dialogue {record.get('dialogue_id', '?')}"
+    source_file = (record.get("provenance") or {}).get("source_file", "")
+    if not linked_targets(record):
+        message = "no target item linked to the catalog: nothing to judge the decisions against"
+        return BadInputError(source_file, where, "target_items", message, NO_TARGET_ITEMS)
+    if not proposals(record.get("turns") or [])[0]:
+        message = "no recommender turn names a catalog item: nothing to accept or reject"
+        return BadInputError(source_file, where, "turns", message, NO_RECOMMENDER_ITEMS)
+    return None
+
+
 def _chosen(parsed: ParsedTurn, items: list[dict[str, str]]) -> dict[str, str]:
     """The proposed item the accepting answer names; the last one when it names none."""
     for title in parsed.titles:
@@ -88,78 +153,388 @@ def _decision(item: dict[str, str], accepted: bool, turn_index: int) -> dict[str
 
 
 @dataclass
-class _Replay:
-    record: dict[str, Any]
-    state: DialogueState
-    points: list[tuple[int, list[dict[str, str]]]]
-    decisions: list[dict[str, Any]] = field(default_factory=list)
-    done: bool = False
+class ReplayOptions(InterplayOptions):
+    """``crsdata replay`` options: the user simulator's prompt options, and the intervals."""
+
+    bootstrap: int = option(
+        1000, "bootstrap resamples for the 95%% intervals (default 1000; 0: none)", in_run_config=False
+    )
 
 
-def replay_decisions(
-    records: Iterable[dict[str, Any]],
-    simulation: InterplaySimulation,
-    *,
-    seed: int = 0,
-    skip: SkipLog | None = None,
-) -> ReplayResult:
-    """Replays ``records`` to ``simulation``'s user simulator; see the module doc for the procedure and output.
+class ReplaySimulation(InterplaySimulation):
+    """The Interplay user simulator judging a real recommender's turns; see the module doc."""
 
-    Records the persona cannot be built for go to ``skip`` (a ``SkipLog(skip_bad=True)`` by default, so they are
-    counted; pass ``SkipLog()`` to raise instead).
-    """
-    skip = skip if skip is not None else SkipLog(skip_bad=True)
-    counters: Counter[str] = Counter()
-    runs: list[_Replay] = []
-    for record in records:
-        try:
-            state = simulation.start(record, str(record["dialogue_id"]), seed)
-        except BadInputError as err:
-            skip.handle(err)
-            continue
-        points, unlinked = proposals(record.get("turns", []))
-        counters["unlinked_proposals"] += unlinked
-        counters["no_proposals"] += not points
-        runs.append(_Replay(record, state, points))
-    result = ReplayResult([], {}, skip)
-    backend = simulation.backends[Role.USER.value]
-    params = simulation.params[Role.USER.value]
-    step = 0
-    while True:
-        active = [r for r in runs if not r.done and step < len(r.points)]
-        if not active:
-            break
-        requests = []
-        for run in active:
-            turn_index, _ = run.points[step]
-            run.state.turns = [dict(t) for t in run.record["turns"][: turn_index + 1]]
-            requests.append(simulation.request(run.state, Role.USER.value))
-        generations = backend.generate(requests, params)
-        result.backend_calls += 1
-        for run, generation in zip(active, generations, strict=True):
-            turn_index, items = run.points[step]
-            counters["questions"] += 1
-            parsed = simulation.parse_generation(generation, Role.USER.value)
-            if parsed is None:
-                counters["unparsed_answers"] += 1
-            elif parsed.repaired:
-                counters["repaired_answers"] += 1
-            if parsed is not None and parsed.action == Action.ACCEPT:
-                chosen = _chosen(parsed, items)
-                run.decisions += [_decision(i, False, turn_index) for i in items if i is not chosen]
-                run.decisions.append(_decision(chosen, True, turn_index))
-                run.done = True
-                counters["accepted"] += 1
-            else:
-                run.decisions += [_decision(i, False, turn_index) for i in items]
-        step += 1
-    for run in runs:
-        result.dialogues.append(
+    name = "replay"
+    summary = "replay real dialogues to the user simulator and score its accepts as SR/ET/FR (Interplay 4.3.1)"
+    description = """\
+Replay real dialogues to the Interplay user simulator and score its decisions (Interplay section 4.3.1). The
+simulator holds each dialogue's persona (general preferences, watched movies, the target's attributes, never
+its title); the real recommender turns reach it one by one, and at each recommendation of a catalog item it
+accepts or not. SR: the target was accepted; ET: another item was accepted before the target came up; FR:
+nothing was accepted. Writes OUT/results.json (SR/ET/FR with bootstrap 95% intervals, n_dialogues, n_skipped by
+reason), OUT/decisions.json (per dialogue) and OUT/README.md.
+
+--source is a folder built by `crsdata build` whose records have target items (ReDial, PEARL, INSPIRED); --split
+names the split (the paper replays the test split). --n N scores the first N dialogues of a seeded shuffle of
+the split that can be replayed, each at most once (default: the whole split). Dialogues without a linked target,
+without a recommender turn naming a catalog item, or without a usable persona are skipped on the way and counted
+by reason. --max-turns is not used."""
+    examples = """\
+crsdata build redial --input ../shared/data/redial/official/test_data.jsonl --out out/redial-test \\
+    --catalog ../shared/data/redial/redial__id2info.json
+crsdata replay --source out/redial-test --split test --n 100 --out out/replay-embedded
+crsdata simulate replay --source out/redial-test --split test --n 100 --out out/replay-embedded  # the same job
+crsdata replay --source out/pearl --split test --out out/replay-usersim --user-model models/usersim \\
+    --prompt-style finetuned"""
+    default_max_turns = 12
+    output_source = SOURCE
+    draws_each_record_once: ClassVar[bool] = True
+    card_info = {
+        "name": "crsdata replay",
+        "pretty_name": "Replay of real dialogues to a user simulator (crsdata)",
+        "description": "Decisions of a user simulator on the real recommender turns of a dialogue corpus.",
+        "license": "derived from the source dataset (see its licence) and the model in provenance",
+        "license_id": "other",
+        "homepage": "",
+        "citation": "",
+    }
+    options_class = ReplayOptions
+    options: ReplayOptions
+
+    @classmethod
+    def default_n(cls, source: SimulationSource) -> int:
+        """Without ``--n`` every dialogue of the split is replayed once."""
+        return len(source.records)
+
+    def settings(self) -> dict[str, Any]:
+        # Only the user simulator speaks; the recommender-side settings of Interplay do not apply.
+        settings = super().settings()
+        for key in ("first_speaker", "show_profile", "max_parse_failures"):
+            settings.pop(key, None)
+        settings["protocol"] = "teacher-forced real turns; target titles scrubbed from real user turns"
+        return settings
+
+    # -- contract ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def load_source(cls, source: str, split: str | None, options: SimulationOptions) -> SimulationSource:
+        """The split, unfiltered (a dialogue that cannot be replayed is skipped when drawn, and counted); a split
+        where none can be replayed is refused at once, before any model is loaded."""
+        loaded = super().load_source(source, split, options)
+        reasons = Counter(error.reason if error else "" for error in map(unusable, loaded.records))
+        if not reasons[""]:
+            detail = ", ".join(f"{reason}: {n}" for reason, n in sorted(reasons.items()))
+            raise BadInputError(
+                loaded.name, "", "", f"no dialogue of split {loaded.split} can be replayed ({detail})", "no-records"
+            )
+        return loaded
+
+    def start(self, record: dict[str, Any], dialogue_id: str, seed: int) -> DialogueState:
+        error = unusable(record)
+        if error is not None:
+            raise error
+        points, unlinked = proposals(record["turns"])
+        state = super().start(record, dialogue_id, seed)
+        titles = target_titles(state)
+        fed = []
+        for turn in record["turns"]:
+            turn = dict(turn)
+            if turn.get("role") == Role.USER.value:
+                # The simulator speaks for the user: a target title in a real user turn would tell it the answer.
+                turn["text"] = scrub_titles(turn.get("text", ""), titles)
+                wanted = set(linked_targets(record))
+                turn["items"] = [i for i in turn.get("items") or [] if i.get("item_id") not in wanted]
+            fed.append(turn)
+        state.context["replay"] = {"fed": fed, "points": points, "step": 0, "decisions": [], "answers": []}
+        state.counters["unlinked_proposals"] = unlinked
+        self._feed_until(state, points[0][0])
+        return state
+
+    def next_role(self, state: DialogueState) -> str:
+        return Role.USER.value
+
+    def request(self, state: DialogueState, role: str) -> ChatRequest:
+        request = super().request(state, role)
+        # The replay protocol is stricter than self-play: a target title may reach the simulator only inside a
+        # real recommender turn, so the guard counts those turns alone as allowed places.
+        view = DialogueState(
+            dialogue_id=state.dialogue_id,
+            record=state.record,
+            seed=state.seed,
+            turns=[t for t in state.turns if t.get("role") == Role.RECOMMENDER.value],
+            context=state.context,
+        )
+        assert_no_target_leak(request, view)
+        return request
+
+    def apply(self, state: DialogueState, role: str, generation: Generation) -> None:
+        replay = state.context["replay"]
+        turn_index, items = replay["points"][replay["step"]]
+        parsed = self.parse_generation(generation, role)
+        self._count(state, "questions")
+        if parsed is None:
+            self._count(state, "unparsed_answers")
+        elif parsed.repaired:
+            self._count(state, "repaired_answers")
+        replay["answers"].append(
             {
-                "dialogue_id": str(run.record["dialogue_id"]),
-                "target_ids": [t["item_id"] for t in run.record.get("target_items", []) if t.get("item_id")],
-                "decisions": run.decisions,
+                "round": turn_index,
+                "action": str(parsed.action) if parsed is not None else "",
+                "response": parsed.response if parsed is not None else generation.text.strip(),
             }
         )
-    result.counters = dict(sorted(counters.items()))
-    return result
+        if parsed is not None and parsed.action == Action.ACCEPT:
+            chosen = _chosen(parsed, items)
+            replay["decisions"] += [_decision(i, False, turn_index) for i in items if i is not chosen]
+            replay["decisions"].append(_decision(chosen, True, turn_index))
+            self._count(state, "accepted")
+            state.accepted_item = item_ref(chosen["item_id"], chosen["title"])
+            self._finish(state, EndReason.ACCEPT)
+            return
+        replay["decisions"] += [_decision(i, False, turn_index) for i in items]
+        replay["step"] += 1
+        if replay["step"] == len(replay["points"]):
+            self._finish(state, EndReason.REJECT)
+        else:
+            self._feed_until(state, replay["points"][replay["step"]][0])
+
+    @staticmethod
+    def _feed_until(state: DialogueState, turn_index: int) -> None:
+        """The conversation the simulator sees: the (scrubbed) real turns up to and including ``turn_index``."""
+        state.turns = [dict(t) for t in state.context["replay"]["fed"][: turn_index + 1]]
+
+    def to_record(self, state: DialogueState) -> dict[str, Any]:
+        """Interplay's record of the conversation fed, marked as a replay: the recommender was the real one
+        (``provenance.recommender_model`` empty, so it is not self-play), and ``extra`` holds the decisions."""
+        record = super().to_record(state)
+        replay = state.context["replay"]
+        record["source"] = SOURCE
+        record["provenance"].update(builder=SOURCE, recommender_model="")
+        extra = {
+            "source_dialogue_id": str(state.record.get("dialogue_id", "")),
+            "source": state.record.get("source", ""),
+            "decisions": replay["decisions"],
+            "answers": replay["answers"],
+            "counters": dict(sorted(state.counters.items())),
+            "style": self.styles["user"],
+            "infer_actions": self.infer_actions,
+        }
+        record["extra"] = dump_extra(extra)
+        return record
+
+    def prompt_hashes(self) -> dict[str, str]:
+        from crsdata.simulate.prompts import template_hashes
+
+        return template_hashes([f"interplay.user.{self.styles['user']}"])
+
+    # -- output --------------------------------------------------------------------------------------------
+
+    def export(self, result: RunResult, source: SimulationSource, config: SimulateConfig) -> Exported:
+        from crsdata.simulate.job import Exported
+
+        options = self.options if isinstance(self.options, ReplayOptions) else ReplayOptions()
+        scored = score_replay(result.records, dict(result.skipped.counts), options.bootstrap, config.seed)
+        results = {
+            **{k: scored[k] for k in ("sr", "et", "fr", "intervals", "n_dialogues", "n_skipped", "skipped")},
+            "counts": scored["counts"],
+            "counters": dict(sorted(result.counters.items())),
+            "skipped_examples": list(result.skipped.examples),
+            "n_requested": config.n,
+            "source": source.name,
+            "split": source.split,
+            "source_records": len(source.records),
+            "user_model": self.backends[Role.USER.value].model_id,
+            "backend": config.backend,
+            "prompt_style": self.styles["user"],
+            "infer_actions": self.infer_actions,
+            "sampling": {
+                "temperature": config.temperature,
+                "top_p": config.top_p,
+                "max_new_tokens": config.max_new_tokens,
+            },
+            "seed": config.seed,
+            "bootstrap_samples": options.bootstrap,
+            "command": config.command,
+            "crsdata_version": _version(),
+        }
+        out = Path(config.out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(out / DECISIONS_NAME, json.dumps(scored["dialogues"], indent=1, ensure_ascii=False) + "\n")
+        write_atomic(out / RESULTS_NAME, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+        write_atomic(out / CARD_NAME, replay_card(results, scored["dialogues"]))
+        return Exported(
+            path=out,
+            kept=scored["n_dialogues"],
+            dropped={k: n for k, n in scored["skipped"].items() if k == BACKEND_ERROR},
+            description=f"{RESULTS_NAME}, {DECISIONS_NAME}, {CARD_NAME}",
+        )
+
+
+def _version() -> str:
+    from crsdata import __version__
+
+    return __version__
+
+
+def score_replay(
+    records: list[dict[str, Any]], skipped: dict[str, int], samples: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """SR/ET/FR of replayed dialogues (records of the ``replay`` kind), with bootstrap 95% intervals.
+
+    Dialogues that ended in a backend error are left out and counted in ``skipped`` (``backend_error``) with the
+    engine's skips (``skipped``: reason -> count). Returns ``sr``, ``et``, ``fr``, ``intervals`` (rate -> [low,
+    high], empty without resamples), ``counts``, ``n_dialogues``, ``n_skipped``, ``skipped`` and ``dialogues``
+    (the per-dialogue rows of ``decisions.json``).
+    """
+    from crsdata.grsu.report import bootstrap
+    from crsdata.metrics.outcomes import OUTCOME_CLASSES, classify_outcomes, sr_et_fr
+    from crsdata.schema import load_extra
+
+    skipped = Counter(skipped)
+    rows = []
+    for record in records:
+        if record["outcome"]["end_reason"] == EndReason.ERROR:
+            skipped[BACKEND_ERROR] += 1
+            continue
+        extra = load_extra(record["extra"])
+        rows.append(
+            {
+                "dialogue_id": extra["source_dialogue_id"],
+                "replay_id": record["dialogue_id"],
+                "target_ids": linked_targets(record),
+                "outcome": "",
+                "decisions": extra["decisions"],
+                "answers": extra["answers"],
+            }
+        )
+    scored: dict[str, Any] = {
+        "n_dialogues": len(rows),
+        "n_skipped": sum(skipped.values()),
+        "skipped": dict(sorted(skipped.items())),
+        "dialogues": rows,
+    }
+    if not rows:
+        return {**scored, "sr": None, "et": None, "fr": None, "intervals": {}, "counts": {}}
+    decisions = [row["decisions"] for row in rows]
+    targets = [row["target_ids"] for row in rows]
+    labels = classify_outcomes(decisions, targets)
+    for row, label in zip(rows, labels, strict=True):
+        row["outcome"] = label
+    rates = sr_et_fr(decisions, targets)
+    columns = {
+        rate: np.array([label == cls for label in labels], dtype=float)
+        for rate, cls in zip(RATES, OUTCOME_CLASSES, strict=True)
+    }
+    intervals = bootstrap(columns, [row["replay_id"] for row in rows], samples, seed)
+    return {
+        **scored,
+        **{rate: rates[rate] for rate in RATES},
+        "intervals": {rate: list(pair) for rate, pair in intervals.items()},
+        "counts": rates["counts"],
+    }
+
+
+def _rate(results: dict[str, Any], rate: str) -> str:
+    value = results.get(rate)
+    if value is None:
+        return "n/a"
+    pair = (results.get("intervals") or {}).get(rate)
+    return f"{value:.3f}" + (f" [{pair[0]:.3f}, {pair[1]:.3f}]" if pair else "")
+
+
+def summary_line(results: dict[str, Any]) -> str:
+    """``SR 0.120 [0.040, 0.220], ET ..., FR ...`` with the accounting, for the command's output."""
+    skipped = ", ".join(f"{n} {reason}" for reason, n in results["skipped"].items())
+    return (
+        f"SR {_rate(results, 'sr')}, ET {_rate(results, 'et')}, FR {_rate(results, 'fr')} over "
+        f"{results['n_dialogues']} dialogues; {results['n_skipped']} skipped" + (f" ({skipped})" if skipped else "")
+    )
+
+
+def replay_card(results: dict[str, Any], dialogues: list[dict[str, Any]]) -> str:
+    """The README.md of a replay folder: results with intervals, the protocol, the accounting, examples."""
+    answers = results.get("counters") or {}
+    lines = [
+        f"# Replay: {results['user_model']} on `{results['split']}` of {results['source']}",
+        "",
+        "Real dialogues replayed to a user simulator (Interplay, section 4.3.1): it holds each dialogue's persona "
+        "(general preferences, watched movies, the target's attributes, never its title) and answers the real "
+        "recommender's turns one at a time; at each recommendation of a catalog item it accepts or not.",
+        "",
+        "| rate | value | 95% bootstrap interval |",
+        "|---|---:|---|",
+    ]
+    labels = ("SR (target accepted)", "ET (other item accepted first)", "FR (nothing accepted)")
+    for rate, label in zip(RATES, labels, strict=True):
+        value = results.get(rate)
+        pair = (results.get("intervals") or {}).get(rate)
+        lines.append(
+            f"| {label} | {'n/a' if value is None else f'{value:.3f}'} | "
+            + (f"[{pair[0]:.3f}, {pair[1]:.3f}]" if pair else "")
+            + " |"
+        )
+    skipped = results["skipped"]
+    lines += [
+        "",
+        f"Intervals: percentile bootstrap over dialogues ({results['bootstrap_samples']:,} resamples, seed "
+        f"{results['seed']}).",
+        "",
+        PAPER_NOTE,
+        "",
+        "## Accounting",
+        "",
+        f"- dialogues asked for: {results['n_requested']:,} (`--n`), drawn in a seeded shuffle (seed "
+        f"{results['seed']}) of the {results['source_records']:,} in the split, each at most once",
+        f"- scored: **{results['n_dialogues']:,}**; skipped: **{results['n_skipped']:,}**"
+        + (" (" + ", ".join(f"{reason}: {n}" for reason, n in skipped.items()) + ")" if skipped else ""),
+        f"- questions asked (proposals judged): {answers.get('questions', 0):,}; "
+        f"accepts: {answers.get('accepted', 0):,}; "
+        f"unparseable answers (counted as not accepted): {answers.get('unparsed_answers', 0):,}; repaired answers: "
+        f"{answers.get('repaired_answers', 0):,}; recommended items the catalog did not link (not asked): "
+        f"{answers.get('unlinked_proposals', 0):,}",
+        "- outcome counts: " + ", ".join(f"{k} {v}" for k, v in (results.get("counts") or {}).items()),
+        "",
+        "## Protocol",
+        "",
+        "- A proposal is a recommender turn naming catalog items no earlier turn named. At each, the simulator sees "
+        "the real dialogue up to and including that turn (teacher forcing) and writes its next turn.",
+        '- Target titles in the real user turns are replaced by "that movie"; a target title reaches the simulator '
+        "only inside a real recommender turn, and every prompt is checked for it (the run raises otherwise).",
+        "- `accept` accepts the item the answer names (else the turn's last proposed item) and ends the dialogue; "
+        "any other action, or an unparseable answer, rejects the turn's items.",
+        "- SR: the first acceptance includes a target; ET: another item was accepted before any target was "
+        "proposed; FR: anything else (see `crsdata.metrics.outcomes`).",
+        "",
+        "## Settings",
+        "",
+        f"- user model: `{results['user_model']}` (backend {results['backend']}), prompt style "
+        f"{results['prompt_style']}, infer actions: {results['infer_actions']}",
+        f"- sampling: {json.dumps(results['sampling'])}; crsdata {results['crsdata_version']}",
+        "",
+    ]
+    if results.get("command"):
+        lines += ["```bash", results["command"], "```", ""]
+    examples = [d for d in dialogues if d["answers"]][:3]
+    if examples:
+        lines += ["## Examples", ""]
+        for row in examples:
+            lines.append(f"Dialogue {row['dialogue_id']} (targets {', '.join(row['target_ids'])}): {row['outcome']}")
+            lines.append("")
+            for answer, decision in zip(row["answers"], _by_round(row["decisions"]), strict=False):
+                text = answer["response"].replace("\n", " ")[:200]
+                action = answer["action"] or "unparsed"
+                lines.append(f"- turn {answer['round']}, proposed {decision}: `{action}` {text}")
+            lines.append("")
+    lines += [
+        "Files: `results.json` (the numbers and settings), `decisions.json` (per dialogue: decisions, answers, "
+        "outcome)."
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _by_round(decisions: list[dict[str, Any]]) -> list[str]:
+    rounds: dict[int, list[str]] = {}
+    for decision in decisions:
+        mark = "accepted" if decision["accepted"] else "not accepted"
+        rounds.setdefault(decision["round"], []).append(f"{decision['item_id']} ({mark})")
+    return [", ".join(items) for items in rounds.values()]

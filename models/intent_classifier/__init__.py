@@ -1,0 +1,1 @@
+"""The RecLLMSim intent-classifier recipe (see recipe.py)."""
