@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from fixtures.servers import free_port, transformers_serve
 
 from crsdata.backends import BackendError, ChatRequest, Generation, SamplingParams, make_backend
 from crsdata.backends.openai_compat import OpenAICompatibleBackend, normalise_base_url
@@ -251,9 +247,7 @@ def test_unknown_model_stops_the_run() -> None:
 
 def test_unreachable_server_fails_at_start_with_its_url() -> None:
     """No server: a port that was just free on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     with pytest.raises(BackendError, match=f"http://127.0.0.1:{port}/v1/models"):
         OpenAICompatibleBackend(f"http://127.0.0.1:{port}", "m")
 
@@ -325,43 +319,13 @@ def test_urls_and_factory(fake: FakeServer) -> None:
 # ------------------------------------------------------------------------------------------------ slow: real server
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def served_smollm2(embedded_model_dir: Path) -> Iterator[tuple[str, str]]:
+def served_smollm2(embedded_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """A real ``transformers serve`` process on 127.0.0.1 serving the converted SmolLM2; stopped by its PID."""
     pytest.importorskip("fastapi", reason="needs pip install 'transformers[serving]'")
     pytest.importorskip("uvicorn", reason="needs pip install 'transformers[serving]'")
-    cli = Path(sys.executable).with_name("transformers")
-    port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    command = [str(cli), "serve", str(embedded_model_dir), "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"transformers serve exited with {process.returncode}: {process.stderr.read()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
-        else:
-            pytest.fail("transformers serve did not become ready in 180 s")
+    with transformers_serve(embedded_model_dir, tmp_path_factory.mktemp("serve")) as url:
         yield url, str(embedded_model_dir)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.mark.slow

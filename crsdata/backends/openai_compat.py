@@ -47,6 +47,45 @@ def _cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
+def request_body(
+    model: str, request: ChatRequest, max_tokens: int, temperature: float, top_p: float
+) -> tuple[str, dict[str, Any]]:
+    """The endpoint path (``/chat/completions`` or ``/completions``, under ``/v1``) and JSON body of one request;
+    ValueError when the request has neither messages nor a prompt."""
+    payload: dict[str, Any] = {
+        "model": model,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "top_p": top_p,
+        "seed": request.seed,
+    }
+    if request.prompt is not None:
+        return "/completions", {**payload, "prompt": request.prompt}
+    if not request.messages:
+        raise ValueError("the request has neither messages nor a prompt")
+    return "/chat/completions", {**payload, "messages": request.messages}
+
+
+def generation_request(model: str, request: ChatRequest, params: SamplingParams) -> tuple[str, dict[str, Any]]:
+    """Path and body of a generation request with ``params`` (stop strings included). Every client of an
+    OpenAI-compatible server sends exactly this, so the same request gives the same text whoever sends it
+    (this backend, or a datatrove task in :mod:`crsdata.scaleout`)."""
+    path, payload = request_body(model, request, params.max_new_tokens, params.temperature, params.top_p)
+    stops = [s for s in params.stop if s]
+    if stops:
+        payload["stop"] = stops
+    return path, payload
+
+
+def generation_from_answer(
+    text: str, finish_reason: str | None, completion_tokens: int, stops: tuple[str, ...]
+) -> Generation:
+    """A :class:`Generation` from a server's answer: the text cut at the first stop string (some servers keep it),
+    ``length`` only when the token budget ended it and no stop string did."""
+    text, cut = _cut_at_stop(text or "", tuple(s for s in stops if s))
+    return Generation(text, "length" if finish_reason == "length" and not cut else "stop", int(completion_tokens or 0))
+
+
 class OpenAICompatibleBackend(Backend):
     """Chat requests go to ``/v1/chat/completions``, raw prompts to ``/v1/completions``.
 
@@ -144,18 +183,10 @@ class OpenAICompatibleBackend(Backend):
         raise _Failed(f"{url} failed after {self.max_retries + 1} attempts; last: {last}")
 
     def _payload(self, request: ChatRequest, max_tokens: int, temperature: float, top_p: float) -> tuple[str, dict]:
-        payload: dict[str, Any] = {
-            "model": self.model,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "top_p": top_p,
-            "seed": request.seed,
-        }
-        if request.prompt is not None:
-            return "/completions", {**payload, "prompt": request.prompt}
-        if not request.messages:
-            raise _Failed("the request has neither messages nor a prompt")
-        return "/chat/completions", {**payload, "messages": request.messages}
+        try:
+            return request_body(self.model, request, max_tokens, temperature, top_p)
+        except ValueError as exc:
+            raise _Failed(str(exc)) from None
 
     # ----------------------------------------------------------------------------------------------- generate
 
@@ -164,22 +195,17 @@ class OpenAICompatibleBackend(Backend):
         return list(self._pool.map(lambda r: self._generate_one(r, params), requests))
 
     def _generate_one(self, request: ChatRequest, params: SamplingParams) -> Generation:
-        stops = tuple(s for s in params.stop if s)
         try:
-            path, payload = self._payload(request, params.max_new_tokens, params.temperature, params.top_p)
-            if stops:
-                payload["stop"] = list(stops)
+            path, payload = generation_request(self.model, request, params)
             body = self._post(path, payload)
             choice = body["choices"][0]
             text = choice["message"]["content"] if path == "/chat/completions" else choice["text"]
-            text, cut = _cut_at_stop(text or "", stops)
             tokens = int((body.get("usage") or {}).get("completion_tokens") or 0)
-        except _Failed as exc:
+        except (_Failed, ValueError) as exc:
             return Generation("", "error", 0, str(exc))
         except (KeyError, IndexError, TypeError) as exc:
             return Generation("", "error", 0, f"unexpected response shape ({type(exc).__name__}: {exc})")
-        reason = "length" if choice.get("finish_reason") == "length" and not cut else "stop"
-        return Generation(text, reason, tokens)
+        return generation_from_answer(text, choice.get("finish_reason"), tokens, params.stop)
 
     # ----------------------------------------------------------------------------------------------- scoring
 

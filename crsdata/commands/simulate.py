@@ -136,7 +136,55 @@ def common_options(n_help: str = "", recommender: bool = True) -> argparse.Argum
     run.add_argument("--run-dir", type=Path, help="run files (shards, manifest); default OUT/.simulate-run")
     run.add_argument("--version", default="0.1.0", help="dataset version stamped on the folder (default 0.1.0)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _scale_out_options(parser)
     return parser
+
+
+def _scale_out_options(parser: argparse.ArgumentParser) -> None:
+    """The executor options (crsdata.scaleout, README "Scaling out"), common to every kind."""
+    from crsdata.scaleout.config import EXECUTORS, SERVERS
+
+    scale = parser.add_argument_group(
+        "scale-out",
+        "Run on a datatrove executor instead of this process: the same simulation, sharded over --tasks, against an "
+        "OpenAI-compatible server (--backend URL) or a vLLM each task starts (--server vllm, GPU machines). "
+        "--batch-size is then the dialogues in flight per task. Same dialogues as this process's engine against "
+        "that server; resumable: run the same command again.",
+    )
+    scale.add_argument("--executor", choices=EXECUTORS, help="local processes, a Slurm job array or a Ray cluster")
+    scale.add_argument(
+        "--tasks", type=int, default=1, metavar="T", help="shards of the run, one datatrove task each (default 1)"
+    )
+    scale.add_argument("--workers", type=int, default=-1, metavar="W", help="tasks running at once (default: all)")
+    scale.add_argument("--server", choices=SERVERS, help="start this server in each task instead of --backend URL")
+    scale.add_argument(
+        "--logging-dir",
+        type=Path,
+        metavar="D",
+        help="datatrove's logs, stats and completion markers (default OUT/.simulate-run/scaleout/logs)",
+    )
+    scale.add_argument(
+        "--slurm-partition", default="", metavar="P", help="Slurm partition (required with --executor slurm)"
+    )
+    scale.add_argument(
+        "--slurm-time", default="24:00:00", metavar="HH:MM:SS", help="Slurm time limit per task (default 24:00:00)"
+    )
+    scale.add_argument(
+        "--slurm-arg",
+        dest="slurm_args",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra #SBATCH option (repeatable)",
+    )
+    scale.add_argument(
+        "--server-arg",
+        dest="server_args",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="a `vllm serve` option, e.g. gpu-memory-utilization=0.85 or enforce-eager (repeatable)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -188,8 +236,12 @@ def run_command(args: argparse.Namespace) -> int:
 
     prefer_passive_waiting()  # before anything loads torch: see crsdata.backends.threads
     outcome = simulate(config_from_args(args, "simulate"))
+    if outcome.submitted:  # handed to Slurm: the merge job (this command again) writes the folder
+        print(outcome.submitted)
+        return 0
 
     result, exported = outcome.result, outcome.exported
+    assert result is not None and exported is not None
     written = len(result.records)
     dropped = sum(exported.dropped.values())
     why = "".join(f", {n} {reason}" for reason, n in exported.dropped.items())

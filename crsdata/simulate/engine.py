@@ -70,7 +70,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -346,6 +346,75 @@ def read_shard(path: Path) -> list[dict[str, Any]]:
     return pq.read_table(path).to_pylist()
 
 
+# A finished dialogue waiting for its shard: (index, record, counters).
+Finished = tuple[int, dict[str, Any], dict[str, int]]
+
+
+def commit_shard(work_dir: Path, number: int, chunk: list[Finished]) -> dict[str, Any]:
+    """Writes shard ``number`` of a run from ``(index, record, counters)`` rows; returns its manifest entry."""
+    name = f"{SHARD_DIR}/shard-{number:05d}.parquet"
+    digest = write_shard(work_dir / name, [record for _, record, _ in chunk])
+    counters: Counter[str] = Counter()
+    for _, _, c in chunk:
+        counters.update(c)
+    return {
+        "file": name,
+        "rows": len(chunk),
+        "sha256": digest,
+        "dialogue_ids": [record["dialogue_id"] for _, record, _ in chunk],
+        "indices": [index for index, _, _ in chunk],
+        "counters": dict(sorted(counters.items())),
+    }
+
+
+def new_manifest(config: RunConfig, source: SimulationSource) -> dict[str, Any]:
+    """The manifest of a run that has written nothing yet."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return {
+        "format": MANIFEST_FORMAT,
+        "config": config.as_dict(),
+        "status": "running",
+        "created": now,
+        "updated": now,
+        "source": {
+            "description": source.description,
+            "split": source.split,
+            "split_choice": source.split_choice,
+            "other_splits": dict(source.other_splits),
+            "records": len(source.records),
+            "read": source.total or len(source.records),
+            "excluded": dict(source.excluded),
+        },
+        "shards": [],
+        "skipped": [],
+        "counters": {},
+        "sessions": [],
+    }
+
+
+def read_run_result(work_dir: Path, manifest: dict[str, Any], stats: RunStats) -> RunResult:
+    """A run's result from its manifest and shards: every written dialogue in index order, the skips, the
+    counters (whichever runner wrote the shards)."""
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for shard in manifest["shards"]:
+        records = read_shard(work_dir / shard["file"])
+        rows.extend(zip(shard["indices"], records, strict=True))
+    rows.sort(key=lambda pair: pair[0])
+    entries = sorted(manifest["skipped"], key=lambda e: e["index"])
+    skipped = SkipLog(skip_bad=True)
+    for entry in entries:
+        skipped.handle(BadInputError("", "", "", entry["message"], entry["reason"]))
+    skipped.examples = [e["message"] for e in entries][: skipped.max_examples]
+    return RunResult(
+        records=[record for _, record in rows],
+        manifest=manifest,
+        skipped=skipped,
+        counters=Counter(manifest["counters"]),
+        stats=stats,
+        work_dir=work_dir,
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The engine
 
@@ -501,25 +570,101 @@ class DialogueTask:
         extra["run"] = run
         record["extra"] = dump_extra(extra)
         validate_dialogue(record, path=f"{self.sim.name} simulation", record_id=state.dialogue_id)
-        counters = {k: int(v) for k, v in state.counters.items()}
-        counters["dialogues"] = 1
-        counters[f"end_reason.{record['outcome']['end_reason']}"] = 1
-        return record, counters
+        return record, record_counters(record)
+
+
+def record_counters(record: dict[str, Any]) -> dict[str, int]:
+    """A written dialogue's part of the run's counters: its own (``extra.run.counters``), one dialogue, and one
+    for its end reason."""
+    counters = {k: int(v) for k, v in load_extra(record["extra"])["run"]["counters"].items()}
+    counters["dialogues"] = 1
+    counters[f"end_reason.{record['outcome']['end_reason']}"] = 1
+    return counters
+
+
+# Sends one request of ``role`` with these parameters and returns its generation (an error generation when the
+# request failed for good: the task's retry rules decide; it raises only when the backend itself is gone).
+AsyncGenerate = Callable[[str, ChatRequest, SamplingParams], Awaitable[Generation]]
+
+
+async def run_dialogue(task: DialogueTask, generate: AsyncGenerate) -> int:
+    """Runs one dialogue to its end, one request at a time, under the same rules as the batched engine (both
+    only drive :class:`DialogueTask`); returns the number of turns written. The per-dialogue executor of
+    :mod:`crsdata.scaleout` runs many of these concurrently against a server."""
+    turns = 0
+    while not task.finished:
+        role = task.next_role()
+        generation = await generate(role, task.request(role), task.sampling(role))
+        turns += task.apply(role, generation)
+    return turns
 
 
 @dataclass
-class _Draw:
+class IndexDraw:
     """Which dialogue indices a run has used: written ones (from shards), skipped ones, the source positions
-    found unusable, the next index to look at, and how many dialogues are written or running."""
+    found unusable, the next index to look at, and how many dialogues are written or running.
 
-    written: set[int]
-    skipped: set[int]
-    unusable: set[int]
+    :meth:`next_task` is the one rule for which indices a run writes: the single-process engine refills its
+    batch with it, and a scale-out run plans its dialogues with it before any task starts."""
+
+    written: set[int] = field(default_factory=set)
+    skipped: set[int] = field(default_factory=set)
+    unusable: set[int] = field(default_factory=set)
     next_index: int = 0
     claimed: int = 0
 
     def __post_init__(self) -> None:
         self.claimed = len(self.written)
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any], run_seed: int, n_records: int) -> IndexDraw:
+        """The draw of a saved run: its written and skipped indices."""
+        skipped = {entry["index"] for entry in manifest["skipped"]}
+        return cls(
+            written={index for shard in manifest["shards"] for index in shard["indices"]},
+            skipped=skipped,
+            unusable={source_index(run_seed, index, n_records) for index in skipped},
+        )
+
+    def next_task(
+        self,
+        simulation: Simulation,
+        records: list[dict[str, Any]],
+        run_seed: int,
+        n: int,
+        max_retries: int,
+        skips: list[dict[str, Any]],
+    ) -> DialogueTask | None:
+        """Starts the dialogue at the next usable index, or None when ``n`` are written or running or no record
+        can start one. Each index skipped on the way is appended to ``skips`` (the manifest's entries)."""
+        while self.claimed < n:
+            if len(self.unusable) == len(records):
+                return None  # every record was skipped once: none can start a dialogue
+            index = self.next_index
+            if simulation.draws_each_record_once and index >= len(records):
+                return None  # one pass over the shuffled source: no record starts two dialogues
+            self.next_index += 1
+            if index in self.written or index in self.skipped:
+                continue
+            try:
+                task = DialogueTask.begin(simulation, records, run_seed, index, max_retries)
+            except BadInputError as err:
+                position = source_index(run_seed, index, len(records))
+                skips.append(
+                    {
+                        "index": index,
+                        "dialogue_id": dialogue_id(simulation.name, run_seed, index),
+                        "source_record": str(records[position].get("dialogue_id", "")),
+                        "reason": err.reason,
+                        "message": str(err),
+                    }
+                )
+                self.skipped.add(index)
+                self.unusable.add(position)
+                continue
+            self.claimed += 1
+            return task
+        return None
 
 
 class RunEngine:
@@ -560,29 +705,6 @@ class RunEngine:
     def manifest_path(self) -> Path:
         return self.work_dir / MANIFEST
 
-    def _new_manifest(self) -> dict[str, Any]:
-        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        return {
-            "format": MANIFEST_FORMAT,
-            "config": self.config.as_dict(),
-            "status": "running",
-            "created": now,
-            "updated": now,
-            "source": {
-                "description": self.source.description,
-                "split": self.source.split,
-                "split_choice": self.source.split_choice,
-                "other_splits": dict(self.source.other_splits),
-                "records": len(self.source.records),
-                "read": self.source.total or len(self.source.records),
-                "excluded": dict(self.source.excluded),
-            },
-            "shards": [],
-            "skipped": [],
-            "counters": {},
-            "sessions": [],
-        }
-
     def load_manifest(self) -> dict[str, Any] | None:
         """The saved manifest after checking it belongs to this configuration, or None for a new run."""
         return check_resume(self.work_dir, self.config.as_dict())
@@ -604,7 +726,7 @@ class RunEngine:
 
     def _run(self) -> RunResult:
         started = time.perf_counter()
-        manifest = self.load_manifest() or self._new_manifest()
+        manifest = self.load_manifest() or new_manifest(self.config, self.source)
         (self.work_dir / SHARD_DIR).mkdir(parents=True, exist_ok=True)
         done: set[int] = set()
         for shard in manifest["shards"]:
@@ -620,14 +742,7 @@ class RunEngine:
                 )
             done.update(shard["indices"])
         self.stats.resumed_dialogues = len(done)
-        self._draw = _Draw(
-            written=done,
-            skipped={entry["index"] for entry in manifest["skipped"]},
-            unusable={
-                source_index(self.config.seed, entry["index"], len(self.source.records))
-                for entry in manifest["skipped"]
-            },
-        )
+        self._draw = IndexDraw.from_manifest(manifest, self.config.seed, len(self.source.records))
         # The configuration of this session: n may have grown, scheduling may differ (results cannot).
         manifest["config"] = self.config.as_dict()
         manifest["status"] = "running"
@@ -641,7 +756,7 @@ class RunEngine:
         # Claim the folder at once, so a second command with other options is refused even before a shard.
         self._save_manifest(manifest)
 
-        buffer: list[tuple[int, dict[str, Any], dict[str, int]]] = []
+        buffer: list[Finished] = []
         active: list[DialogueTask] = []
         bar = self._progress_bar(len(done))
         try:
@@ -680,34 +795,13 @@ class RunEngine:
 
     def _refill(self, active: list[DialogueTask], manifest: dict[str, Any]) -> None:
         """Starts dialogues at the next indices until the batch is full or ``n`` are written or running."""
-        records = self.source.records
-        draw = self._draw
-        while len(active) < self.config.batch_size and draw.claimed < self.config.n:
-            if len(draw.unusable) == len(records):
-                return  # every record was skipped once: none can start a dialogue
-            index = draw.next_index
-            if self.sim.draws_each_record_once and index >= len(records):
-                return  # one pass over the shuffled source: no record starts two dialogues
-            draw.next_index += 1
-            if index in draw.written or index in draw.skipped:
-                continue
-            try:
-                task = DialogueTask.begin(self.sim, records, self.config.seed, index, self.config.max_retries)
-            except BadInputError as err:
-                position = source_index(self.config.seed, index, len(records))
-                manifest["skipped"].append(
-                    {
-                        "index": index,
-                        "dialogue_id": dialogue_id(self.sim.name, self.config.seed, index),
-                        "source_record": str(records[position].get("dialogue_id", "")),
-                        "reason": err.reason,
-                        "message": str(err),
-                    }
-                )
-                draw.skipped.add(index)
-                draw.unusable.add(position)
-                continue
-            draw.claimed += 1
+        config = self.config
+        while len(active) < config.batch_size:
+            task = self._draw.next_task(
+                self.sim, self.source.records, config.seed, config.n, config.max_retries, manifest["skipped"]
+            )
+            if task is None:
+                return
             active.append(task)
 
     def _step(self, active: list[DialogueTask]) -> None:
@@ -734,58 +828,24 @@ class RunEngine:
             self.stats.completion_tokens += int(generation.completion_tokens or 0)
             self.stats.turns += task.apply(role, generation)
 
-    def _flush(
-        self, buffer: list[tuple[int, dict[str, Any], dict[str, int]]], manifest: dict[str, Any], force: bool = False
-    ) -> None:
+    def _flush(self, buffer: list[Finished], manifest: dict[str, Any], force: bool = False) -> None:
         """Commits finished dialogues: shards of ``shard_size`` (the remainder only when ``force``), then the
         manifest. Skips found since the last commit are saved with it."""
         size = self.config.shard_size
         while buffer and (len(buffer) >= size or force):
             chunk, buffer[:] = buffer[:size], buffer[size:]
-            number = len(manifest["shards"])
-            name = f"{SHARD_DIR}/shard-{number:05d}.parquet"
-            digest = write_shard(self.work_dir / name, [record for _, record, _ in chunk])
-            counters: Counter[str] = Counter()
-            for _, _, c in chunk:
-                counters.update(c)
-            manifest["shards"].append(
-                {
-                    "file": name,
-                    "rows": len(chunk),
-                    "sha256": digest,
-                    "dialogue_ids": [record["dialogue_id"] for _, record, _ in chunk],
-                    "indices": [index for index, _, _ in chunk],
-                    "counters": dict(sorted(counters.items())),
-                }
-            )
+            entry = commit_shard(self.work_dir, len(manifest["shards"]), chunk)
+            manifest["shards"].append(entry)
             self._save_manifest(manifest)
             if self.on_shard is not None:
-                self.on_shard(self.work_dir / name)
+                self.on_shard(self.work_dir / entry["file"])
         if force:
             self._save_manifest(manifest)
 
     # ----------------------------------------------------------------------------------------- output
 
     def _result(self, manifest: dict[str, Any]) -> RunResult:
-        rows: list[tuple[int, dict[str, Any]]] = []
-        for shard in manifest["shards"]:
-            records = read_shard(self.work_dir / shard["file"])
-            rows.extend(zip(shard["indices"], records, strict=True))
-        rows.sort(key=lambda pair: pair[0])
-        skipped = SkipLog(skip_bad=True)
-        for entry in sorted(manifest["skipped"], key=lambda e: e["index"]):
-            skipped.handle(BadInputError("", "", "", entry["message"], entry["reason"]))
-        skipped.examples = [e["message"] for e in sorted(manifest["skipped"], key=lambda e: e["index"])][
-            : skipped.max_examples
-        ]
-        return RunResult(
-            records=[record for _, record in rows],
-            manifest=manifest,
-            skipped=skipped,
-            counters=Counter(manifest["counters"]),
-            stats=self.stats,
-            work_dir=self.work_dir,
-        )
+        return read_run_result(self.work_dir, manifest, self.stats)
 
     def _progress_bar(self, initial: int) -> Any:
         if not self.progress:

@@ -7,7 +7,9 @@
 2. take the output folder's lock (``OUT/.simulate.lock``; a second job on the same folder is refused) and
    refuse a resume with other options before any model is loaded;
 3. load one backend per distinct model name, build the kind's simulation and the run configuration;
-4. run (or resume, or grow) the run with :class:`~crsdata.simulate.engine.RunEngine`;
+4. run (or resume, or grow) the run with :class:`~crsdata.simulate.engine.RunEngine`; or, with ``executor`` set,
+   on a datatrove executor against a server (:func:`crsdata.scaleout.run.run_distributed`: the same simulation,
+   the same :class:`~crsdata.simulate.engine.DialogueTask` rules, the same run folder);
 5. hand the result to the kind's :meth:`~crsdata.simulate.base.Simulation.export` (by default a dataset folder).
 
 Nothing here depends on the kind beyond what :class:`~crsdata.simulate.base.Simulation` declares.
@@ -16,15 +18,18 @@ Nothing here depends on the kind beyond what :class:`~crsdata.simulate.base.Simu
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crsdata.backends.base import DEFAULT_PREFIX_CACHE_MB, Backend, SamplingParams
 from crsdata.errors import BadInputError
 from crsdata.simulate.base import Simulation, SimulationOptions
 from crsdata.simulate.engine import RunConfig, RunEngine, RunLock, RunResult, SimulationSource, check_resume
 from crsdata.simulate.kinds import SIMULATIONS
+
+if TYPE_CHECKING:
+    from crsdata.scaleout.config import ScaleOutConfig
 
 RUN_DIR = ".simulate-run"
 OUT_LOCK = ".simulate.lock"
@@ -36,7 +41,13 @@ class SimulateConfig:
     """A simulation job. ``options`` are the kind's own (``None``: the kind's defaults); ``max_turns`` ``None``
     takes the kind's default; ``threads`` ``None`` keeps torch's default (all cores; see
     :mod:`crsdata.backends.threads` for why waiting threads should sleep); ``command`` is the command line
-    recorded in the card."""
+    recorded in the card.
+
+    Scale-out (README "Scaling out"): ``executor`` (``local``, ``slurm`` or ``ray``; ``None`` runs this process's
+    engine) runs the job as ``tasks`` datatrove tasks, ``workers`` at once, against the server at ``backend`` (a
+    URL) or a vLLM each task starts (``server="vllm"``); ``batch_size`` is then the dialogues in flight per task.
+    ``logging_dir`` holds datatrove's logs; ``slurm_*`` and ``server_args`` (``KEY[=VALUE]`` strings) go to
+    ``sbatch`` and ``vllm serve``. See :class:`crsdata.scaleout.config.ScaleOutConfig`."""
 
     kind: str
     source: str
@@ -62,6 +73,15 @@ class SimulateConfig:
     version: str = "0.1.0"
     progress: bool = True
     command: str = ""
+    executor: str | None = None
+    tasks: int = 1
+    workers: int = -1
+    server: str | None = None
+    logging_dir: Path | None = None
+    slurm_partition: str = ""
+    slurm_time: str = "24:00:00"
+    slurm_args: list[str] = field(default_factory=list)
+    server_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -81,6 +101,26 @@ class SimulateConfig:
     @property
     def turns(self) -> int:
         return self.max_turns or self.simulation_class.default_max_turns
+
+    def scale_out(self) -> ScaleOutConfig | None:
+        """How the job runs on a datatrove executor; None without ``executor`` (this process's engine)."""
+        if self.executor is None:
+            return None
+        from crsdata.scaleout.config import ScaleOutConfig, parse_key_values
+
+        return ScaleOutConfig(
+            executor=self.executor,
+            tasks=self.tasks,
+            workers=self.workers,
+            logging_dir=str(self.logging_dir) if self.logging_dir else None,
+            endpoint=None if self.backend == "local" else self.backend,
+            server=self.server,
+            concurrency=self.batch_size,
+            slurm_partition=self.slurm_partition,
+            slurm_time=self.slurm_time,
+            slurm_args=parse_key_values(self.slurm_args, "--slurm-arg"),
+            server_args=parse_key_values(self.server_args, "--server-arg", flag=True),
+        )
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p)
@@ -105,6 +145,11 @@ class SimulateConfig:
             raise bad("", "--max-retries and --temperature must be >= 0, --top-p in (0, 1]")
         if self.dtype not in DTYPES:
             raise bad("--dtype", f"must be one of {', '.join(DTYPES)}")
+        scale = self.scale_out()
+        if scale is not None:
+            scale.check()
+        elif self.server is not None or self.tasks != 1 or self.workers != -1:
+            raise bad("--executor", "--tasks, --workers and --server run a job on an executor: give --executor too")
         source, out = Path(self.source), self.out
         if source.is_dir() and (out.resolve() == source.resolve() or source.resolve() in out.resolve().parents):
             raise bad(
@@ -126,10 +171,36 @@ class Exported:
 
 @dataclass
 class SimulateOutcome:
-    result: RunResult
+    """A finished job (``result`` and ``exported``), or one handed to Slurm (``submitted`` says what to expect;
+    ``result`` and ``exported`` are None until the merge job, the same command, has run)."""
+
+    result: RunResult | None
     source: SimulationSource
-    exported: Exported
+    exported: Exported | None
     seconds: float
+    submitted: str = ""
+
+
+@dataclass
+class SimulationBuilder:
+    """Builds the job's simulation from the backends of its roles. Picklable, so that every scale-out task (maybe on
+    another machine) builds its own; it carries the source without its records (kinds build from its name and
+    kind, see :meth:`~crsdata.simulate.base.Simulation.constructor_options`)."""
+
+    kind: str
+    params: SamplingParams
+    max_turns: int
+    options: SimulationOptions
+    source: SimulationSource
+
+    @classmethod
+    def of(cls, config: SimulateConfig, source: SimulationSource) -> SimulationBuilder:
+        assert config.options is not None
+        return cls(config.kind, config.sampling(), config.turns, config.options, replace(source, records=[]))
+
+    def __call__(self, backends: dict[str, Backend]) -> Simulation:
+        params = {"user": self.params, "recommender": self.params}
+        return SIMULATIONS[self.kind].from_options(backends, params, self.max_turns, self.options, self.source)
 
 
 def make_backends(config: SimulateConfig) -> dict[str, Backend]:
@@ -197,6 +268,9 @@ def simulate(config: SimulateConfig) -> SimulateOutcome:
     if config.n is None:
         config.n = kind.default_n(source)
     with RunLock(config.out, OUT_LOCK, what="output folder"):
+        scale = config.scale_out()
+        if scale is not None:
+            return _simulate_scaled(config, source, scale, started)
         # Refuse a mismatched resume before spending time loading models; the rest is checked by the engine.
         check_resume(config.work_dir, run_config(config, source).as_dict(), ignore=_KNOWN_AFTER_LOADING)
         if config.threads and config.backend == "local":
@@ -204,10 +278,7 @@ def simulate(config: SimulateConfig) -> SimulateOutcome:
 
             torch.set_num_threads(config.threads)
         backends = make_backends(config)
-        params = config.sampling()
-        simulation = kind.from_options(
-            backends, {"user": params, "recommender": params}, config.turns, config.options, source
-        )
+        simulation = SimulationBuilder.of(config, source)(backends)
         engine = RunEngine(
             simulation,
             source,
@@ -220,11 +291,41 @@ def simulate(config: SimulateConfig) -> SimulateOutcome:
         finally:
             for backend in {id(b): b for b in backends.values()}.values():
                 backend.close()
-        if not result.records:
-            reasons = ", ".join(f"{r} {n}" for r, n in result.skipped.counts.items()) or "none requested"
-            example = f"; first: {result.skipped.examples[0]}" if result.skipped.examples else ""
-            raise BadInputError(
-                source.name, "", "", f"no dialogue could be simulated (skipped: {reasons}){example}", "no-records"
-            )
-        exported = simulation.export(result, source, config)
+        return _export(simulation, result, source, config, started)
+
+
+def _export(
+    simulation: Simulation, result: RunResult, source: SimulationSource, config: SimulateConfig, started: float
+) -> SimulateOutcome:
+    if not result.records:
+        reasons = ", ".join(f"{r} {n}" for r, n in result.skipped.counts.items()) or "none requested"
+        example = f"; first: {result.skipped.examples[0]}" if result.skipped.examples else ""
+        raise BadInputError(
+            source.name, "", "", f"no dialogue could be simulated (skipped: {reasons}){example}", "no-records"
+        )
+    exported = simulation.export(result, source, config)
     return SimulateOutcome(result, source, exported, time.perf_counter() - started)
+
+
+def _simulate_scaled(
+    config: SimulateConfig, source: SimulationSource, scale: ScaleOutConfig, started: float
+) -> SimulateOutcome:
+    """The job on a datatrove executor (:mod:`crsdata.scaleout`): the same simulation, built in every task by a
+    :class:`SimulationBuilder`, the same run folder and export. With Slurm the tasks run later: the outcome says
+    so, and the same command (submitted as a job after the array) merges and exports."""
+    from crsdata.scaleout.run import SubmittedRun, run_distributed, served_backends
+
+    build = SimulationBuilder.of(config, source)
+    simulation = build(served_backends({"user": config.user_model, "recommender": config.recommender_model}))
+    outcome = run_distributed(
+        build,
+        source,
+        run_config(config, source, simulation),
+        scale,
+        config.work_dir,
+        progress=config.progress,
+        merge_command=config.command or None,
+    )
+    if isinstance(outcome, SubmittedRun):
+        return SimulateOutcome(None, source, None, time.perf_counter() - started, submitted=outcome.message)
+    return _export(simulation, outcome, source, config, started)
