@@ -46,7 +46,7 @@ import io
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,6 +249,22 @@ class Catalog:
                 catalog._rows[index]["imdb_id"] = imdb_id
                 catalog._by_imdb.setdefault(imdb_id, index)
         return catalog
+
+    def add_rows(self, rows: Iterable[Mapping[str, Any]]) -> Catalog:
+        """Adds rows in the schema's item layout (the ``items`` configuration of a built folder); returns self."""
+        for row in rows:
+            self.add(
+                row["item_id"],
+                row["title"],
+                source=(row.get("sources") or ["built"])[0],
+                year=row.get("year"),
+                genres=row.get("genres") or (),
+                plot=row.get("plot") or "",
+                people=row.get("people") or (),
+                imdb_id=row.get("imdb_id") or "",
+                keywords=row.get("keywords") or (),
+            )
+        return self
 
     @staticmethod
     def default_paths(data_root: str | Path) -> list[Path]:

@@ -12,7 +12,10 @@ import importlib
 from crsdata.training.recipe import Recipe
 
 # recipe name -> module holding its RECIPE; one line per recipe.
-RECIPES: dict[str, str] = {}
+RECIPES: dict[str, str] = {
+    "user-simulator": "crsdata.models.user_simulator.recipe",
+    "recommender-simulator": "crsdata.models.recommender_simulator.recipe",
+}
 
 
 def get_recipe(name: str) -> Recipe:

