@@ -7,6 +7,7 @@ from crsdata.builders.inspired import InspiredBuilder
 from crsdata.builders.pearl import PearlBuilder
 from crsdata.builders.recllmsim import RecLLMSimBuilder
 from crsdata.builders.redial import RedialBuilder
+from crsdata.builders.redial_eval import RedialEvalBuilder
 
 # name -> builder class; one line per builder.
 BUILDERS: dict[str, type[Builder]] = {
@@ -14,4 +15,5 @@ BUILDERS: dict[str, type[Builder]] = {
     "inspired": InspiredBuilder,
     "recllmsim": RecLLMSimBuilder,
     "pearl": PearlBuilder,
+    "redial-eval": RedialEvalBuilder,
 }

@@ -43,11 +43,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crsdata.build import Builder, BuildResult, InputFile, LinkStats
-from crsdata.builders.redial import MAX_DUPLICATE_EXAMPLES, input_files, resolve_split, split_from_name
+from crsdata.build import (
+    MAX_DUPLICATE_EXAMPLES,
+    Builder,
+    BuildResult,
+    InputFile,
+    LinkStats,
+    input_files,
+    resolve_split,
+    split_from_name,
+)
 from crsdata.catalog import Catalog
 from crsdata.errors import BadInputError, SkipLog
-from crsdata.readers import read_tsv, sha256_file
+from crsdata.fileio import sha256_file
+from crsdata.readers import read_tsv
 from crsdata.schema import (
     Action,
     EndReason,

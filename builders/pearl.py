@@ -56,18 +56,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from crsdata.build import Builder, BuildResult, InputFile, LinkStats
-from crsdata.builders.redial import resolve_split, split_from_name
+from crsdata.build import Builder, BuildResult, InputFile, LinkStats, resolve_split, split_from_name
+from crsdata.catalog import load_catalog
 from crsdata.errors import BadInputError, SkipLog
-from crsdata.readers import iter_jsonl, read_text, require, sha256_file
+from crsdata.fileio import sha256_file
+from crsdata.readers import iter_jsonl, json_error_message, read_text, require
 from crsdata.schema import EndReason, Role, item_ref, new_dialogue, new_turn, validate_dialogue
+from crsdata.titles import split_year
 
 SOURCE = "pearl"
 
 SPEAKERS: dict[str, Role] = {"seeker": Role.USER, "recommender": Role.RECOMMENDER}
 _LINE = re.compile(r"\s*(seeker|recommender)\s*:\s?(.*)", re.IGNORECASE | re.DOTALL)
 EOD = "[EOD]"
-_YEAR = re.compile(r"\s*\(\s*\d{4}\s*\)\s*$")
 _ATTRIBUTE_LINE = re.compile(r"^\s*(title|genres?|directors?|cast|review)\s*:\s*(.*)$", re.IGNORECASE)
 _BULKY = re.compile(r"user_sim(_input)?|rec_sim(_input)?|prediction(_str)?|turn_\d+")
 MASK = "this movie"
@@ -80,20 +81,15 @@ class _Catalog(Protocol):
     def get(self, item_id: str) -> dict[str, Any] | None: ...
 
 
-def bare_title(title: str) -> str:
-    """``"Arrival (2016)"`` -> ``"Arrival"``."""
-    return _YEAR.sub("", title).strip()
-
-
 def title_pattern(title: str) -> re.Pattern[str] | None:
     """How a title is found in text: case-sensitive (titles are written capitalised; "Heat" must not match
     "the heat"), with or without its year; a title shorter than :data:`MIN_TITLE_LENGTH` only with its year
     ("Up (2009)", never "up"), and not at all when it has none."""
-    name = bare_title(title)
+    name, released = split_year(title)
     year = r"\s*\(\s*\d{4}\s*\)"
     if len(name) >= MIN_TITLE_LENGTH:
         return re.compile(rf"(?<!\w){re.escape(name)}(?:{year})?(?!\w)")
-    if name and _YEAR.search(title):
+    if name and released is not None:
         return re.compile(rf"(?<!\w){re.escape(name)}{year}")
     return None
 
@@ -173,14 +169,6 @@ def count_links(record: dict[str, Any], stats: LinkStats) -> None:
         stats.add(bool(ref["item_id"]))
 
 
-def _load_catalog(paths: list[Path]) -> _Catalog | None:
-    if not paths:
-        return None
-    from crsdata.catalog import Catalog  # imported here: PEARL builds without a catalog need none of it
-
-    return Catalog.from_paths(paths)
-
-
 class PearlBuilder(Builder):
     name = "pearl"
     pretty_name = "PEARL (crsdata)"
@@ -224,7 +212,7 @@ class PearlBuilder(Builder):
         if override:
             notes[1] = f"Splits: every input file was put in `{override}` (--split)."
         result = BuildResult(source=SOURCE, splits={}, skipped=skip, notes=notes, info=self.info())
-        linker = _Linker(_load_catalog([Path(p) for p in catalogs]))
+        linker = _Linker(load_catalog(catalogs))
         seen_ids: set[str] = set()
         for path, rel in self._files([Path(p) for p in inputs]):
             file_split = split_from_name(path, override)
@@ -294,7 +282,7 @@ class PearlBuilder(Builder):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            message = f"invalid JSON ({err.msg} at column {err.colno})"
+            message = json_error_message(err)
             skip.handle(BadInputError(path, f"line {err.lineno}", "", message, "invalid-json"))
             return
         for position, obj in enumerate(data):

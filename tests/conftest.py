@@ -20,3 +20,19 @@ def embedded_model_dir() -> Path:
     from crsdata.backends.embedded import embedded_model_path
 
     return embedded_model_path()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`gpu` tests are skipped with their reason where torch sees no CUDA device, never silently deselected."""
+    if not any(item.get_closest_marker("gpu") for item in items):
+        return
+    try:
+        import torch
+
+        reason = "" if torch.cuda.is_available() else "needs a CUDA device; torch.cuda.is_available() is False here"
+    except ImportError:
+        reason = "needs torch with CUDA; torch is not installed"
+    if reason:
+        for item in items:
+            if item.get_closest_marker("gpu"):
+                item.add_marker(pytest.mark.skip(reason=reason))

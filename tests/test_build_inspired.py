@@ -14,7 +14,7 @@ from crsdata.builders import BUILDERS
 from crsdata.builders.inspired import SURVEY_FILE, InspiredBuilder
 from crsdata.catalog import Catalog
 from crsdata.errors import BadInputError, SkipLog
-from crsdata.readers import sha256_file
+from crsdata.fileio import sha256_file
 from crsdata.schema import load_extra, validate_dialogue
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

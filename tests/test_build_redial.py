@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from crsdata.build import BuildResult
+from crsdata.build import BuildResult, split_from_name
 from crsdata.builders import BUILDERS
-from crsdata.builders.redial import RedialBuilder, split_from_name
+from crsdata.builders.redial import RedialBuilder
 from crsdata.errors import BadInputError, SkipLog
-from crsdata.readers import sha256_file
+from crsdata.fileio import sha256_file
 from crsdata.schema import ITEM_FEATURES, load_extra, validate_dialogue
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -208,3 +208,34 @@ def test_real_catalogs_merge_and_link_fast() -> None:
     fuzzy = time.perf_counter() - started
     print(f"catalog: 300 year-less fuzzy links in {fuzzy:.3f}s, {sum(m is not None for m in misspelt)} matched")
     assert fuzzy < 3.0
+
+
+@needs_data
+def test_load_catalog_from_files_and_built_folders(tmp_path: Path) -> None:
+    """One loader for catalog files and built folders (their `items` config), as simulate and PEARL use it."""
+    from crsdata.build import BuildResult
+    from crsdata.catalog import is_built_folder, load_catalog, read_items
+    from crsdata.export import export_folder
+    from crsdata.schema import item_ref, new_dialogue, new_turn
+
+    info = DATA / "redial" / "redial__id2info.json"
+    files_only = load_catalog([info])
+    shining = files_only.get(files_only.link("The Shining (1980)"))
+    # A built folder whose items are a ReDial row and a film no catalog file has.
+    own = {**shining, "sources": ["redial_id2info"]}
+    new = {**own, "item_id": "x:1", "title": "A Film Nobody Made", "year": 2031, "imdb_id": "", "sources": ["mine"]}
+    turns = [new_turn(0, "recommender", "The Shining", items=[item_ref(own["item_id"], "The Shining")])]
+    built = tmp_path / "built"
+    result = BuildResult("redial", {"test": [new_dialogue("d", "redial", "test", turns)]}, items=[own, new])
+    export_folder(result, built)
+    assert is_built_folder(built) and not is_built_folder(info.parent)
+    assert [row["item_id"] for row in read_items(built)] == [own["item_id"], "x:1"]
+    assert read_items(tmp_path) is None
+
+    merged = load_catalog([info, built])
+    assert len(merged) == len(files_only) + 1  # the ReDial row merged into its own id, the new film added
+    assert merged.link("A Film Nobody Made (2031)") == "x:1"
+    assert merged.get(own["item_id"])["sources"] == ["redial_id2info"]
+    by_default = load_catalog([], default_folder=built)  # a simulation's source folder, when no --catalog
+    assert len(by_default) == 2 and by_default.link("The Shining") == own["item_id"]
+    assert load_catalog([]) is None and load_catalog([], default_folder=tmp_path / "nothing") is None

@@ -9,7 +9,7 @@ import pytest
 
 from crsdata.build import BuildResult
 from crsdata.cli import main
-from crsdata.commands.evaluate import SECTION_TITLE, update_card
+from crsdata.evaluation import SECTION_TITLE, EvaluateConfig, evaluate, update_card
 from crsdata.export import export_folder
 from crsdata.schema import item_ref, new_dialogue, new_turn
 
@@ -21,7 +21,15 @@ def _dialogue(dialogue_id: str, split: str, target: str, turns: list[tuple[str, 
         new_turn(i, role, text, action=action, items=[item_ref(x, TITLES[x]) for x in items])
         for i, (role, action, text, items) in enumerate(turns)
     ]
-    return new_dialogue(dialogue_id, "interplay-sim", split, built, target_items=[item_ref(target, TITLES[target])])
+    # Self-play: models played both sides, as `crsdata simulate` records in the provenance.
+    return new_dialogue(
+        dialogue_id,
+        "interplay-sim",
+        split,
+        built,
+        target_items=[item_ref(target, TITLES[target])],
+        provenance={"user_model": "tiny-user", "recommender_model": "tiny-recommender"},
+    )
 
 
 def _records() -> dict[str, list[dict]]:
@@ -107,10 +115,11 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def bare_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """No items config and no dialogue acts, like a corpus built without a catalog."""
+    """No items config, no dialogue acts and no models in the provenance, like a corpus built without a catalog."""
     records = _records()
     for split in records.values():
         for record in split:
+            record["provenance"].update(user_model="", recommender_model="")
             for turn in record["turns"]:
                 turn["action"] = "none"
     out = tmp_path_factory.mktemp("bare") / "dataset"
@@ -130,7 +139,7 @@ def test_hand_computed_metrics_and_json(folder: Path, tmp_path: Path, capsys: py
         capsys,
         folder,
         "--metrics",
-        "sr_et_fr,recall_at_1,ranking,dist",
+        "self_play_outcomes,recall_at_1,ranking,dist",
         "--baseline",
         "popularity",
         "--k",
@@ -142,9 +151,13 @@ def test_hand_computed_metrics_and_json(folder: Path, tmp_path: Path, capsys: py
     assert "split test, 3 dialogues" in stdout and "ndcg@2" in stdout
     payload = json.loads(out.read_text())
     values = {(r["metric"], r["scope"].split(" (")[0]): r["value"] for r in payload["results"]}
-    assert values[("sr", "dialogues")] == pytest.approx(1 / 3)
-    assert values[("et", "dialogues")] == pytest.approx(1 / 3)
-    assert values[("fr", "dialogues")] == pytest.approx(1 / 3)
+    # d1 accepts the target, d2 another film before the target came up, d3 nothing: named as self-play outcomes.
+    assert values[("self_play_accept_rate", "self-play dialogues")] == pytest.approx(2 / 3)
+    assert values[("self_play_target_accept_rate", "self-play dialogues")] == pytest.approx(1 / 3)
+    assert values[("self_play_early_accept_rate", "self-play dialogues")] == pytest.approx(1 / 3)
+    assert values[("self_play_failure_rate", "self-play dialogues")] == pytest.approx(1 / 3)
+    assert not {"sr", "et", "fr"} & {metric for metric, _ in values}
+    assert "not Interplay's SR/ET/FR" in stdout and "crsdata replay" in stdout
     # Recommend turns: [m1]|m2, [m2]|m2, [m1]|m3, [m2]|m2, [m4]|m2 -> 2 of 5 first items are the target.
     assert values[("recall@1", "recommendation turns")] == pytest.approx(0.4)
     # Popularity from train: m1 (2 turns), then m2 and m4 (1 each, ties by id). Ground truth per test turn is the
@@ -154,7 +167,7 @@ def test_hand_computed_metrics_and_json(folder: Path, tmp_path: Path, capsys: py
     assert values[("recall@2", baseline)] == pytest.approx(1.0)
     assert values[("mrr@2", baseline)] == pytest.approx((3 + 0.5 + 0.5) / 5)
     assert values[("ndcg@2", baseline)] == pytest.approx((3 + 2 / 1.584962500721156) / 5)
-    assert payload["details"]["popularity"] == {"split": "train", "turns": 3, "items": 3}
+    assert payload["details"]["ranking"]["popularity"] == {"split": "train", "turns": 3, "items": 3}
 
     from crsdata.metrics import distinct_n
 
@@ -163,7 +176,9 @@ def test_hand_computed_metrics_and_json(folder: Path, tmp_path: Path, capsys: py
     assert values[("dist_4_per_utterance", "user turns")] == pytest.approx(
         distinct_n(user, 4, normalize_by="utterances")
     )
-    assert payload["command"].startswith(f"crsdata evaluate {folder} --metrics sr_et_fr,recall_at_1,ranking,dist")
+    assert payload["command"].startswith(
+        f"crsdata evaluate {folder} --metrics self_play_outcomes,recall_at_1,ranking,dist"
+    )
 
 
 def test_predictions_file_for_ranking(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -200,7 +215,8 @@ def test_match_score_uses_the_items_config(folder: Path, tmp_path: Path, capsys:
 def test_missing_inputs_give_clear_errors(bare_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cases = [
         ("match_score", "no `items` config"),
-        ("sr_et_fr", "no recommender turn has action `recommend`"),
+        ("self_play_outcomes", "no self-play dialogue"),
+        ("sr_et_fr", "SR/ET/FR are defined by replay"),
         ("ranking", "--predictions FILE (with items) or --baseline popularity"),
         ("bertscore", "--predictions FILE with `text`"),
         ("nonsense", "unknown metric"),
@@ -221,7 +237,7 @@ def test_auto_skips_what_the_folder_lacks(bare_folder: Path, capsys: pytest.Capt
     code, stdout, _ = _run(capsys, bare_folder)
     assert code == 0
     assert "dist_4" in stdout and "recall@1" in stdout  # unlabelled turns fall back to turns that name items
-    assert "skipped sr_et_fr: no recommender turn has action `recommend`" in stdout
+    assert "skipped self_play_outcomes: no self-play dialogue" in stdout
     assert "skipped match_score: the folder has no `items` config" in stdout
 
 
@@ -253,3 +269,39 @@ def test_update_card_replaces_a_middle_section(tmp_path: Path) -> None:
     plain = tmp_path / "plain.md"
     update_card(plain, "## Evaluation\n\nfirst\n")
     assert plain.read_text() == "## Evaluation\n\nfirst\n"
+
+
+def test_a_registry_entry_is_all_a_new_metric_needs(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The evaluator runs any entry of the registry: it checks the needs, computes, makes rows, keeps details."""
+    from crsdata.errors import BadInputError
+    from crsdata.metrics import registry
+
+    def mean_turns(ctx: registry.Context) -> dict:
+        return {"mean": sum(len(r["turns"]) for r in ctx.records) / len(ctx.records), "n": len(ctx.records)}
+
+    def rows(result: dict, ctx: registry.Context) -> list[registry.Row]:
+        return [registry.Row("turns_per_dialogue", "dialogues", result["mean"], result["n"])]
+
+    unicorn = registry.Need("a unicorn", "the folder has no unicorn", lambda ctx: False)
+    entries = [
+        registry.Metric("turns_per_dialogue", "mean turns", (registry.TURN_TEXT,), mean_turns, rows, note="a note"),
+        registry.Metric("unicorns", "never runs", (registry.TURN_TEXT, unicorn), mean_turns, rows),
+    ]
+    for entry in entries:
+        monkeypatch.setitem(registry.METRICS_BY_NAME, entry.name, entry)
+    result = evaluate(EvaluateConfig(folder=folder, metrics="turns_per_dialogue"))
+    assert [(r.metric, r.value, r.n) for r in result.rows] == [("turns_per_dialogue", pytest.approx(11 / 3), 3)]
+    assert result.details == {"turns_per_dialogue": {"mean": pytest.approx(11 / 3), "n": 3}}
+    assert result.notes == ["a note"]
+    with pytest.raises(BadInputError, match="cannot compute unicorns: the folder has no unicorn"):
+        evaluate(EvaluateConfig(folder=folder, metrics="turns_per_dialogue,unicorns"))
+
+
+def test_help_lists_every_registered_metric(capsys: pytest.CaptureFixture[str]) -> None:
+    from crsdata.metrics.registry import METRICS
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    out = capsys.readouterr().out
+    assert all(f"  {metric.name} " in out for metric in METRICS)
+    assert "  sr_et_fr            not computed here. SR/ET/FR are defined by replay" in out

@@ -1,4 +1,4 @@
-"""SR / ET / FR: hand-computed classifications, corner cases, and decisions read from schema dialogues."""
+"""SR / ET / FR: hand-computed classifications, corner cases; decisions and outcome shares read from dialogues."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from crsdata.metrics import (
     MetricError,
     classify_outcomes,
     decisions_from_dialogue,
+    dialogue_outcomes,
     sr_et_fr,
-    sr_et_fr_from_dialogues,
 )
 from crsdata.schema import item_ref, new_dialogue, new_turn
 
@@ -95,7 +95,7 @@ def test_decisions_from_dialogue_reject_then_accept() -> None:
         ]
     )
     assert decisions_from_dialogue(record) == [Decision("m1", False, 2), Decision("m2", True, 4)]
-    assert sr_et_fr_from_dialogues([record])["sr"] == 1.0
+    assert dialogue_outcomes([record])["target_accept_rate"] == 1.0
 
 
 def test_accept_names_one_of_several_items() -> None:
@@ -118,7 +118,7 @@ def test_consecutive_recommend_turns_are_answered_together() -> None:
         [("recommender", "recommend", ["m1"]), ("recommender", "recommend", ["m3"]), ("user", "accept", ["m3"])]
     )
     assert decisions_from_dialogue(record) == [Decision("m1", False, 2), Decision("m3", True, 2)]
-    assert sr_et_fr_from_dialogues([record])["et"] == 1.0
+    assert dialogue_outcomes([record])["early_accept_rate"] == 1.0
 
 
 def test_pending_items_at_the_end_follow_the_outcome() -> None:
@@ -133,14 +133,44 @@ def test_unlinked_items_compare_by_title() -> None:
         new_turn(1, "user", "ok", action="accept"),
     ]
     record = new_dialogue("d", "interplay-sim", "test", turns, target_items=[item_ref("", "heat (1995)")])
-    assert sr_et_fr_from_dialogues([record])["sr"] == 1.0
+    assert dialogue_outcomes([record])["target_accept_rate"] == 1.0
 
 
 def test_dialogues_without_labels_or_targets() -> None:
     unlabelled = _dialogue([("recommender", "none", ["m2"]), ("user", "none", [])])
     assert decisions_from_dialogue(unlabelled) == []
-    result = sr_et_fr_from_dialogues([unlabelled])
-    assert result["fr"] == 1.0 and result["n_without_recommendation"] == 1
+    result = dialogue_outcomes([unlabelled])
+    assert result["failure_rate"] == 1.0 and result["accept_rate"] == 0.0 and result["n_without_recommendation"] == 1
     no_target = new_dialogue("x", "redial", "test", [])
     with pytest.raises(MetricError, match="dialogue x has no target_items"):
-        sr_et_fr_from_dialogues([no_target])
+        dialogue_outcomes([no_target])
+
+
+def test_dialogue_outcomes_accept_rate_counts_any_acceptance() -> None:
+    """accept_rate counts a dialogue whose user accepted anything; the three classes still sum to 1."""
+    target_first = _dialogue([("recommender", "recommend", ["m2"]), ("user", "accept", [])])
+    other_first = _dialogue([("recommender", "recommend", ["m1"]), ("user", "accept", ["m1"])])
+    turned_down = _dialogue(
+        [
+            ("recommender", "recommend", ["m2"]),
+            ("user", "feedback", []),
+            ("recommender", "recommend", ["m3"]),
+            ("user", "accept", []),
+        ]
+    )
+    nothing = _dialogue([("recommender", "recommend", ["m1"]), ("user", "feedback", [])])
+    result = dialogue_outcomes([target_first, other_first, turned_down, nothing])
+    assert result["accept_rate"] == 0.75  # the fourth user accepted nothing
+    assert (result["target_accept_rate"], result["early_accept_rate"], result["failure_rate"]) == (0.25, 0.25, 0.5)
+    assert result["counts"] == {"success": 1, "early_termination": 1, "failure": 2} and result["n_dialogues"] == 4
+
+
+def test_is_self_play_reads_the_provenance() -> None:
+    from crsdata.metrics import is_self_play
+
+    record = _dialogue([])
+    assert not is_self_play(record)
+    record["provenance"].update(user_model="u", recommender_model="r")
+    assert is_self_play(record)
+    record["provenance"]["recommender_model"] = ""  # a real recommender, a simulated user: not self-play
+    assert not is_self_play(record)

@@ -201,3 +201,12 @@ def test_mark_titles_tags_whole_words_once():
         mark_titles("<movie_title>Heat</movie_title> and Heat", ["Heat"]) == "<movie_title>Heat</movie_title> and Heat"
     )
     assert mark_titles("no title here", ["Heat"]) == "no title here"
+
+
+def test_a_tag_cut_off_by_the_token_limit_is_dropped():
+    # SmolLM2-135M, seen in the playground: its own tagged turns in the history sent it into a loop of tags.
+    looping = "<action><response><response><response><response"
+    assert not parse_turn(looping, "recommender", infer_action=True).ok
+    parsed = parse_turn("<action><inquire></action><response>What do you like? <resp", "user")
+    assert parsed.response == "What do you like?" and "stray_tags" in parsed.repaired
+    assert parse_turn("I like x < y and a<b", "user", infer_action=True).response == "I like x < y and a<b"

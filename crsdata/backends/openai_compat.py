@@ -184,11 +184,16 @@ class OpenAICompatibleBackend(Backend):
     # ----------------------------------------------------------------------------------------------- scoring
 
     def option_probabilities(self, requests: list[ChatRequest], options: list[str]) -> list[dict[str, float]]:
-        """From the ``top_logprobs`` of one greedy token. A returned token counts for an option when it equals
-        the option or is a prefix of it and of no other option (spaces stripped, so "Yes" and " Yes" both
-        count); the matched probabilities are renormalised over the options. When no option is among the top
-        tokens, the answer is uniform (and a warning is logged). Raises BackendError when the server returns
-        no logprobs or a request fails after retries."""
+        """From the log-probabilities of one greedy token: the chosen token and its ``top_logprobs``.
+
+        A returned token counts for an option when it equals the option or is a prefix of it and of no other
+        option (spaces stripped, so "Yes" and " Yes" both count). When every option is among the returned
+        tokens, their probabilities are renormalised over the options (the local backend's definition). When
+        only some are (a server that returns the chosen token's logprob alone, as GRSU reads vLLM), those keep
+        their probability and the others share the rest: with Yes/No, P(Yes) = p when the greedy token is "Yes"
+        and 1 - p when it is "No", GRSU's rule. When no option is returned, the answer is uniform (and a warning
+        is logged). Raises BackendError when the server returns no logprobs at all or a request fails after
+        retries."""
         if not options:
             raise ValueError("option_probabilities needs at least one option")
         return list(self._pool.map(lambda r: self._options_one(r, options), requests))
@@ -206,8 +211,9 @@ class OpenAICompatibleBackend(Backend):
         top = _top_logprobs(body, path)
         if top is None:
             raise BackendError(
-                f"The server at {self.base_url} returned no logprobs, so option_probabilities cannot work with it "
-                f"(use a server with logprobs/top_logprobs support, e.g. vLLM, or the local backend)"
+                f"The server at {self.base_url} returned no logprobs, so option_probabilities cannot work with it: "
+                "it ignores the logprobs/top_logprobs request (`transformers serve` does). Score with a server "
+                "that returns them (vLLM, OpenAI) or in-process with the local backend"
             )
         return _match_options(top, options)
 
@@ -226,16 +232,23 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def _top_logprobs(body: dict[str, Any], path: str) -> dict[str, float] | None:
-    """token -> logprob of the first generated token, or None when the server sent none."""
+    """token -> logprob for the first generated token: its alternatives and the token itself; None when the
+    server sent no logprobs."""
     try:
         logprobs = body["choices"][0].get("logprobs")
         if not logprobs:
             return None
         if path == "/chat/completions":
-            entries = logprobs["content"][0]["top_logprobs"]
-            return {e["token"]: float(e["logprob"]) for e in entries}
-        return {token: float(lp) for token, lp in logprobs["top_logprobs"][0].items()}
-    except (KeyError, IndexError, TypeError, ValueError):
+            first = logprobs["content"][0]
+            found = {e["token"]: float(e["logprob"]) for e in first.get("top_logprobs") or []}
+            chosen = (first.get("token"), first.get("logprob"))
+        else:
+            found = {token: float(lp) for token, lp in ((logprobs.get("top_logprobs") or [None])[0] or {}).items()}
+            chosen = ((logprobs.get("tokens") or [None])[0], (logprobs.get("token_logprobs") or [None])[0])
+        if chosen[0] is not None and chosen[1] is not None:
+            found.setdefault(chosen[0], float(chosen[1]))
+        return found or None
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
         return None
 
 
@@ -255,4 +268,9 @@ def _match_options(top: dict[str, float], options: list[str]) -> dict[str, float
     if total <= 0:
         log.warning("none of the options %s is among the server's top tokens; scoring them as equal", options)
         return {o: 1.0 / len(options) for o in options}
-    return {o: m / total for o, m in mass.items()}
+    unknown = [o for o in options if mass[o] <= 0]
+    if not unknown:
+        return {o: m / total for o, m in mass.items()}
+    # Some options were not returned (only the chosen token's logprob came back): GRSU's rule, they share the rest.
+    rest = max(0.0, 1.0 - total) / len(unknown)
+    return {o: (m if m > 0 else rest) for o, m in mass.items()}

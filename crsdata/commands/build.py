@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from crsdata.errors import SkipLog
+from crsdata.errors import BadInputError, SkipLog
 from crsdata.export import export_folder, read_metadata
 from crsdata.stats import format_stats
 
@@ -57,9 +57,20 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     for path in args.input + args.catalog:
         if not path.exists():
-            raise SystemExit(f"crsdata build: error: {path} does not exist")
+            raise BadInputError(path, "", "", "does not exist", "not-found")
     kwargs = {"split": args.split} if args.split else {}
     result = builder.build(args.input, catalogs=args.catalog, skip=skip, **kwargs)
+    if not any(result.splits.values()):
+        accounting = result.accounting()
+        raise BadInputError(
+            ", ".join(str(p) for p in args.input),
+            "",
+            "",
+            f"no dialogue kept (read {accounting['read']}, skipped {accounting['skipped']}, dropped "
+            f"{accounting['dropped']}); nothing to write"
+            + (f"; first skip: {result.skipped.examples[0]}" if result.skipped.examples else ""),
+            "empty",
+        )
     result.info = {**builder.info(), **result.info}
     export_folder(result, args.out, version=args.version, repo_hint=args.repo_id, shard_rows=args.shard_rows)
     elapsed = time.perf_counter() - started

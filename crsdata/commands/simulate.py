@@ -239,21 +239,9 @@ def load_source(args: argparse.Namespace) -> Any:
 def load_catalog(paths: list[Path], source: str) -> Any:
     """A Catalog from catalog files and built folders (their ``items`` configuration); by default the source
     folder's items. None when there is nothing to load."""
-    from crsdata.catalog import Catalog
+    from crsdata.catalog import load_catalog as load_catalog_paths
 
-    candidates = list(paths)
-    if not candidates and Path(source).is_dir() and any(Path(source).glob("items/*.parquet")):
-        candidates = [Path(source)]
-    if not candidates:
-        return None
-    files = [p for p in candidates if not (p.is_dir() and any(p.glob("items/*.parquet")))]
-    folders = [p for p in candidates if p not in files]
-    catalog = Catalog.from_paths(files) if files else Catalog()
-    for folder in folders:
-        import datasets
-
-        catalog.add_rows(datasets.load_dataset(str(folder), "items", split="train").to_list())
-    return catalog
+    return load_catalog_paths(paths, default_folder=source)
 
 
 def make_backends(args: argparse.Namespace) -> dict[str, Any]:

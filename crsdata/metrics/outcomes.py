@@ -1,7 +1,11 @@
 """Success rate, early termination and failure rate of a simulated user (Interplay, section 4.3.1).
 
-Interplay replays a dialogue, the recommender proposes items and the simulated user accepts or rejects each.
-A dialogue then falls into exactly one of three classes, judged against its ground-truth target:
+Interplay *replays* a real dialogue: the real recommender's turns are fed to the user simulator, which accepts
+or rejects each proposed item (``crsdata replay`` records these decisions; :func:`sr_et_fr` scores them). The
+same classes read from the accepts inside dialogues as written, self-play above all, are a different quantity
+and are named as one: :func:`dialogue_outcomes`.
+
+A replayed dialogue falls into exactly one of three classes, judged against its ground-truth target:
 
 - **success (SR)**: the user accepts the target;
 - **early termination (ET)**: the user accepts another item before the target has been proposed;
@@ -34,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from crsdata.metrics.common import MetricError, item_key
+from crsdata.metrics.common import MetricError
+from crsdata.titles import item_key
 
 SUCCESS = "success"
 EARLY_TERMINATION = "early_termination"
@@ -153,7 +158,7 @@ def decisions_from_dialogue(record: Mapping[str, Any]) -> list[Decision]:
       explicit reject act, not accepting is rejecting.
     - Items still pending when the dialogue ends are accepted only if they are ``outcome.accepted_item``.
 
-    Items are compared by :func:`~crsdata.metrics.common.item_key` (catalog id, else normalised title).
+    Items are compared by :func:`~crsdata.titles.item_key` (catalog id, else normalised title).
     Corpora without action labels have no ``recommend`` turns and hence no decisions.
     """
     turns = record.get("turns") or []
@@ -195,8 +200,25 @@ def dialogue_targets(record: Mapping[str, Any]) -> list[str]:
     return [key for key in (item_key(ref) for ref in record.get("target_items") or []) if key]
 
 
-def sr_et_fr_from_dialogues(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """:func:`sr_et_fr` over dialogues in the crsdata schema (decisions by :func:`decisions_from_dialogue`).
+def is_self_play(record: Mapping[str, Any]) -> bool:
+    """Whether models played both sides of the dialogue (``provenance.user_model`` and ``recommender_model``)."""
+    provenance = record.get("provenance") or {}
+    return bool(provenance.get("user_model")) and bool(provenance.get("recommender_model"))
+
+
+def dialogue_outcomes(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Who accepted what inside dialogues as they were written, judged against their targets.
+
+    Not Interplay's SR / ET / FR: those replay *real* recommender turns to the user simulator and judge its
+    decisions (section 4.3.1; :func:`sr_et_fr` over ``crsdata replay``'s decisions). Here the decisions are
+    read from the dialogues themselves (:func:`decisions_from_dialogue`), which in self-play are the simulated
+    user answering the simulated recommender: the same classes, a different quantity. Returns
+
+    - ``accept_rate``: dialogues in which the user accepted a recommended item;
+    - ``target_accept_rate``, ``early_accept_rate``, ``failure_rate``: the classes of :func:`classify_outcomes`
+      (first acceptance includes a target; another item accepted first, before a target was proposed;
+      neither), which sum to 1;
+    - ``n_dialogues``, ``counts`` (per class), ``n_without_recommendation``.
 
     Dialogues without a target cannot be judged and raise :class:`MetricError` naming the first one.
     """
@@ -204,9 +226,18 @@ def sr_et_fr_from_dialogues(records: Iterable[Mapping[str, Any]]) -> dict[str, A
     for record in records:
         wanted = dialogue_targets(record)
         if not wanted:
-            raise MetricError(f"dialogue {record.get('dialogue_id', '?')} has no target_items: SR/ET/FR need them")
+            raise MetricError(f"dialogue {record.get('dialogue_id', '?')} has no target_items: outcomes need them")
         decisions.append(decisions_from_dialogue(record))
         targets.append(wanted)
-    result = sr_et_fr(decisions, targets)
-    result["n_without_recommendation"] = sum(1 for d in decisions if not d)
-    return result
+    labels = classify_outcomes(decisions, targets)
+    counts = {name: labels.count(name) for name in OUTCOME_CLASSES}
+    n = len(labels)
+    return {
+        "accept_rate": sum(any(d.accepted for d in sequence) for sequence in decisions) / n,
+        "target_accept_rate": counts[SUCCESS] / n,
+        "early_accept_rate": counts[EARLY_TERMINATION] / n,
+        "failure_rate": counts[FAILURE] / n,
+        "n_dialogues": n,
+        "counts": counts,
+        "n_without_recommendation": sum(1 for d in decisions if not d),
+    }

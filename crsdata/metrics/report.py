@@ -30,9 +30,19 @@ from crsdata.metrics.common import MetricError
 from crsdata.metrics.diversity import ngram_stats
 from crsdata.metrics.match import ItemEmbeddings, match_score
 from crsdata.metrics.ranking import ranking_metrics
+from crsdata.titles import clean_spaces
 
-# The shared data folder sits next to the project checkout (see the data README); override with --data.
-DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+# The shared data folder sits next to the project checkout (see the data README), so from the checkout it is
+# ../shared/data; --data (or CRSDATA_SHARED_DATA) names another. Never found through this file's location, which
+# is inside site-packages once crsdata is installed.
+DEFAULT_DATA = Path("..") / "shared" / "data"
+# What the report reads under --data, relative to it.
+REQUIRED = (
+    "recllmsim/LLM_agent_user",
+    "redial/redial_eval__test_data_processed.jsonl",
+    "redial/redial_eval__valid_data_processed.jsonl",
+    "redial/redial__id2info.json",
+)
 
 
 def recllmsim_user_turns(root: Path) -> list[str]:
@@ -56,7 +66,7 @@ def _mention_counts(path: Path) -> Counter[str]:
     with open(path, encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
             # The release writes "Cosmos  (2015)" with two spaces where iEvaLM writes one.
-            counts[" ".join(row["movieName"].split())] += int(row["nbMentions"])
+            counts[clean_spaces(row["movieName"])] += int(row["nbMentions"])
     return counts
 
 
@@ -103,15 +113,33 @@ def redial_match_score(
     return match_score(recommended, truth, embeddings, on_missing="skip")
 
 
+def missing_inputs(data: Path, popularity: str = "valid") -> list[str]:
+    """The files and folders under ``data`` the report needs but cannot find."""
+    needed = list(REQUIRED) + (["redial/official/movies_with_mentions.csv"] if popularity == "mentions" else [])
+    return [name for name in needed if not (data / name).exists()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crsdata.metrics.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("CRSDATA_SHARED_DATA", DEFAULT_DATA)))
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("CRSDATA_SHARED_DATA", DEFAULT_DATA)),
+        help="the shared data folder (default: $CRSDATA_SHARED_DATA, else ../shared/data from the current folder)",
+    )
     parser.add_argument("--popularity", choices=("valid", "mentions"), default="valid")
     parser.add_argument("--k", default="1,10,50", help="cut-offs, comma-separated")
     parser.add_argument("--no-match", action="store_true", help="skip the Match Score (no model load)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = parser.parse_args(argv)
     ks = [int(k) for k in args.k.split(",")]
+    missing = missing_inputs(args.data, args.popularity)
+    if missing:
+        what = "is not a folder" if not args.data.is_dir() else "lacks " + ", ".join(missing)
+        parser.error(
+            f"--data {args.data} ({args.data.resolve()}) {what}: pass the shared data folder (the one with redial/ "
+            "and recllmsim/), or run from the project checkout next to it"
+        )
 
     texts = recllmsim_user_turns(args.data)
     stats = ngram_stats(texts, (4,))

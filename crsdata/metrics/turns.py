@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from crsdata.metrics.common import MetricError, item_key
+from crsdata.metrics.common import MetricError
+from crsdata.titles import item_key
 
 TurnRule = Literal["auto", "recommend", "mentions"]
 

@@ -98,7 +98,8 @@ _TITLE_TAG = re.compile(
 )
 _TITLE_OPEN = re.compile(r"<\s*movie[_\- ]?title\s*>(?P<title>[^<.!?\n]*)", re.IGNORECASE)
 _ACTION_MARKUP = re.compile(r"<\s*/?\s*action\s*>", re.IGNORECASE)
-_STRAY_TAG = re.compile(r"<\|[^|>]*\|>|</?\s*[A-Za-z][\w\-]*\s*/?>")
+# A tag that the token limit cut off at the very end ("...><response", "text </resp") is markup too.
+_STRAY_TAG = re.compile(r"<\|[^|>]*\|>|</?\s*[A-Za-z][\w\-]*\s*/?>|(?:^|(?<=[\s>]))</?[A-Za-z][\w\-]{2,}$")
 _QUOTED = re.compile(r"[\"\u201c\u201d]([A-Z0-9][^\"\u201c\u201d\n]{0,80}?)[\"\u201c\u201d]")
 _TITLE_WORD = r"(?:[A-Z0-9][\w'\u2019:&!.\-]*|of|the|a|an|and|in|on|to|for|with|at|from|by|vs\.?|&)"
 _YEAR_TITLE = re.compile(rf"(?P<title>[A-Z0-9][\w'\u2019:&!.\-]*(?:[ ,]+{_TITLE_WORD}){{0,9}})\s*\((?P<year>\d{{4}})\)")

@@ -51,10 +51,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -66,7 +64,9 @@ import pyarrow.parquet as pq
 
 from crsdata.backends.base import Backend, BackendError, Generation, SamplingParams
 from crsdata.errors import BadInputError, SkipLog
+from crsdata.fileio import sha256_file, write_atomic_with, write_json_atomic
 from crsdata.schema import DIALOGUE_FEATURES, EndReason, dump_extra, load_extra, validate_dialogue
+from crsdata.seeds import derive_seed
 from crsdata.simulate.base import DialogueState, Simulation
 
 MANIFEST = "manifest.json"
@@ -78,13 +78,6 @@ SCHEDULING_KEYS = ("batch_size", "shard_size", "crsdata_version")
 
 # ---------------------------------------------------------------------------------------------------------
 # Seeds: everything random about dialogue i comes from (run seed, i).
-
-
-def derive_seed(*parts: object) -> int:
-    """A 63-bit seed from any parts (run seed, index, turn, attempt...): stable across processes and Python
-    versions, unlike ``hash()``."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def dialogue_seed(run_seed: int, index: int) -> int:
@@ -272,41 +265,7 @@ class RunResult:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Atomic files
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_bytes(path: Path, write: Callable[[str], None]) -> None:
-    """Writes through ``write(tmp_path)`` into a temporary file in the same folder, fsyncs, then renames."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
-    _atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+# Shards (written atomically by crsdata.fileio)
 
 
 def write_shard(path: Path, records: list[dict[str, Any]]) -> str:
@@ -314,20 +273,12 @@ def write_shard(path: Path, records: list[dict[str, Any]]) -> str:
     from datasets import Dataset
 
     table = Dataset.from_list(records, features=DIALOGUE_FEATURES).data.table
-    _atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp))
-    return _sha256(path)
+    write_atomic_with(path, lambda tmp: pq.write_table(table, tmp))
+    return sha256_file(path)
 
 
 def read_shard(path: Path) -> list[dict[str, Any]]:
     return pq.read_table(path).to_pylist()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -437,7 +388,7 @@ class RunEngine:
         done: set[int] = set()
         for shard in manifest["shards"]:
             path = self.work_dir / shard["file"]
-            if not path.is_file() or _sha256(path) != shard["sha256"]:
+            if not path.is_file() or sha256_file(path) != shard["sha256"]:
                 raise BadInputError(
                     self.manifest_path,
                     shard["file"],

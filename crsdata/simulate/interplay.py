@@ -38,13 +38,13 @@ a)``, a hash, so a resumed run asks exactly what an uninterrupted one would.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingParams
 from crsdata.schema import Action, EndReason, Role, item_ref, new_dialogue, new_turn
+from crsdata.seeds import derive_seed
 from crsdata.simulate.actions import ParsedTurn, parse_turn
 from crsdata.simulate.base import DialogueState, Simulation
 from crsdata.simulate.leak import assert_no_target_leak
@@ -67,8 +67,7 @@ _RECOMMENDER_ACTIONS = {"greeting", "inquire", "recommend", "feedback"}
 
 def request_seed(seed: int, turn_index: int, attempt: int = 0) -> int:
     """Deterministic 63-bit seed of one request, from the dialogue seed, the turn index and the retry number."""
-    digest = hashlib.sha256(f"interplay:{seed}:{turn_index}:{attempt}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+    return derive_seed("interplay", seed, turn_index, attempt)
 
 
 def _with_stops(params: SamplingParams, stops: tuple[str, ...]) -> SamplingParams:

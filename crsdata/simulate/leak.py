@@ -2,10 +2,11 @@
 
 Interplay is reference-free: neither simulator may be told the target item. Two tools enforce and measure it.
 
-**Normalisation.** Titles and texts are compared after :func:`normalize_text`: markup tags removed, accents
-stripped, lower-cased, ``&`` read as ``and``, apostrophes dropped (``Schindler's`` = ``Schindlers``), every other
-run of non-alphanumeric characters turned into one space. ``"The Shining  (1980)"`` and ``"the shining, 1980"``
-both become ``the shining 1980``. All matching is on whole words of the normalised text.
+**Normalisation.** Titles and texts are compared after :func:`normalize_text`: markup tags removed, then
+:func:`crsdata.titles.fold_text` (accents stripped, case folded, ``&`` read as ``and``, apostrophes dropped so
+that ``Schindler's`` = ``Schindlers``, every other run of non-alphanumeric characters one space).
+``"The Shining  (1980)"`` and ``"the shining, 1980"`` both become ``the shining 1980``. All matching is on whole
+words of the normalised text.
 
 **Title variants.** :func:`title_variants` gives the forms a target title is searched in: with and without the
 year, and with and without a leading article (``Shining, The`` is read as ``The Shining``). A bare variant (no
@@ -35,12 +36,13 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rapidfuzz import fuzz, process
+
+from crsdata.titles import fold_text, split_title
 
 if TYPE_CHECKING:
     from crsdata.backends.base import ChatRequest
@@ -52,10 +54,10 @@ LEAK_THRESHOLD = 90.0
 MIN_BARE_CHARS = 4
 
 _TAG = re.compile(r"</?\s*[A-Za-z_][\w\-]*\s*/?>")
-# One word of normalised text: letters or digits, possibly joined by apostrophes; "&" is a word of its own.
-_WORD = re.compile(r"[^\W_]+(?:['\u2019`][^\W_]+)*|&")
-_YEAR = re.compile(r"\(\s*(\d{4})\s*\)\s*$")
-_TRAILING_ARTICLE = re.compile(r"^(.*),\s*(the|a|an)$", re.IGNORECASE)
+# One word of the original text for scrubbing: letters or digits, possibly joined by apostrophes; "&" is a word
+# of its own. Each folds (fold_text) to the words normalize_text gives for it.
+_WORD = re.compile(r"[^\W_]+(?:['\u2019`\u00b4][^\W_]+)*|&")
+_fold_word = functools.lru_cache(maxsize=1 << 16)(fold_text)
 _ARTICLES = {"the", "a", "an"}
 
 
@@ -63,39 +65,9 @@ class TargetLeakError(RuntimeError):
     """A request built for a simulator contains a target title outside the conversation."""
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _norm_word(word: str) -> str:
-    if word == "&":
-        return "and"
-    if word.isascii():
-        return word.replace("'", "").replace("`", "").lower()
-    word = unicodedata.normalize("NFKD", word)
-    word = "".join(ch for ch in word if not unicodedata.combining(ch))
-    return re.sub(r"['\u2019`]", "", word).lower()
-
-
-def _words(text: str) -> list[re.Match[str]]:
-    return list(_WORD.finditer(text))
-
-
 def normalize_text(text: str) -> str:
     """Lower-cased words of ``text`` joined by single spaces (tags, accents, punctuation removed)."""
-    text = _TAG.sub(" ", text)
-    return " ".join(w for w in map(_norm_word, _WORD.findall(text)) if w)
-
-
-def split_title(title: str) -> tuple[str, int | None]:
-    """``"Shining, The (1980)"`` -> ``("The Shining", 1980)``; the year is ``None`` when absent."""
-    title = " ".join(title.split())
-    year = None
-    match = _YEAR.search(title)
-    if match:
-        year = int(match.group(1))
-        title = title[: match.start()].strip()
-    moved = _TRAILING_ARTICLE.match(title)
-    if moved:
-        title = f"{moved.group(2)} {moved.group(1)}"
-    return title, year
+    return fold_text(_TAG.sub(" ", text))
 
 
 def title_variants(title: str, year: int | None = None, *, bare_article_drop: bool = True) -> list[str]:
@@ -154,7 +126,8 @@ def scrub_titles(text: str, titles: Iterable[str], placeholder: str = "that movi
     variants = sorted({v for t in titles for v in title_variants(t)}, key=lambda v: len(v.split()), reverse=True)
     if not variants or not text:
         return text
-    words = [(m, w) for m, w in ((m, _norm_word(m.group())) for m in _words(text)) if w]
+    # A word may fold to several ("1½" -> "11 2"): each is matched, standing for the whole word's span.
+    words = [(m, w) for m in _WORD.finditer(text) for w in _fold_word(m.group()).split()]
     norms = [w for _, w in words]
     # One left-to-right pass; at each word the longest variant wins, so "the shining 1980" is removed whole.
     spans: list[tuple[int, int]] = []

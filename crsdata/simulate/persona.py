@@ -29,7 +29,6 @@ the record and the field, so the run engine can skip and count it.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections import Counter
 from collections.abc import Mapping
@@ -37,7 +36,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from crsdata.errors import BadInputError
-from crsdata.simulate.leak import contains_title, scrub_titles, split_title
+from crsdata.seeds import derive_seed
+from crsdata.simulate.leak import contains_title, scrub_titles
+from crsdata.titles import item_key
 
 MAX_REVIEW_CHARS = 300
 
@@ -114,15 +115,6 @@ def _bad(record: Mapping[str, Any], field_name: str, message: str, reason: str) 
     return BadInputError(path, f"dialogue {record.get('dialogue_id', '?')}", field_name, message, reason)
 
 
-def _stable_rng(*parts: object) -> random.Random:
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
-
-
-def _key(item_id: str, title: str) -> str:
-    return item_id or "title:" + " ".join(split_title(title)[0].lower().split())
-
-
 def _clip(text: str, limit: int = MAX_REVIEW_CHARS) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3].rsplit(" ", 1)[0] + "..."
@@ -144,7 +136,7 @@ def _history_candidates(record: Mapping[str, Any], targets: set[str]) -> dict[st
     for row in record.get("item_feedback", []):
         if row.get("reporter") != "user":
             continue
-        key = _key(row.get("item_id", ""), row.get("title", ""))
+        key = item_key(row)
         if key in targets:
             continue
         cand = found.setdefault(key, _Candidate(row.get("item_id", ""), row.get("title", "")))
@@ -153,7 +145,7 @@ def _history_candidates(record: Mapping[str, Any], targets: set[str]) -> dict[st
         if turn.get("role") != "user":
             continue
         for item in turn.get("items", []):
-            key = _key(item.get("item_id", ""), item.get("title", ""))
+            key = item_key(item)
             if key in targets:
                 continue
             cand = found.setdefault(key, _Candidate(item.get("item_id", ""), item.get("title", "")))
@@ -259,7 +251,7 @@ def build_persona(
     if not target_items:
         raise _bad(record, "target_items", "no target items: a persona needs target attributes", "no-target")
     titles = all_target_titles(record, catalog)
-    targets = {_key(t.get("item_id", ""), t.get("title", "")) for t in target_items}
+    targets = {item_key(t) for t in target_items}
 
     def scrub(text: str) -> str:
         return scrub_titles(text, titles)
@@ -286,7 +278,7 @@ def build_persona(
     cands = {k: c for k, c in _history_candidates(record, targets).items() if not names_target(c.title)}
     pool: list[_Candidate] = []
     for item in profile.get("watched_items") or []:
-        key = _key(item.get("item_id", ""), item.get("title", ""))
+        key = item_key(item)
         if key in targets or names_target(item.get("title", "")):
             continue
         cand = cands.get(key) or _Candidate(item.get("item_id", ""), item.get("title", ""))
@@ -296,7 +288,8 @@ def build_persona(
     if not pool:
         pool = list(cands.values())
     watched: list[WatchedItem] = []
-    for cand in _pick_watched(pool, n_watched, _stable_rng(record.get("dialogue_id", ""), seed)):
+    rng = random.Random(derive_seed("persona-watched", record.get("dialogue_id", ""), seed))
+    for cand in _pick_watched(pool, n_watched, rng):
         title = display_title(catalog_row(catalog, cand.item_id), cand.title)
         if not names_target(title):
             watched.append(WatchedItem(cand.item_id, title, _clip(scrub(_opinion(cand, quote_utterances)))))

@@ -73,7 +73,7 @@ class DataFolder:
 
 
 def _fingerprint(folder: Path) -> str:
-    from crsdata.readers import sha256_file
+    from crsdata.fileio import sha256_file
 
     digest = hashlib.sha256()
     for path in sorted([*folder.glob("dialogues/*.parquet"), *folder.glob("items/*.parquet")]):

@@ -100,25 +100,24 @@ def write_model_folder(
     out: str | Path, recipe: Recipe, config: TrainConfig, data: list[DataFolder], result: TrainResult
 ) -> Path:
     """Writes results.json, crsdata.json and README.md into ``out`` (the recipe has written the model files)."""
-    from crsdata import __version__
-    from crsdata.export import write_atomic
+    from crsdata.fileio import write_atomic
+    from crsdata.publish import write_folder_metadata
 
     out = Path(out)
     results = results_document(config, result)
     write_atomic(out / RESULTS_FILE, json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n")
-    metadata = {
-        "format": MODEL_FORMAT,
-        "kind": "model",
-        "version": config.version,
-        "crsdata_version": __version__,
-        "recipe": recipe.name,
-        "base_model": result.base_model,
-        "library_name": result.library_name,
-        "config": config_as_dict(config),
-        "data": [folder.reference() for folder in data],
-        "metrics": result.metrics,
-        "split_sizes": result.split_sizes,
-    }
-    write_atomic(out / "crsdata.json", json.dumps(metadata, indent=2, ensure_ascii=False, default=str) + "\n")
+    write_folder_metadata(
+        out,
+        "model",
+        config.version,
+        format=MODEL_FORMAT,
+        recipe=recipe.name,
+        base_model=result.base_model,
+        library_name=result.library_name,
+        config=config_as_dict(config),
+        data=[folder.reference() for folder in data],
+        metrics=result.metrics,
+        split_sizes=result.split_sizes,
+    )
     write_atomic(out / "README.md", render_model_card(recipe, config, data, result))
     return out

@@ -1,0 +1,327 @@
+"""The simulated user of GRSU (section 3.2): it scores recommended items and critiques recommended lists.
+
+Scoring (Eq. 2) has two implementations behind :class:`ItemScorer`:
+
+- :class:`GenerativeScorer`: any crsdata backend (the embedded SmolLM2, a fine-tuned GRSU scorer, a server). The
+  score of an item is P("Yes") to "Accept the recommendation (Yes/No)?", read from the backend's option
+  probabilities: one batched forward pass over all (context, item) pairs of a search step, no generation.
+- :class:`EmbeddingScorer`: a label-free stand-in with no language model, for CPUs: the cosine, mapped to [0, 1],
+  between an item's catalog text and the user (what the seeker said plus the movies mentioned), in
+  all-MiniLM-L6-v2's space. It ranks but is not a probability.
+
+Critiques (Eq. 3) name a catalog attribute, genre, actor, writer or director, that the user wants more of:
+
+- :class:`AttributeCritic` builds them from the catalog without a model: the attribute values the seeker named
+  (genres and people found in the conversation), those of the movies mentioned, and those of the list's
+  best-scored items are candidates, weighted in that order; each critique draws one without replacement (seeded),
+  says it in a sentence, and rejects the list's worst-scored item.
+- :class:`ModelCritic` asks a backend model with the Eq. 3 prompt (sampled, temperature 1 as in GRSU) and finds
+  the attribute its text names, so that a popularity CRS can use it too.
+
+:class:`SimulatedUser` caches scores per (turn, item), as GRSU does at temperature 0, and counts the scoring
+passes it really ran.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from crsdata.backends.base import Backend, ChatRequest, SamplingParams
+from crsdata.grsu.data import CRITIQUE_ATTRIBUTES, EvalTurn, ItemTable
+from crsdata.grsu.prompts import SCORE_OPTIONS, critique_messages, scoring_context, scoring_messages
+from crsdata.grsu.search import Critique, Node
+from crsdata.grsu.vectors import ItemSpace
+
+_WORD = re.compile(r"[\w'’.-]+")
+MAX_NGRAM = 4  # words in the longest attribute value looked up in text ("Samuel L. Jackson": 3)
+# Candidate weights of AttributeCritic: a value the seeker said outweighs one inferred from a movie.
+SAID_WEIGHT, MENTIONED_WEIGHT, LIST_WEIGHT = 3.0, 1.0, 0.5
+CRITIQUE_TEMPLATES = {
+    "genre": "I would like more {value} movies",
+    "actor": "I would like a movie with {value}",
+    "writer": "I would like a movie written by {value}",
+    "director": "I would like a movie directed by {value}",
+}
+CRITIQUE_OPENING = "Thanks, but these are not quite what I am looking for."
+FALLBACK_CRITIQUE = "Thanks, but these are not quite what I am looking for. Could you suggest something different?"
+
+
+class ItemScorer(ABC):
+    """Scores (turn, item) pairs; higher means the user is more likely to accept the item."""
+
+    name: str
+
+    @abstractmethod
+    def score(self, pairs: Sequence[tuple[EvalTurn, str]]) -> list[float]: ...
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+class GenerativeScorer(ItemScorer):
+    """P("Yes") from a backend's option probabilities over :data:`~crsdata.grsu.prompts.SCORE_OPTIONS`.
+
+    All pairs of a call go to the backend in one ``option_probabilities`` call. With ``share_context`` (default),
+    the part that every prompt of a turn shares (task and conversation, :func:`~crsdata.grsu.prompts.
+    scoring_context`) is first sent once per new turn as a one-token generation: backends that keep key/value
+    states of earlier prompts (the local backend's prefix store, vLLM's prefix caching) then compute the
+    conversation once per turn instead of once per item. It changes no score.
+    """
+
+    name = "generative"
+
+    def __init__(self, backend: Backend, items: ItemTable, share_context: bool = True) -> None:
+        self.backend = backend
+        self.items = items
+        self.share_context = share_context
+        self._shared: set[str] = set()
+
+    def requests(self, pairs: Sequence[tuple[EvalTurn, str]]) -> list[ChatRequest]:
+        return [ChatRequest(messages=scoring_messages(turn, self.items, item)) for turn, item in pairs]
+
+    def score(self, pairs: Sequence[tuple[EvalTurn, str]]) -> list[float]:
+        if not pairs:
+            return []
+        if self.share_context:
+            new = list({turn.key: turn for turn, _ in pairs if turn.key not in self._shared}.values())
+            if new:
+                contexts = [ChatRequest(messages=[{"role": "user", "content": scoring_context(t)}]) for t in new]
+                self.backend.generate(contexts, SamplingParams(max_new_tokens=1, temperature=0.0))
+                self._shared.update(t.key for t in new)
+        options = self.backend.option_probabilities(self.requests(pairs), SCORE_OPTIONS)
+        return [float(p[SCORE_OPTIONS[0]]) for p in options]
+
+    def forget(self, turns: Sequence[EvalTurn]) -> None:
+        self._shared.difference_update(t.key for t in turns)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "model": self.backend.model_id, "options": SCORE_OPTIONS}
+
+
+class EmbeddingScorer(ItemScorer):
+    """``(1 + cos(user, item)) / 2`` in an :class:`~crsdata.grsu.vectors.ItemSpace` (default all-MiniLM-L6-v2):
+    the user is the turn's preference vector (the seeker's words and the movies mentioned)."""
+
+    name = "embedding"
+
+    def __init__(self, space: ItemSpace) -> None:
+        self.space = space
+        self._users: dict[str, np.ndarray] = {}
+
+    def score(self, pairs: Sequence[tuple[EvalTurn, str]]) -> list[float]:
+        if not pairs:
+            return []
+        missing = list({turn.key: turn for turn, _ in pairs if turn.key not in self._users}.values())
+        if missing:
+            self._users.update(zip([t.key for t in missing], self.space.preferences(missing), strict=True))
+        items = self.space.matrix[[self.space.index[item] for _, item in pairs]].astype(np.float64)
+        users = np.stack([self._users[turn.key] for turn, _ in pairs])
+        return ((1.0 + np.einsum("ij,ij->i", users, items)) / 2.0).tolist()
+
+    def forget(self, turns: Sequence[EvalTurn]) -> None:
+        for turn in turns:
+            self._users.pop(turn.key, None)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "embedder": self.space.name}
+
+
+class AttributeIndex:
+    """Finds catalog attribute values (genres, people) in free text: word n-grams looked up case-insensitively."""
+
+    def __init__(self, items: ItemTable) -> None:
+        self.values: dict[str, tuple[str, str]] = {}
+        for item_id in items.ids():
+            for attribute, values in items.attributes(item_id).items():
+                for value in values:
+                    key = value.lower()
+                    # Two letters match too much chat ("ok", "tv"); genres and names are longer.
+                    if len(key) >= 3:
+                        self.values.setdefault(key, (attribute, value))
+
+    def find(self, text: str) -> list[tuple[str, str]]:
+        """``(attribute, value)`` pairs named in ``text``, in order of first appearance, longest match first."""
+        words = [w.strip(".'’").lower() for w in _WORD.findall(text)]
+        found: list[tuple[str, str]] = []
+        i = 0
+        while i < len(words):
+            for size in range(min(MAX_NGRAM, len(words) - i), 0, -1):
+                hit = self.values.get(" ".join(words[i : i + size]))
+                if hit is not None:
+                    if hit not in found:
+                        found.append(hit)
+                    i += size - 1
+                    break
+            i += 1
+        return found
+
+
+class Critic(ABC):
+    """Critiques of lists: ``n`` per ``(turn, node)``, seeded."""
+
+    name: str
+
+    @abstractmethod
+    def critique(
+        self, parents: Sequence[tuple[EvalTurn, Node]], n: int, seeds: Sequence[int]
+    ) -> list[list[Critique]]: ...
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+class AttributeCritic(Critic):
+    """Attribute critiques from the catalog, without a model (see the module doc)."""
+
+    name = "attributes"
+
+    def __init__(self, items: ItemTable, index: AttributeIndex | None = None) -> None:
+        self.items = items
+        self.index = index or AttributeIndex(items)
+        self._said: dict[str, list[tuple[str, str]]] = {}
+
+    def candidates(self, turn: EvalTurn, node: Node) -> dict[tuple[str, str], float]:
+        """``(attribute, value) -> weight`` for a critique of ``node``'s list."""
+        if turn.key not in self._said:
+            self._said[turn.key] = self.index.find(turn.user_text())
+        weights: dict[tuple[str, str], float] = {}
+
+        def add(attribute: str, value: str, weight: float) -> None:
+            weights[(attribute, value)] = weights.get((attribute, value), 0.0) + weight
+
+        for attribute, value in self._said[turn.key]:
+            add(attribute, value, SAID_WEIGHT)
+        for item_id in turn.mentioned:
+            if item_id in self.items:
+                for attribute, values in self.items.attributes(item_id).items():
+                    for value in values[:3]:
+                        add(attribute, value, MENTIONED_WEIGHT)
+        if node.scores:
+            mean = sum(node.scores) / len(node.scores)
+            for item_id, score in zip(node.items, node.scores, strict=True):
+                if score >= mean:
+                    for attribute, values in self.items.attributes(item_id).items():
+                        for value in values[:3]:
+                            add(attribute, value, LIST_WEIGHT * score)
+        return weights
+
+    def critique(self, parents: Sequence[tuple[EvalTurn, Node]], n: int, seeds: Sequence[int]) -> list[list[Critique]]:
+        out = []
+        for (turn, node), seed in zip(parents, seeds, strict=True):
+            rng = random.Random(seed)
+            weights = self.candidates(turn, node)
+            # Weighted draw without replacement (Efraimidis-Spirakis keys), in a fixed order so the seed decides.
+            keyed = sorted(((rng.random() ** (1.0 / w), pair) for pair, w in sorted(weights.items())), reverse=True)
+            chosen = [pair for _, pair in keyed[:n]]
+            avoid = ()
+            if node.scores:
+                worst = min(range(len(node.items)), key=lambda i: (node.scores[i], i))
+                avoid = (node.items[worst],)
+            critiques = [self._say(turn, attribute, value, avoid) for attribute, value in chosen]
+            while len(critiques) < n:  # too few candidates: repeat them (the CRS samples anew) or ask plainly
+                critiques.append(critiques[len(critiques) % len(chosen)] if chosen else Critique(FALLBACK_CRITIQUE))
+            out.append(critiques)
+        return out
+
+    def _say(self, turn: EvalTurn, attribute: str, value: str, avoid: tuple[str, ...]) -> Critique:
+        like = next(
+            (m for m in turn.mentioned if m in self.items and value in self.items.attributes(m)[attribute]), None
+        )
+        text = f"{CRITIQUE_OPENING} {CRITIQUE_TEMPLATES[attribute].format(value=value)}"
+        if like is not None:
+            text += f", like {self.items.title(like)}"
+        text += "."
+        if avoid:
+            text += f" Nothing like {self.items.title(avoid[0])}."
+        return Critique(text, attribute, value, avoid)
+
+
+class ModelCritic(Critic):
+    """Eq. 3 critiques generated by a backend model (sampled); the first attribute value the text names is kept
+    as the critique's attribute."""
+
+    name = "model"
+
+    def __init__(
+        self,
+        backend: Backend,
+        items: ItemTable,
+        index: AttributeIndex | None = None,
+        temperature: float = 1.0,
+        max_new_tokens: int = 64,
+    ) -> None:
+        self.backend = backend
+        self.items = items
+        self.index = index or AttributeIndex(items)
+        self.params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=1.0)
+        self.empty = 0
+
+    def critique(self, parents: Sequence[tuple[EvalTurn, Node]], n: int, seeds: Sequence[int]) -> list[list[Critique]]:
+        requests = [
+            ChatRequest(messages=critique_messages(turn, self.items, node.items), seed=seed + j)
+            for (turn, node), seed in zip(parents, seeds, strict=True)
+            for j in range(n)
+        ]
+        replies = iter(self.backend.generate(requests, self.params))
+        out = []
+        for _ in parents:
+            critiques = []
+            for _ in range(n):
+                reply = next(replies)
+                text = " ".join(reply.text.split()) if reply.finish_reason != "error" else ""
+                if not text:
+                    self.empty += 1
+                    critiques.append(Critique(FALLBACK_CRITIQUE))
+                    continue
+                found = [(a, v) for a, v in self.index.find(text) if a in CRITIQUE_ATTRIBUTES]
+                attribute, value = found[0] if found else ("", "")
+                critiques.append(Critique(text, attribute, value))
+            out.append(critiques)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "model": self.backend.model_id, "empty_replies": self.empty}
+
+
+class SimulatedUser:
+    """A scorer and a critic; scores are cached per (turn, item), and ``scoring_passes`` counts those computed."""
+
+    def __init__(self, scorer: ItemScorer, critic: Critic) -> None:
+        self.scorer = scorer
+        self.critic = critic
+        self.cache: dict[tuple[str, str], float] = {}
+        self.scoring_passes = 0
+        self.critiques = 0
+
+    def score(self, pairs: Sequence[tuple[EvalTurn, str]]) -> list[float]:
+        """Scores of the pairs, in order; pairs not seen before are scored together in one scorer call."""
+        todo: dict[tuple[str, str], tuple[EvalTurn, str]] = {}
+        for turn, item in pairs:
+            if (turn.key, item) not in self.cache:
+                todo.setdefault((turn.key, item), (turn, item))
+        if todo:
+            scores = self.scorer.score(list(todo.values()))
+            self.cache.update(zip(todo, scores, strict=True))
+            self.scoring_passes += len(todo)
+        return [self.cache[(turn.key, item)] for turn, item in pairs]
+
+    def critique(self, parents: Sequence[tuple[EvalTurn, Node]], n: int, seeds: Sequence[int]) -> list[list[Critique]]:
+        found = self.critic.critique(parents, n, seeds)
+        self.critiques += sum(map(len, found))
+        return found
+
+    def forget(self, turns: Sequence[EvalTurn]) -> None:
+        """Drops the cached scores of finished turns (a long run would otherwise keep them all)."""
+        keys = {t.key for t in turns}
+        self.cache = {k: v for k, v in self.cache.items() if k[0] not in keys}
+        if hasattr(self.scorer, "forget"):
+            self.scorer.forget(turns)
+
+    def describe(self) -> dict[str, Any]:
+        return {"scorer": self.scorer.describe(), "critic": self.critic.describe()}

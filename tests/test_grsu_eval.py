@@ -1,0 +1,262 @@
+"""crs-eval end to end on real records: iEvaLM's ReDial turns and INSPIRED dialogues built with `crsdata build`,
+the search with the tiny test model as CRS and simulated user, resume, results and card, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from crsdata.cli import main
+from crsdata.errors import BadInputError
+from crsdata.grsu import CrsEvalConfig, load_eval_set, run_crs_eval
+from crsdata.grsu.report import METRIC_KEYS
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REDIAL = DATA / "redial"
+CATALOG = REDIAL / "redial__id2info.json"
+INSPIRED = DATA / "inspired"
+pytestmark = pytest.mark.skipif(not CATALOG.is_file(), reason=f"ReDial data not found under {REDIAL}")
+
+
+def build(args: list[str]) -> None:
+    assert main(["build", *args]) == 0
+
+
+@pytest.fixture(scope="module")
+def redial_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 60 test and 30 validation turns of iEvaLM's files, built with the whole ReDial catalog."""
+    root = tmp_path_factory.mktemp("redial-eval")
+    for name, lines in (("test", 60), ("valid", 30)):
+        source = REDIAL / f"redial_eval__{name}_data_processed.jsonl"
+        head = source.read_text(encoding="utf-8").splitlines()[:lines]
+        (root / f"sample_{name}_data_processed.jsonl").write_text("\n".join(head) + "\n", encoding="utf-8")
+    out = root / "built"
+    build(
+        [
+            "redial-eval",
+            "--input",
+            str(root / "sample_test_data_processed.jsonl"),
+            "--input",
+            str(root / "sample_valid_data_processed.jsonl"),
+            "--catalog",
+            str(CATALOG),
+            "--out",
+            str(out),
+        ]
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def inspired_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("inspired") / "built"
+    tsv = [str(INSPIRED / "test.tsv"), str(INSPIRED / "dev.tsv")]
+    build(["inspired", "--input", tsv[0], "--input", tsv[1], "--catalog", str(CATALOG), "--out", str(out)])
+    return out
+
+
+def test_turn_samples_keep_new_targets_only(redial_folder: Path) -> None:
+    eval_set = load_eval_set(redial_folder, "test")
+    assert eval_set.kind == "turn samples" and eval_set.source_name == "redial-eval"
+    assert eval_set.records == 60 and eval_set.eligible + sum(eval_set.skipped.values()) == 60
+    turn = next(t for t in eval_set.turns if t.key == "20001-3")
+    # Police Academy (1984) was named earlier: only its sequel is left to predict.
+    assert turn.targets == ("94688",) and "151656" in turn.mentioned
+    assert turn.context[0] == ("user", "Hi I am looking for a movie like Super Troopers (2001)")
+    assert eval_set.skipped["targets-already-mentioned"] > 0
+    sample = load_eval_set(redial_folder, "test", n=5, seed=3)
+    assert [t.key for t in sample.turns] == [t.key for t in load_eval_set(redial_folder, "test", n=5, seed=3).turns]
+    assert len(sample.turns) == 5 and sample.eligible == eval_set.eligible
+
+
+@pytest.mark.skipif(not (INSPIRED / "test.tsv").is_file(), reason="INSPIRED data not found")
+def test_recommendation_turns_of_whole_dialogues(inspired_folder: Path) -> None:
+    eval_set = load_eval_set(inspired_folder, "test")
+    assert eval_set.kind == "dialogues" and eval_set.source_name == "inspired"
+    assert 100 < len(eval_set.turns) < 292  # 292 recommender turns name a movie; some have nothing new or linkable
+    assert eval_set.skipped["targets-not-in-catalog"] > 0 and eval_set.skipped["targets-already-mentioned"] > 0
+    for turn in eval_set.turns:
+        assert turn.targets and not set(turn.targets) & set(turn.mentioned)
+        assert all(t in eval_set.items for t in turn.targets)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny test model, reading 2,048 positions: its byte-level vocabulary of 384 spends a token on every few
+    characters, so GRSU's prompts run past its default 512. Its rotary positions are not learnt: only the limit
+    changes."""
+    from fixtures.tiny_models import build_tiny_chat_model
+
+    folder = build_tiny_chat_model(tmp_path_factory.mktemp("tiny-2048"))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 2048}))
+    return folder
+
+
+def tiny_config(folder: Path, out: Path, model: Path, **changes: object) -> CrsEvalConfig:
+    settings = dict(
+        source=folder,
+        out=out,
+        crs="llm",
+        protocol="grsu",
+        n=3,
+        crs_model=str(model),
+        scorer_model=str(model),
+        list_size=3,
+        zero_shot_size=10,  # the tiny model never stops early: 50 titles would be 800 tokens
+        context_chars=600,
+        batch_turns=2,
+        bootstrap=50,
+        progress=False,
+    )
+    settings.update(changes)
+    return CrsEvalConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(redial_folder: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return {"out": out, "results": run_crs_eval(tiny_config(redial_folder, out, tiny_model))}
+
+
+def test_search_on_real_turns_with_the_tiny_model(tiny_run: dict, redial_folder: Path) -> None:
+    results, out = tiny_run["results"], tiny_run["out"]
+    assert results["n_turns"] == 3 and results["protocol"] == "grsu" and results["dataset"] == "ReDial"
+    for key in (*METRIC_KEYS, "n_turns", "crs_calls", "scoring_passes"):
+        assert key in results
+    assert json.loads((out / "results.json").read_text())["recall@10"] == results["recall@10"]
+    # B = N = 2, D = 2: 4 lists from the conversation, then 2 kept x 2 critiques, per turn.
+    assert results["search"]["lists_per_turn"] == 8 and results["crs_calls"] == 24
+    assert results["zero_shot"]["crs_calls"] == 3 and results["critiques"] == 3 * 4
+    records = [json.loads(line) for line in (out / "turns.jsonl").read_text().splitlines()]
+    turns = {t.key: t for t in load_eval_set(redial_folder, "test", n=3).turns}
+    assert [r["key"] for r in records] == list(turns)
+    for record in records:
+        turn = turns[record["key"]]
+        lists = record["lists"]
+        assert [node["depth"] for node in lists] == [1, 1, 1, 1, 2, 2, 2, 2]
+        kept = {node["parent"] for node in lists[4:]}
+        rewards = {node["id"]: node["reward"] if node["reward"] is not None else -1 for node in lists[:4]}
+        assert kept == set(sorted(rewards, key=lambda i: (-rewards[i], i))[:2])  # the two best of depth 1
+        scored = {i for node in lists for i in node["items"]}
+        assert record["scoring_passes"] == len(scored)
+        assert set(record["ranking"]) <= scored and record["scores"] == sorted(record["scores"], reverse=True)
+        mentioned = set(turn.mentioned)
+        assert not mentioned & (set(record["ranking"]) | set(record["zero_shot"]) | scored)
+    card = (out / "README.md").read_text()
+    assert "| recall@10 |" in card and "## Example" in card and "paper GRSU" in card
+    assert "crsdata crs-eval --source" in card and "--crs llm" in card
+
+
+def test_resume_after_a_kill_gives_the_same_results(tiny_run: dict, redial_folder: Path, tiny_model: Path) -> None:
+    out = tiny_run["out"]
+    lines = (out / "turns.jsonl").read_text().splitlines()
+    # A kill during the second batch: one full line, then a line cut in the middle.
+    (out / "turns.jsonl").write_text(lines[0] + "\n" + lines[1][:40])
+    resumed = run_crs_eval(tiny_config(redial_folder, out, tiny_model))
+    assert resumed["resumed_turns"] == 1
+    before = [json.loads(line) for line in lines]
+    after = [json.loads(line) for line in (out / "turns.jsonl").read_text().splitlines()]
+    # The same lists, critiques and rankings; scores agree to float32 noise (the batches of the forward passes
+    # differ: turn 3 was scored beside turn 2 this time).
+    for old, new in zip(before, after, strict=True):
+        assert new["scores"] == pytest.approx(old["scores"], abs=1e-5)
+        for node in old["lists"] + new["lists"]:
+            node["reward"] = round(node["reward"], 4) if node["reward"] is not None else None
+        assert {**new, "scores": None} == {**old, "scores": None}
+    for key in (*METRIC_KEYS, "crs_calls", "scoring_passes"):
+        assert resumed[key] == tiny_run["results"][key]
+
+
+def test_other_settings_in_the_same_out_are_refused(tiny_run: dict, redial_folder: Path, tiny_model: Path) -> None:
+    with pytest.raises(BadInputError, match="depth.*other settings"):
+        run_crs_eval(tiny_config(redial_folder, tiny_run["out"], tiny_model, depth=1))
+
+
+def test_zero_shot_protocol_and_source_card(redial_folder: Path, tiny_model: Path, tmp_path: Path) -> None:
+    config = tiny_config(
+        redial_folder, tmp_path / "zs", tiny_model, crs="popularity", protocol="zero-shot", update_card=True
+    )
+    results = run_crs_eval(config)
+    assert results["crs_calls"] == 3 and results["scoring_passes"] == 0 and "grsu" not in results
+    assert results["recall@10"] == results["zero_shot"]["recall@10"]
+    card = (redial_folder / "README.md").read_text()
+    assert card.count("## Interactive evaluation (GRSU)") == 1 and "zero-shot (test, 3 turns)" in card
+    run_crs_eval(
+        tiny_config(
+            redial_folder, tmp_path / "zs2", tiny_model, crs="popularity", protocol="zero-shot", update_card=True
+        )
+    )
+    assert (redial_folder / "README.md").read_text().count("## Interactive evaluation (GRSU)") == 1
+
+
+def test_popularity_counts_a_training_side_split(redial_folder: Path, tiny_model: Path, tmp_path: Path) -> None:
+    config = tiny_config(redial_folder, tmp_path / "pop", tiny_model, crs="popularity", depth=1)
+    results = run_crs_eval(config)  # test evaluated: validation counted
+    assert "(validation, " in results["crs_details"]["popularity_from"]
+    assert results["search"]["lists_per_turn"] == 4
+    same = tiny_config(redial_folder, tmp_path / "pop2", tiny_model, crs="popularity", popularity_split="test")
+    with pytest.raises(BadInputError, match="is the one evaluated"):
+        run_crs_eval(same)
+
+
+def cli_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(["crs-eval", *args]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("crsdata crs-eval: error: ")
+    return err[0]
+
+
+@pytest.mark.skipif(not (INSPIRED / "test.tsv").is_file(), reason="INSPIRED data not found")
+def test_bad_folders_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tsv = str(INSPIRED / "test.tsv")
+    build(["inspired", "--input", tsv, "--out", str(tmp_path / "no-catalog")])
+    movielens = DATA / "movielens-latest-small" / "movies.csv"
+    build(["inspired", "--input", tsv, "--catalog", str(movielens), "--out", str(tmp_path / "genres-only")])
+    capsys.readouterr()
+    base = ["--crs", "popularity", "--protocol", "grsu", "--out", str(tmp_path / "out")]
+    error = cli_error(["--source", str(tmp_path / "no-catalog"), *base], capsys)
+    assert "no 'items' config" in error
+    error = cli_error(["--source", str(tmp_path / "genres-only"), *base], capsys)
+    assert "no item of the catalog has actor, writer, director" in error
+    error = cli_error(["--source", str(tmp_path / "missing"), *base], capsys)
+    assert "no such folder" in error
+
+
+def test_a_folder_without_new_targets_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    turn = {"dialog_id": "9", "turn_id": 1, "context": ["I loved Alien (1979)"], "entity": ["Alien (1979)"]}
+    (tmp_path / "x_test_data_processed.jsonl").write_text(json.dumps({**turn, "rec": ["Alien (1979)"]}) + "\n")
+    folder = tmp_path / "built"
+    build(
+        [
+            "redial-eval",
+            "--input",
+            str(tmp_path / "x_test_data_processed.jsonl"),
+            "--catalog",
+            str(CATALOG),
+            "--out",
+            str(folder),
+        ]
+    )
+    capsys.readouterr()
+    error = cli_error(
+        ["--source", str(folder), "--crs", "retrieval", "--protocol", "zero-shot", "--out", str(tmp_path / "out")],
+        capsys,
+    )
+    assert "no turn has ground-truth items" in error and "targets-already-mentioned: 1" in error
+
+
+@pytest.mark.slow
+def test_cli_default_scorer_with_minilm(
+    redial_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default simulated user (all-MiniLM-L6-v2 from its wheel) with the popularity CRS, through the CLI."""
+    out = tmp_path / "cli"
+    args = ["--source", str(redial_folder), "--crs", "popularity", "--protocol", "grsu", "--n", "5", "--out", str(out)]
+    assert main(["crs-eval", *args, "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "recall@10" in printed and "crs_calls 40" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["user"]["scorer"]["name"] == "embedding" and results["n_turns"] == 5

@@ -1,0 +1,110 @@
+"""Consumer round trip through a real Hub-API server: publish two versions each of a dataset, a model and a
+metric Space into LocalHub's git repositories, serve them read-only with olah on 127.0.0.1, and load every tag
+back in a separate process, by repo id and revision only, as a user would:
+
+- ``load_dataset("crs/redial", "dialogues", revision=tag)`` gives that tag's rows (v0.1.0: 4 rows in 2 shards,
+  v0.2.0: 3 other rows in 1 shard, so shards left over from v0.1.0 would break v0.2.0), and ``items`` loads;
+- ``AutoModelForCausalLM.from_pretrained("crs/tiny", revision=tag)`` gives that tag's weights;
+- ``evaluate.load("crs/distinct_n", revision=tag)`` gives the examples' numbers, in a process without crsdata.
+
+The server runs for this module only and is stopped by its PID, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fixtures import olah_server
+from fixtures.local_hub import LocalHub
+from fixtures.publishable import dataset_folder, model_folder
+
+from crsdata.export_metric import mismatches
+from crsdata.publish import publish
+
+ROOT = Path(__file__).resolve().parents[1]
+CONSUMER = Path(__file__).resolve().parent / "fixtures" / "hub_consumer.py"
+TAGS = ("v0.1.0", "v0.2.0")
+DIALOGUES = {"v0.1.0": ["d0", "d1", "d2", "d3"], "v0.2.0": ["e0", "e1", "e2"]}
+ITEMS = {"v0.1.0": ["7", "8"], "v0.2.0": ["7", "8", "9"]}
+
+
+@pytest.fixture(scope="session")
+def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Publishes everything into one LocalHub, serves it with olah, runs the consumer once; returns its answers
+    by request name."""
+    work = tmp_path_factory.mktemp("hub-roundtrip")
+    hub = LocalHub(work / "mirrors")
+    publish(
+        dataset_folder(work / "ds1", "0.1.0", 4, shard_rows=2, items=ITEMS["v0.1.0"]),
+        "crs/redial",
+        tag="v0.1.0",
+        client=hub,
+    )
+    publish(
+        dataset_folder(work / "ds2", "0.2.0", 3, prefix="e", items=ITEMS["v0.2.0"]),
+        "crs/redial",
+        tag="v0.2.0",
+        client=hub,
+    )
+    models = {tag: model_folder(work / f"model-{tag}", tag[1:], seed=seed) for seed, tag in enumerate(TAGS)}
+    for tag, folder in models.items():
+        publish(folder, "crs/tiny", tag=tag, client=hub)
+    for tag in TAGS:
+        publish(ROOT / "metrics" / "distinct_n", "crs/distinct_n", tag=tag, client=hub, verify=False)
+
+    requests: dict[str, dict[str, Any]] = {}
+    for tag in TAGS:
+        for config in ("dialogues", "items"):
+            requests[f"{config}@{tag}"] = {"dataset": "crs/redial", "config": config, "revision": tag}
+        requests[f"model@{tag}"] = {"model": "crs/tiny", "revision": tag, "local": str(models[tag])}
+        requests[f"metric@{tag}"] = {
+            "metric": "crs/distinct_n",
+            "revision": tag,
+            "examples": str(ROOT / "metrics" / "distinct_n" / "examples.json"),
+        }
+    spec = work / "requests.json"
+    spec.write_text(json.dumps(list(requests.values())), encoding="utf-8")
+    with olah_server.serve(work / "mirrors", work / "olah") as endpoint:
+        done = subprocess.run(
+            [sys.executable, str(CONSUMER), str(spec)],
+            cwd=work,
+            env=olah_server.consumer_env(endpoint, work / "consumer-hf-home"),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("CONSUMER-ANSWERS ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    answers = dict(zip(requests, json.loads(lines[-1].removeprefix("CONSUMER-ANSWERS ")), strict=True))
+    return {"answers": answers, "models": models}
+
+
+def _answer(published: dict[str, Any], name: str) -> dict[str, Any]:
+    answer = published["answers"][name]
+    assert "error" not in answer, f"{name}:\n{answer.get('error')}"
+    return answer
+
+
+@pytest.mark.parametrize("tag", TAGS)
+def test_each_dataset_tag_loads_its_own_rows(published: dict[str, Any], tag: str) -> None:
+    assert _answer(published, f"dialogues@{tag}")["splits"] == {"test": DIALOGUES[tag]}
+    assert _answer(published, f"items@{tag}")["splits"] == {"train": ITEMS[tag]}
+
+
+def test_each_model_tag_loads_its_own_weights(published: dict[str, Any]) -> None:
+    first, second = (_answer(published, f"model@{tag}") for tag in TAGS)
+    assert first["class"] == second["class"] == "LlamaForCausalLM"
+    assert first["equal_to_local"] and second["equal_to_local"]
+    assert first["checksum"] != second["checksum"]  # seeds 0 and 1: v0.2.0 is not v0.1.0 served again
+
+
+@pytest.mark.parametrize("tag", TAGS)
+def test_metric_space_loads_with_evaluate_without_crsdata(published: dict[str, Any], tag: str) -> None:
+    answer = _answer(published, f"metric@{tag}")
+    entry = {"error": None, "cases": answer["cases"], "app": "Blocks"}  # the app is checked in test_export_metric
+    assert mismatches(ROOT / "metrics" / "distinct_n", entry) == []
