@@ -256,7 +256,7 @@ def embedded_hub_id(name: str | Path) -> str:
 
 
 def _adapter_sha256(folder: Path) -> str:
-    from crsdata.readers import sha256_file
+    from crsdata.fileio import sha256_file
 
     return sha256_file(folder / ADAPTER_WEIGHTS)
 
