@@ -196,11 +196,11 @@ def test_embedded_registry_defaults_styles_and_merge(tiny_model_dir: Path, tmp_p
     assert embedded.embedded_style("embedded") == "instruct" and embedded.embedded_style("Embedded-Base") == "instruct"
     assert embedded.embedded_style(embedded.USER_SIMULATOR) == "finetuned"
     assert embedded.embedded_style(tmp_path) is None
-    assert embedded.default_model("recllmsim", "user") == embedded.BASE_MODEL
-    # Without its adapter in the package, a role falls back to the zero-shot base.
+    assert embedded.embedded_model("base") == embedded.EMBEDDED_MODELS[embedded.BASE_MODEL]
+    # Without its adapter in the package, a default falls back to the zero-shot base.
     monkeypatch.setitem(embedded.EMBEDDED_MODELS, "missing", embedded.EmbeddedModel("missing", "finetuned", "nowhere"))
-    monkeypatch.setitem(embedded.DEFAULT_MODELS, "test-kind", {"user": "missing"})
-    assert embedded.default_model("test-kind", "user") == embedded.BASE_MODEL
+    assert embedded.shipped_or_base("missing") == embedded.BASE_MODEL
+    assert embedded.shipped_or_base(embedded.BASE_MODEL) == embedded.BASE_MODEL
 
     # A trained adapter merges into a plain folder that the local backend loads; the merge is cached.
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -220,23 +220,31 @@ def test_embedded_registry_defaults_styles_and_merge(tiny_model_dir: Path, tmp_p
     assert backend.model.config.num_hidden_layers == 2
 
 
-def test_simulation_models_default_to_the_shipped_pair_in_their_style(tmp_path: Path) -> None:
+def test_interplay_defaults_to_the_shipped_pair_in_their_style(tmp_path: Path) -> None:
+    """The kinds registry declares the defaults: Interplay's roles get the shipped fine-tuned simulators and the
+    finetuned layout, RecLLMSim the base; a named model or --prompt-style wins."""
     from crsdata.backends import embedded
+    from crsdata.simulate.interplay import InterplayOptions, InterplaySimulation
+    from crsdata.simulate.job import SimulateConfig
 
-    shipped = all(
-        embedded._available(embedded.EMBEDDED_MODELS[n]) for n in embedded.DEFAULT_MODELS["interplay"].values()
-    )
+    shipped = all(embedded._available(embedded.EMBEDDED_MODELS[n]) for n in InterplaySimulation.default_models.values())
     assert shipped, "the fine-tuned adapters ship in models/<recipe>/adapter/"
-    models, style = embedded.simulation_models("interplay", {"user": None, "recommender": None})
-    assert models == {"user": embedded.USER_SIMULATOR, "recommender": embedded.RECOMMENDER_SIMULATOR}
-    assert style == "finetuned"
-    assert embedded.simulation_models("interplay", {"user": None, "recommender": None}, "instruct")[1] == "instruct"
-    models, style = embedded.simulation_models("recllmsim", {"user": None, "recommender": None})
-    assert models == {"user": embedded.BASE_MODEL, "recommender": embedded.BASE_MODEL} and style == "instruct"
+
+    def config(kind: str, **kwargs) -> SimulateConfig:
+        return SimulateConfig(kind=kind, source="x", n=1, out=tmp_path / "o", **kwargs)
+
+    default = config("interplay")
+    assert (default.user_model, default.recommender_model) == (embedded.USER_SIMULATOR, embedded.RECOMMENDER_SIMULATOR)
+    assert default.options.prompt_style == "finetuned"
+    assert config("interplay", options=InterplayOptions(prompt_style="instruct")).options.prompt_style == "instruct"
+    base = config("interplay", user_model="base", recommender_model="base")
+    assert base.options.prompt_style == "instruct"
+    recllmsim = config("recllmsim")
+    assert recllmsim.user_model == recllmsim.recommender_model == embedded.BASE_MODEL
     # A folder written by an Interplay recipe reads the finetuned layout; mixed roles get a style each.
     (tmp_path / "crsdata.json").write_text(json.dumps({"kind": "model", "recipe": "user-simulator"}))
-    _, style = embedded.simulation_models("interplay", {"user": str(tmp_path), "recommender": "embedded"})
-    assert style == {"user": "finetuned", "recommender": "instruct"}
+    mixed = config("interplay", user_model=str(tmp_path), recommender_model="embedded")
+    assert mixed.options.prompt_style == {"user": "finetuned", "recommender": "instruct"}
 
 
 @pytest.mark.slow

@@ -9,12 +9,12 @@ The cache root is ``$CRSDATA_CACHE`` when set, else ``~/.cache/crsdata``; the mo
 ``<root>/models/smollm2-135m-instruct``.
 
 **Named embedded models** (:data:`EMBEDDED_MODELS`): the zero-shot base (``smollm2-135m-instruct``, also
-``embedded``, ``base``, ``embedded-base`` or ``smollm2``) and simulators fine-tuned from it by the crsdata recipes, each a
-LoRA adapter of a few MB shipped inside the package (``crsdata/models/<recipe>/adapter/``). An adapter is merged
-into the base weights once, into ``<root>/models/<name>-<adapter sha256 prefix>``, so every backend loads a
-plain model (the local backend's key/value-state code runs unchanged) and a fresh install needs nothing but
-the two wheels. Each entry knows the prompt style it was made for (:func:`embedded_style`); the
-simulations' default models per role are :data:`DEFAULT_MODELS`.
+``embedded``, ``base``, ``embedded-base`` or ``smollm2``) and simulators fine-tuned from it by the crsdata
+recipes, each a LoRA adapter of a few MB shipped inside the package (``crsdata/models/<recipe>/adapter/``). An
+adapter is merged into the base weights once, into ``<root>/models/<name>-<adapter sha256 prefix>``, so every
+backend loads a plain model (the local backend's key/value-state code runs unchanged) and a fresh install needs
+nothing but the two wheels. Each entry knows the prompt style it was made for (:func:`embedded_style`); a
+simulation kind names its default models in ``default_models`` (:class:`crsdata.simulate.base.Simulation`).
 """
 
 from __future__ import annotations
@@ -212,10 +212,6 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         ),
     )
 }
-# The model each role of a simulation kind gets when the command names none; kinds not listed get the base.
-DEFAULT_MODELS: dict[str, dict[str, str]] = {
-    "interplay": {"user": USER_SIMULATOR, "recommender": RECOMMENDER_SIMULATOR},
-}
 
 
 def embedded_model(name: str | Path) -> EmbeddedModel | None:
@@ -236,12 +232,11 @@ def _available(model: EmbeddedModel) -> bool:
     return not model.adapter or (adapter_folder(model) / ADAPTER_WEIGHTS).is_file()
 
 
-def default_model(kind: str, role: str) -> str:
-    """The model name ``role`` of simulation ``kind`` uses by default: its fine-tuned simulator when the package
-    ships one, else the zero-shot base."""
-    name = DEFAULT_MODELS.get(kind, {}).get(role, BASE_MODEL)
-    model = EMBEDDED_MODELS[name]
-    return name if _available(model) else BASE_MODEL
+def shipped_or_base(name: str) -> str:
+    """``name`` when it is the base or a fine-tuned model whose adapter this install ships, else the zero-shot
+    base (a checkout that has not trained it). Simulation kinds name their default models through this."""
+    model = embedded_model(name)
+    return name if model is not None and _available(model) else BASE_MODEL
 
 
 def embedded_style(name: str | Path) -> str | None:
@@ -335,16 +330,3 @@ def prompt_style_of(name: str | Path) -> str | None:
     except (OSError, ValueError):
         return None
     return "finetuned" if metadata.get("recipe") in FINETUNED_RECIPES else None
-
-
-def simulation_models(
-    kind: str, models: dict[str, str | None], style: str | None = None
-) -> tuple[dict[str, str], str | dict[str, str]]:
-    """The model of each role (:func:`default_model` where none is given) and the prompt style: ``style`` when
-    given, else each model's own (:func:`prompt_style_of`; ``instruct`` when unknown), one name when the roles
-    agree."""
-    chosen = {role: name or default_model(kind, role) for role, name in models.items()}
-    if style:
-        return chosen, style
-    styles = {role: prompt_style_of(name) or "instruct" for role, name in chosen.items()}
-    return chosen, next(iter(styles.values())) if len(set(styles.values())) == 1 else styles

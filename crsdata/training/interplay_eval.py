@@ -238,16 +238,17 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from crsdata.backends.embedded import BASE_MODEL, default_model, prompt_style_of
+    from crsdata.backends.embedded import BASE_MODEL, prompt_style_of
     from crsdata.backends.local import LocalBackend
+    from crsdata.simulate.interplay import InterplaySimulation
     from crsdata.training.data import load_data_folder
     from crsdata.training.interplay import folders_catalog
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--data", required=True, help="built folder holding the held-out split (never trained on)")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--user-model", default=default_model("interplay", "user"))
-    parser.add_argument("--recommender-model", default=default_model("interplay", "recommender"))
+    parser.add_argument("--user-model", default=InterplaySimulation.default_model(Role.USER.value))
+    parser.add_argument("--recommender-model", default=InterplaySimulation.default_model(Role.RECOMMENDER.value))
     parser.add_argument("--base", default=BASE_MODEL, help="the zero-shot model both roles are compared with")
     parser.add_argument("--dialogues", type=int, default=40, help="held-out dialogues replayed to the user")
     parser.add_argument("--turns", type=int, default=60, help="held-out recommendation turns for the recommender")
