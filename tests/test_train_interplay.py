@@ -253,6 +253,7 @@ def test_simulate_with_no_model_options_runs_the_fine_tuned_pair(tmp_path: Path)
     import datasets
 
     from crsdata.schema import load_extra
+    from crsdata.training.interplay_eval import dialogue_figures
 
     test = _head(REDIAL / "official" / "test_data.jsonl", tmp_path / "redial_test.jsonl", 30)
     folder = tmp_path / "redial"
@@ -261,8 +262,12 @@ def test_simulate_with_no_model_options_runs_the_fine_tuned_pair(tmp_path: Path)
     out = tmp_path / "sim"
     assert main(["simulate", "interplay", "--source", str(folder), "--n", "4", "--max-turns", "6", "--out", str(out),
                  "--no-progress"]) == 0  # fmt: skip
-    records = datasets.load_dataset(str(out), "dialogues", split="train").to_list()
+    records = datasets.load_dataset(str(out), "dialogues", split="test").to_list()  # the source's one split
     assert len(records) == 4
+    figures = dialogue_figures(str(out), "test")
+    assert figures["dialogues"] == 4 and figures["turns"] == sum(len(r["turns"]) for r in records)
+    assert figures["accepts"] == sum(r["outcome"]["end_reason"] == "accept" for r in records)
+    assert 0 <= figures["repeated_turns"] <= 1 and 0 <= figures["parse_rate"] <= 1
     for record in records:
         assert "interplay-user" in record["provenance"]["user_model"]
         assert "interplay-recommender" in record["provenance"]["recommender_model"]

@@ -199,30 +199,41 @@ EVALUATIONS: dict[str, RoleEvaluation] = {
 def self_play(
     source: str, split: str, models: dict[str, str], out: str, *, n: int, max_turns: int, seed: int, threads: int
 ) -> dict[str, float]:
-    """``crsdata simulate interplay`` with the pair (each in its own prompt style), then what its dialogues show:
-    the share ending in an accept, the share of generated turns parsed without repair (failed generations
-    count), and the share of turns that repeat an earlier turn of the same speaker (similarity >= 0.9)."""
-    import datasets
-
+    """``crsdata simulate interplay`` with the pair (each in its own prompt style), then
+    :func:`dialogue_figures` of what it wrote."""
     from crsdata.cli import main as cli
-    from crsdata.schema import load_extra
-    from crsdata.simulate.filters import repetition
 
     args = ["simulate", "interplay", "--source", source, "--split", split, "--n", str(n), "--out", out]
     args += ["--user-model", models[Role.USER.value], "--recommender-model", models[Role.RECOMMENDER.value]]
     args += ["--max-turns", str(max_turns), "--seed", str(seed), "--no-progress", "--threads", str(threads)]
     if cli(args) != 0:
         raise RuntimeError(f"crsdata {' '.join(args)} failed")
-    records = datasets.load_dataset(out, "dialogues", split=split).to_list()
+    return dialogue_figures(out, split)
+
+
+def dialogue_figures(folder: str, split: str) -> dict[str, float]:
+    """What a folder of simulated Interplay dialogues shows: the share ending in an accept, the share of
+    generated turns parsed without repair (failed generations count), the share of turns that repeat an earlier
+    turn of the same speaker (:func:`crsdata.simulate.filters.repetition`, similarity >= 0.9), mean turns."""
+    import datasets
+
+    from crsdata.schema import load_extra
+    from crsdata.simulate.filters import repetition
+
+    records = datasets.load_dataset(folder, "dialogues", split=split).to_list()
     turns = sum(len(r["turns"]) for r in records)
     counters = [load_extra(r["extra"]).get("counters", {}) for r in records]
     failures = sum(c.get("parse_failures", 0) for c in counters)
     repairs = sum(c.get("repairs", 0) for c in counters)
     repeated = sum(len(repetition(r["turns"])) for r in records)
+    accepts = sum(r["outcome"]["end_reason"] == "accept" for r in records)
     return {
-        "accept_rate": sum(r["outcome"]["end_reason"] == "accept" for r in records) / max(len(records), 1),
+        "accept_rate": accepts / max(len(records), 1),
+        "accepts": accepts,
         "parse_rate": (turns - repairs) / max(turns + failures, 1),
         "repeated_turns": repeated / max(turns, 1),
+        "repeated": repeated,
+        "turns": turns,
         "mean_turns": turns / max(len(records), 1),
         "dialogues": len(records),
     }
