@@ -236,9 +236,10 @@ def test_interplay_defaults_to_the_shipped_pair_in_their_style(tmp_path: Path) -
     default = config("interplay")
     assert (default.user_model, default.recommender_model) == (embedded.USER_SIMULATOR, embedded.RECOMMENDER_SIMULATOR)
     assert default.options.prompt_style == "finetuned"
+    assert default.options.first_speaker == "user"  # ReDial's seeker opens; the recommender never learned to
     assert config("interplay", options=InterplayOptions(prompt_style="instruct")).options.prompt_style == "instruct"
     base = config("interplay", user_model="base", recommender_model="base")
-    assert base.options.prompt_style == "instruct"
+    assert base.options.prompt_style == "instruct" and base.options.first_speaker == "recommender"
     recllmsim = config("recllmsim")
     assert recllmsim.user_model == recllmsim.recommender_model == embedded.BASE_MODEL
     # A folder written by an Interplay recipe reads the finetuned layout; mixed roles get a style each.

@@ -10,7 +10,9 @@ request passes :func:`crsdata.simulate.leak.assert_no_target_leak` before it is 
 The loop
 - The recommender speaks first (``first_speaker="recommender"``), as in INSPIRED and in the PEARL-style
   dialogues Interplay trains on, where the recommender opens by greeting and asking; pass ``"user"`` for the
-  ReDial habit of the seeker opening. The roles then alternate.
+  ReDial habit of the seeker opening. The roles then alternate. ``crsdata simulate`` opens with the user when
+  the user model is a fine-tuned simulator (``--first-speaker``): crsdata's are trained on ReDial, where the
+  recommender never opens, and its recommender simulator cannot write an opening turn.
 - Each turn is parsed with :func:`crsdata.simulate.actions.parse_turn`. Recommended titles are linked to the
   catalog (``items`` of the turn; ``item_id`` empty when the catalog does not know the title).
 - With ``infer_actions=True`` a turn in plain text (no action markup) gets an action from its content instead of
@@ -102,6 +104,13 @@ class InterplayOptions(SimulationOptions):
         "when a turn has no recognisable <action> tag, infer the act from its text (never `accept`) instead of "
         "counting a parse failure; small instruction models such as the embedded SmolLM2 rarely write the tags. "
         "Inferred acts are counted as repairs in the card",
+    )
+    first_speaker: str | None = option(
+        None,
+        "who opens the dialogue (default: the user when the user model is a fine-tuned simulator, trained on ReDial "
+        "where the seeker opens and the recommender never does; else the recommender)",
+        choices=ROLES,
+        type=str,
     )
     catalog: list[Path] = option(
         help="item catalog to link recommended titles and describe targets: catalog files (id2info.json, "
@@ -205,10 +214,12 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         from crsdata.backends.embedded import prompt_style_of
 
         assert isinstance(options, InterplayOptions)
-        if options.prompt_style:
-            return
-        styles = {role: prompt_style_of(models[role]) or "instruct" for role in ROLES}
-        options.prompt_style = styles[ROLES[0]] if len(set(styles.values())) == 1 else styles
+        if not options.prompt_style:
+            styles = {role: prompt_style_of(models[role]) or "instruct" for role in ROLES}
+            options.prompt_style = styles[ROLES[0]] if len(set(styles.values())) == 1 else styles
+        if not options.first_speaker:
+            user_style = prompt_style_of(models[Role.USER.value])
+            options.first_speaker = Role.USER.value if user_style == "finetuned" else Role.RECOMMENDER.value
 
     @classmethod
     def constructor_options(cls, options: SimulationOptions, source: SimulationSource) -> dict[str, Any]:
@@ -217,6 +228,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "catalog": load_catalog(options.catalog, default_folder=source.name),
             "style": options.prompt_style or "instruct",
             "infer_actions": options.infer_actions,
+            "first_speaker": options.first_speaker or Role.RECOMMENDER.value,
         }
 
     def settings(self) -> dict[str, Any]:
