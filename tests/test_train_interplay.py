@@ -264,16 +264,18 @@ def test_simulate_with_no_model_options_runs_the_fine_tuned_pair(tmp_path: Path)
     assert main(["simulate", "interplay", "--source", str(folder), "--n", "4", "--max-turns", "6", "--out", str(out),
                  "--no-progress"]) == 0  # fmt: skip
     records = datasets.load_dataset(str(out), "dialogues", split="test").to_list()  # the source's one split
-    assert len(records) == 4
+    assert 1 <= len(records) <= 4  # a dialogue that ends before its first turn is dropped (counted in the card)
     figures = dialogue_figures(str(out), "test")
-    assert figures["dialogues"] == 4 and figures["turns"] == sum(len(r["turns"]) for r in records)
+    assert figures["dialogues"] == len(records) and figures["turns"] == sum(len(r["turns"]) for r in records)
     assert figures["accepts"] == sum(r["outcome"]["end_reason"] == "accept" for r in records)
     assert 0 <= figures["repeated_turns"] <= 1 and 0 <= figures["parse_rate"] <= 1
     for record in records:
         assert "interplay-user" in record["provenance"]["user_model"]
         assert "interplay-recommender" in record["provenance"]["recommender_model"]
         assert load_extra(record["extra"])["style"] == {"user": "finetuned", "recommender": "finetuned"}
-        assert record["turns"] and record["outcome"]["end_reason"] in ("accept", "max_turns")
+        assert record["turns"] and record["turns"][0]["role"] == "user"  # the fine-tuned user opens
+        assert record["outcome"]["end_reason"] in ("accept", "max_turns", "parse_error")
+    assert any(r["outcome"]["end_reason"] != "parse_error" for r in records)
 
 
 def test_held_out_records_never_include_a_training_record(tmp_path: Path) -> None:
