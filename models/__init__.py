@@ -14,6 +14,8 @@ from crsdata.training.recipe import Recipe
 # recipe name -> module holding its RECIPE; one line per recipe.
 RECIPES: dict[str, str] = {
     "intent-classifier": "crsdata.models.intent_classifier.recipe",
+    "user-simulator": "crsdata.models.user_simulator.recipe",
+    "recommender-simulator": "crsdata.models.recommender_simulator.recipe",
 }
 
 

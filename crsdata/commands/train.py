@@ -38,8 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
         sub.add_argument("--config", help="YAML file of config keys (over the recipe's config.yaml)")
         from crsdata.training import add_config_arguments
+        from crsdata.training.config import read_config_file
 
-        add_config_arguments(sub, recipe.config_class)
+        defaults = (
+            read_config_file(recipe.default_config, recipe.config_class) if recipe.default_config.is_file() else {}
+        )
+        add_config_arguments(sub, recipe.config_class, defaults=defaults)
         sub.set_defaults(func=run)
 
 

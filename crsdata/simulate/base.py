@@ -20,7 +20,9 @@ The step contract (instance methods; the run engine and any other executor drive
 
 Input and output hooks (class methods and instance methods with defaults)
     :meth:`~Simulation.load_source` (default: one split of a folder built by ``crsdata build``, records
-    filtered by :meth:`~Simulation.eligible`), :meth:`~Simulation.from_options` (the simulation for a run),
+    filtered by :meth:`~Simulation.eligible`), :meth:`~Simulation.default_model` (a role's model when the
+    command names none, from ``default_models``), :meth:`~Simulation.complete_options` (option defaults that
+    depend on those models), :meth:`~Simulation.from_options` (the simulation for a run),
     :meth:`~Simulation.settings` (its own settings that change dialogues, recorded in the run configuration),
     and for the output :meth:`~Simulation.drop_reason`, :meth:`~Simulation.outcome_rows`,
     :meth:`~Simulation.card_sections`, :meth:`~Simulation.plot_panels` and :meth:`~Simulation.export` (default:
@@ -160,6 +162,9 @@ class Simulation(ABC):
     # True: each source record starts at most one dialogue (a run stops at the end of the shuffled source instead
     # of drawing it again), as replay needs; False: records are reused once the source is exhausted.
     draws_each_record_once: ClassVar[bool] = False
+    # role -> the model a run uses when the command names none (a named embedded model, see
+    # crsdata.backends.embedded); roles not listed, and entries this install does not ship, get the zero-shot base.
+    default_models: ClassVar[dict[str, str]] = {}
 
     def __init__(self, backends: dict[str, Backend], params: dict[str, SamplingParams], max_turns: int) -> None:
         self.backends = backends
@@ -204,6 +209,20 @@ class Simulation(ABC):
         simulation = cls(backends, params, max_turns, **cls.constructor_options(options, source))
         simulation.options = options
         return simulation
+
+    @classmethod
+    def default_model(cls, role: str) -> str:
+        """The model ``role`` gets when the command names none: the kind's :attr:`default_models` entry when this
+        install ships it, else the embedded zero-shot base."""
+        from crsdata.backends.embedded import BASE_MODEL, shipped_or_base
+
+        return shipped_or_base(cls.default_models.get(role, BASE_MODEL))
+
+    @classmethod
+    def complete_options(cls, options: SimulationOptions, models: dict[str, str]) -> None:
+        """Fills, in place, options whose default depends on the models the roles run (a prompt style...);
+        called once the models are known, before the run configuration is made. Nothing by default."""
+        return None
 
     @classmethod
     def constructor_options(cls, options: SimulationOptions, source: SimulationSource) -> dict[str, Any]:

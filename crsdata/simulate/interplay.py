@@ -10,7 +10,9 @@ request passes :func:`crsdata.simulate.leak.assert_no_target_leak` before it is 
 The loop
 - The recommender speaks first (``first_speaker="recommender"``), as in INSPIRED and in the PEARL-style
   dialogues Interplay trains on, where the recommender opens by greeting and asking; pass ``"user"`` for the
-  ReDial habit of the seeker opening. The roles then alternate.
+  ReDial habit of the seeker opening. The roles then alternate. ``crsdata simulate`` opens with the user when
+  the user model is a fine-tuned simulator (``--first-speaker``): crsdata's are trained on ReDial, where the
+  recommender never opens, and its recommender simulator cannot write an opening turn.
 - Each turn is parsed with :func:`crsdata.simulate.actions.parse_turn`. Recommended titles are linked to the
   catalog (``items`` of the turn; ``item_id`` empty when the catalog does not know the title).
 - With ``infer_actions=True`` a turn in plain text (no action markup) gets an action from its content instead of
@@ -47,6 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingParams
+from crsdata.backends.embedded import RECOMMENDER_SIMULATOR, USER_SIMULATOR
 from crsdata.catalog import load_catalog
 from crsdata.schema import Action, EndReason, Role, item_ref, new_dialogue, new_turn
 from crsdata.seeds import derive_seed
@@ -56,6 +59,7 @@ from crsdata.simulate.leak import assert_no_target_leak
 from crsdata.simulate.persona import CatalogLike, Persona, all_target_titles, build_persona
 from crsdata.simulate.prompts import (
     FINETUNED_STOP,
+    PERSONA_QUOTES,
     STYLES,
     finetuned_prompt,
     instruct_messages,
@@ -86,17 +90,27 @@ def _with_stops(params: SamplingParams, stops: tuple[str, ...]) -> SamplingParam
 class InterplayOptions(SimulationOptions):
     """``crsdata simulate interplay`` options."""
 
-    prompt_style: str = option(
-        "instruct",
-        "instruct: chat prompts for instruction-tuned models (default); finetuned: the bare turn format of "
-        "simulators fine-tuned on it",
+    # None until the models are known: then the style each model was made for (complete_options); a str for
+    # both roles, or role -> style when they differ.
+    prompt_style: str | dict[str, str] | None = option(
+        None,
+        "instruct: chat prompts for instruction-tuned models; finetuned: the bare turn format of simulators "
+        "fine-tuned on it (default: the style each model was made for, instruct when unknown)",
         choices=STYLES,
+        type=str,
     )
     infer_actions: bool = option(
         False,
         "when a turn has no recognisable <action> tag, infer the act from its text (never `accept`) instead of "
         "counting a parse failure; small instruction models such as the embedded SmolLM2 rarely write the tags. "
         "Inferred acts are counted as repairs in the card",
+    )
+    first_speaker: str | None = option(
+        None,
+        "who opens the dialogue (default: the user when the user model is a fine-tuned simulator, trained on ReDial "
+        "where the seeker opens and the recommender never does; else the recommender)",
+        choices=ROLES,
+        type=str,
     )
     catalog: list[Path] = option(
         help="item catalog to link recommended titles and describe targets: catalog files (id2info.json, "
@@ -119,14 +133,25 @@ with reviews) and the target's attributes but not its title; the recommender kno
 Every turn is `<action><ACT></action><response>...</response>`. The card reports outcomes, the target-leak rate
 and parse repairs.
 
---source is a folder built by `crsdata build` whose records have target items (PEARL, ReDial, INSPIRED)."""
+--source is a folder built by `crsdata build` whose records have target items (PEARL, ReDial, INSPIRED).
+
+Models: by default the fine-tuned simulators shipped with crsdata (smollm2-135m-interplay-user and
+smollm2-135m-interplay-recommender: LoRA adapters of `crsdata train` over the wheel's SmolLM2-135M, in the
+finetuned prompt layout; docs/simulators.md compares them with the base). `base` (or `embedded`) names the
+zero-shot SmolLM2-135M-Instruct, which reads the instruct prompts and rarely writes the action tags
+(--infer-actions). A folder written by `crsdata train` runs as it is (its adapter merged into the base)."""
     examples = """\
 crsdata build redial --input ../shared/data/redial/redial__valid_data.jsonl --out out/redial \\
     --catalog ../shared/data/redial/redial__id2info.json
-crsdata simulate interplay --source out/redial --n 20 --out out/interplay-sim --infer-actions
+crsdata simulate interplay --source out/redial --n 20 --out out/interplay-sim
+crsdata simulate interplay --source out/redial --n 20 --out out/interplay-base \\
+    --user-model base --recommender-model base --infer-actions
 crsdata simulate interplay --source out/pearl --split test --n 100 --out out/interplay-sim \\
-    --user-model models/usersim --recommender-model models/recsim --prompt-style finetuned"""
+    --user-model out/user-simulator --recommender-model out/recommender-simulator"""
     default_max_turns = 12
+    # The fine-tuned simulators shipped with crsdata (LoRA adapters over the wheel's SmolLM2-135M, trained by
+    # `crsdata train user-simulator|recommender-simulator`); the zero-shot base stays available as `base`.
+    default_models = {Role.USER.value: USER_SIMULATOR, Role.RECOMMENDER.value: RECOMMENDER_SIMULATOR}
     output_source = SOURCE
     card_info = {
         "name": "crsdata simulate interplay",
@@ -183,12 +208,27 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         self.infer_actions = infer_actions
 
     @classmethod
+    def complete_options(cls, options: SimulationOptions, models: dict[str, str]) -> None:
+        """No --prompt-style: each role reads the layout its model was made for (``finetuned`` for the shipped
+        simulators and folders written by the Interplay recipes, else ``instruct``)."""
+        from crsdata.backends.embedded import prompt_style_of
+
+        assert isinstance(options, InterplayOptions)
+        if not options.prompt_style:
+            styles = {role: prompt_style_of(models[role]) or "instruct" for role in ROLES}
+            options.prompt_style = styles[ROLES[0]] if len(set(styles.values())) == 1 else styles
+        if not options.first_speaker:
+            user_style = prompt_style_of(models[Role.USER.value])
+            options.first_speaker = Role.USER.value if user_style == "finetuned" else Role.RECOMMENDER.value
+
+    @classmethod
     def constructor_options(cls, options: SimulationOptions, source: SimulationSource) -> dict[str, Any]:
         assert isinstance(options, InterplayOptions)
         return {
             "catalog": load_catalog(options.catalog, default_folder=source.name),
-            "style": options.prompt_style,
+            "style": options.prompt_style or "instruct",
             "infer_actions": options.infer_actions,
+            "first_speaker": options.first_speaker or Role.RECOMMENDER.value,
         }
 
     def settings(self) -> dict[str, Any]:
@@ -205,7 +245,8 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
     # -- contract ------------------------------------------------------------------------------------------
 
     def start(self, record: dict[str, Any], dialogue_id: str, seed: int) -> DialogueState:
-        persona = build_persona(record, self.catalog, n_watched=self.n_watched, seed=seed)
+        quotes = PERSONA_QUOTES[self.styles[Role.USER.value]]
+        persona = build_persona(record, self.catalog, n_watched=self.n_watched, seed=seed, quote_utterances=quotes)
         state = DialogueState(dialogue_id=dialogue_id, record=record, seed=seed)
         state.context = {
             "persona": persona.to_dict(),

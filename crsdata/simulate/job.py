@@ -38,10 +38,11 @@ DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 @dataclass
 class SimulateConfig:
-    """A simulation job. ``options`` are the kind's own (``None``: the kind's defaults); ``max_turns`` ``None``
-    takes the kind's default; ``threads`` ``None`` keeps torch's default (all cores; see
-    :mod:`crsdata.backends.threads` for why waiting threads should sleep); ``command`` is the command line
-    recorded in the card.
+    """A simulation job. ``options`` are the kind's own (``None``: the kind's defaults); a model ``None`` and
+    ``max_turns`` ``None`` take the kind's defaults (the models are filled in at construction, and the kind
+    completes its options from them: :meth:`~crsdata.simulate.base.Simulation.complete_options`); ``threads``
+    ``None`` keeps torch's default (all cores; see :mod:`crsdata.backends.threads` for why waiting threads should
+    sleep); ``command`` is the command line recorded in the card.
 
     Scale-out (README "Scaling out"): ``executor`` (``local``, ``slurm`` or ``ray``; ``None`` runs this process's
     engine) runs the job as ``tasks`` datatrove tasks, ``workers`` at once, against the server at ``backend`` (a
@@ -54,8 +55,8 @@ class SimulateConfig:
     n: int | None  # None: the kind's default_n (replay: every record of the split)
     out: Path
     options: SimulationOptions | None = None
-    user_model: str = "embedded"
-    recommender_model: str = "embedded"
+    user_model: str | None = None  # None: the kind's default (Simulation.default_model)
+    recommender_model: str | None = None
     backend: str = "local"
     threads: int | None = None
     kv_cache_mb: int = DEFAULT_PREFIX_CACHE_MB
@@ -89,6 +90,10 @@ class SimulateConfig:
             raise BadInputError("", "", "kind", f"unknown simulation {self.kind!r} ({', '.join(SIMULATIONS)})")
         if self.options is None:
             self.options = self.simulation_class.options_class()
+        kind = self.simulation_class
+        self.user_model = self.user_model or kind.default_model("user")
+        self.recommender_model = self.recommender_model or kind.default_model("recommender")
+        kind.complete_options(self.options, {"user": self.user_model, "recommender": self.recommender_model})
 
     @property
     def simulation_class(self) -> type[Simulation]:

@@ -13,7 +13,9 @@ A persona has the three parts of Interplay (section 3.3):
   few words (PEARL), else an opinion from the questionnaire's ``liked``; the user's own utterances about the
   item are quoted after it. When there are more than three, liked items the user talked about come first, then
   liked items, then the rest; within a tier the choice is a seeded shuffle, so a persona is reproducible from
-  (dialogue id, seed). The chosen items keep the record's order.
+  (dialogue id, seed). The chosen items keep the record's order. With ``quote_utterances=False`` the user's own
+  words are left out: a model trained on personas that quote the very dialogue it learns to write learns to copy
+  them (the ``finetuned`` prompt style builds its personas this way, in training and in simulation).
 - **target attributes**: the record's ``user_profile.target_attributes`` when present (PEARL). Otherwise a
   description of the first target item that the catalog knows: genres, decade, director, stars, keywords
   and plot.
@@ -153,9 +155,9 @@ def _history_candidates(record: Mapping[str, Any], targets: set[str]) -> dict[st
     return {k: c for k, c in found.items() if c.seen is True or (c.seen is None and c.utterances)}
 
 
-def _opinion(cand: _Candidate) -> str:
+def _opinion(cand: _Candidate, quote_utterances: bool = True) -> str:
     """The record's review when it says something (PEARL); else one from the questionnaire answer (ReDial's
-    profile has only "liked"). The user's own words about the item follow, quoted."""
+    profile has only "liked"). The user's own words about the item follow, quoted, with ``quote_utterances``."""
     if len(cand.review.split()) >= 4:
         opinion = cand.review.strip()
     elif cand.liked is True:
@@ -164,7 +166,7 @@ def _opinion(cand: _Candidate) -> str:
         opinion = "I did not like it."
     else:
         opinion = "I have seen it."
-    if cand.utterances:
+    if quote_utterances and cand.utterances:
         opinion += " I said: " + " / ".join(f'"{u}"' for u in cand.utterances[:2])
     return opinion
 
@@ -237,7 +239,12 @@ def describe_target(row: Mapping[str, Any]) -> str:
 
 
 def build_persona(
-    record: Mapping[str, Any], catalog: CatalogLike | None = None, *, n_watched: int = 3, seed: int = 0
+    record: Mapping[str, Any],
+    catalog: CatalogLike | None = None,
+    *,
+    n_watched: int = 3,
+    seed: int = 0,
+    quote_utterances: bool = True,
 ) -> Persona:
     """The persona of ``record``'s user (see the module doc); raises BadInputError when it cannot be built."""
     target_items = record.get("target_items") or []
@@ -285,7 +292,7 @@ def build_persona(
     for cand in _pick_watched(pool, n_watched, rng):
         title = display_title(catalog_row(catalog, cand.item_id), cand.title)
         if not names_target(title):
-            watched.append(WatchedItem(cand.item_id, title, _clip(scrub(_opinion(cand)))))
+            watched.append(WatchedItem(cand.item_id, title, _clip(scrub(_opinion(cand, quote_utterances)))))
 
     general = scrub(profile.get("general_preferences") or "")
     if not general.strip():

@@ -24,15 +24,18 @@ The example recommendation uses an invented title so that no real movie is plant
 
 - Lines end with ``\\n``; the prompt ends with ``<role>:`` (no trailing space) and the completion is
   `` <action><ACT></action><response>...</response>`` followed by ``\\n`` (the newline ends the turn; inference
-  stops at :data:`FINETUNED_STOP`).
+  stops at :data:`FINETUNED_STOP`, the end of the response or the next speaker label).
 - The recommender's view starts ``[ROLE] recommender``; its header is ``[USER PROFILE]`` with the general
   preferences and watched movies only when the simulation shows it the profile (Interplay's zero-shot baseline
   does), and is left out otherwise. It never holds target attributes.
 - Titles in turns are wrapped in ``<movie_title>`` tags. Real corpus turns without an Interplay action get one
   from :func:`infer_actions`.
-- Training builds one example per turn of the trained role with :func:`finetuned_examples` (the prompt is the
-  header plus the conversation so far, the completion that turn), which is the role-specific loss masking of
-  Interplay section 3.5.2: each model learns only its own turns while seeing the whole conversation.
+- The persona's watched-movie reviews do not quote the user's utterances (:data:`PERSONA_QUOTES`): in training
+  they would come from the very dialogue being learned, and the model would learn to copy them.
+- Training reads a whole dialogue as one sequence, :func:`finetuned_pieces`: the header and every speaker label
+  are context, the trained role's turns (newline included) are what the loss sees. That is the role-specific
+  loss masking of Interplay section 3.5.2, each model learning only its own turns while seeing the whole
+  conversation, at the cost of one pass over the dialogue instead of one per turn.
 
 Every template below is hashed into ``provenance.prompt_sha256`` (:func:`template_hashes`); change a template
 and the hash changes.
@@ -115,13 +118,19 @@ Watched movies:
 {watched}
 """
 
-FINETUNED_TURN = "{role}: {turn}\n"
-FINETUNED_STOP: tuple[str, ...] = ("\nuser:", "\nrecommender:", "\n[")
+FINETUNED_LABEL = "{role}:"
+FINETUNED_BODY = " {turn}\n"
+FINETUNED_TURN = FINETUNED_LABEL + FINETUNED_BODY
+FINETUNED_STOP: tuple[str, ...] = ("</response>", "\nuser:", "\nrecommender:", "\n[")
+# Whether the persona's reviews quote the user's own words about a movie (see the module doc), per style. The
+# finetuned user template's hash covers the choice (_PERSONA_RULE), since it changes every prompt.
+PERSONA_QUOTES: dict[str, bool] = {"instruct": True, "finetuned": False}
+_PERSONA_RULE = "reviews quote the user: no"
 
 _TEMPLATES: dict[str, tuple[str, ...]] = {
     "interplay.user.instruct": (USER_INSTRUCT, PERSONA_INSTRUCT, WATCHED_LINE, KICKOFF),
     "interplay.recommender.instruct": (RECOMMENDER_INSTRUCT, PROFILE_INSTRUCT, WATCHED_LINE, KICKOFF),
-    "interplay.user.finetuned": (FINETUNED_USER_HEADER, WATCHED_LINE, FINETUNED_TURN),
+    "interplay.user.finetuned": (FINETUNED_USER_HEADER, WATCHED_LINE, FINETUNED_TURN, _PERSONA_RULE),
     "interplay.recommender.finetuned": (FINETUNED_RECOMMENDER_HEADER, FINETUNED_PROFILE, WATCHED_LINE, FINETUNED_TURN),
 }
 
@@ -184,11 +193,13 @@ def infer_actions(turns: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def _render(turn: Mapping[str, Any], action: str) -> str:
     titles = [i.get("title", "") for i in turn.get("items", [])]
-    return format_turn(action, mark_titles(turn.get("text", ""), titles))
+    # One line a turn: corpus texts carry line breaks ("\r\n" in ReDial) that would split the layout.
+    return format_turn(action, mark_titles(" ".join(turn.get("text", "").split()), titles))
 
 
 def render_turns(turns: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Each schema turn in the Interplay format, titles of its items tagged."""
+    """Each schema turn in the Interplay format on one line (runs of white space made one space), titles of its
+    items tagged."""
     return [_render(t, a) for t, a in zip(turns, infer_actions(turns), strict=True)]
 
 
@@ -250,20 +261,27 @@ def finetuned_prompt(
     role: str, persona: Persona, turns: Sequence[Mapping[str, Any]], *, show_profile: bool = False
 ) -> str:
     """The raw prompt for ``role``'s next turn in the finetuned layout; ends with ``<role>:``."""
-    body = "".join(
-        FINETUNED_TURN.format(role=t["role"], turn=r) for t, r in zip(turns, render_turns(turns), strict=True)
-    )
-    return finetuned_header(role, persona, show_profile=show_profile) + body + f"{role}:"
+    pieces = finetuned_pieces(role, persona, turns, show_profile=show_profile)
+    return "".join(text for text, _ in pieces) + f"{role}:"
 
 
-def finetuned_examples(
-    role: str, persona: Persona, turns: Sequence[Mapping[str, Any]], *, show_profile: bool = False
-) -> list[dict[str, str]]:
-    """Prompt/completion pairs, one per turn of ``role``: the training view of a dialogue for that model."""
-    examples = []
-    rendered = render_turns(turns)
-    for i, turn in enumerate(turns):
-        if turn["role"] == role:
-            prompt = finetuned_prompt(role, persona, turns[:i], show_profile=show_profile)
-            examples.append({"prompt": prompt, "completion": f" {rendered[i]}\n"})
-    return examples
+def finetuned_pieces(
+    role: str,
+    persona: Persona,
+    turns: Sequence[Mapping[str, Any]],
+    *,
+    show_profile: bool = False,
+    untrained: frozenset[int] = frozenset(),
+) -> list[tuple[str, bool]]:
+    """One whole dialogue in the finetuned layout for ``role``'s model, as ``(text, trained)`` pieces.
+
+    The header and each speaker label ``<who>:`` are context (False); each turn of ``role``, `` <action>...
+    </response>\\n`` with the newline that ends it, is trained (True) unless its index is in ``untrained``.
+    Joining the texts of the pieces before turn ``i`` and appending ``<role>:`` gives exactly
+    ``finetuned_prompt(role, persona, turns[:i])``: the model learns each turn from the prompt it will see.
+    """
+    pieces = [(finetuned_header(role, persona, show_profile=show_profile), False)]
+    for i, (turn, rendered) in enumerate(zip(turns, render_turns(turns), strict=True)):
+        pieces.append((FINETUNED_LABEL.format(role=turn["role"]), False))
+        pieces.append((FINETUNED_BODY.format(turn=rendered), turn["role"] == role and i not in untrained))
+    return pieces

@@ -67,16 +67,22 @@ def _parse_bool(text: str) -> bool:
 
 
 def add_config_arguments(
-    parser: argparse.ArgumentParser, cls: type[TrainConfig], *, skip: tuple[str, ...] = ()
+    parser: argparse.ArgumentParser,
+    cls: type[TrainConfig],
+    *,
+    skip: tuple[str, ...] = (),
+    defaults: dict[str, Any] | None = None,
 ) -> None:
     """One flag per config field. Defaults are suppressed so that only flags given on the command line
-    override the YAML files (``resolve_config`` sees exactly what the user typed)."""
+    override the YAML files (``resolve_config`` sees exactly what the user typed); the help shows ``defaults``
+    (the recipe's config.yaml) where it sets a field, else the dataclass default."""
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         kind, is_list = _scalar(_field_type(cls, f))
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = (defaults or {}).get(f.name, default)
         help_text = f.metadata.get("help", "")
         if kind is bool:
             parser.add_argument(

@@ -10,6 +10,7 @@ the same layout whatever trained it.
 from __future__ import annotations
 
 import inspect
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,12 @@ class Recipe(ABC):
         """Refuses a config the recipe cannot run (BadInputError naming the key), before any data is read."""
 
 
+def is_main_process() -> bool:
+    """False on the other ranks of a multi-process job (``accelerate launch``, torchrun): they train, only rank 0
+    scores and writes the model folder."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _inside(child: Path, parent: Path) -> bool:
     child, parent = child.resolve(), parent.resolve()
     return child == parent or parent in child.parents
@@ -99,5 +106,6 @@ def run_recipe(recipe: Recipe, config: TrainConfig, *, data: list[DataFolder] | 
             )
     out.mkdir(parents=True, exist_ok=True)
     result = recipe.train(config, folders)
-    write_model_folder(out, recipe, config, folders, result)
+    if is_main_process():
+        write_model_folder(out, recipe, config, folders, result)
     return result

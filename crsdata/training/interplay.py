@@ -1,0 +1,778 @@
+"""Training data and the TRL run shared by the two Interplay recipes (``models/user_simulator``,
+``models/recommender_simulator``).
+
+From built dialogues to training sequences (Interplay section 3.5, on corpora such as ReDial):
+
+- **Turns.** Consecutive messages of one speaker become one turn (:func:`merge_consecutive_turns`): ReDial keeps
+  every chat message as a turn, a third of them right after one of the same speaker, while the simulators
+  alternate. Each turn's action is the source's label where it has one, else :func:`~crsdata.simulate.prompts.
+  infer_actions`' guess.
+- **Accept from the questionnaire.** The action inference never says ``accept``, so a model trained on it would
+  never end a chat. A user turn that answers a recommender turn naming one of the dialogue's targets (in
+  ReDial: a suggestion the seeker's questionnaire marks as liked) is labelled ``accept``
+  (:func:`label_turns`), unless the source labelled the turn itself.
+- **One sequence per dialogue.** The whole dialogue in the ``finetuned`` layout
+  (:func:`~crsdata.simulate.prompts.finetuned_pieces`), tokenized once, with labels only on the trained role's
+  turns and the newline that ends each of them (-100 elsewhere): each model sees the whole conversation and
+  learns only its own turns, at one pass per dialogue instead of one per turn. The user's sequence ends at its
+  first accept, where a simulated chat ends too.
+- **Reference-free user.** The user's persona (:func:`~crsdata.simulate.persona.build_persona`, reviews without
+  quotes of the dialogue) never names a target: every training sequence passes the prompt guard
+  (:func:`~crsdata.simulate.leak.assert_no_target_leak`), and a user turn that names a target before the
+  recommender did is context, not trained (the simulator must not learn to name titles it cannot know).
+
+:class:`PreparedData` counts everything that was used, skipped or changed, for the model card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from crsdata.errors import BadInputError
+from crsdata.schema import Action, Role
+from crsdata.training.config import TrainConfig
+from crsdata.training.data import DataFolder
+from crsdata.training.recipe import EvalScore, Recipe, TrainResult, is_main_process
+
+# Which source label a merged turn keeps when its messages carry several: the one that says most.
+_ACTION_RANK = (
+    Action.ACCEPT.value,
+    Action.RECOMMEND.value,
+    Action.DISCLOSE_GOAL.value,
+    Action.INQUIRE.value,
+    Action.FEEDBACK.value,
+    Action.GREETING.value,
+)
+UNLABELLED = ("", Action.NONE.value)
+IGNORE_INDEX = -100
+
+
+@dataclass
+class InterplayTrainConfig(TrainConfig):
+    """Settings of both Interplay recipes; defaults fit a 2-core CPU (see each recipe's config.yaml)."""
+
+    split: str = field(default="train", metadata={"help": "split of the --data folders to train on"})
+    eval_split: str = field(
+        default="test",
+        metadata={"help": "held-out split, from the --data folders that have it; records also trained on are left out"},
+    )
+    max_length: int = field(default=1024, metadata={"help": "tokens per training sequence (one dialogue)"})
+    lora: bool = field(default=True, metadata={"help": "train a LoRA adapter (peft) instead of every weight"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA path"})
+    learning_rate: float = field(default=3e-4, metadata={"help": "peak learning rate (LoRA wants ~1e-4 to 5e-4)"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the training sequences (when max_steps is -1)"})
+    batch_size: int = field(default=4, metadata={"help": "sequences per device and step"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps accumulated per optimizer step"})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "share of the steps with a rising learning rate"})
+    bf16: bool = field(default=True, metadata={"help": "bfloat16 autocast (CPU and A100 alike)"})
+    logging_steps: int = field(default=5, metadata={"help": "log the loss every N optimizer steps"})
+    threads: int = field(default=0, metadata={"help": "CPU threads for torch (0: torch's choice)"})
+    eval_size: int = field(
+        default=40,
+        metadata={"help": "held-out examples to score: dialogues replayed (user), recommendation turns (recommender)"},
+    )
+    eval_max_new_tokens: int = field(default=96, metadata={"help": "tokens per generated turn when scoring"})
+    eval_batch_size: int = field(default=16, metadata={"help": "generations per forward pass when scoring"})
+    compare_base: bool = field(
+        default=True, metadata={"help": "also score the zero-shot base model (instruct prompts) on the same data"}
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Turns and labels.
+
+
+def _stronger(a: str, b: str) -> str:
+    """The merged label of two messages: a label beats none, and ranked labels beat the others."""
+    if a in UNLABELLED:
+        return b
+    if b in UNLABELLED:
+        return a
+    rank = {name: i for i, name in enumerate(_ACTION_RANK)}
+    return a if rank.get(a, len(rank)) <= rank.get(b, len(rank)) else b
+
+
+def merge_consecutive_turns(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive turns of one speaker as one turn: texts joined by a space, items in first-mention order
+    without repeats, the most telling source action (see the module doc). ``index`` is the new position."""
+    merged: list[dict[str, Any]] = []
+    for turn in turns:
+        items = [dict(i) for i in turn.get("items", [])]
+        if merged and merged[-1]["role"] == turn["role"]:
+            last = merged[-1]
+            last["text"] = f"{last['text']} {turn.get('text', '')}".strip()
+            last["items"] += [i for i in items if i not in last["items"]]
+            last["action"] = _stronger(last["action"], turn.get("action", ""))
+            continue
+        merged.append(
+            {
+                "index": len(merged),
+                "role": turn["role"],
+                "text": (turn.get("text") or "").strip(),
+                "action": turn.get("action") or Action.NONE.value,
+                "items": items,
+            }
+        )
+    return merged
+
+
+def merged_record(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with its turns merged (:func:`merge_consecutive_turns`); actions left as the source had them."""
+    return {**record, "turns": merge_consecutive_turns(record.get("turns", []))}
+
+
+def wanted_items(record: dict[str, Any]) -> set[str]:
+    """Suggestions the seeker, in its own questionnaire, liked and had not seen: films it would go and watch.
+    (A liked film it had seen gets "I love that one!", and the chat goes on.)"""
+    return {
+        row["item_id"]
+        for row in record.get("item_feedback", [])
+        if row.get("reporter") == Role.USER and row.get("suggested") and row.get("liked") and row.get("seen") is False
+    }
+
+
+def label_turns(record: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The merged turns with an Interplay action each, and where each action came from: ``source``,
+    ``inferred`` or ``questionnaire``.
+
+    Questionnaire accepts: the seeker's answer to a recommender turn naming one of :func:`wanted_items` is
+    ``accept``; when that answer is a question ("What is it about?"), the seeker's next turn is, provided the
+    recommender named nothing new in between. Turns the source labelled keep their label.
+    """
+    from crsdata.simulate.prompts import infer_actions
+
+    turns = merge_consecutive_turns(record.get("turns", []))
+    origins = ["inferred" if t["action"] in UNLABELLED else "source" for t in turns]
+    actions = infer_actions(turns)
+    wanted = wanted_items(record)
+    pending = False  # a wanted film was just recommended and the seeker has not answered it yet
+    for i, turn in enumerate(turns):
+        ids = {item.get("item_id") for item in turn["items"]}
+        if turn["role"] == Role.RECOMMENDER:
+            pending = bool(ids & wanted) or (pending and not ids)
+            continue
+        if pending and origins[i] == "inferred":
+            if actions[i] == Action.INQUIRE:
+                continue  # asked about it first; the answer after the recommender's reply decides
+            actions[i], origins[i] = Action.ACCEPT.value, "questionnaire"
+        pending = False
+    for turn, action in zip(turns, actions, strict=True):
+        turn["action"] = action
+    return turns, origins
+
+
+def accepted_item(turns: list[dict[str, Any]], end: int) -> str:
+    """The item the accept at ``end`` takes: the last item a recommender turn before it named."""
+    for turn in reversed(turns[:end]):
+        if turn["role"] == Role.RECOMMENDER and turn["items"]:
+            return str(turn["items"][-1].get("item_id", ""))
+    return ""
+
+
+def targets_first(record: dict[str, Any], item_id: str) -> dict[str, Any]:
+    """``record`` with target ``item_id`` moved to the front, so the persona describes the film the seeker takes."""
+    targets = record.get("target_items", [])
+    chosen = [t for t in targets if t.get("item_id") == item_id]
+    return {**record, "target_items": chosen + [t for t in targets if t.get("item_id") != item_id]}
+
+
+def first_accept(turns: list[dict[str, Any]]) -> int | None:
+    """Index of the first user accept, None when the user never accepts."""
+    return next((i for i, t in enumerate(turns) if t["role"] == Role.USER and t["action"] == Action.ACCEPT), None)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sequences.
+
+
+@dataclass
+class PreparedData:
+    """Tokenized training sequences of one role and the counts behind them (for the card and results.json)."""
+
+    role: str
+    input_ids: list[list[int]] = field(default_factory=list)
+    labels: list[list[int]] = field(default_factory=list)
+    dialogues_read: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)  # reason -> dialogues not used
+    examples: list[str] = field(default_factory=list)  # a few skip messages
+    action_origins: Counter[str] = field(default_factory=Counter)  # source / inferred / questionnaire, trained turns
+    actions: Counter[str] = field(default_factory=Counter)  # trained turns by action
+    with_accept: int = 0  # sequences holding a (trained or context) user accept
+    leak_checked: int = 0
+    leak_refused: int = 0
+    target_naming_turns: int = 0  # user turns naming a target first: kept as context, not trained
+    truncated: int = 0  # sequences cut at max_length
+    trained_turns: int = 0
+    tokens: int = 0
+    trained_tokens: int = 0
+    sources: Counter[str] = field(default_factory=Counter)  # source corpus -> sequences
+
+    @property
+    def n(self) -> int:
+        return len(self.input_ids)
+
+    def summary(self) -> dict[str, Any]:
+        """Plain numbers for results.json and the card."""
+        trained = max(sum(self.action_origins.values()), 1)
+        return {
+            "role": self.role,
+            "dialogues_read": self.dialogues_read,
+            "sequences": self.n,
+            "skipped": dict(self.skipped),
+            "skip_examples": self.examples[:5],
+            "sources": dict(self.sources),
+            "sequences_with_accept": self.with_accept,
+            "accept_share": self.with_accept / max(self.n, 1),
+            "trained_turns": self.trained_turns,
+            "actions": dict(self.actions.most_common()),
+            "action_origins": dict(self.action_origins),
+            "inferred_action_share": self.action_origins["inferred"] / trained,
+            "questionnaire_accept_share": self.action_origins["questionnaire"] / trained,
+            "source_action_share": self.action_origins["source"] / trained,
+            "leak_guard_checked": self.leak_checked,
+            "leak_guard_refused": self.leak_refused,
+            "target_naming_user_turns_untrained": self.target_naming_turns,
+            "truncated_sequences": self.truncated,
+            "tokens": self.tokens,
+            "trained_tokens": self.trained_tokens,
+            "mean_tokens": self.tokens / max(self.n, 1),
+        }
+
+
+def tokenize_pieces(tokenizer: Any, pieces: list[tuple[str, bool]], max_length: int) -> tuple[list[int], list[int]]:
+    """``input_ids`` of the joined text, tokenized once as inference would (special tokens included), and
+    ``labels``: the id where the token starts inside a trained piece, -100 elsewhere; both cut at ``max_length``."""
+    text = "".join(t for t, _ in pieces)
+    spans, start = [], 0
+    for piece, trained in pieces:
+        if trained:
+            spans.append((start, start + len(piece)))
+        start += len(piece)
+    encoded = tokenizer(text, return_offsets_mapping=True)
+    ids = list(encoded["input_ids"])
+    labels = [IGNORE_INDEX] * len(ids)
+    k = 0
+    for j, (begin, end) in enumerate(encoded["offset_mapping"]):
+        if end <= begin:  # special tokens have empty spans
+            continue
+        while k < len(spans) and spans[k][1] <= begin:
+            k += 1
+        if k < len(spans) and spans[k][0] <= begin:
+            labels[j] = ids[j]
+    return ids[:max_length], labels[:max_length]
+
+
+def _untrained_turns(record: dict[str, Any], turns: list[dict[str, Any]]) -> frozenset[int]:
+    """User turns that name a target before any recommender turn did (reference-free: not to be learned)."""
+    from crsdata.simulate.leak import find_leaks
+
+    return frozenset(leak.turn_index for leak in find_leaks({**record, "turns": turns}))
+
+
+def _leak_state(record: dict[str, Any], turns: list[dict[str, Any]], titles: list[str]) -> Any:
+    from crsdata.simulate.base import DialogueState
+
+    state = DialogueState(dialogue_id=str(record.get("dialogue_id", "")), record=record, seed=0)
+    state.turns = turns
+    state.context["target_titles"] = titles
+    return state
+
+
+def prepare_sequences(
+    records: list[dict[str, Any]], role: str, tokenizer: Any, catalog: Any, *, max_length: int, seed: int
+) -> PreparedData:
+    """The training sequences of ``role``'s simulator from ``records`` (see the module doc)."""
+    from crsdata.backends.base import ChatRequest
+    from crsdata.simulate.leak import TargetLeakError, assert_no_target_leak
+    from crsdata.simulate.persona import Persona, all_target_titles, build_persona
+    from crsdata.simulate.prompts import PERSONA_QUOTES, finetuned_pieces
+
+    data = PreparedData(role)
+    empty = Persona("", [], "")
+    for record in records:
+        data.dialogues_read += 1
+        turns, origins = label_turns(record)
+        if not any(t["role"] == role for t in turns):
+            data.skipped[f"no-{role}-turns"] += 1
+            continue
+        persona = empty
+        if role == Role.USER:
+            # The chat ends where the seeker accepts, and its target attributes describe the film it accepts.
+            end = first_accept(turns)
+            if end is not None:
+                turns, origins = turns[: end + 1], origins[: end + 1]
+                record = targets_first(record, accepted_item(turns, end))
+            try:
+                persona = build_persona(record, catalog, seed=seed, quote_utterances=PERSONA_QUOTES["finetuned"])
+            except BadInputError as err:
+                data.skipped[err.reason or "bad-record"] += 1
+                data.examples.append(str(err))
+                continue
+        untrained = _untrained_turns(record, turns) if role == Role.USER else frozenset()
+        pieces = finetuned_pieces(role, persona, turns, untrained=untrained)
+        data.leak_checked += 1
+        state = _leak_state(record, turns, all_target_titles(record, catalog))
+        try:
+            assert_no_target_leak(ChatRequest(prompt="".join(t for t, _ in pieces)), state)
+        except TargetLeakError as err:
+            data.leak_refused += 1
+            data.skipped["target-in-prompt"] += 1
+            data.examples.append(str(err))
+            continue
+        ids, labels = tokenize_pieces(tokenizer, pieces, max_length + 1)
+        if len(ids) > max_length:
+            data.truncated += 1
+            ids, labels = ids[:max_length], labels[:max_length]
+        if all(label == IGNORE_INDEX for label in labels):
+            data.skipped["nothing-trained-within-max-length"] += 1
+            continue
+        data.input_ids.append(ids)
+        data.labels.append(labels)
+        data.sources[record.get("source", "")] += 1
+        data.tokens += len(ids)
+        data.trained_tokens += sum(label != IGNORE_INDEX for label in labels)
+        data.target_naming_turns += len(untrained)
+        data.with_accept += first_accept(turns) is not None
+        for i, turn in enumerate(turns):
+            if turn["role"] == role and i not in untrained:
+                data.trained_turns += 1
+                data.actions[turn["action"]] += 1
+                data.action_origins[origins[i]] += 1
+    return data
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data folders.
+
+
+def split_records(
+    folders: list[DataFolder], split: str, *, exclude: set[tuple[str, str]] = frozenset()
+) -> tuple[list[dict[str, Any]], int]:
+    """Every record of ``split`` in the folders that have it, and how many were left out by ``exclude``
+    ((source, dialogue_id) pairs)."""
+    records, excluded = [], 0
+    for folder in folders:
+        if folder.has_split(split):
+            for record in folder.records(split):
+                if (record.get("source", ""), str(record.get("dialogue_id", ""))) in exclude:
+                    excluded += 1
+                else:
+                    records.append(record)
+    return records, excluded
+
+
+def training_records(folders: list[DataFolder], split: str) -> list[dict[str, Any]]:
+    """The training split of every folder that has it; bad input when none has it."""
+    records, _ = split_records(folders, split)
+    if not any(folder.has_split(split) for folder in folders):
+        folders[0].records(split)  # raises the missing-split error naming the folder and its splits
+    return records
+
+
+def record_keys(records: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(r.get("source", ""), str(r.get("dialogue_id", ""))) for r in records}
+
+
+def folders_catalog(folders: list[DataFolder]) -> Any:
+    """One catalog of every folder's ``items`` configuration (titles to link, targets to describe)."""
+    from crsdata.catalog import Catalog
+
+    catalog = Catalog()
+    for folder in folders:
+        catalog.add_rows(folder.items())
+    return catalog
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Models.
+
+
+HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
+def base_model(name: str) -> tuple[str, str]:
+    """(loadable path or id, Hub id for the card) of ``--base``; bad input when it cannot be found."""
+    from crsdata.backends.base import BackendError
+    from crsdata.backends.embedded import embedded_hub_id, resolve_model
+
+    try:
+        path = resolve_model(name)
+    except (BackendError, KeyError) as err:
+        raise BadInputError(name, "", "--base", f"cannot load the base model: {err}", "bad-model") from None
+    return path, embedded_hub_id(name) or name
+
+
+def load_tokenizer_and_model(path: str, name: str, *, dtype: Any = None) -> tuple[Any, Any]:
+    """Tokenizer and causal LM from ``path``; a model that cannot be loaded is one line of bad input."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, **({"dtype": dtype} if dtype is not None else {}))
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BadInputError(name, "", "--base", f"cannot load the base model: {first}", "bad-model") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, model
+
+
+@dataclass
+class TrainRun:
+    """What the TRL run measured."""
+
+    steps: int
+    epochs: float
+    seconds: float
+    tokens_per_second: float
+    loss_history: list[dict[str, float]]
+    first_loss: float
+    last_loss: float
+    trainable_parameters: int
+    total_parameters: int
+    device: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def train_sequences(
+    config: InterplayTrainConfig,
+    data: PreparedData,
+    tokenizer: Any,
+    model: Any,
+    *,
+    hub_id: str,
+    callbacks: list[Any] | None = None,
+) -> tuple[Any, TrainRun]:
+    """Fine-tunes ``model`` on ``data`` with TRL's SFTTrainer (labels as given: TRL keeps a ``labels`` column),
+    LoRA when ``config.lora``; writes the adapter or the full model and the tokenizer into ``config.out``
+    (:func:`save_trained`). Returns the trained model (adapters not merged) and the run's figures."""
+    import datasets
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    dataset = datasets.Dataset.from_dict({"input_ids": data.input_ids, "labels": data.labels})
+    cuda = torch.cuda.is_available()
+    scratch = Path(config.out) / ".trainer"
+    args = SFTConfig(
+        output_dir=str(scratch),
+        max_steps=config.max_steps,
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=config.warmup_ratio,
+        logging_steps=config.logging_steps,
+        save_strategy="no",
+        report_to="none",
+        bf16=config.bf16,
+        use_cpu=not cuda,
+        gradient_checkpointing=False,
+        max_length=config.max_length,
+        # Sequences of similar length share a batch, so little of each step is padding.
+        train_sampling_strategy="group_by_length",
+        seed=config.seed,
+        data_seed=config.seed,
+        dataloader_num_workers=0,
+    )
+    peft_config = None
+    if config.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    trained = trainer.model
+    trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trained.parameters())
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    state = trainer.state
+    history = [
+        {"step": int(h["step"]), "loss": float(h["loss"]), "learning_rate": float(h.get("learning_rate", 0.0))}
+        for h in state.log_history
+        if "loss" in h
+    ]
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    sequences = state.global_step * config.batch_size * config.gradient_accumulation_steps * world
+    tokens = sequences * data.tokens / max(data.n, 1)
+    losses = [h["loss"] for h in history]
+    run = TrainRun(
+        steps=state.global_step,
+        epochs=float(state.epoch or 0.0),
+        seconds=seconds,
+        tokens_per_second=tokens / seconds if seconds else 0.0,
+        loss_history=history,
+        first_loss=_mean(losses[:1]),
+        last_loss=_mean(losses[-3:]),
+        trainable_parameters=trainable,
+        total_parameters=total,
+        device="cuda" if cuda else "cpu",
+    )
+    if is_main_process():
+        save_trained(trained, tokenizer, config, hub_id=hub_id)
+    import shutil
+
+    shutil.rmtree(scratch, ignore_errors=True)
+    return trained, run
+
+
+def save_trained(model: Any, tokenizer: Any, config: InterplayTrainConfig, *, hub_id: str) -> None:
+    """The adapter (LoRA, in bfloat16: a few MB) or the full model, and the tokenizer, into ``config.out``.
+    The folder names ``hub_id`` as its base (the adapter config's ``base_model_name_or_path``), not a local path."""
+    import torch
+
+    out = Path(config.out)
+    if config.lora:
+        for adapter in model.peft_config.values():
+            adapter.base_model_name_or_path = hub_id
+        # Halves the adapter on disk; peft casts it back to the base model's dtype when it loads.
+        state = {k: v.detach().to(torch.bfloat16) for k, v in model.state_dict().items() if "lora_" in k}
+        # No embedding layers are trained, so peft need not look the base up (on the Hub) to decide.
+        model.save_pretrained(out, state_dict=state, save_embedding_layers=False)
+    else:
+        model.config._name_or_path = hub_id
+        model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The recipe both simulators share.
+
+METRIC_NAMES = {
+    "success_rate": "Success rate (replay)",
+    "early_termination": "Early termination (replay)",
+    "failure_rate": "Failure rate (replay)",
+    "parse_rate": "Turns parsed without repair",
+    "parse_rate_with_repairs": "Turns parsed, repairs allowed",
+    "accepts_per_answer": "Accepts per answer (replay)",
+    "recall_at_1": "Recall@1 (recommendation turns)",
+    "match_score": "Match Score (MiniLM item space)",
+    "recommends_a_catalog_title": "Turns naming a catalog title",
+}
+# The scores that go into the card's model-index (the headline metrics of Interplay and the parse rate).
+MODEL_INDEX = ("success_rate", "early_termination", "failure_rate", "parse_rate", "recall_at_1", "match_score")
+
+
+def log(message: str) -> None:
+    print(f"[crsdata train] {message}", flush=True)
+
+
+USAGE = """\
+Ready-to-run (CPU defaults from models/{folder}/config.yaml; about an hour on 2 shared cores):
+
+    crsdata build redial --input ../shared/data/redial/train_partial \\
+        --input ../shared/data/redial/official/test_data.jsonl \\
+        --catalog ../shared/data/redial/redial__id2info.json --out out/redial-train-test
+    crsdata train {name} --data out/redial-train-test --out out/{name}
+
+The train split trains, the test split scores (records in both are left out of the scoring). Add simulated
+corpora (`crsdata simulate` folders) as more --data folders. A full fine-tune on several GPUs (A100, bf16)
+with the shipped accelerate and GPU configs:
+
+    accelerate launch --config_file models/{folder}/accelerate.yaml -m crsdata.cli \\
+        train {name} --data out/redial-train-test --out out/{name}-full \\
+        --config models/{folder}/config.a100.yaml --lora false
+"""
+
+
+class InterplayRecipe(Recipe):
+    """Fine-tunes one Interplay simulator (``role``) on built dialogues and scores it against the base."""
+
+    role: ClassVar[str]
+    about: ClassVar[str]  # what the simulator learns, for --help
+    config_class = InterplayTrainConfig
+    license = "apache-2.0"
+
+    @property
+    def description(self) -> str:  # type: ignore[override]
+        """The --help text: what it learns, then ready-to-run commands."""
+        import textwrap
+
+        about = textwrap.fill(self.about, width=110)
+        return f"{self.summary}\n\n{about}\n\n" + USAGE.format(name=self.name, folder=self.folder.name)
+
+    def check(self, config: InterplayTrainConfig) -> None:
+        minimums = {"max_length": 64, "batch_size": 1, "gradient_accumulation_steps": 1, "lora_r": 1, "eval_size": 0}
+        for name, least in minimums.items():
+            if getattr(config, name) < least:
+                raise BadInputError(
+                    "", "", name, f"must be at least {least}, got {getattr(config, name)}", "bad-config"
+                )
+        if not 0 < config.learning_rate < 1:
+            raise BadInputError(
+                "", "", "learning_rate", f"expected a value in (0, 1), got {config.learning_rate}", "bad-config"
+            )
+
+    def train(self, config: InterplayTrainConfig, data: list[DataFolder]) -> TrainResult:
+        train_records = training_records(data, config.split)
+        held_out, overlap = split_records(data, config.eval_split, exclude=record_keys(train_records))
+        if config.eval_size and not any(folder.has_split(config.eval_split) for folder in data):
+            raise BadInputError(
+                data[0].path,
+                "",
+                "split",
+                f"no held-out split {config.eval_split!r} in any --data folder (add a built test folder, or "
+                "--eval-size 0 to train without scoring)",
+                "missing-split",
+            )
+        catalog = folders_catalog(data)
+        path, hub_id = base_model(config.base)
+        tokenizer, model = load_tokenizer_and_model(path, config.base)
+        prepared = prepare_sequences(
+            train_records, self.role, tokenizer, catalog, max_length=config.max_length, seed=config.seed
+        )
+        if not prepared.n:
+            raise BadInputError(
+                data[0].path,
+                "",
+                config.split,
+                f"no usable {self.role} training dialogue ({dict(prepared.skipped)})",
+                "empty",
+            )
+        summary = prepared.summary()
+        log(
+            f"{prepared.n} training sequences from {prepared.dialogues_read} dialogues "
+            f"({summary['tokens']} tokens, {summary['trained_tokens']} trained; skipped {dict(prepared.skipped)}; "
+            f"{prepared.truncated} cut at {config.max_length}; {prepared.with_accept} with an accept)"
+        )
+        _, run = train_sequences(config, prepared, tokenizer, model, hub_id=hub_id)
+        log(
+            f"trained {run.steps} steps in {run.seconds:.0f}s ({run.tokens_per_second:.0f} tokens/s), "
+            f"loss {run.first_loss:.3f} -> {run.last_loss:.3f}"
+        )
+        del model
+        scored: dict[str, Any] = {}
+        if is_main_process() and config.eval_size:
+            scored = self.evaluate(config, path, tokenizer, held_out, catalog)
+        return self.result(config, data, prepared, run, scored, len(train_records), overlap, hub_id)
+
+    # -- scoring ---------------------------------------------------------------------------------------------
+
+    def evaluate(
+        self, config: InterplayTrainConfig, base_path: str, tokenizer: Any, held_out: list[dict[str, Any]], catalog: Any
+    ) -> dict[str, Any]:
+        """Scores the trained model (the adapter merged into the base, as the embedded default loads it) and,
+        with ``compare_base``, the zero-shot base, on the same held-out examples."""
+        import shutil
+        import tempfile
+
+        from crsdata.backends.embedded import merge_adapter
+        from crsdata.backends.local import LocalBackend
+        from crsdata.training.interplay_eval import EVALUATIONS
+
+        evaluation = EVALUATIONS[self.role]
+        examples = evaluation.examples(held_out, catalog, config.eval_size, seed=config.seed)
+        if not examples:
+            raise BadInputError("", "", config.eval_split, f"no held-out {self.role} example to score", "empty")
+        models: list[tuple[str, str, str]] = []  # (label, path, style)
+        scratch = Path(tempfile.mkdtemp(prefix="crsdata-merged-"))
+        try:
+            trained_path = str(merge_adapter(base_path, config.out, scratch / "model")) if config.lora else config.out
+            models.append(("fine_tuned", trained_path, "finetuned"))
+            if config.compare_base:
+                models.append(("base", base_path, "instruct" if tokenizer.chat_template else "finetuned"))
+            scored = {}
+            for label, model_path, style in models:
+                started = time.perf_counter()
+                log(
+                    f"scoring the {label.replace('_', '-')} model ({style} prompts) on {len(examples)} held-out "
+                    "examples"
+                )
+                backend = LocalBackend(
+                    model_path, max_batch_size=config.eval_batch_size, model_id=f"{label}:{config.base}"
+                )
+                result = evaluation.score(
+                    backend, style, examples, catalog, seed=config.seed, max_new_tokens=config.eval_max_new_tokens
+                )
+                backend.close()
+                scored[label] = {**dataclasses.asdict(result), "seconds": time.perf_counter() - started}
+                log(f"{label}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return scored
+
+    # -- result ----------------------------------------------------------------------------------------------
+
+    def result(
+        self,
+        config: InterplayTrainConfig,
+        data: list[DataFolder],
+        prepared: PreparedData,
+        run: TrainRun,
+        scored: dict[str, Any],
+        n_train_dialogues: int,
+        overlap: int,
+        hub_id: str,
+    ) -> TrainResult:
+        tuned = scored.get("fine_tuned", {}).get("metrics", {})
+        base = scored.get("base", {}).get("metrics", {})
+        metrics = {**tuned, **{f"base_{k}": v for k, v in base.items()}}
+        held = next((f for f in data if f.has_split(config.eval_split)), None)
+        scores = [
+            EvalScore(
+                metric=name,
+                value=value,
+                name=METRIC_NAMES.get(name, name),
+                dataset=held.source if held else "",
+                split=config.eval_split,
+                revision=f"v{held.version}" if held else "",
+            )
+            for name, value in tuned.items()
+            if name in MODEL_INDEX
+        ]
+        counts = scored.get("fine_tuned", {}).get("counts", {})
+        split_sizes = {
+            "n_train": prepared.n,
+            "n_train_dialogues": n_train_dialogues,
+            "n_test": int(counts.get("dialogues", 0)),
+            "n_test_examples": int(counts.get("turns", counts.get("answers", 0))),
+            "n_test_excluded_as_trained": overlap,
+        }
+        details = {"data": prepared.summary(), "training": run.as_dict(), "scores": scored, "role": self.role}
+        return TrainResult(
+            metrics=metrics,
+            split_sizes=split_sizes,
+            base_model=hub_id,
+            library_name="peft" if config.lora else "transformers",
+            scores=scores,
+            pipeline_tag="text-generation",
+            card={
+                "role": self.role,
+                "prepared": prepared.summary(),
+                "run": run.as_dict(),
+                "scored": scored,
+                "metric_names": METRIC_NAMES,
+            },
+            details=details,
+        )

