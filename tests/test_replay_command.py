@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_simulate_recllmsim import widened
+from fixtures.tiny_models import widened
 from test_simulate_resume import _kill_after_first_shard
 
 from crsdata.build import BuildResult

@@ -9,6 +9,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 import yaml
+from fixtures.tiny_models import widened
 from test_simulate_engine import FakeBackend, make_config
 
 from crsdata.backends.base import ChatRequest, SamplingParams
@@ -409,19 +410,6 @@ def test_scenario_source_is_deterministic_and_complete():
 
 # ---------------------------------------------------------------------------------------------------------
 # The whole loop on real models
-
-
-def widened(model_dir: Path, dest: Path, positions: int = 2048) -> Path:
-    """A copy of the tiny model that accepts longer prompts: RecLLMSim's rules alone are ~600 tokens in its
-    small vocabulary, above the fixture's 512 positions. Its rotary embeddings need no new weights for this."""
-    import shutil
-
-    if not dest.exists():
-        shutil.copytree(model_dir, dest)
-        config = json.loads((dest / "config.json").read_text())
-        config["max_position_embeddings"] = positions
-        (dest / "config.json").write_text(json.dumps(config))
-    return dest
 
 
 @pytest.fixture

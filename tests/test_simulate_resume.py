@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_simulate_recllmsim import SHORT_PROFILE, widened
+from fixtures.tiny_models import widened
+from test_simulate_recllmsim import SHORT_PROFILE
 
 TESTS = Path(__file__).resolve().parent
 

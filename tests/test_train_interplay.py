@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from fixtures.tiny_models import widened
 from huggingface_hub import ModelCard
 
 from crsdata.cli import main
@@ -131,6 +132,12 @@ def _train(recipe: str, folder: Path, out: Path, base: Path, *extra: str) -> int
     return main([*args, "--eval-max-new-tokens", "12", "--logging-steps", "1", *extra])
 
 
+@pytest.fixture(scope="module")
+def wide_tiny_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Replay prompts (persona plus a real conversation) run past the fixture's 512 positions in its small vocabulary.
+    return widened(tiny_model_dir, tmp_path_factory.mktemp("tiny") / "model", positions=4096)
+
+
 @pytest.mark.parametrize(
     ("recipe", "metrics"),
     [
@@ -139,8 +146,9 @@ def _train(recipe: str, folder: Path, out: Path, base: Path, *extra: str) -> int
     ],
 )
 def test_recipe_writes_an_adapter_folder_scored_against_the_base(
-    redial_folder: Path, tiny_model_dir: Path, tmp_path: Path, recipe: str, metrics: tuple[str, ...], capsys
+    redial_folder: Path, wide_tiny_model: Path, tmp_path: Path, recipe: str, metrics: tuple[str, ...], capsys
 ) -> None:
+    tiny_model_dir = wide_tiny_model
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 

@@ -538,3 +538,47 @@ def _by_round(decisions: list[dict[str, Any]]) -> list[str]:
         mark = "accepted" if decision["accepted"] else "not accepted"
         rounds.setdefault(decision["round"], []).append(f"{decision['item_id']} ({mark})")
     return [", ".join(items) for items in rounds.values()]
+
+
+def replay_dialogues(
+    simulation: ReplaySimulation,
+    records: list[dict[str, Any]],
+    work_dir: str | Path,
+    *,
+    seed: int = 0,
+    split: str = "test",
+    batch_size: int = 16,
+    bootstrap_samples: int = 0,
+) -> dict[str, Any]:
+    """Replays ``records`` (each once) to ``simulation`` through the run engine, from Python: what
+    ``crsdata replay`` does without reading a folder or writing one. ``work_dir`` holds the run's shards, so a
+    killed call resumes. Returns :func:`score_replay`'s result plus ``counters`` (questions, accepted,
+    unparsed_answers, repaired_answers, summed over the replayed dialogues)."""
+    from crsdata.schema import load_extra
+    from crsdata.simulate.engine import RunConfig, RunEngine, SimulationSource, fingerprint_records
+
+    source = SimulationSource("python", "dataset", records, fingerprint_records(records), "records", split=split)
+    config = RunConfig(
+        simulation=simulation.name,
+        n=len(records),
+        seed=seed,
+        max_turns=simulation.max_turns,
+        split=split,
+        backend="python",
+        models={role: backend.model_id for role, backend in simulation.backends.items()},
+        model_ids={role: backend.model_id for role, backend in simulation.backends.items()},
+        sampling={role: vars(params) for role, params in simulation.params.items()},
+        source=source.name,
+        source_kind=source.kind,
+        source_fingerprint=source.fingerprint,
+        options={},
+        prompt_hashes=simulation.prompt_hashes(),
+        settings=simulation.settings(),
+        batch_size=batch_size,
+    )
+    result = RunEngine(simulation, source, config, Path(work_dir), progress=False).run()
+    scored = score_replay(result.records, dict(result.skipped.counts), samples=bootstrap_samples, seed=seed)
+    counters: Counter[str] = Counter()
+    for record in result.records:
+        counters.update(load_extra(record["extra"]).get("counters", {}))
+    return {**scored, "counters": dict(counters)}

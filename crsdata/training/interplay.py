@@ -717,7 +717,11 @@ class InterplayRecipe(Recipe):
                 )
                 backend.close()
                 scored[label] = {**dataclasses.asdict(result), "seconds": time.perf_counter() - started}
-                log(f"{label}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()))
+                # A rate is None when no held-out dialogue could be scored (each was skipped, e.g. its prompt ran too long).
+                log(
+                    f"{label}: "
+                    + ", ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in result.metrics.items())
+                )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return scored

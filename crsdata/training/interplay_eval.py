@@ -1,6 +1,6 @@
 """Held-out scores of the Interplay simulators, computed the same way for a fine-tuned model and the zero-shot base.
 
-- **User simulator**: Interplay's replay protocol (:func:`crsdata.simulate.replay.replay_decisions`): the real
+- **User simulator**: Interplay's replay protocol (:func:`crsdata.simulate.replay.replay_dialogues`): the real
   held-out dialogue is fed up to each recommender turn that proposes new items, and the simulator's answer
   accepts or rejects them. SR / ET / FR come from :func:`crsdata.metrics.sr_et_fr`; the dialogues scored are
   those whose persona can be built and whose target the real recommender did propose (otherwise success is
@@ -40,14 +40,16 @@ class ScoredModel:
     counts: dict[str, int]
 
 
-def _simulation(backend: Any, style: str, catalog: Any, max_new_tokens: int) -> Any:
+def _simulation(backend: Any, style: str, catalog: Any, max_new_tokens: int, kind: type | None = None) -> Any:
+    """The Interplay simulation (or a subclass: ``kind``, e.g. replay) with both roles on ``backend``."""
     from crsdata.backends.base import SamplingParams
     from crsdata.simulate.interplay import InterplaySimulation
 
+    kind = kind or InterplaySimulation
     # The sampling of `crsdata simulate` (temperature 0.7, top-p 0.95), so the scores describe the simulator
     # as it is used; the per-request seeds make every run repeatable.
     params = SamplingParams(max_new_tokens=max_new_tokens)
-    return InterplaySimulation(
+    return kind(
         {Role.USER.value: backend, Role.RECOMMENDER.value: backend},
         {Role.USER.value: params, Role.RECOMMENDER.value: params},
         catalog=catalog,
@@ -83,13 +85,14 @@ def score_user(
     backend: Any, style: str, records: list[dict[str, Any]], catalog: Any, *, seed: int, max_new_tokens: int
 ) -> ScoredModel:
     """SR / ET / FR by replay and the clean-parse rate of the answers (see the module doc)."""
-    from crsdata.metrics import sr_et_fr
-    from crsdata.simulate.replay import replay_decisions
+    import tempfile
 
-    simulation = _simulation(backend, style, catalog, max_new_tokens)
-    result = replay_decisions(records, simulation, seed=seed)
-    outcome = sr_et_fr([d["decisions"] for d in result.dialogues], [d["target_ids"] for d in result.dialogues])
-    counters = result.counters
+    from crsdata.simulate.replay import ReplaySimulation, replay_dialogues
+
+    simulation = _simulation(backend, style, catalog, max_new_tokens, kind=ReplaySimulation)
+    with tempfile.TemporaryDirectory(prefix="crsdata-replay-") as work_dir:
+        outcome = replay_dialogues(simulation, records, work_dir, seed=seed)
+    counters = outcome["counters"]
     questions = counters.get("questions", 0)
     unparsed, repaired = counters.get("unparsed_answers", 0), counters.get("repaired_answers", 0)
     metrics = {
