@@ -717,7 +717,7 @@ class InterplayRecipe(Recipe):
                 )
                 backend.close()
                 scored[label] = {**dataclasses.asdict(result), "seconds": time.perf_counter() - started}
-                # A rate is None when no held-out dialogue could be scored (each was skipped, e.g. its prompt ran too long).
+                # A rate is None when no held-out dialogue could be scored (each skipped, e.g. a prompt too long).
                 log(
                     f"{label}: "
                     + ", ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in result.metrics.items())
