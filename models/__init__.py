@@ -12,7 +12,9 @@ import importlib
 from crsdata.training.recipe import Recipe
 
 # recipe name -> module holding its RECIPE; one line per recipe.
-RECIPES: dict[str, str] = {}
+RECIPES: dict[str, str] = {
+    "grsu-scorer": "crsdata.models.grsu_scorer.recipe",
+}
 
 
 def get_recipe(name: str) -> Recipe:
