@@ -5,6 +5,8 @@ back in a separate process, by repo id and revision only, as a user would:
 - ``load_dataset("crs/redial", "dialogues", revision=tag)`` gives that tag's rows (v0.1.0: 4 rows in 2 shards,
   v0.2.0: 3 other rows in 1 shard, so shards left over from v0.1.0 would break v0.2.0), and ``items`` loads;
 - ``AutoModelForCausalLM.from_pretrained("crs/tiny", revision=tag)`` gives that tag's weights;
+- the GRSU scorer (``crsdata train grsu-scorer``: LoRA adapters on a tiny base, trained on real ReDial turns) loads
+  with ``PeftModel.from_pretrained(base, "crs/grsu-scorer", revision="v0.1.0")`` and gives its P("Yes");
 - ``evaluate.load("crs/distinct_n", revision=tag)`` gives the examples' numbers, in a process without crsdata.
 
 The server runs for this module only and is stopped by its PID, also when a test fails.
@@ -20,6 +22,7 @@ from typing import Any
 
 import pytest
 from fixtures import olah_server
+from fixtures.grsu_scorer import CATALOG, build_small_redial, build_tiny_base, train_tiny_scorer
 from fixtures.local_hub import LocalHub
 from fixtures.publishable import dataset_folder, model_folder
 
@@ -56,6 +59,11 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         publish(folder, "crs/tiny", tag=tag, client=hub)
     for tag in TAGS:
         publish(ROOT / "metrics" / "distinct_n", "crs/distinct_n", tag=tag, client=hub, verify=False)
+    scorer = None
+    if CATALOG.is_file():
+        scorer_base = build_tiny_base(work / "scorer-base")
+        scorer = train_tiny_scorer(build_small_redial(work), scorer_base, work / "grsu-scorer")
+        publish(scorer, "crs/grsu-scorer", tag="v0.1.0", client=hub)
 
     requests: dict[str, dict[str, Any]] = {}
     for tag in TAGS:
@@ -66,6 +74,13 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "metric": "crs/distinct_n",
             "revision": tag,
             "examples": str(ROOT / "metrics" / "distinct_n" / "examples.json"),
+        }
+    if scorer is not None:
+        requests["scorer@v0.1.0"] = {
+            "adapter": "crs/grsu-scorer",
+            "revision": "v0.1.0",
+            "base": str(scorer_base),
+            "local": str(scorer),
         }
     spec = work / "requests.json"
     spec.write_text(json.dumps(list(requests.values())), encoding="utf-8")
@@ -81,7 +96,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     lines = [line for line in done.stdout.splitlines() if line.startswith("CONSUMER-ANSWERS ")]
     assert done.returncode == 0 and lines, done.stderr[-3000:]
     answers = dict(zip(requests, json.loads(lines[-1].removeprefix("CONSUMER-ANSWERS ")), strict=True))
-    return {"answers": answers, "models": models}
+    return {"answers": answers, "models": models, "scorer": scorer}
 
 
 def _answer(published: dict[str, Any], name: str) -> dict[str, Any]:
@@ -101,6 +116,14 @@ def test_each_model_tag_loads_its_own_weights(published: dict[str, Any]) -> None
     assert first["class"] == second["class"] == "LlamaForCausalLM"
     assert first["equal_to_local"] and second["equal_to_local"]
     assert first["checksum"] != second["checksum"]  # seeds 0 and 1: v0.2.0 is not v0.1.0 served again
+
+
+def test_grsu_scorer_adapter_loads_with_peft(published: dict[str, Any]) -> None:
+    if published["scorer"] is None:
+        pytest.skip(f"ReDial data not found: {CATALOG}")
+    answer = _answer(published, "scorer@v0.1.0")
+    assert answer["equal_to_local"] and answer["lora_tensors"] > 0
+    assert 0.0 < answer["p_yes"] < 1.0
 
 
 @pytest.mark.parametrize("tag", TAGS)
