@@ -146,3 +146,47 @@ def test_in_place_cache_writes_into_its_buffer_and_grows_past_capacity() -> None
     assert k.shape[2] == 3 and keys[0][0, 0, 1:].eq(1).all()  # written into the caller's buffer, no copy
     k, _ = cache.update(torch.full((1, 2, 2, 4), 2.0), torch.full((1, 2, 2, 4), 2.0), 0)
     assert k.shape[2] == 5 and cache.get_seq_length() == 5 and k[0, 0, 3:].eq(2).all() and k[0, 0, 1:3].eq(1).all()
+
+
+def test_the_cache_goes_under_the_keyword_the_model_takes_without_deprecation_warnings(tiny_model_dir: Path) -> None:
+    import warnings
+
+    from crsdata.backends.kv_cache import cache_argument
+
+    class Old(torch.nn.Module):
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None):  # transformers before 5.24
+            return input_ids
+
+    assert cache_argument(Old()) == "past_key_values"
+    backend = _backend(tiny_model_dir, cache_mb=64)
+    assert backend.cache_argument == cache_argument(backend.model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # transformers 5.24 warns at every call given `past_key_values`
+        _dialogues(backend, SAMPLED, turns=2)
+
+
+@pytest.mark.slow
+def test_kept_states_change_no_token_of_six_turn_dialogues_on_the_embedded_model(tmp_path: Path) -> None:
+    """SmolLM2-135M (float32), two RecLLMSim dialogues of 6 turns each through the run engine, 48 sampled tokens
+    a turn: the records with the store of kept states (2048 MB) and without it (every prompt recomputed) are
+    equal, and the store served most prompt tokens."""
+    from test_simulate_engine import make_config
+
+    from crsdata.simulate.engine import RunEngine
+    from crsdata.simulate.recllmsim import RecLLMSimSimulation, scenario_source
+
+    source = scenario_source()
+
+    def run(cache_mb: int) -> tuple[list[dict], LocalBackend]:
+        backend = LocalBackend("embedded", device="cpu", prefix_cache_mb=cache_mb, max_batch_size=2)
+        params = {r: SamplingParams(max_new_tokens=48, temperature=0.7, top_p=0.95) for r in ("user", "recommender")}
+        sim = RecLLMSimSimulation({"user": backend, "recommender": backend}, params, 6)
+        config = make_config(sim, source, n=2, batch_size=2, max_turns=6, seed=7)
+        return RunEngine(sim, source, config, tmp_path / f"cache-{cache_mb}", progress=False).run().records, backend
+
+    kept, with_store = run(2048)
+    fresh, without = run(0)
+    assert [len(r["turns"]) for r in kept] == [6, 6]  # 135M never says goodbye this early with seed 7
+    assert [[t["text"] for t in r["turns"]] for r in kept] == [[t["text"] for t in r["turns"]] for r in fresh]
+    assert kept == fresh
+    assert with_store.prompt_stats.reused_fraction > 0.5 and without.prompt_stats.reused_tokens == 0

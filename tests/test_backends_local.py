@@ -386,3 +386,32 @@ def test_real_conversion_into_a_fresh_cache(tmp_path: Path) -> None:
     start = time.perf_counter()
     assert embedded.embedded_model_path(tmp_path / "smol") == folder
     assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.slow
+def test_smollm2_thread_count_changes_no_token(smol: LocalBackend) -> None:
+    """crsdata simulate changes torch's thread count while it runs (it follows the free cores): in float32 that
+    must not change a token. Eight chat prompts, 64 sampled tokens each, with one and with two threads."""
+    questions = [
+        "Recommend a movie for tonight.",
+        "What should I cook for two people?",
+        "Plan a 3-day trip to Rome.",
+        "I like thrillers with twists. Ideas?",
+        "How do I learn to play guitar?",
+        "Gift for my aunt who gardens?",
+        "Best way to study for exams?",
+        "A good book about space?",
+    ]
+    requests = [_chat(q, seed=i) for i, q in enumerate(questions)]
+    params = SamplingParams(max_new_tokens=64, temperature=0.7)
+    previous = torch.get_num_threads()
+    try:
+        outputs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            smol.prefix_store.clear()
+            outputs.append(smol.generate(requests, params))
+    finally:
+        torch.set_num_threads(previous)
+    assert outputs[0] == outputs[1]
+    assert all(g.completion_tokens > 8 for g in outputs[0])

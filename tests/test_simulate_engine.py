@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -387,3 +388,53 @@ def test_progress_bar_shows_dialogues_and_turn_rate(tmp_path, capsys):
     RunEngine(sim, source, make_config(sim, source, n=6), tmp_path, progress=True).run()
     err = capsys.readouterr().err
     assert "6/6" in err and "turns/s" in err and "dlg" in err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Growing a run, and one process per run folder
+
+
+def test_a_finished_run_grows_with_a_larger_n_and_keeps_its_dialogues_byte_for_byte(tmp_path):
+    small = run(tmp_path / "run", talk(), n=20, shard_size=8)
+    shards_before = {p.name: p.read_bytes() for p in (tmp_path / "run" / "shards").glob("*.parquet")}
+    backend = FakeBackend()
+    grown = run(tmp_path / "run", talk(backend), n=50, shard_size=8)
+    clean = run(tmp_path / "clean", talk(), n=50, shard_size=8)
+    assert len(small.records) == 20 and len(grown.records) == 50
+    # The first 20 are the same records, field for field, and their shard files were not touched.
+    dumps = [json.dumps(r, sort_keys=True) for r in grown.records]
+    assert dumps[:20] == [json.dumps(r, sort_keys=True) for r in small.records]
+    for name, data in shards_before.items():
+        assert (tmp_path / "run" / "shards" / name).read_bytes() == data
+    # Only the 30 new dialogues were generated, and the grown run equals one run of 50.
+    assert grown.stats.dialogues == 30 and grown.stats.resumed_dialogues == 20
+    assert sum(backend.calls) == sum(len(r["turns"]) for r in grown.records[20:])
+    assert dumps == [json.dumps(r, sort_keys=True) for r in clean.records]
+    manifest = json.loads((tmp_path / "run" / MANIFEST).read_text())
+    assert manifest["config"]["n"] == 50 and [s["n"] for s in manifest["sessions"]] == [20, 50]
+
+
+def test_a_run_never_shrinks(tmp_path):
+    run(tmp_path, talk(), n=12)
+    with pytest.raises(RunConfigMismatch, match=r"already holds 12 dialogues, more than --n 5"):
+        run(tmp_path, talk(), n=5)
+    assert len(run(tmp_path, talk(), n=12).records) == 12
+
+
+def test_growing_keeps_the_skips_and_draws_past_them(tmp_path):
+    source = talk_source(7, broken=(2, 5))
+    small = run(tmp_path / "run", talk(), source=source, n=6)
+    grown = run(tmp_path / "run", talk(), source=source, n=15)
+    clean = run(tmp_path / "clean", talk(), source=source, n=15)
+    assert texts(grown.records)[:6] == texts(small.records)
+    assert texts(grown.records) == texts(clean.records)
+    assert grown.manifest["skipped"] == clean.manifest["skipped"]
+
+
+def test_the_run_folder_is_locked_while_a_run_is_active(tmp_path):
+    from crsdata.simulate.engine import RunLock, RunLocked
+
+    with RunLock(tmp_path):
+        with pytest.raises(RunLocked, match=rf"another `crsdata simulate` \(pid {os.getpid()}\) is running"):
+            run(tmp_path, talk())
+    assert len(run(tmp_path, talk()).records) == 12  # released: the next run takes it

@@ -36,6 +36,22 @@ RUNNER = textwrap.dedent(
         return "Here is a suggestion " + digest[:12] + "."
 
     work, out = sys.argv[1], sys.argv[2]
+    if len(sys.argv) > 3:
+        # Die like a SIGKILL in the middle of committing shard number argv[3]: its file is renamed into place,
+        # the manifest that would list it is not written yet (the orphan-shard path).
+        import os, signal
+        import crsdata.simulate.engine as engine
+        written, kill_at = [0], int(sys.argv[3])
+        real_write_shard = engine.write_shard
+
+        def write_shard(path, records):
+            digest = real_write_shard(path, records)
+            written[0] += 1
+            if written[0] == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return digest
+
+        engine.write_shard = write_shard
     backend = FakeBackend(text=text, delay=0.03)
     params = {{r: SamplingParams(max_new_tokens=32) for r in ("user", "recommender")}}
     sim = RecLLMSimSimulation({{"user": backend, "recommender": backend}}, params, 8)
@@ -99,6 +115,100 @@ def test_runner_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
     ids = [i for s in final["shards"] for i in s["dialogue_ids"]]
     assert len(ids) == len(set(ids)) == 40  # nothing duplicated, nothing lost
     assert len(final["sessions"]) == 2 and final["sessions"][1]["resumed_from"] > 0
+
+
+def test_killed_between_a_shard_and_its_manifest_resumes_over_the_orphan_shard(tmp_path):
+    script = tmp_path / "runner.py"
+    script.write_text(RUNNER.format(tests=str(TESTS)))
+    work = tmp_path / "killed"
+    killed = subprocess.run(
+        [sys.executable, str(script), str(work), str(tmp_path / "killed.json"), "3"], timeout=300, capture_output=True
+    )
+    assert killed.returncode == -signal.SIGKILL
+    manifest = json.loads((work / "manifest.json").read_text())
+    # Shards 0 and 1 are committed; shard 2's file exists but the manifest does not list it.
+    assert [s["file"] for s in manifest["shards"]] == ["shards/shard-00000.parquet", "shards/shard-00001.parquet"]
+    orphan = work / "shards" / "shard-00002.parquet"
+    assert orphan.is_file() and orphan.stat().st_size > 0
+    assert not list(work.rglob("*.tmp"))
+
+    subprocess.run([sys.executable, str(script), str(work), str(tmp_path / "killed.json")], check=True, timeout=300)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "clean"), str(tmp_path / "clean.json")], check=True)
+    resumed = json.loads((tmp_path / "killed.json").read_text())
+    clean = json.loads((tmp_path / "clean.json").read_text())
+    assert len(resumed) == 40 and resumed == clean
+    final = json.loads((work / "manifest.json").read_text())
+    ids = [i for s in final["shards"] for i in s["dialogue_ids"]]
+    assert len(ids) == len(set(ids)) == 40  # the orphan's dialogues were run again and written once
+    assert final["shards"][2]["file"] == "shards/shard-00002.parquet"  # the orphan file was overwritten in place
+
+
+LOCK_RUNNER = textwrap.dedent(
+    """
+    import os, sys, time
+    sys.path.insert(0, {tests!r})
+    from test_simulate_engine import FakeBackend
+    from test_simulate_cli import user_text
+    import crsdata.simulate.job as job
+    from crsdata.cli import main
+
+    class Held(FakeBackend):
+        # After 8 calls (a shard is committed by then), waits while the file argv[2] exists.
+
+        def generate(self, requests, params):
+            while len(self.calls) >= 8 and os.path.exists(sys.argv[2]):
+                time.sleep(0.05)
+            return super().generate(requests, params)
+
+    backend = Held("fake-model", text=user_text)
+    job.make_backends = lambda config: {{"user": backend, "recommender": backend}}
+    sys.exit(main(["simulate", "recllmsim", "--source", "scenarios", "--n", "30", "--out", sys.argv[1],
+                   "--batch-size", "4", "--shard-size", "4", "--seed", "3", "--no-progress"]))
+    """
+)
+
+
+def test_a_second_process_on_the_same_out_is_refused_and_a_killed_run_is_taken_over(tmp_path):
+    script = tmp_path / "runner.py"
+    script.write_text(LOCK_RUNNER.format(tests=str(TESTS)))
+    out = tmp_path / "out"
+    hold = tmp_path / "hold"
+    hold.touch()  # the first run stays in flight while this file exists
+
+    def command(held: bool = True) -> list[str]:
+        return [sys.executable, str(script), str(out), str(hold if held else tmp_path / "no-hold")]
+
+    first = subprocess.Popen(command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while _shards(out / ".simulate-run") < 1:
+            assert first.poll() is None, "the first run ended before it could be raced"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        # The twin is refused at once, names the running process, and writes nothing.
+        sessions = len(json.loads((out / ".simulate-run" / "manifest.json").read_text())["sessions"])
+        twin = subprocess.run(command(), capture_output=True, text=True, timeout=120)
+        assert twin.returncode == 1
+        assert f"another `crsdata simulate` (pid {first.pid}) is running in this output folder" in twin.stderr
+        assert twin.stderr.startswith("crsdata simulate: error:") and "Traceback" not in twin.stderr
+        assert first.poll() is None  # the refusal did not disturb the first run
+        assert len(json.loads((out / ".simulate-run" / "manifest.json").read_text())["sessions"]) == sessions
+        os.kill(first.pid, signal.SIGKILL)
+    finally:
+        first.wait()
+    # Its lock died with it: the same command takes the folder over at once and finishes the run.
+    resumed = subprocess.run(command(held=False), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "from an earlier run" in resumed.stdout
+    clean = tmp_path / "clean"
+    unheld = [sys.executable, str(script), str(clean), str(tmp_path / "no-hold")]
+    subprocess.run(unheld, check=True, capture_output=True, timeout=300)
+
+    import datasets
+
+    resumed_rows = datasets.load_dataset(str(out), "dialogues", split="train").to_list()
+    clean_rows = datasets.load_dataset(str(clean), "dialogues", split="train").to_list()
+    assert len(resumed_rows) == len(clean_rows) > 0 and _texts(resumed_rows) == _texts(clean_rows)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ Dialogue ``i`` of a run (``i = 0, 1, 2, ...``, until ``n`` are written) is fully
 and ``i``: its source record is ``records[source_index(seed, i, len(records))]`` (a seeded shuffle of the
 source, reshuffled each time the source is exhausted), its seed is :func:`dialogue_seed` ``(seed, i)``, and the
 simulation derives every request's seed from that. So no result depends on which dialogues happened to share a batch.
+The source is one split of a built dataset (:func:`load_dataset_source`), and the output split has its name.
 
 Up to ``batch_size`` dialogues are active at once. Each step asks every active dialogue which role speaks
 next and groups the dialogues by *call*: requests that go to the same backend object with the same sampling
@@ -14,9 +15,12 @@ therefore travel together and every step serves every active dialogue; with two 
 role. The step runs the call with the most waiting dialogues (ties go to the call that did not run last, so
 two equal groups alternate), sends all their requests to the backend in one ``generate``, and applies the
 answers. Finished dialogues leave the batch and pending ones join it at once, so the batch stays full until
-the work runs out. A simulation may give some requests other parameters through an optional
-``sampling(state, role)`` method (RecLLMSim's profile requests need a larger token budget); otherwise
-``simulation.params[role]`` is used.
+the work runs out. Each request goes with ``simulation.sampling(state, role)`` (by default the role's
+parameters; RecLLMSim's profile requests need a larger token budget).
+
+The engine knows nothing of any kind: it drives the step contract of :class:`~crsdata.simulate.base.Simulation`
+through :class:`DialogueTask`, which also holds the rules below for failed generations, so that another
+executor (one async loop per dialogue) writes the same records.
 
 Failures never lose a dialogue:
 
@@ -42,15 +46,24 @@ moment leaves either the old state or the new one. A shard file not listed in th
 the two renames) is ignored and overwritten.
 
 Resuming: starting the same command again reads the manifest, refuses a different configuration (seed,
-models, sampling, source, prompts...) with a clear error, takes finished dialogues from the shards and runs
-the rest; dialogues that were in flight start again from scratch. Since every dialogue depends only on
-``(seed, i)``, the final records equal an uninterrupted run's.
+models, sampling, source and split, prompts, the kind's options...) with a clear error, takes finished dialogues
+from the shards and runs the rest; dialogues that were in flight start again from scratch. Since every dialogue
+depends only on ``(seed, i)``, the final records equal an uninterrupted run's.
+
+Growing: a finished run started again with a larger ``n`` runs indices it has not used and keeps every shard it
+has, byte for byte; the records equal those of one run with the larger ``n``. A smaller ``n`` than the run
+already holds is refused.
+
+One process at a time: :meth:`RunEngine.run` holds an exclusive ``fcntl.flock`` on ``<run folder>/lock``
+(:class:`RunLock`); a second process is refused with the holder's pid. The kernel drops the lock when its
+process dies, so a run killed with SIGKILL is taken over by the next command at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import sys
 import time
@@ -62,7 +75,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from crsdata.backends.base import Backend, BackendError, Generation, SamplingParams
+from crsdata.backends.base import Backend, BackendError, ChatRequest, Generation, SamplingParams
 from crsdata.errors import BadInputError, SkipLog
 from crsdata.fileio import sha256_file, write_atomic_with, write_json_atomic
 from crsdata.schema import DIALOGUE_FEATURES, EndReason, dump_extra, load_extra, validate_dialogue
@@ -72,8 +85,11 @@ from crsdata.simulate.base import DialogueState, Simulation
 MANIFEST = "manifest.json"
 SHARD_DIR = "shards"
 MANIFEST_FORMAT = "crsdata-simulation-run/1"
+LOCK = "lock"
 # Config keys that may differ on resume: they change how the work is scheduled and stored, never its results.
 SCHEDULING_KEYS = ("batch_size", "shard_size", "crsdata_version")
+# A resume may raise n: it adds dialogues n_old..n-1 and keeps the others (never lowers it).
+GROWABLE_KEYS = ("n",)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -113,9 +129,10 @@ def _permutation(run_seed: int, epoch: int, n: int) -> list[int]:
 
 @dataclass
 class SimulationSource:
-    """The records a run draws from: schema dialogues from a built dataset, or records a simulation makes
-    from its own inputs (RecLLMSim scenarios x profiles). ``fingerprint`` identifies the content, so a resume
-    against a changed source is refused; ``excluded`` counts records left out on purpose, by reason."""
+    """The records a run draws from: schema dialogues of one split of a built dataset, or records a simulation
+    makes from its own inputs (RecLLMSim scenarios x profiles). ``fingerprint`` identifies the content, so a
+    resume against a changed source is refused; ``excluded`` counts records left out on purpose, by reason.
+    ``split`` is the one source split drawn from, and the name of the output split."""
 
     name: str  # what the user passed as --source
     kind: str  # "dataset" (a built folder) or a simulation-specific kind ("scenarios")
@@ -124,6 +141,9 @@ class SimulationSource:
     description: str = ""
     excluded: dict[str, int] = field(default_factory=dict)
     total: int = 0  # records read before exclusion
+    split: str = "train"
+    split_choice: str = ""  # how the split was chosen, for the card ("--split", "the only split", ...)
+    other_splits: dict[str, int] = field(default_factory=dict)  # splits not drawn from -> their records
 
 
 def fingerprint_records(records: list[dict[str, Any]]) -> str:
@@ -134,15 +154,45 @@ def fingerprint_records(records: list[dict[str, Any]]) -> str:
     return digest.hexdigest()
 
 
+def choose_split(folder: str | Path, usable: dict[str, int], split: str | None) -> tuple[str, str]:
+    """The one split a run draws from and why: ``split`` when given (it must exist); else ``train`` when it has
+    usable records, else the only split that has any. Several candidates and none named train is a
+    BadInputError asking for --split: drawing from all of them would mix, say, test personas into a train split.
+    ``usable`` maps every split of the source to its number of usable records; ``("", why)`` when none has any."""
+    if split is not None:
+        if split not in usable:
+            raise BadInputError(
+                folder, "", "--split", f"no split {split!r} (it has {', '.join(usable)})", "missing-split"
+            )
+        return split, "--split"
+    candidates = [name for name, count in usable.items() if count]
+    if "train" in candidates:
+        return "train", "the default, train"
+    if len(candidates) == 1:
+        only = "the only split" if len(usable) == 1 else "the only split with records this simulation can use"
+        return candidates[0], only
+    if not candidates:
+        return "", "no split has usable records"
+    listed = ", ".join(f"{name} ({usable[name]} usable records)" for name in candidates)
+    raise BadInputError(
+        folder,
+        "",
+        "--split",
+        f"the source has several splits and none named train: {listed}. A run draws from one split and names "
+        "its output after it, so that no split mixes into another; choose one with --split",
+        "choose-split",
+    )
+
+
 def load_dataset_source(
     folder: str | Path, split: str | None = None, eligible: Callable[[dict[str, Any]], str] | None = None
 ) -> SimulationSource:
-    """Dialogue records of a built crsdata folder (``load_dataset(folder, "dialogues")``), optionally one split.
+    """Dialogue records of one split of a built crsdata folder (``load_dataset(folder, "dialogues")``).
 
-    ``eligible(record)`` returns ``""`` for a record the simulation can use, else a reason; records with a
-    reason are left out of the draw and counted in ``excluded`` (for example RecLLMSim's Chinese human
-    dialogues when simulating in English). Raises BadInputError when the folder is not a built dataset, the
-    split does not exist, or no record is usable.
+    The split is ``split`` or chosen by :func:`choose_split`. ``eligible(record)`` returns ``""`` for a record
+    the simulation can use, else a reason; records with a reason are left out of the draw and counted in
+    ``excluded`` (for example RecLLMSim's Chinese human dialogues when simulating in English). Raises
+    BadInputError when the folder is not a built dataset, the split does not exist, or no record is usable.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -165,43 +215,54 @@ def load_dataset_source(
         raise BadInputError(
             folder, "", "", f"cannot load the 'dialogues' configuration ({err})", "not-a-dataset"
         ) from None
-    if split is not None and split not in loaded:
-        raise BadInputError(folder, "", "split", f"no split {split!r} (it has {', '.join(loaded)})", "missing-split")
-    records: list[dict[str, Any]] = []
-    for name in [split] if split else list(loaded):
-        records.extend(loaded[name].to_list())
-    excluded: Counter[str] = Counter()
-    kept = []
-    for record in records:
-        reason = eligible(record) if eligible else ""
-        if reason:
-            excluded[reason] += 1
-        else:
-            kept.append(record)
-    if not kept:
+    by_split: dict[str, tuple[list[dict[str, Any]], Counter[str]]] = {}
+    for name in loaded:
+        kept, excluded = [], Counter()
+        for record in loaded[name].to_list():
+            reason = eligible(record) if eligible else ""
+            if reason:
+                excluded[reason] += 1
+            else:
+                kept.append(record)
+        by_split[name] = (kept, excluded)
+    chosen, why = choose_split(folder, {name: len(kept) for name, (kept, _) in by_split.items()}, split)
+    if not chosen or not by_split[chosen][0]:
+        excluded = Counter()
+        for name in [chosen] if chosen else by_split:
+            excluded.update(by_split[name][1])
         detail = ", ".join(f"{r}: {c}" for r, c in excluded.items()) or "it is empty"
-        raise BadInputError(folder, "", "", f"no usable records for this simulation ({detail})", "no-records")
-    where = f"split {split}" if split else "all splits"
+        where = f" in split {chosen}" if chosen and len(by_split) > 1 else ""
+        raise BadInputError(folder, "", "", f"no usable records for this simulation{where} ({detail})", "no-records")
+    kept, excluded = by_split[chosen]
+    total = len(kept) + sum(excluded.values())
     return SimulationSource(
         name=str(folder),
         kind="dataset",
         records=kept,
         fingerprint=fingerprint_records(kept),
-        description=f"built dataset {folder} ({where}): {len(kept)} usable records of {len(records)}",
+        description=f"built dataset {folder}, split `{chosen}` ({why}): {len(kept)} usable records of {total}",
         excluded=dict(excluded),
-        total=len(records),
+        total=total,
+        split=chosen,
+        split_choice=why,
+        other_splits={
+            name: len(kept) + sum(excluded.values()) for name, (kept, excluded) in by_split.items() if name != chosen
+        },
     )
 
 
 @dataclass
 class RunConfig:
-    """Everything that determines a run's results (plus scheduling knobs that do not), saved in the manifest."""
+    """Everything that determines a run's results (plus scheduling knobs that do not), saved in the manifest.
+
+    ``n`` may grow on resume (dialogue i depends only on the seed and i, so a larger ``n`` adds dialogues and
+    keeps the others); every other field except :data:`SCHEDULING_KEYS` must match."""
 
     simulation: str
     n: int
     seed: int
     max_turns: int
-    split: str
+    split: str  # the source split drawn from, and the output split
     backend: str
     models: dict[str, str]  # role -> model name as given
     model_ids: dict[str, str]  # role -> backend.model_id (what provenance records)
@@ -209,8 +270,10 @@ class RunConfig:
     source: str
     source_kind: str
     source_fingerprint: str
-    options: dict[str, Any]  # simulation options that change results (prompt style, profile mode, ...)
+    options: dict[str, Any]  # the kind's command-line options that change results (prompt style, profiles...)
     prompt_hashes: dict[str, str]
+    settings: dict[str, Any] = field(default_factory=dict)  # the simulation's own settings (Simulation.settings)
+    dtype: str = ""  # local backend weights; "" for a server
     max_retries: int = 2
     batch_size: int = 32
     shard_size: int = 50
@@ -285,6 +348,163 @@ def read_shard(path: Path) -> list[dict[str, Any]]:
 # The engine
 
 
+class RunLocked(BadInputError):
+    """Another process is running in this folder."""
+
+
+class RunLock:
+    """An exclusive lock on a folder for one process: ``fcntl.flock`` on ``<folder>/<name>``.
+
+    The kernel releases a flock when its process ends, however it ends, so a run killed with SIGKILL never
+    leaves the folder locked: the next run takes it over at once. The file holds the pid of the holder, for the
+    error message of a process that is refused. Not re-entrant: one lock object per folder and process.
+    """
+
+    def __init__(self, folder: str | Path, name: str = LOCK, what: str = "run folder") -> None:
+        self.path = Path(folder) / name
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunLocked(
+                self.path.parent,
+                "",
+                "",
+                f"another `crsdata simulate` (pid {holder}) is running in this {self.what}; wait for it to end "
+                "or stop it, then run the command again to resume (a stopped or killed run leaves no lock "
+                "behind)",
+                "run-locked",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def dialogue_id(kind: str, run_seed: int, index: int) -> str:
+    return f"{kind}-s{run_seed}-{index:06d}"
+
+
+class DialogueTask:
+    """One dialogue of a run, as any executor drives it: the simulation's step contract plus the run's rules
+    for failed generations, so that the batched engine and a per-dialogue (async) executor write the same
+    record for index ``i``.
+
+    ``begin`` draws the source record and seed of index ``i`` and starts the dialogue (BadInputError when the
+    record cannot be used: the executor records the skip and draws the next index). Then, until ``finished``:
+    ``role = task.next_role()``, ``task.request(role)`` with ``task.sampling(role)`` to a backend, and
+    ``task.apply(role, generation)``. Finally ``task.to_record(split, run_seed)``.
+
+    A generation with ``finish_reason="error"`` is counted and not applied: the same request is sent again
+    (same seed, so a retry that succeeds gives exactly the uninterrupted text); after ``max_retries`` failed
+    retries of one turn the dialogue ends with ``end_reason="error"``. A simulation that keeps asking without
+    ending is stopped (``unknown``).
+    """
+
+    def __init__(self, simulation: Simulation, index: int, state: DialogueState, max_retries: int) -> None:
+        self.sim = simulation
+        self.index = index
+        self.state = state
+        self.max_retries = max_retries
+        self.failures = 0  # consecutive failed generations of the current turn
+        self.steps = 0  # requests served, a guard against a simulation that never finishes
+        self.error = ""
+
+    @classmethod
+    def begin(
+        cls, simulation: Simulation, records: list[dict[str, Any]], run_seed: int, index: int, max_retries: int
+    ) -> DialogueTask:
+        record = records[source_index(run_seed, index, len(records))]
+        state = simulation.start(record, dialogue_id(simulation.name, run_seed, index), dialogue_seed(run_seed, index))
+        return cls(simulation, index, state, max_retries)
+
+    @property
+    def finished(self) -> bool:
+        return self.state.finished
+
+    def next_role(self) -> str:
+        return self.sim.next_role(self.state)
+
+    def sampling(self, role: str) -> SamplingParams:
+        return self.sim.sampling(self.state, role)
+
+    def request(self, role: str) -> ChatRequest:
+        return self.sim.request(self.state, role)
+
+    def apply(self, role: str, generation: Generation) -> int:
+        """Applies one generation; returns the number of turns it added."""
+        state = self.state
+        self.steps += 1
+        if generation.finish_reason == "error":
+            state.counters["backend_errors"] = state.counters.get("backend_errors", 0) + 1
+            self.failures += 1
+            self.error = generation.error or "unspecified backend error"
+            if self.failures > self.max_retries:
+                self._abandon(f"backend error after {self.failures} attempts: {self.error}", EndReason.ERROR)
+            return 0
+        self.failures = 0
+        before = len(state.turns)
+        self.sim.apply(state, role, generation)
+        # A simulation may legitimately re-ask (an empty answer, a profile that did not parse), but not forever.
+        limit = 4 * (self.sim.max_turns + 4) * (self.max_retries + 1)
+        if not state.finished and self.steps >= limit:
+            self._abandon(f"no end after {self.steps} requests", EndReason.UNKNOWN)
+        return max(0, len(state.turns) - before)
+
+    def _abandon(self, detail: str, reason: EndReason) -> None:
+        self.state.finished = True
+        self.state.end_reason = reason.value
+        self.state.counters["abandoned"] = 1
+        self.error = detail
+
+    def to_record(self, split: str, run_seed: int) -> tuple[dict[str, Any], dict[str, int]]:
+        """The finished dialogue as a validated schema record (split, run seed and ``extra.run`` filled) and its
+        counters for the manifest."""
+        state = self.state
+        record = self.sim.to_record(state)
+        record["split"] = split
+        record["provenance"]["seed"] = run_seed
+        extra = load_extra(record["extra"])
+        run = {
+            "index": self.index,
+            "dialogue_seed": state.seed,
+            "source_record": str(state.record.get("dialogue_id", "")),
+            "counters": dict(sorted(state.counters.items())),
+        }
+        if state.counters.get("abandoned"):
+            run["end_detail"] = self.error
+        extra["run"] = run
+        record["extra"] = dump_extra(extra)
+        validate_dialogue(record, path=f"{self.sim.name} simulation", record_id=state.dialogue_id)
+        counters = {k: int(v) for k, v in state.counters.items()}
+        counters["dialogues"] = 1
+        counters[f"end_reason.{record['outcome']['end_reason']}"] = 1
+        return record, counters
+
+
 @dataclass
 class _Draw:
     """Which dialogue indices a run has used: written ones (from shards), skipped ones, the source positions
@@ -300,17 +520,8 @@ class _Draw:
         self.claimed = len(self.written)
 
 
-@dataclass
-class _Active:
-    index: int
-    state: DialogueState
-    failures: int = 0  # consecutive failed generations of the current turn
-    steps: int = 0  # requests served, a guard against a simulation that never finishes
-    error: str = ""
-
-
 class RunEngine:
-    """Runs (or resumes) one simulation run into ``work_dir``; see the module docstring.
+    """Runs (or resumes, or grows) one simulation run into ``work_dir``; see the module docstring.
 
     ``progress``: show a tqdm bar (dialogues done / total, turns per second, ETA) on stderr.
     ``on_shard``: called with the shard path after each shard is committed (tests use it to kill mid-run).
@@ -357,6 +568,9 @@ class RunEngine:
             "updated": now,
             "source": {
                 "description": self.source.description,
+                "split": self.source.split,
+                "split_choice": self.source.split_choice,
+                "other_splits": dict(self.source.other_splits),
                 "records": len(self.source.records),
                 "read": self.source.total or len(self.source.records),
                 "excluded": dict(self.source.excluded),
@@ -382,6 +596,11 @@ class RunEngine:
     # ----------------------------------------------------------------------------------------- run
 
     def run(self) -> RunResult:
+        """Runs the dialogues not yet written, holding the folder's lock (another process is refused)."""
+        with RunLock(self.work_dir):
+            return self._run()
+
+    def _run(self) -> RunResult:
         started = time.perf_counter()
         manifest = self.load_manifest() or self._new_manifest()
         (self.work_dir / SHARD_DIR).mkdir(parents=True, exist_ok=True)
@@ -407,14 +626,21 @@ class RunEngine:
                 for entry in manifest["skipped"]
             },
         )
+        # The configuration of this session: n may have grown, scheduling may differ (results cannot).
+        manifest["config"] = self.config.as_dict()
         manifest["status"] = "running"
-        session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed_from": len(done)}
+        session = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "resumed_from": len(done),
+            "n": self.config.n,
+            "batch_size": self.config.batch_size,
+        }
         manifest["sessions"].append(session)
         # Claim the folder at once, so a second command with other options is refused even before a shard.
         self._save_manifest(manifest)
 
         buffer: list[tuple[int, dict[str, Any], dict[str, int]]] = []
-        active: list[_Active] = []
+        active: list[DialogueTask] = []
         bar = self._progress_bar(len(done))
         try:
             while True:
@@ -423,14 +649,15 @@ class RunEngine:
                     break
                 self._step(active)
                 still = []
-                for item in active:
-                    if item.state.finished:
-                        buffer.append(self._finish(item))
+                for task in active:
+                    if task.finished:
+                        record, counters = task.to_record(self.config.split, self.config.seed)
+                        buffer.append((task.index, record, counters))
                         self.stats.dialogues += 1
                         if bar is not None:
                             bar.update(1)
                     else:
-                        still.append(item)
+                        still.append(task)
                 active[:] = still
                 if len(buffer) >= self.config.shard_size:
                     self._flush(buffer, manifest)
@@ -449,7 +676,7 @@ class RunEngine:
         self._save_manifest(manifest)
         return self._result(manifest)
 
-    def _refill(self, active: list[_Active], manifest: dict[str, Any]) -> None:
+    def _refill(self, active: list[DialogueTask], manifest: dict[str, Any]) -> None:
         """Starts dialogues at the next indices until the batch is full or ``n`` are written or running."""
         records = self.source.records
         draw = self._draw
@@ -460,16 +687,15 @@ class RunEngine:
             draw.next_index += 1
             if index in draw.written or index in draw.skipped:
                 continue
-            position = source_index(self.config.seed, index, len(records))
-            record = records[position]
             try:
-                state = self.sim.start(record, self.dialogue_id(index), dialogue_seed(self.config.seed, index))
+                task = DialogueTask.begin(self.sim, records, self.config.seed, index, self.config.max_retries)
             except BadInputError as err:
+                position = source_index(self.config.seed, index, len(records))
                 manifest["skipped"].append(
                     {
                         "index": index,
-                        "dialogue_id": self.dialogue_id(index),
-                        "source_record": str(record.get("dialogue_id", "")),
+                        "dialogue_id": dialogue_id(self.sim.name, self.config.seed, index),
+                        "source_record": str(records[position].get("dialogue_id", "")),
                         "reason": err.reason,
                         "message": str(err),
                     }
@@ -478,88 +704,31 @@ class RunEngine:
                 draw.unusable.add(position)
                 continue
             draw.claimed += 1
-            active.append(_Active(index, state))
+            active.append(task)
 
-    def dialogue_id(self, index: int) -> str:
-        return f"{self.sim.name}-s{self.config.seed}-{index:06d}"
-
-    def _params(self, state: DialogueState, role: str) -> SamplingParams:
-        # Optional hook: a simulation may need other parameters for some requests (RecLLMSim's profiles).
-        hook = getattr(self.sim, "sampling", None)
-        return hook(state, role) if hook is not None else self.sim.params[role]
-
-    def _step(self, active: list[_Active]) -> None:
+    def _step(self, active: list[DialogueTask]) -> None:
         """One backend call: the largest group of dialogues waiting on the same backend and parameters."""
-        groups: dict[tuple[int, SamplingParams], list[tuple[_Active, str]]] = {}
-        for item in active:
-            role = self.sim.next_role(item.state)
-            key = (id(self.sim.backends[role]), self._params(item.state, role))
-            groups.setdefault(key, []).append((item, role))
+        groups: dict[tuple[int, SamplingParams], list[tuple[DialogueTask, str]]] = {}
+        for task in active:
+            role = task.next_role()
+            key = (id(self.sim.backends[role]), task.sampling(role))
+            groups.setdefault(key, []).append((task, role))
         # Most waiting first; on a tie, not the call that ran last, so equal groups take turns.
         key = max(groups, key=lambda k: (len(groups[k]), k != self._last_call))
         self._last_call = key
         members = groups[key]
-        requests = [self.sim.request(item.state, role) for item, role in members]
+        requests = [task.request(role) for task, role in members]
         backend: Backend = self.sim.backends[members[0][1]]
-        params = key[1]
         t0 = time.perf_counter()
-        generations = backend.generate(requests, params)
+        generations = backend.generate(requests, key[1])
         self.stats.generate_seconds += time.perf_counter() - t0
         self.stats.calls += 1
         self.stats.requests += len(requests)
         if len(generations) != len(requests):
             raise BackendError(f"{backend.model_id}: {len(generations)} generations for {len(requests)} requests")
-        for (item, role), generation in zip(members, generations, strict=True):
+        for (task, role), generation in zip(members, generations, strict=True):
             self.stats.completion_tokens += int(generation.completion_tokens or 0)
-            self._apply(item, role, generation)
-
-    def _apply(self, item: _Active, role: str, generation: Generation) -> None:
-        state = item.state
-        item.steps += 1
-        counters = state.counters
-        if generation.finish_reason == "error":
-            counters["backend_errors"] = counters.get("backend_errors", 0) + 1
-            item.failures += 1
-            item.error = generation.error or "unspecified backend error"
-            if item.failures > self.config.max_retries:
-                self._abandon(item, f"backend error after {item.failures} attempts: {item.error}", EndReason.ERROR)
-            return
-        item.failures = 0
-        before = len(state.turns)
-        self.sim.apply(state, role, generation)
-        self.stats.turns += max(0, len(state.turns) - before)
-        # A simulation may legitimately re-ask (an empty answer, a profile that did not parse), but not forever.
-        limit = 4 * (self.sim.max_turns + 4) * (self.config.max_retries + 1)
-        if not state.finished and item.steps >= limit:
-            self._abandon(item, f"no end after {item.steps} requests")
-
-    def _abandon(self, item: _Active, detail: str, reason: EndReason = EndReason.UNKNOWN) -> None:
-        item.state.finished = True
-        item.state.end_reason = reason.value
-        item.state.counters["abandoned"] = 1
-        item.error = detail
-
-    def _finish(self, item: _Active) -> tuple[int, dict[str, Any], dict[str, int]]:
-        state = item.state
-        record = self.sim.to_record(state)
-        record["split"] = self.config.split
-        record["provenance"]["seed"] = self.config.seed
-        extra = load_extra(record["extra"])
-        run = {
-            "index": item.index,
-            "dialogue_seed": state.seed,
-            "source_record": str(state.record.get("dialogue_id", "")),
-            "counters": dict(sorted(state.counters.items())),
-        }
-        if item.state.counters.get("abandoned"):
-            run["end_detail"] = item.error
-        extra["run"] = run
-        record["extra"] = dump_extra(extra)
-        validate_dialogue(record, path=str(self.work_dir), record_id=state.dialogue_id)
-        counters = {k: int(v) for k, v in state.counters.items()}
-        counters["dialogues"] = 1
-        counters[f"end_reason.{record['outcome']['end_reason']}"] = 1
-        return item.index, record, counters
+            self.stats.turns += task.apply(role, generation)
 
     def _flush(
         self, buffer: list[tuple[int, dict[str, Any], dict[str, int]]], manifest: dict[str, Any], force: bool = False
@@ -642,8 +811,9 @@ class RunEngine:
 
 def check_resume(work_dir: str | Path, config: dict[str, Any], ignore: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """The manifest of an earlier run in ``work_dir`` if its configuration matches ``config``; None when there
-    is none. Raises :class:`RunConfigMismatch` naming every differing key otherwise. Keys in ``ignore`` (and the
-    scheduling keys: batch size, shard size, crsdata version) are not compared."""
+    is none. Raises :class:`RunConfigMismatch` naming every differing key otherwise. Keys in ``ignore``, the
+    scheduling keys (batch size, shard size, crsdata version) and ``n`` are not compared: a run may grow, but an
+    ``n`` below the dialogues it already holds is refused too."""
     path = Path(work_dir) / MANIFEST
     if not path.is_file():
         return None
@@ -658,7 +828,7 @@ def check_resume(work_dir: str | Path, config: dict[str, Any], ignore: tuple[str
             path, "", "format", f"not a crsdata simulation run ({manifest.get('format')!r})", "corrupt-run"
         )
     saved = manifest.get("config", {})
-    skip = set(SCHEDULING_KEYS) | set(ignore)
+    skip = set(SCHEDULING_KEYS) | set(GROWABLE_KEYS) | set(ignore)
     differences = [
         f"{key}: {saved.get(key)!r} in the existing run, {config.get(key)!r} now"
         for key in sorted(set(saved) | set(config))
@@ -672,6 +842,16 @@ def check_resume(work_dir: str | Path, config: dict[str, Any], ignore: tuple[str
             "this folder holds a run with a different configuration, so resuming would mix two runs ("
             + "; ".join(differences)
             + "). Run again with the same options, or use another --out folder.",
+            "config-mismatch",
+        )
+    held = sum(shard.get("rows", 0) for shard in manifest.get("shards", []))
+    if "n" in config and held > config["n"]:
+        raise RunConfigMismatch(
+            path,
+            "config",
+            "n",
+            f"this run already holds {held} dialogues, more than --n {config['n']}; a run grows but never "
+            f"shrinks: use --n {held} or more, or another --out folder",
             "config-mismatch",
         )
     return manifest

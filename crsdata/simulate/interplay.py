@@ -23,7 +23,8 @@ The loop
   empty reference when the recommender recommended without a title the parser could find). An accept before
   any recommendation has nothing to accept: it is kept as ``feedback`` (counted as
   ``accept_without_recommendation``) and the dialogue goes on.
-- A backend error ends it with ``unknown`` (the error is kept in ``extra``).
+- A backend error ends it with ``error`` (the error is kept in ``extra``; the run engine retries failed
+  generations itself and only then ends the dialogue, also with ``error``).
 - Otherwise it ends with ``max_turns`` once ``max_turns`` turns (both roles together) are written.
 
 Counters (``state.counters``, copied to the record's ``extra``): ``turns``, ``parse_failures`` and
@@ -39,14 +40,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingParams
+from crsdata.catalog import load_catalog
 from crsdata.schema import Action, EndReason, Role, item_ref, new_dialogue, new_turn
 from crsdata.seeds import derive_seed
 from crsdata.simulate.actions import ParsedTurn, parse_turn
-from crsdata.simulate.base import DialogueState, Simulation
+from crsdata.simulate.base import DialogueState, Simulation, SimulationOptions, option
 from crsdata.simulate.leak import assert_no_target_leak
 from crsdata.simulate.persona import CatalogLike, Persona, all_target_titles, build_persona
 from crsdata.simulate.prompts import (
@@ -56,6 +61,9 @@ from crsdata.simulate.prompts import (
     instruct_messages,
     template_hashes,
 )
+
+if TYPE_CHECKING:
+    from crsdata.simulate.engine import SimulationSource
 
 SOURCE = "interplay-sim"
 BUILDER = "interplay"
@@ -74,11 +82,65 @@ def _with_stops(params: SamplingParams, stops: tuple[str, ...]) -> SamplingParam
     return dataclasses.replace(params, stop=params.stop + missing) if missing else params
 
 
+@dataclass
+class InterplayOptions(SimulationOptions):
+    """``crsdata simulate interplay`` options."""
+
+    prompt_style: str = option(
+        "instruct",
+        "instruct: chat prompts for instruction-tuned models (default); finetuned: the bare turn format of "
+        "simulators fine-tuned on it",
+        choices=STYLES,
+    )
+    infer_actions: bool = option(
+        False,
+        "when a turn has no recognisable <action> tag, infer the act from its text (never `accept`) instead of "
+        "counting a parse failure; small instruction models such as the embedded SmolLM2 rarely write the tags. "
+        "Inferred acts are counted as repairs in the card",
+    )
+    catalog: list[Path] = option(
+        help="item catalog to link recommended titles and describe targets: catalog files (id2info.json, "
+        "movies.csv...) or a built folder with an items configuration; repeat for several (default: the source "
+        "folder's items, when it has them)",
+        type=Path,
+        repeat=True,
+    )
+
+
 class InterplaySimulation(Simulation):
     """Reference-free user and recommender simulators (see the module doc for the loop and end reasons)."""
 
     name = "interplay"
     roles = ROLES
+    summary = "movie recommendation after Interplay: the user knows the target's attributes, never its title"
+    description = """\
+Movie recommendation after Interplay: the user simulator knows a persona (general preferences, watched movies
+with reviews) and the target's attributes but not its title; the recommender knows only the conversation.
+Every turn is `<action><ACT></action><response>...</response>`. The card reports outcomes, the target-leak rate
+and parse repairs.
+
+--source is a folder built by `crsdata build` whose records have target items (PEARL, ReDial, INSPIRED)."""
+    examples = """\
+crsdata build redial --input ../shared/data/redial/redial__valid_data.jsonl --out out/redial \\
+    --catalog ../shared/data/redial/redial__id2info.json
+crsdata simulate interplay --source out/redial --n 20 --out out/interplay-sim --infer-actions
+crsdata simulate interplay --source out/pearl --split test --n 100 --out out/interplay-sim \\
+    --user-model models/usersim --recommender-model models/recsim --prompt-style finetuned"""
+    default_max_turns = 12
+    output_source = SOURCE
+    card_info = {
+        "name": "crsdata simulate interplay",
+        "pretty_name": "Interplay-style simulated movie recommendation dialogues (crsdata)",
+        "description": "Movie recommendation dialogues simulated after Interplay: a user simulator that knows its "
+        "persona and target attributes (never the target title) talks to a recommender simulator that knows "
+        "only the conversation.",
+        "license": "derived from the source dataset's personas (see its licence) and the models in provenance",
+        "license_id": "other",
+        "homepage": "",
+        "citation": "",
+    }
+    options_class = InterplayOptions
+    options: InterplayOptions
 
     def __init__(
         self,
@@ -120,6 +182,26 @@ class InterplaySimulation(Simulation):
         self.n_watched = n_watched
         self.infer_actions = infer_actions
 
+    @classmethod
+    def constructor_options(cls, options: SimulationOptions, source: SimulationSource) -> dict[str, Any]:
+        assert isinstance(options, InterplayOptions)
+        return {
+            "catalog": load_catalog(options.catalog, default_folder=source.name),
+            "style": options.prompt_style,
+            "infer_actions": options.infer_actions,
+        }
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "styles": dict(self.styles),
+            "first_speaker": self.first_speaker,
+            "show_profile": self.show_profile,
+            "max_parse_failures": self.max_parse_failures,
+            "n_watched": self.n_watched,
+            "infer_actions": self.infer_actions,
+            "catalog_items": len(self.catalog) if self.catalog is not None else 0,
+        }
+
     # -- contract ------------------------------------------------------------------------------------------
 
     def start(self, record: dict[str, Any], dialogue_id: str, seed: int) -> DialogueState:
@@ -160,7 +242,7 @@ class InterplaySimulation(Simulation):
         if generation.finish_reason == "error":
             counters["backend_errors"] = counters.get("backend_errors", 0) + 1
             state.context["error"] = generation.error
-            self._finish(state, EndReason.UNKNOWN)
+            self._finish(state, EndReason.ERROR)
             return
         if not generation.text.strip():
             self._finish(state, EndReason.EMPTY)
@@ -267,6 +349,26 @@ class InterplaySimulation(Simulation):
 
     def prompt_hashes(self) -> dict[str, str]:
         return template_hashes([f"interplay.{role}.{self.styles[role]}" for role in ROLES])
+
+    # -- output --------------------------------------------------------------------------------------------
+
+    def outcome_rows(self, records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        accepted = sum(
+            1 for r in records if r["outcome"]["accepted_item"]["title"] or r["outcome"]["accepted_item"]["item_id"]
+        )
+        return [("dialogues with an accepted item", f"{accepted} ({100 * accepted / max(len(records), 1):.1f}%)")]
+
+    def card_sections(self, records: list[dict[str, Any]], counters: Counter[str]) -> dict[str, str]:
+        from crsdata.simulate.leak import leak_report
+
+        report = leak_report(records)
+        return {
+            "Target leak": "A leak is a user turn that names a target item before any recommender turn has named it "
+            "(`crsdata.simulate.leak`). Leak rate: "
+            f"**{100 * report['dialogue_rate']:.1f}%** of {report['dialogues']} dialogues with targets "
+            f"({report['leaked_dialogues']} dialogues; {report['leaked_user_turns']} of {report['user_turns']} "
+            "user turns)."
+        }
 
     # -- helpers -------------------------------------------------------------------------------------------
 

@@ -42,16 +42,20 @@ import hashlib
 import json
 import random
 import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingParams
 from crsdata.errors import BadInputError
 from crsdata.schema import EndReason, Role, load_extra, new_dialogue, new_turn
 from crsdata.simulate import filters
-from crsdata.simulate.base import DialogueState, Simulation
-from crsdata.simulate.engine import SimulationSource, derive_seed, fingerprint_records
+from crsdata.simulate.base import DialogueState, Simulation, SimulationOptions, option
+from crsdata.simulate.engine import SimulationSource, derive_seed, fingerprint_records, load_dataset_source
 from crsdata.simulate.scenarios import (
     PROFILE_FIELDS,
+    SCENARIO_DIR,
     format_profile,
     load_profiles,
     load_scenarios,
@@ -154,16 +158,75 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+PROFILE_MODES = ("pool", "generate")
+
+
+@dataclass
+class RecLLMSimOptions(SimulationOptions):
+    """``crsdata simulate recllmsim`` options. ``profiles`` is resolved against the source and recorded in the run
+    configuration through :meth:`RecLLMSimSimulation.settings`; ``drop_flagged`` changes only the export."""
+
+    profiles: str | None = option(
+        None,
+        "with --source scenarios or a .yaml: `pool` (the packaged RecLLMSim profile pool, default), `generate` "
+        "(the user model writes a profile per dialogue) or a pool file",
+        in_run_config=False,
+    )
+    drop_flagged: bool = option(
+        False,
+        "leave dialogues flagged by a quality filter (empty turn, role confusion, repetition) out of the folder; "
+        "they are counted as dropped. Default: keep them, flags in extra.quality",
+        in_run_config=False,
+    )
+
+
+def is_scenario_source(source: str) -> bool:
+    """``scenarios``, a scenario YAML file, or the name of a packaged scenario file."""
+    if source == "scenarios" or source.endswith((".yaml", ".yml")):
+        return True
+    return "/" not in source and (SCENARIO_DIR / f"{source}.yaml").is_file()
+
+
 class RecLLMSimSimulation(Simulation):
     """Task conversations after RecLLMSim; see the module docstring for the loop, filters and seeds.
 
     ``backends`` and ``params`` have entries for ``"user"`` (the user simulator, which also writes generated
     profiles) and ``"recommender"`` (the assistant). ``profile_pool``: profiles for generation examples and
     fallback (default: the packaged pool). ``profile_max_new_tokens``: budget of a generated profile.
+    ``profile_mode``: where the profiles of the source come from, recorded in the run configuration.
     """
 
     name = "recllmsim"
     roles = (USER, ASSISTANT)
+    summary = 'task conversations after RecLLMSim (travel, recipes, gifts...) until "Thank you, goodbye."'
+    description = """\
+Task conversations after RecLLMSim (travel planning, recipes, gifts, skills...): the user simulator has a
+profile and a task description and talks to an assistant until it says "Thank you, goodbye.". Quality filters
+(empty turns, role confusion, repetition) flag dialogues; the card counts them.
+
+--source is a built RecLLMSim folder (profiles and tasks of its English records), or `scenarios` (the packaged
+scenario templates crossed with the 85 distinct profiles of RecLLMSim's pool; see --profiles), or a scenario
+YAML file converted with `python -m crsdata.simulate.scenarios convert`."""
+    examples = """\
+crsdata build recllmsim --input ../shared/data/recllmsim --out out/recllmsim
+crsdata simulate recllmsim --source out/recllmsim --n 20 --out out/recllmsim-sim
+crsdata simulate recllmsim --source scenarios --profiles generate --n 50 --out out/tasks --seed 7"""
+    default_max_turns = 10
+    output_source = SOURCE
+    card_info = {
+        "name": "crsdata simulate recllmsim",
+        "pretty_name": "RecLLMSim-style simulated task conversations (crsdata)",
+        "description": "Task-based recommendation conversations simulated by two LLMs after RecLLMSim: a user "
+        "simulator with a profile and a scenario task (travel planning, recipes, gifts, skills) talks to an "
+        "assistant until it says 'Thank you, goodbye.'.",
+        "license": "Apache-2.0 for the scenario templates and profiles (RecLLMSim); generated text is subject "
+        "to the licences of the models named in provenance",
+        "license_id": "apache-2.0",
+        "homepage": "https://github.com/wzf2000/RecLLMSim",
+        "citation": "",
+    }
+    options_class = RecLLMSimOptions
+    options: RecLLMSimOptions
 
     def __init__(
         self,
@@ -176,6 +239,7 @@ class RecLLMSimSimulation(Simulation):
         max_empty_retries: int = 2,
         similarity: float = filters.DEFAULT_SIMILARITY,
         profile_max_new_tokens: int = 192,
+        profile_mode: str = "pool",
     ) -> None:
         missing = [r for r in self.roles if r not in backends]
         if missing:
@@ -194,17 +258,66 @@ class RecLLMSimSimulation(Simulation):
         self.profile_params = dataclasses.replace(
             params[USER], max_new_tokens=max(params[USER].max_new_tokens, profile_max_new_tokens)
         )
+        self.profile_mode = profile_mode  # where profiles come from: pool, generate, a pool file, or "source" records
 
     # -- which records can drive it ----------------------------------------------------------------------
 
-    @staticmethod
-    def eligible(record: dict[str, Any]) -> str:
+    @classmethod
+    def eligible(cls, record: dict[str, Any]) -> str:
         """``""`` when a dataset record can be drawn, else why not (counted as excluded, never silently)."""
         if record.get("source") not in ACCEPTED_SOURCES:
             return f"source-{record.get('source') or 'unknown'}"
         if record.get("language", "en") != "en":
             return f"language-{record.get('language')}"
         return ""
+
+    @classmethod
+    def load_source(cls, source: str, split: str | None, options: SimulationOptions) -> SimulationSource:
+        """A built folder (English records of one split), or scenario templates crossed with profiles."""
+        assert isinstance(options, RecLLMSimOptions)
+        if Path(source).is_dir():
+            if options.profiles:
+                raise BadInputError(
+                    source,
+                    "",
+                    "--profiles",
+                    "applies to scenario sources only; a built folder has its own profiles",
+                    "bad-option",
+                )
+            return load_dataset_source(source, split, cls.eligible)
+        if is_scenario_source(source):
+            if split is not None:
+                raise BadInputError(
+                    source, "", "--split", "applies to built dataset folders; scenario records have none", "bad-option"
+                )
+            profiles = options.profiles or "pool"
+            if profiles not in PROFILE_MODES and not Path(profiles).is_file():
+                raise BadInputError(
+                    profiles, "", "--profiles", "expected pool, generate or a profile pool file", "bad-option"
+                )
+            return scenario_source(None if source == "scenarios" else source, profiles)
+        raise BadInputError(
+            source,
+            "",
+            "--source",
+            "unknown source: not a folder, and not `scenarios` or a scenario .yaml file "
+            "(build a corpus first with `crsdata build`)",
+            "unknown-source",
+        )
+
+    @classmethod
+    def constructor_options(cls, options: SimulationOptions, source: SimulationSource) -> dict[str, Any]:
+        assert isinstance(options, RecLLMSimOptions)
+        return {"profile_mode": (options.profiles or "pool") if source.kind == "scenarios" else "source"}
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "profiles": self.profile_mode,
+            "max_profile_attempts": self.max_profile_attempts,
+            "max_empty_retries": self.max_empty_retries,
+            "similarity": self.similarity,
+            "profile_max_new_tokens": self.profile_params.max_new_tokens,
+        }
 
     # -- contract ------------------------------------------------------------------------------------------
 
@@ -278,7 +391,7 @@ class RecLLMSimSimulation(Simulation):
         if generation.finish_reason == "error":
             # The engine retries errors itself; a direct caller gets a clear end instead of a silent loop.
             self._count(state, "backend_errors")
-            self._finish(state, EndReason.UNKNOWN)
+            self._finish(state, EndReason.ERROR)
             return
         text, repairs = clean_generation(generation.text)
         for kind in repairs:
@@ -339,6 +452,40 @@ class RecLLMSimSimulation(Simulation):
     def prompt_hashes(self) -> dict[str, str]:
         return {name: _sha256(text) for name, text in TEMPLATES.items()}
 
+    # -- output --------------------------------------------------------------------------------------------
+
+    def drop_reason(self, record: dict[str, Any]) -> str:
+        """``no_turns``, or with ``--drop-flagged`` the first filter (in FILTERS order) that flagged it."""
+        reason = super().drop_reason(record)
+        if reason or not self.options.drop_flagged:
+            return reason
+        flags = quality_flags(record)
+        return next((f for f in filters.FILTERS if f in flags), "")
+
+    def card_sections(self, records: list[dict[str, Any]], counters: Counter[str]) -> dict[str, str]:
+        rows = [
+            f"| `{name}` | {counters.get(f'filter.{name}.dialogues', 0)} dialogues, "
+            f"{counters.get(f'filter.{name}.turns', 0)} turns |"
+            for name in filters.FILTERS
+        ]
+        flagged = sum(1 for r in records if quality_flags(r))
+        rows.append(f"| any filter | {flagged} dialogues ({100 * flagged / max(len(records), 1):.1f}%) |")
+        kept = (
+            "Flagged dialogues were left out (--drop-flagged)."
+            if self.options.drop_flagged
+            else "Flagged dialogues are kept; filter them with `extra.quality`."
+        )
+        return {
+            "Quality filters": "Each finished dialogue is checked for empty turns, a user turn that reads like the "
+            'assistant ("As an AI", offers of help, long numbered plans) and a turn repeating an earlier turn of the '
+            f"same role (similarity >= 0.9). Hits are in `extra.quality`. {kept}\n\n"
+            "| filter | flagged |\n|---|---|\n" + "\n".join(rows)
+        }
+
+    def plot_panels(self, records: list[dict[str, Any]], counters: Counter[str]) -> list[tuple[str, Counter[str]]]:
+        hits = Counter({name: counters.get(f"filter.{name}.dialogues", 0) for name in filters.FILTERS})
+        return [("dialogues flagged by filter", hits)]
+
     # -- profiles ------------------------------------------------------------------------------------------
 
     def _examples(self, state: DialogueState, attempt: int) -> list[str]:
@@ -386,10 +533,14 @@ class RecLLMSimSimulation(Simulation):
         state.end_reason = reason.value
 
 
+def quality_flags(record: dict[str, Any]) -> list[str]:
+    """The filters that flagged a written dialogue (from ``extra.quality``)."""
+    quality = load_extra(record["extra"]).get("quality") or {}
+    return [name for name, hits in quality.items() if hits]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Scenario sources: task descriptions x profiles, as records the engine draws from.
-
-PROFILE_MODES = ("pool", "generate")
 
 
 def scenario_source(scenarios: str | None = None, profiles: str = "pool") -> SimulationSource:
@@ -438,4 +589,6 @@ def scenario_source(scenarios: str | None = None, profiles: str = "pool") -> Sim
         fingerprint=fingerprint_records(records),
         description=f"scenario templates {scenarios or 'task_context_new'}: {what}",
         total=len(records),
+        split="train",
+        split_choice="scenario templates have no splits: one train split",
     )
