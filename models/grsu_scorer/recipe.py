@@ -41,6 +41,7 @@ from . import instructions as ins
 
 HUB_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the embedded GGUF was converted from
 # The linear layers of Llama-style decoders (SmolLM2 and the tests' tiny model): attention and MLP.
+METRIC_LABELS = {"recall": "Recall", "ndcg": "NDCG", "mrr": "MRR"}
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -480,7 +481,7 @@ On a GPU, use all training turns and more test turns, e.g.
                     EvalScore(
                         f"{key}@{k}",
                         metrics[f"{key}@{k}"],
-                        f"{key.upper() if key != 'ndcg' else 'NDCG'}@{k}, re-ranking retrieval top {config.rerank_k}",
+                        f"{METRIC_LABELS[key]}@{k}, re-ranking retrieval top {config.rerank_k}",
                         source,
                         "test",
                     )
