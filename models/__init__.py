@@ -16,6 +16,7 @@ RECIPES: dict[str, str] = {
     "intent-classifier": "crsdata.models.intent_classifier.recipe",
     "user-simulator": "crsdata.models.user_simulator.recipe",
     "recommender-simulator": "crsdata.models.recommender_simulator.recipe",
+    "grsu-scorer": "crsdata.models.grsu_scorer.recipe",
 }
 
 

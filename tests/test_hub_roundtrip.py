@@ -7,6 +7,8 @@ back in a separate process, by repo id and revision only, as a user would:
 - ``AutoModelForCausalLM.from_pretrained("crs/tiny", revision=tag)`` gives that tag's weights;
 - ``PeftModel.from_pretrained(base, "crs/tiny-simulator", revision="v0.1.0")`` gives the LoRA weights of an adapter
   folder saved as the Interplay simulator recipes save theirs;
+- the GRSU scorer (``crsdata train grsu-scorer``: LoRA adapters on a tiny base, trained on real ReDial turns) loads
+  with ``PeftModel.from_pretrained(base, "crs/grsu-scorer", revision="v0.1.0")`` and gives its P("Yes");
 - ``evaluate.load("crs/distinct_n", revision=tag)`` gives the examples' numbers, in a process without crsdata.
 
 The server runs for this module only and is stopped by its PID, also when a test fails.
@@ -19,6 +21,7 @@ from typing import Any
 
 import pytest
 from fixtures import olah_server
+from fixtures.grsu_scorer import CATALOG, build_small_redial, build_tiny_base, train_tiny_scorer
 from fixtures.local_hub import LocalHub
 from fixtures.publishable import adapter_folder, dataset_folder, model_folder
 
@@ -56,6 +59,11 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         publish(ROOT / "metrics" / "distinct_n", "crs/distinct_n", tag=tag, client=hub, verify=False)
     adapter = adapter_folder(work / "adapter", models[TAGS[0]], TAGS[0][1:])
     publish(adapter, "crs/tiny-simulator", tag=TAGS[0], client=hub)
+    scorer = None
+    if CATALOG.is_file():
+        scorer_base = build_tiny_base(work / "scorer-base")
+        scorer = train_tiny_scorer(build_small_redial(work), scorer_base, work / "grsu-scorer")
+        publish(scorer, "crs/grsu-scorer", tag="v0.1.0", client=hub)
 
     requests: dict[str, dict[str, Any]] = {}
     for tag in TAGS:
@@ -73,8 +81,16 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "base": str(models[TAGS[0]]),
         "local": str(adapter),
     }
+    if scorer is not None:
+        requests["scorer@v0.1.0"] = {
+            "adapter": "crs/grsu-scorer",
+            "revision": "v0.1.0",
+            "base": str(scorer_base),
+            "local": str(scorer),
+            "p_yes": True,
+        }
     answers = dict(zip(requests, olah_server.consume(work / "mirrors", work, list(requests.values())), strict=True))
-    return {"answers": answers, "models": models}
+    return {"answers": answers, "models": models, "scorer": scorer}
 
 
 def _answer(published: dict[str, Any], name: str) -> dict[str, Any]:
@@ -100,6 +116,14 @@ def test_simulator_adapter_loads_with_peft_by_repo_id(published: dict[str, Any])
     answer = _answer(published, "adapter")
     assert answer["class"] == "PeftModelForCausalLM" and answer["lora_tensors"] > 0
     assert answer["equal_to_local"]
+
+
+def test_grsu_scorer_adapter_loads_with_peft(published: dict[str, Any]) -> None:
+    if published["scorer"] is None:
+        pytest.skip(f"ReDial data not found: {CATALOG}")
+    answer = _answer(published, "scorer@v0.1.0")
+    assert answer["equal_to_local"] and answer["lora_tensors"] > 0
+    assert 0.0 < answer["p_yes"] < 1.0
 
 
 @pytest.mark.parametrize("tag", TAGS)

@@ -229,6 +229,11 @@ class AttributeCritic(Critic):
             out.append(critiques)
         return out
 
+    def say(self, turn: EvalTurn, attribute: str, value: str, avoid: tuple[str, ...] = ()) -> Critique:
+        """The critique asking for ``value`` of ``attribute`` and rejecting ``avoid`` (the GRSU scorer recipe
+        trains on these same sentences)."""
+        return self._say(turn, attribute, value, tuple(avoid))
+
     def _say(self, turn: EvalTurn, attribute: str, value: str, avoid: tuple[str, ...]) -> Critique:
         like = next(
             (m for m in turn.mentioned if m in self.items and value in self.items.attributes(m)[attribute]), None
