@@ -21,10 +21,10 @@ The loop
 - An unparseable turn is not appended: the same role tries again with a new seed. After
   ``max_parse_failures`` consecutive failures of one role the dialogue ends with ``parse_error``.
 - An empty generation, or a parsed turn with an empty response (other than an accept), ends it with ``empty``.
-- A user ``accept`` ends it with ``accept``; the accepted item is the last item a recommender turn named (an
-  empty reference when the recommender recommended without a title the parser could find). An accept before
-  any recommendation has nothing to accept: it is kept as ``feedback`` (counted as
-  ``accept_without_recommendation``) and the dialogue goes on.
+- A user ``accept`` ends it with ``accept``; the accepted item is the last item a recommender turn named. An
+  accept before any recommender turn has named an item has nothing to accept (a turn labelled ``recommend``
+  without a title does not count): it is kept as ``feedback`` (counted as ``accept_without_recommendation``)
+  and the dialogue goes on.
 - A backend error ends it with ``error`` (the error is kept in ``extra``; the run engine retries failed
   generations itself and only then ends the dialogue, also with ``error``).
 - Otherwise it ends with ``max_turns`` once ``max_turns`` turns (both roles together) are written.
@@ -420,16 +420,13 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
 
     @staticmethod
     def _last_recommended(state: DialogueState) -> dict[str, str] | None:
-        """The last item a recommender turn named; an empty ref after a recommendation with no parsable title;
-        None when the recommender has recommended nothing yet."""
-        recommended = False
+        """The last item a recommender turn named; None when no recommender turn has named one yet. An accept
+        needs an item: small models label greetings and vague promises `recommend` ("Hi.", "I'd recommend") and
+        the user model then "accepts" them, which would end the dialogue with nothing accepted."""
         for turn in reversed(state.turns):
-            if turn["role"] != Role.RECOMMENDER.value:
-                continue
-            if turn["items"]:
+            if turn["role"] == Role.RECOMMENDER.value and turn["items"]:
                 return dict(turn["items"][-1])
-            recommended = recommended or turn["action"] == Action.RECOMMEND
-        return item_ref() if recommended else None
+        return None
 
     @staticmethod
     def _count(state: DialogueState, key: str, n: int = 1) -> None:
