@@ -276,7 +276,8 @@ def test_tab1_person_recommends_and_the_simulated_user_answers(served: Served) -
     record = served.playground.corpus("redial").by_id[dialogue_id]
     assert chat == [] and outcome == "" and "Taste:" in preview
     target = record["target_items"][0]["title"]
-    assert target.split(" (")[0] not in preview, "the target is revealed only when the chat ends"
+    # The title with its year: a short title ("It") also occurs inside other titles of the persona's history.
+    assert target not in preview, "the target is revealed only when the chat ends"
 
     chat, text, outcome = client.predict(
         'Hi! Have you seen "The Shining (1980)"? It is a scary classic.', "auto", api_name="/send_as_recommender"
