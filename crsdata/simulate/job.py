@@ -229,6 +229,20 @@ def make_backends(config: SimulateConfig) -> dict[str, Backend]:
     return backends
 
 
+# Parts of the run configuration known only once the simulation exists (after loading the models).
+_KNOWN_AFTER_LOADING = ("model_ids", "sampling", "prompt_hashes", "settings")
+
+
+def simulation_parts(simulation: Simulation) -> dict[str, Any]:
+    """The run configuration's :data:`_KNOWN_AFTER_LOADING` parts, read from a built simulation."""
+    return {
+        "model_ids": {r: b.model_id for r, b in simulation.backends.items()},
+        "sampling": {r: asdict(p) for r, p in simulation.params.items()},
+        "prompt_hashes": simulation.prompt_hashes(),
+        "settings": simulation.settings(),
+    }
+
+
 def run_config(config: SimulateConfig, source: SimulationSource, simulation: Simulation | None = None) -> RunConfig:
     """The run configuration the manifest records. Without ``simulation`` (before the models are loaded) the
     parts only it knows (model ids, sampling with its stop strings, prompt hashes, settings) are left empty."""
@@ -243,24 +257,17 @@ def run_config(config: SimulateConfig, source: SimulationSource, simulation: Sim
         split=source.split,
         backend=config.backend,
         models={"user": config.user_model, "recommender": config.recommender_model},
-        model_ids={r: b.model_id for r, b in simulation.backends.items()} if simulation else {},
-        sampling={r: asdict(p) for r, p in simulation.params.items()} if simulation else {},
         source=source.name,
         source_kind=source.kind,
         source_fingerprint=source.fingerprint,
         options=config.options.run_config(),
-        prompt_hashes=simulation.prompt_hashes() if simulation else {},
-        settings=simulation.settings() if simulation else {},
+        **(simulation_parts(simulation) if simulation else {key: {} for key in _KNOWN_AFTER_LOADING}),
         dtype=config.dtype if config.backend == "local" else "",
         max_retries=config.max_retries,
         batch_size=config.batch_size,
         shard_size=config.shard_size,
         crsdata_version=__version__,
     )
-
-
-# Parts of the run configuration known only once the simulation exists (after loading the models).
-_KNOWN_AFTER_LOADING = ("model_ids", "sampling", "prompt_hashes", "settings")
 
 
 def simulate(config: SimulateConfig) -> SimulateOutcome:

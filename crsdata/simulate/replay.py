@@ -556,6 +556,7 @@ def replay_dialogues(
     unparsed_answers, repaired_answers, summed over the replayed dialogues)."""
     from crsdata.schema import load_extra
     from crsdata.simulate.engine import RunConfig, RunEngine, SimulationSource, fingerprint_records
+    from crsdata.simulate.job import simulation_parts
 
     source = SimulationSource("python", "dataset", records, fingerprint_records(records), "records", split=split)
     config = RunConfig(
@@ -566,15 +567,12 @@ def replay_dialogues(
         split=split,
         backend="python",
         models={role: backend.model_id for role, backend in simulation.backends.items()},
-        model_ids={role: backend.model_id for role, backend in simulation.backends.items()},
-        sampling={role: vars(params) for role, params in simulation.params.items()},
         source=source.name,
         source_kind=source.kind,
         source_fingerprint=source.fingerprint,
         options={},
-        prompt_hashes=simulation.prompt_hashes(),
-        settings=simulation.settings(),
         batch_size=batch_size,
+        **simulation_parts(simulation),
     )
     result = RunEngine(simulation, source, config, Path(work_dir), progress=False).run()
     scored = score_replay(result.records, dict(result.skipped.counts), samples=bootstrap_samples, seed=seed)
