@@ -32,32 +32,10 @@ def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> An
 
 
 def simulate(url: str, model: Path, out: Path, *extra: str) -> int:
-    return main(
-        [
-            "simulate",
-            "recllmsim",
-            "--source",
-            "scenarios",
-            "--n",
-            "3",
-            "--max-turns",
-            "8",
-            "--max-new-tokens",
-            "24",
-            "--temperature",
-            "0",
-            "--backend",
-            url,
-            "--user-model",
-            str(model),
-            "--recommender-model",
-            str(model),
-            "--out",
-            str(out),
-            "--no-progress",
-            *extra,
-        ]
-    )
+    """Three RecLLMSim dialogues of up to 8 turns, greedy, both roles played by ``model`` on the server."""
+    fixed = "simulate recllmsim --source scenarios --n 3 --max-turns 8 --max-new-tokens 24 --temperature 0"
+    models = ["--user-model", str(model), "--recommender-model", str(model)]
+    return main([*fixed.split(), "--backend", url, *models, "--out", str(out), "--no-progress", *extra])
 
 
 def run_records(out: Path) -> list[dict[str, Any]]:
