@@ -69,6 +69,22 @@ def tokenizer_counter(tokenizer) -> TokenCounter:  # noqa: ANN001 - any transfor
     return count
 
 
+def token_counter_for(model: str) -> TokenCounter:
+    """The model's own tokenizer when ``model`` is a local folder that holds one (and transformers is installed),
+    else :func:`estimated_tokens`."""
+    import logging
+    import os
+
+    if os.path.isdir(model):
+        try:
+            from transformers import AutoTokenizer
+
+            return tokenizer_counter(AutoTokenizer.from_pretrained(model))
+        except (ImportError, OSError, ValueError) as exc:
+            logging.getLogger(__name__).warning("counting tokens by estimate: no tokenizer in %s (%s)", model, exc)
+    return estimated_tokens
+
+
 def fit_request(
     request: ChatRequest, max_model_len: int | None, max_new_tokens: int, count: TokenCounter
 ) -> tuple[ChatRequest, int]:

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from crsdata.backends.base import Backend, BackendError, ChatRequest, Generation, SamplingParams
-from crsdata.backends.context import PromptTooLong, TokenCounter, estimated_tokens, fit_request, tokenizer_counter
+from crsdata.backends.context import PromptTooLong, TokenCounter, fit_request, token_counter_for
 
 log = logging.getLogger(__name__)
 
@@ -179,14 +179,7 @@ class OpenAICompatibleBackend(Backend):
     def token_counter(self) -> TokenCounter:
         """The model's tokenizer when ``model`` is a local folder with one, else the conservative estimate."""
         if self._counter is None:
-            self._counter = estimated_tokens
-            if os.path.isdir(self.model):
-                try:
-                    from transformers import AutoTokenizer
-
-                    self._counter = tokenizer_counter(AutoTokenizer.from_pretrained(self.model))
-                except (ImportError, OSError, ValueError) as exc:
-                    log.warning("counting tokens by estimate: no tokenizer in %s (%s)", self.model, exc)
+            self._counter = token_counter_for(self.model)
         return self._counter
 
     # ----------------------------------------------------------------------------------------------- HTTP

@@ -122,6 +122,7 @@ class SimulateConfig:
             endpoint=None if self.backend == "local" else self.backend,
             server=self.server,
             concurrency=self.batch_size,
+            max_model_len=self.max_model_len,
             slurm_partition=self.slurm_partition,
             slurm_time=self.slurm_time,
             slurm_args=parse_key_values(self.slurm_args, "--slurm-arg"),
