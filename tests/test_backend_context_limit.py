@@ -2,10 +2,14 @@
 ``max_tokens`` exceed the model's positions with HTTP 400) serves the tiny test model, which has 512 positions,
 and ``crsdata simulate recllmsim`` runs dialogues whose prompts outgrow it.
 
-- With ``--max-model-len 512`` the backend trims each prompt (oldest turns first, counted with the model's own
-  tokenizer) before sending it: the run writes dialogues, some of whose prompts were trimmed, and no refusal.
-- Without it the server refuses the long prompts: each refusal ends its dialogue as a counted failure with the
-  server's reason (no retries, no empty turn), in the card, the records and the summary line.
+- Without ``--max-model-len`` the server refuses the long prompts: each refusal ends its dialogue as a counted
+  failure with the server's reason (no retries, no empty turn), in the records and in the one error (or the card
+  and summary line) of the run.
+- With ``--max-model-len 512`` the backend fits each prompt before sending it. RecLLMSim's user prompt holds a
+  profile and a task of about 900 of this tokenizer's tokens, more than 512 on its own, so each dialogue ends at
+  once with one clear error naming it and both lengths, and the server is never asked.
+- Dialogues that outgrow a context their header fits in lose their oldest turns: the same model widened to 2,048
+  positions, with ``--max-model-len 1300`` (user prompts grow from about 1,000 to 1,900 tokens over 12 turns).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 import pytest
 from fixtures.servers import transformers_serve
+from fixtures.tiny_models import widened
 
 from crsdata.cli import main
 from crsdata.schema import load_extra
@@ -53,9 +58,23 @@ def assert_no_empty_turn(records: list[dict[str, Any]]) -> None:
     assert all(turn["text"].strip() for record in records for turn in record["turns"])
 
 
+def test_a_header_longer_than_the_context_is_one_clear_error(server, tiny_model_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "too-long"
+    assert simulate(server, tiny_model_dir, out, "--max-model-len", "512") == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "every simulated dialogue was left out (filter-no_turns 3)" in error
+    assert "3 refused by the backend, first: recllmsim-s0-000000: refused by the backend: the prompt has " in error
+    assert "tokens after dropping every older turn, but the model takes at most 512 (prompt and 24 new" in error
+    records = run_records(out)
+    assert len(records) == 3 and not any(r["turns"] for r in records)
+    runs = [load_extra(r["extra"])["run"] for r in records]
+    assert all(run["counters"]["refused"] == run["counters"]["backend_errors"] == 1 for run in runs), runs
+
+
 def test_prompts_are_trimmed_to_the_context_given(server, tiny_model_dir, tmp_path, capsys) -> None:
+    wide = widened(tiny_model_dir, tmp_path / "tiny-2048")
     out = tmp_path / "trimmed"
-    assert simulate(server, tiny_model_dir, out, "--max-model-len", "512") == 0
+    assert simulate(server, wide, out, "--max-model-len", "1300", "--max-turns", "12") == 0
     summary = capsys.readouterr().out
     records = run_records(out)
     assert len(records) == 3
@@ -64,7 +83,7 @@ def test_prompts_are_trimmed_to_the_context_given(server, tiny_model_dir, tmp_pa
     assert not any(run["counters"].get("refused") for run in runs), [run.get("end_detail") for run in runs]
     assert not any(run["counters"].get("backend_errors") for run in runs)
     trimmed = sum(run["counters"].get("context_trimmed", 0) for run in runs)
-    assert trimmed > 0 and all(len(r["turns"]) >= 2 for r in records)
+    assert trimmed > 0 and all(len(r["turns"]) >= 6 for r in records)
     assert "refused" not in summary
     card = (out / "README.md").read_text()
     assert "prompts trimmed to the model's context" in card
