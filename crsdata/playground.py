@@ -95,6 +95,7 @@ class PlaygroundConfig:
     temperature: float = 0.7
     top_p: float = 0.95
     kv_cache_mb: int = DEFAULT_PREFIX_CACHE_MB
+    max_model_len: int | None = None  # the models' context in tokens (None: the server's, or the model's own)
     seed: int | None = None  # None: each chat draws a seed; N: chats get N, N+1, ... in the order they start
 
     def __post_init__(self) -> None:
@@ -436,7 +437,9 @@ class Playground:
                             "prefix_cache_mb": self.config.kv_cache_mb,
                         }
                     try:
-                        inner = make_backend(self.config.backend, spec, **options)
+                        inner = make_backend(
+                            self.config.backend, spec, max_model_len=self.config.max_model_len, **options
+                        )
                     except Exception as exc:
                         raise PlaygroundError(self.public(f"Cannot load model {label}: {exc}")) from None
                 self._backends[spec] = SharedBackend(inner, self.config.timeout_s)

@@ -164,6 +164,32 @@ def hub_client(token: str | None = None) -> HubClient:
     return HfApi(token=token if token is not None else token_from_env())
 
 
+def hub_unreachable(client: HubClient, timeout_s: float = 3.0) -> str:
+    """Why ``client``'s Hub cannot be read now, ``""`` when it may be. Used before a dry run lists the remote, so
+    that a machine without network prints its plan at once instead of after huggingface_hub's retries (five
+    attempts, about 23 s of ``Name or service not known``). With ``HF_HUB_OFFLINE`` set nothing is tried; otherwise
+    one TCP connection to the endpoint, with a short timeout. Only a real ``HfApi`` is checked: another client
+    (a local test hub) knows its own reachability."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import HfApi, constants
+
+    if not isinstance(client, HfApi):
+        return ""
+    offline = getattr(constants, "is_offline_mode", lambda: constants.HF_HUB_OFFLINE)()
+    if offline or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set, so the Hub was not contacted"
+    endpoint = client.endpoint or constants.ENDPOINT
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
+            return ""
+    except OSError as err:
+        return f"cannot reach {endpoint} ({type(err).__name__}: {err})"
+
+
 def read_folder_metadata(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / METADATA_FILE
     if not path.is_file():

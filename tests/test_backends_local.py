@@ -194,9 +194,35 @@ def test_bad_requests_become_error_generations_without_harming_the_batch(tiny: L
     outs = tiny.generate([MIXED[0], ChatRequest(seed=3), too_long, MIXED[2]], SAMPLED)
     assert [g.finish_reason for g in outs][1:3] == ["error", "error"]
     assert "neither messages nor a prompt" in outs[1].error
-    assert "at most 512" in outs[2].error
+    assert "at most 512" in outs[2].error and outs[2].refused and not outs[1].refused
     assert outs[0] == tiny.generate([MIXED[0]], SAMPLED)[0]
     assert outs[3] == tiny.generate([MIXED[2]], SAMPLED)[0]
+
+
+def test_a_prompt_over_the_models_positions_loses_its_oldest_turns(tiny: LocalBackend) -> None:
+    """Never cut from the end: the system message and the newest turns stay, and the text is exactly the one the
+    trimmed conversation gives."""
+    from dataclasses import replace
+
+    from crsdata.backends.context import fit_request
+
+    messages = [{"role": "system", "content": "You like quiet films."}]
+    messages += [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}: I loved The Matrix. " * 6}
+        for i in range(12)
+    ]
+    request = ChatRequest(messages=messages, seed=5)
+    assert len(tiny.encode(request)) >= tiny.max_positions
+    out = tiny.generate([request], GREEDY)[0]
+    assert out.finish_reason in ("stop", "length") and out.dropped_turns > 0
+    fitted, dropped = fit_request(request, tiny.max_positions, GREEDY.max_new_tokens, lambda r: len(tiny.encode(r)))
+    assert dropped == out.dropped_turns and fitted.messages == [messages[0], *messages[1 + dropped :]]
+    assert replace(out, dropped_turns=0) == tiny.generate([fitted], GREEDY)[0]
+
+    # A system message that alone outgrows the model is refused with both lengths.
+    huge = ChatRequest(messages=[{"role": "system", "content": "words " * 600}, messages[1]], seed=6)
+    refused = tiny.generate([huge], GREEDY)[0]
+    assert refused.refused and "at most 512" in refused.error and "tokens" in refused.error
 
 
 # ------------------------------------------------------------------------------------------------ option scoring

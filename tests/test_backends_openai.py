@@ -46,6 +46,8 @@ class FakeServer:
         self.in_flight = 0
         self.peak = 0
         self.lock = threading.Lock()
+        # GET /v1/models; vLLM adds max_model_len to each entry
+        self.models: dict[str, Any] = {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -53,7 +55,7 @@ class FakeServer:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                self._send(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}, {})
+                self._send(200, server.models, {})
 
             def do_POST(self) -> None:  # noqa: N802
                 payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -230,6 +232,8 @@ def test_persistent_failures_become_error_generations_and_the_batch_survives() -
         assert outs[2].finish_reason == "error" and "HTTP 400" in outs[2].error and "prompt too long" in outs[2].error
         assert outs[3].finish_reason == "error" and "neither messages nor a prompt" in outs[3].error
         assert (server.attempts(13), server.attempts(14), server.attempts(15)) == (3, 1, 0)
+        # A 4xx is the request's own fault: refused, so the engine does not send it again; a 5xx is not.
+        assert outs[2].refused and not outs[1].refused and not outs[0].refused
     finally:
         server.stop()
 
@@ -355,3 +359,56 @@ def test_real_server_without_logprobs_gives_a_clear_error(served_smollm2: tuple[
     with pytest.raises(BackendError, match="no logprobs"):
         backend.option_probabilities([_chat("Is Paris in France? Answer Yes or No.", 1)], ["Yes", "No"])
     backend.close()
+
+
+def _long_chat(turns: int, seed: int = 0) -> ChatRequest:
+    messages = [{"role": "system", "content": "persona: likes quiet films. " * 10}]
+    for i in range(turns):
+        role = "user" if i % 2 == 0 else "assistant"
+        messages.append({"role": role, "content": f"turn {i}: " + "words " * 40})
+    return ChatRequest(messages=messages, seed=seed)
+
+
+def test_the_servers_max_model_len_trims_the_oldest_turns_and_keeps_the_system_message(fake: FakeServer) -> None:
+    """vLLM reports max_model_len in /v1/models; without a local tokenizer the backend counts by the conservative
+    estimate (bytes / 3), so the prompt it sends fits by that count."""
+    from crsdata.backends.context import estimated_tokens
+
+    fake.models = {"object": "list", "data": [{"id": "fake-model", "object": "model", "max_model_len": 400}]}
+    backend = backend_for(fake)
+    assert backend.max_model_len == 400
+    request = _long_chat(8)
+    assert estimated_tokens(request) > 400 - 32
+    out = backend.generate([request], SamplingParams(max_new_tokens=32))[0]
+    assert out.finish_reason == "stop" and out.dropped_turns > 0
+    sent = fake.requests[-1][1]["messages"]
+    assert sent[0] == request.messages[0] and sent[-1] == request.messages[-1]
+    assert sent[1:] == request.messages[1 + out.dropped_turns :]  # the oldest went, in order
+    assert (
+        estimated_tokens(ChatRequest(messages=sent))
+        <= 400 - 32
+        < estimated_tokens(ChatRequest(messages=[sent[0], request.messages[out.dropped_turns], *sent[1:]]))
+    )
+
+
+def test_a_prompt_that_cannot_fit_is_refused_without_a_request(fake: FakeServer) -> None:
+    backend = backend_for(fake, max_model_len=40)  # the option wins over what the server reports
+    out = backend.generate([_long_chat(3)], SamplingParams(max_new_tokens=8))[0]
+    assert out.finish_reason == "error" and out.refused and not fake.requests
+    assert "after dropping every older turn" in out.error and "at most 40" in out.error
+
+
+def test_raw_prompts_lose_whole_turns_after_the_header(fake: FakeServer) -> None:
+    header, turns = "HEADER persona\n", [f"user: turn {i} " + "x" * 60 + "\n" for i in range(6)]
+    starts, position = [], len(header)
+    for turn in turns:
+        starts.append(position)
+        position += len(turn)
+    request = ChatRequest(prompt=header + "".join(turns) + "user:", seed=3, turn_starts=tuple(starts))
+    backend = make_backend(fake.url, "fake-model", max_model_len=120, backoff_s=0.01)
+    out = backend.generate([request], SamplingParams(max_new_tokens=16))[0]
+    sent = fake.requests[-1][1]["prompt"]
+    assert out.dropped_turns > 0 and sent == header + "".join(turns[out.dropped_turns :]) + "user:"
+    # Without turn offsets a raw prompt cannot be trimmed: it is refused.
+    plain = backend.generate([ChatRequest(prompt=request.prompt, seed=4)], SamplingParams(max_new_tokens=16))[0]
+    assert plain.refused and "at most 120" in plain.error

@@ -174,3 +174,29 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert (
         err.startswith("crsdata export-metric: error: no_such_metric: no metric module folder") and err.count("\n") == 1
     )
+
+
+def test_exported_requirements_pin_the_locked_versions(exported: dict[str, Path]) -> None:
+    """A metric Space installs from PyPI, not from our hashed lock, so its pins are the lock's versions: the
+    source's pins (scripts/pins.py keeps them so) and those added for what the copied modules import (the
+    installed versions, which setup.sh takes from the lock)."""
+    import re
+
+    from packaging.version import Version
+
+    locked = {}
+    for lock in ("lock.txt", "models.txt"):
+        for line in (ROOT / "requirements" / lock).read_text(encoding="utf-8").splitlines():
+            match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", line)
+            if match:
+                locked[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
+    pins = 0
+    for name, folder in exported.items():
+        for line in (folder / "requirements.txt").read_text(encoding="utf-8").splitlines():
+            match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)", line.strip())
+            if match:
+                package = re.sub(r"[-_.]+", "-", match.group(1)).lower()
+                # The public version: PyPI has no local builds such as the lock's torch 2.13.0+cpu.
+                assert Version(locked[package]).public == match.group(2), (name, line, locked.get(package))
+                pins += 1
+    assert pins >= 2 * len(exported)

@@ -282,7 +282,7 @@ def test_dry_run_offline_names_the_delete_patterns(tmp_path: Path, monkeypatch, 
     out = capsys.readouterr().out
     assert "dialogues/test-00000-of-00001.parquet" in _listed(out, "would upload")
     assert "would delete remote files matching ['*.parquet', '*.png', 'README.md', 'crsdata.json']" in out
-    assert "OfflineModeIsEnabled" in out
+    assert "OfflineModeIsEnabled" in out and "the remote could not be checked" in out
 
 
 def test_cli_error_is_one_line_on_stderr(tmp_path: Path, capsys) -> None:
@@ -371,3 +371,57 @@ def test_metric_module_folder_is_exported_and_published_as_a_space(tmp_path: Pat
     assert "evaluate==0.4.6" in requirements and not [r for r in requirements if r.startswith("crsdata")]
     name, create = hub.calls[0]
     assert name == "create_repo" and create["repo_type"] == "space" and create["space_sdk"] == "gradio"
+
+
+def test_dry_run_with_hf_hub_offline_does_not_contact_the_hub(tmp_path: Path, monkeypatch, capsys) -> None:
+    import socket
+    import time
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the dry run tried the network although HF_HUB_OFFLINE is set")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    folder = dataset_folder(tmp_path / "v1", "0.3.0")
+    start = time.monotonic()
+    assert main(["publish", str(folder), "--repo-id", "me/redial", "--tag", "v0.3.0", "--dry-run"]) == 0
+    assert time.monotonic() - start < 10
+    out = capsys.readouterr()
+    assert "dialogues/test-00000-of-00001.parquet" in _listed(out.out, "would upload")
+    checked = [line for line in out.out.splitlines() if "the remote could not be checked" in line]
+    assert len(checked) == 1 and "HF_HUB_OFFLINE is set" in checked[0]
+    assert "Retrying" not in out.err and "Name or service" not in out.out + out.err
+
+
+def test_dry_run_without_network_tries_once_and_says_so_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A Hub endpoint that refuses connections (a closed port on 127.0.0.1, as a machine without network would):
+    one attempt, then the plan, without huggingface_hub's retries."""
+    import socket
+    import time
+
+    from fixtures.servers import free_port
+    from huggingface_hub import HfApi
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setattr("crsdata.publish.hub_client", lambda token=None: HfApi(endpoint=endpoint))
+    attempts = []
+    real_connect = socket.create_connection
+
+    def counted(address, *args, **kwargs):
+        attempts.append(address)
+        return real_connect(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", counted)
+    folder = dataset_folder(tmp_path / "v1", "0.3.0")
+    start = time.monotonic()
+    assert main(["publish", str(folder), "--repo-id", "me/redial", "--tag", "v0.3.0", "--dry-run"]) == 0
+    assert time.monotonic() - start < 10
+    out = capsys.readouterr()
+    assert len(attempts) == 1
+    assert "dialogues/test-00000-of-00001.parquet" in _listed(out.out, "would upload")
+    checked = [line for line in out.out.splitlines() if "the remote could not be checked" in line]
+    assert len(checked) == 1 and f"cannot reach {endpoint}" in checked[0]
+    assert "Retrying" not in out.err

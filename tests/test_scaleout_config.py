@@ -273,3 +273,26 @@ def test_the_endpoint_maps_answers_to_what_the_runner_retries_or_stops_on(status
     assert isinstance(outcomes[400], InferenceError) and "BadRequestError" in str(outcomes[400])
     assert isinstance(outcomes[404], ServerError) and isinstance(outcomes[401], ServerError)
     assert isinstance(outcomes[429], ConnectionError) and isinstance(outcomes[503], ConnectionError)
+
+
+def test_a_runner_error_is_refused_only_for_the_servers_4xx() -> None:
+    """datatrove's runner raises InferenceError at once for a request the server refuses; the task marks it
+    refused, so the dialogue ends with the reason instead of sending it again (as the single-process engine)."""
+    from datatrove.pipeline.inference.types import InferenceError
+
+    from crsdata.scaleout.pipeline import _refused
+
+    class StatusError(Exception):
+        def __init__(self, status_code: int) -> None:
+            self.status_code = status_code
+
+    def raised(error: str, cause: Exception | None) -> InferenceError:
+        try:
+            raise InferenceError(None, error) from cause
+        except InferenceError as err:
+            return err
+
+    assert _refused(raised("Error code: 400 - {'detail': 'The prompt has 901 tokens'}", StatusError(400)))
+    assert not _refused(raised("Error code: 429", StatusError(429)))
+    assert _refused(raised('Got BadRequestError from server: {"detail": "too long"}', None))
+    assert not _refused(raised("Failed to process request after 5 attempts", None))

@@ -357,6 +357,37 @@ def test_persistent_backend_errors_end_the_dialogue_with_a_reason(tmp_path):
     assert result.counters["abandoned"] == 1 and result.counters["end_reason.error"] == 1
 
 
+class RefusingBackend(FakeBackend):
+    """Refuses (as a server's 4xx) every request of dialogue 000003 once it has two turns; trims dialogue 000005's."""
+
+    def generate(self, requests: list[ChatRequest], params: SamplingParams) -> list[Generation]:
+        out = super().generate(requests, params)
+        for i, request in enumerate(requests):
+            if "000003" in request.messages[0]["content"] and len(request.messages) > 2:
+                out[i] = Generation("", "error", 0, 'HTTP 400: {"detail": "The prompt has 901 tokens"}', refused=True)
+            elif "000005" in request.messages[0]["content"]:
+                out[i].dropped_turns = 1
+        return out
+
+
+def test_a_refused_request_ends_its_dialogue_at_once_with_the_reason(tmp_path):
+    backend = RefusingBackend()
+    result = run(tmp_path, talk(backend), max_retries=2)
+    assert len(result.records) == 12
+    refused = next(r for r in result.records if r["dialogue_id"].endswith("000003"))
+    run_info = json.loads(refused["extra"])["run"]
+    assert refused["outcome"]["end_reason"] == "error" and len(refused["turns"]) == 2
+    assert all(turn["text"] for turn in refused["turns"])  # never an empty turn
+    assert run_info["counters"]["refused"] == 1 and run_info["counters"]["backend_errors"] == 1  # not retried
+    assert run_info["end_detail"] == (
+        f'{refused["dialogue_id"]}: refused by the backend: HTTP 400: {{"detail": "The prompt has 901 tokens"}}'
+    )
+    assert result.counters["refused"] == 1 and result.counters["abandoned"] == 1
+    trimmed = next(r for r in result.records if r["dialogue_id"].endswith("000005"))
+    counters = json.loads(trimmed["extra"])["run"]["counters"]
+    assert counters["context_trimmed"] == len(trimmed["turns"]) == counters["context_dropped_turns"]
+
+
 def test_backend_going_away_keeps_finished_work_and_resumes(tmp_path):
     clean = run(tmp_path / "clean", talk(), shard_size=50)
     with pytest.raises(BackendError):

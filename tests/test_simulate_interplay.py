@@ -405,3 +405,28 @@ def test_tiny_random_model_plays_both_roles(tmp_path):
             if out["outcome"]["end_reason"] == "parse_error":
                 assert counters["parse_failures"] >= 2
             assert out["provenance"]["user_model"] == "tiny"
+
+
+def test_finetuned_requests_mark_where_each_turn_starts():
+    """A raw prompt carries its turns' offsets, so a backend short of context drops whole turns from the oldest
+    and keeps the header (crsdata.backends.context); the prompt itself is finetuned_prompt's."""
+    from crsdata.backends.context import fit_request
+
+    sim = _simulation(user(), recommender(), style="finetuned")
+    state = sim.start(redial_records(1)[0], "d", 0)
+    script = [
+        ("recommender", "Hi! What are you looking for?", "greeting", []),
+        ("user", "A creepy film.", "disclose-goal", []),
+        ("recommender", "Maybe a classic?", "inquire", []),
+    ]
+    state.turns = [new_turn(j, *script[j]) for j in range(3)]
+    request = sim.request(state, "user")
+    pieces = finetuned_pieces("user", sim.persona(state), state.turns)
+    assert request.prompt == "".join(text for text, _ in pieces) + "user:"
+    assert len(request.turn_starts) == 3 and request.turn_starts[0] == len(pieces[0][0])
+    for start, (role, *_rest) in zip(request.turn_starts, script, strict=True):
+        assert request.prompt[start:].startswith(f"{role}:")
+    # Dropping the first turn leaves the header and the other two turns, unchanged.
+    fitted, dropped = fit_request(request, len(request.prompt) - 10, 0, lambda r: len(r.prompt))
+    assert dropped == 1
+    assert fitted.prompt == pieces[0][0] + request.prompt[request.turn_starts[1] :]

@@ -32,6 +32,10 @@ class ChatRequest:
     messages: list[dict[str, str]] = field(default_factory=list)
     prompt: str | None = None
     seed: int = 0
+    # Where each conversation turn starts in ``prompt`` (character offsets, oldest first; the text before the
+    # first is the header). Lets a backend drop the oldest turns of a raw prompt that is too long for the model
+    # (crsdata.backends.context); empty: the prompt fits whole or is refused.
+    turn_starts: tuple[int, ...] = ()
 
 
 @dataclass
@@ -40,6 +44,10 @@ class Generation:
     finish_reason: str  # "stop" (end of turn or a stop string), "length", or "error"
     completion_tokens: int = 0
     error: str = ""  # why, when finish_reason == "error"
+    # The request itself was refused (a 4xx answer, a prompt too long for the model): sending it again cannot
+    # help, so the engine ends the dialogue at once and counts it as ``refused`` with this error.
+    refused: bool = False
+    dropped_turns: int = 0  # the oldest turns left out of the prompt so that it fit the model's context
 
 
 class BackendError(RuntimeError):

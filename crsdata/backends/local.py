@@ -42,6 +42,7 @@ from crsdata.backends.base import (
     Generation,
     SamplingParams,
 )
+from crsdata.backends.context import PromptTooLong, fit_request
 from crsdata.backends.embedded import embedded_model_id, resolve_model
 from crsdata.backends.kv_cache import InPlaceCache, KVShape, PrefixStore, cache_argument
 
@@ -136,7 +137,12 @@ class LocalBackend(Backend):
     top of the tokenizer's EOS, the generation config's EOS ids and the usual end-of-turn markers. ``model_id``:
     the name recorded in provenance. ``prefix_cache_mb``: memory for the key/value states kept between calls (0
     keeps none); ``prompt_stats``
-    counts how many prompt tokens they saved.
+    counts how many prompt tokens they saved. ``max_model_len``: a context shorter than the model's positions.
+
+    A prompt that does not fit the context (the model's positions, or ``max_model_len``) loses its oldest turns
+    until it fits together with ``max_new_tokens``, counted with the model's own tokenizer; the system message
+    and a raw prompt's header stay (:func:`crsdata.backends.context.fit_request`). One that cannot fit is a
+    refused error generation naming both lengths; nothing is ever cut from the end of a prompt.
     """
 
     def __init__(
@@ -149,6 +155,7 @@ class LocalBackend(Backend):
         end_tokens: Sequence[str] = (),
         model_id: str | None = None,
         prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB,
+        max_model_len: int | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
@@ -164,6 +171,10 @@ class LocalBackend(Backend):
             raise BackendError(f"Cannot load model {model!r} (resolved to {path}): {exc}") from exc
         self.model.to(self.device).eval()
         self.max_positions = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
+        if max_model_len is not None:
+            if max_model_len < 1:
+                raise ValueError(f"max_model_len must be at least 1, not {max_model_len}")
+            self.max_positions = min(self.max_positions, max_model_len)
         self.end_token_ids = self._end_token_ids(end_tokens)
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else min(self.end_token_ids))
@@ -205,12 +216,29 @@ class LocalBackend(Backend):
         text = self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
         return list(self.tokenizer(text, add_special_tokens=False).input_ids)
 
-    def _encode_all(self, requests: list[ChatRequest]) -> tuple[dict[int, list[int]], dict[int, str]]:
+    def _encode_all(
+        self, requests: list[ChatRequest], max_new_tokens: int | None = None
+    ) -> tuple[dict[int, list[int]], dict[int, str]]:
+        """Prompt ids by request index, and errors by index. With ``max_new_tokens`` (generation), a prompt that
+        does not fit the model's positions is trimmed to leave room for them (oldest turns first); its count of
+        dropped turns goes to ``self._dropped``, and the indices of prompts too long to fit to ``self._refused``."""
         prompts: dict[int, list[int]] = {}
         errors: dict[int, str] = {}
+        self._dropped: dict[int, int] = {}
+        self._refused: set[int] = set()
         for i, request in enumerate(requests):
             try:
                 ids = self.encode(request)
+                if ids and len(ids) >= self.max_positions and max_new_tokens is not None:
+                    budget = min(max_new_tokens, self.max_positions - 1)
+                    fitted, self._dropped[i] = fit_request(
+                        request, self.max_positions, budget, lambda r: len(self.encode(r))
+                    )
+                    ids = self.encode(fitted)
+            except PromptTooLong as exc:
+                errors[i] = str(exc)
+                self._refused.add(i)
+                continue
             except Exception as exc:  # a template or encoding failure is this request's problem, not the batch's
                 errors[i] = f"{type(exc).__name__}: {exc}"
                 continue
@@ -218,6 +246,7 @@ class LocalBackend(Backend):
                 errors[i] = "the prompt encodes to no tokens"
             elif len(ids) >= self.max_positions:
                 errors[i] = f"the prompt has {len(ids)} tokens; the model takes at most {self.max_positions}"
+                self._refused.add(i)
             else:
                 prompts[i] = ids
         return prompts, errors
@@ -241,11 +270,17 @@ class LocalBackend(Backend):
     def generate(self, requests: list[ChatRequest], params: SamplingParams) -> list[Generation]:
         """One generation per request, in order; each request's text depends only on its prompt, seed and
         ``params``. A request whose prompt cannot be built yields ``finish_reason="error"``."""
-        prompts, errors = self._encode_all(requests)
-        results: dict[int, Generation] = {i: Generation("", "error", 0, msg) for i, msg in errors.items()}
+        prompts, errors = self._encode_all(requests, params.max_new_tokens)
+        # A prompt that cannot fit is refused: the same request would fail the same way on every retry.
+        results: dict[int, Generation] = {
+            i: Generation("", "error", 0, msg, refused=i in self._refused) for i, msg in errors.items()
+        }
         for chunk in self._chunks(prompts):
             texts = self._decode_batch([prompts[i] for i in chunk], [requests[i].seed for i in chunk], params)
             results.update(zip(chunk, texts, strict=True))
+        for i, dropped in self._dropped.items():
+            if i in prompts:
+                results[i].dropped_turns = dropped
         return [results[i] for i in range(len(requests))]
 
     @torch.inference_mode()

@@ -6,6 +6,16 @@ that still fails becomes ``Generation(finish_reason="error")`` so one bad reques
 problems that every request would hit (server unreachable at start-up, bad API key, unknown model) raise
 :class:`BackendError`.
 
+A request the server refuses (any other 4xx, e.g. a prompt longer than the model takes) is not retried: it
+becomes a *refused* error generation with the server's reason, which the engine counts and reports.
+
+The context limit: ``max_model_len`` (``--max-model-len``), else what the server reports in ``GET /v1/models``
+(vLLM's ``max_model_len``). With a limit known, every request is fitted before it is sent
+(:func:`crsdata.backends.context.fit_request`): the oldest turns go, never the system message or the header, and
+a prompt that cannot fit is refused here without a round trip. Tokens are counted with the model's own tokenizer
+when ``model`` is a local folder that holds one; otherwise with a conservative estimate (UTF-8 bytes / 3, plus 8
+per message), which may trim more than needed but not less for common BPE vocabularies.
+
 Batch invariance is the server's business: each request carries its own ``seed``, which vLLM and OpenAI honour
 per request; servers that ignore it give different (but still valid) samples on a resume.
 """
@@ -22,6 +32,7 @@ from typing import Any
 import httpx
 
 from crsdata.backends.base import Backend, BackendError, ChatRequest, Generation, SamplingParams
+from crsdata.backends.context import PromptTooLong, TokenCounter, fit_request, token_counter_for
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +41,11 @@ _FATAL = {401: "the server rejected the API key", 403: "access is forbidden", 40
 
 
 class _Failed(Exception):
-    """A request that failed for good (after retries, or with a status not worth retrying)."""
+    """A request that failed for good (after retries, or with a status not worth retrying: ``refused``)."""
+
+    def __init__(self, message: str, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 def normalise_base_url(url: str) -> str:
@@ -94,7 +109,8 @@ class OpenAICompatibleBackend(Backend):
     extra attempts after the first; waits ``backoff_s * 2**attempt`` (at most ``max_backoff_s``, or the server's
     ``Retry-After``). ``api_key_env``: the environment variable holding the key (read once, never logged).
     ``top_logprobs``: alternatives asked for in :meth:`option_probabilities`. ``check_server``: contact the
-    server at start-up so a wrong URL fails at once.
+    server at start-up so a wrong URL fails at once (and read its ``max_model_len``). ``max_model_len``: the
+    server's context length in tokens (prompt plus new tokens); None: as the server reports it, or no limit.
     """
 
     def __init__(
@@ -111,6 +127,7 @@ class OpenAICompatibleBackend(Backend):
         top_logprobs: int = 20,
         check_server: bool = True,
         model_id: str | None = None,
+        max_model_len: int | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
@@ -123,6 +140,10 @@ class OpenAICompatibleBackend(Backend):
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.top_logprobs = top_logprobs
+        if max_model_len is not None and max_model_len < 1:
+            raise ValueError(f"max_model_len must be at least 1, not {max_model_len}")
+        self.max_model_len = max_model_len
+        self._counter: TokenCounter | None = None
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(api_key_env, "") if api_key_env else ""
         if key:
@@ -151,6 +172,15 @@ class OpenAICompatibleBackend(Backend):
         if response.status_code in (401, 403):
             self.close()
             raise BackendError(f"The server at {url} answered {response.status_code}: {_FATAL[response.status_code]}")
+        if self.max_model_len is None and response.status_code == 200:
+            self.max_model_len = served_max_model_len(response, self.model)
+
+    @property
+    def token_counter(self) -> TokenCounter:
+        """The model's tokenizer when ``model`` is a local folder with one, else the conservative estimate."""
+        if self._counter is None:
+            self._counter = token_counter_for(self.model)
+        return self._counter
 
     # ----------------------------------------------------------------------------------------------- HTTP
 
@@ -175,7 +205,7 @@ class OpenAICompatibleBackend(Backend):
                     raise BackendError(f"{url} answered {status} for model {self.model!r}: {_FATAL[status]}")
                 last = f"HTTP {status}: {response.text[:300]}"
                 if status != 429 and status < 500:
-                    raise _Failed(last)  # the request itself is wrong (e.g. too long): retrying cannot help
+                    raise _Failed(last, refused=True)  # the request itself is wrong (e.g. too long): no retry
                 retry_after = _retry_after(response)
             if attempt < self.max_retries:
                 wait = min(self.max_backoff_s, self.backoff_s * 2**attempt)
@@ -195,17 +225,26 @@ class OpenAICompatibleBackend(Backend):
         return list(self._pool.map(lambda r: self._generate_one(r, params), requests))
 
     def _generate_one(self, request: ChatRequest, params: SamplingParams) -> Generation:
+        dropped = 0
         try:
+            if self.max_model_len:
+                request, dropped = fit_request(request, self.max_model_len, params.max_new_tokens, self.token_counter)
             path, payload = generation_request(self.model, request, params)
             body = self._post(path, payload)
             choice = body["choices"][0]
             text = choice["message"]["content"] if path == "/chat/completions" else choice["text"]
             tokens = int((body.get("usage") or {}).get("completion_tokens") or 0)
-        except (_Failed, ValueError) as exc:
+        except PromptTooLong as exc:
+            return Generation("", "error", 0, str(exc), refused=True)
+        except _Failed as exc:
+            return Generation("", "error", 0, str(exc), refused=exc.refused)
+        except ValueError as exc:
             return Generation("", "error", 0, str(exc))
         except (KeyError, IndexError, TypeError) as exc:
             return Generation("", "error", 0, f"unexpected response shape ({type(exc).__name__}: {exc})")
-        return generation_from_answer(text, choice.get("finish_reason"), tokens, params.stop)
+        generation = generation_from_answer(text, choice.get("finish_reason"), tokens, params.stop)
+        generation.dropped_turns = dropped
+        return generation
 
     # ----------------------------------------------------------------------------------------------- scoring
 
@@ -247,6 +286,18 @@ class OpenAICompatibleBackend(Backend):
         """Stops the worker threads and closes the connections."""
         self._pool.shutdown(wait=True)
         self._client.close()
+
+
+def served_max_model_len(response: httpx.Response, model: str) -> int | None:
+    """``max_model_len`` of ``model`` (or of the only model) in a ``GET /v1/models`` answer, as vLLM reports it;
+    None when the server does not say (``transformers serve``, OpenAI)."""
+    try:
+        entries = [e for e in response.json().get("data", []) if isinstance(e, dict)]
+    except (ValueError, AttributeError):
+        return None
+    chosen = [e for e in entries if e.get("id") == model] or (entries if len(entries) == 1 else [])
+    value = chosen[0].get("max_model_len") if chosen else None
+    return int(value) if isinstance(value, int) and value > 0 else None
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from crsdata.backends.factory import MAX_MODEL_LEN_OPTION
+
 DESCRIPTION = """\
 Evaluate a conversational recommender (CRS) on the recommendation turns of a built folder, zero-shot and with
 GRSU's simulated user (Wang et al., SIGIR 2025): the user scores each recommended item by P("Yes") to "Accept
@@ -128,6 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = parser.add_argument_group("run")
     run.add_argument("--batch-turns", type=int, default=8, help="turns searched together, in lockstep (default 8)")
     run.add_argument("--max-batch-size", type=int, default=16, help="rows per forward pass of local models (16)")
+    run.add_argument("--max-model-len", **MAX_MODEL_LEN_OPTION)
     run.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for intervals (1000; 0: none)")
     run.add_argument("--update-card", action="store_true", help="also write the results into the --source card")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -178,6 +181,7 @@ def run_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_turns=args.batch_turns,
         max_batch_size=args.max_batch_size,
+        max_model_len=args.max_model_len,
         bootstrap=args.bootstrap,
         update_card=args.update_card,
         progress=not args.quiet,

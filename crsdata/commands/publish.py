@@ -77,7 +77,9 @@ def dry_run(args: argparse.Namespace) -> int:
     with publishable_folder(args.folder, args.tag) as folder:
         checked = check_folder(folder, args.tag, verify=not args.no_verify, kind=args.kind)
         client = publishing.hub_client()
-        plan = plan_upload(folder, args.repo_id, checked.kind, args.revision, client=client)
+        unreachable = publishing.hub_unreachable(client)
+        plan = plan_upload(folder, args.repo_id, checked.kind, args.revision, client=None if unreachable else client)
+        plan.remote_note = unreachable or plan.remote_note
         print(
             f"would upload {len(plan.upload)} files of {checked.kind} version {checked.version} to {plan.repo_type} "
             f"{args.repo_id}@{args.revision}" + (f" and tag {args.tag}" if args.tag else "")
@@ -87,8 +89,10 @@ def dry_run(args: argparse.Namespace) -> int:
     for note in checked.notes:
         print(f"note: {note}")
     if plan.delete is None:
-        print(f"would delete remote files matching {plan.delete_patterns} that this upload does not write again")
-        print(f"  (the remote was not read: {plan.remote_note})")
+        print(
+            f"would delete remote files matching {plan.delete_patterns} that this upload does not write again; "
+            f"the remote could not be checked: {plan.remote_note}"
+        )
     else:
         print(f"would delete {len(plan.delete)} files" + (f" ({plan.remote_note})" if plan.remote_note else ""))
         for path in plan.delete:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crsdata.backends.base import DEFAULT_PREFIX_CACHE_MB
+from crsdata.backends.factory import MAX_MODEL_LEN_OPTION
 
 if TYPE_CHECKING:
     from crsdata.simulate.job import SimulateConfig
@@ -86,6 +87,7 @@ def common_options(n_help: str = "", recommender: bool = True) -> argparse.Argum
         default="local",
         help="`local` (transformers in this process) or the base URL of an OpenAI-compatible server",
     )
+    models.add_argument("--max-model-len", **MAX_MODEL_LEN_OPTION)
     models.add_argument(
         "--threads",
         type=int,
@@ -234,6 +236,7 @@ def config_from_args(args: argparse.Namespace, command: str) -> SimulateConfig:
 
 def run_command(args: argparse.Namespace) -> int:
     from crsdata.backends.threads import prefer_passive_waiting
+    from crsdata.simulate.folder import refused_note
     from crsdata.simulate.job import simulate
 
     prefer_passive_waiting()  # before anything loads torch: see crsdata.backends.threads
@@ -252,6 +255,7 @@ def run_command(args: argparse.Namespace) -> int:
         f"of {args.n} requested written ({dropped} of them dropped{why}), {result.skipped.total} source records "
         "skipped"
         + (f" ({result.stats.resumed_dialogues} from an earlier run)" if result.stats.resumed_dialogues else "")
+        + refused_note(result)
     )
     stats = result.stats
     if stats.dialogues:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from crsdata.backends.factory import MAX_MODEL_LEN_OPTION
 from crsdata.errors import BadInputError
 
 DESCRIPTION = """\
@@ -61,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=defaults.backend,
         help="`local` (transformers in this process, default) or the base URL of an OpenAI-compatible server",
     )
+    parser.add_argument("--max-model-len", **MAX_MODEL_LEN_OPTION)
     parser.add_argument("--user-model", default=defaults.user_model, help="user simulator model (default embedded)")
     parser.add_argument(
         "--recommender-model", default=defaults.recommender_model, help="recommender simulator model (default embedded)"
@@ -128,6 +130,7 @@ def run_command(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             max_new_tokens=args.max_new_tokens,
             seed=args.seed,
+            max_model_len=args.max_model_len,
         )
     except ValueError as err:
         raise BadInputError("", "", "", str(err), "bad-option") from None

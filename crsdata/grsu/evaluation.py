@@ -82,6 +82,7 @@ class CrsEvalConfig:
     seed: int = 0
     batch_turns: int = 8
     max_batch_size: int = 16
+    max_model_len: int | None = None  # context of the CRS and scorer models in tokens (None: theirs)
     bootstrap: int = 1000
     update_card: bool = False
     progress: bool = True
@@ -126,6 +127,8 @@ class CrsEvalConfig:
         values["popularity_source"] = str(self.popularity_source.resolve()) if self.popularity_source else None
         values["ks"] = list(self.ks)
         values["temperature"] = self.temperature
+        if self.max_model_len is None:  # runs from before the option have no such setting
+            values.pop("max_model_len")
         if self.protocol == "zero-shot":  # the search settings change nothing then
             for name in ("search", "beam_width", "expand_width", "depth", "list_size", "scorer_model", "critic"):
                 values.pop(name)
@@ -158,6 +161,7 @@ def command_line(config: CrsEvalConfig) -> str:
         ("--crs-temperature", "crs_temperature"),
         ("--popularity-source", "popularity_source"),
         ("--popularity-split", "popularity_split"),
+        ("--max-model-len", "max_model_len"),
         ("--seed", "seed"),
     ]
     settings = config.settings()
@@ -177,8 +181,9 @@ def command_line(config: CrsEvalConfig) -> str:
 class _Backends:
     """One backend per (spec, model): a CRS and a scorer on the same model share its weights and its cache."""
 
-    def __init__(self, max_batch_size: int) -> None:
+    def __init__(self, max_batch_size: int, max_model_len: int | None = None) -> None:
         self.max_batch_size = max_batch_size
+        self.max_model_len = max_model_len
         self._made: dict[tuple[str, str], Any] = {}
 
     def get(self, spec: str, model: str) -> Any:
@@ -187,7 +192,7 @@ class _Backends:
         if (spec, model) not in self._made:
             options = {"max_batch_size": self.max_batch_size} if spec == "local" else {}
             try:
-                self._made[(spec, model)] = make_backend(spec, model, **options)
+                self._made[(spec, model)] = make_backend(spec, model, max_model_len=self.max_model_len, **options)
             except (BackendError, ValueError) as err:
                 raise BadInputError("", "", "--crs-model/--scorer-model", f"cannot load {model!r}: {err}") from None
         return self._made[(spec, model)]
@@ -479,7 +484,7 @@ def run_crs_eval(config: CrsEvalConfig) -> dict[str, Any]:
     if config.protocol == "grsu":
         check_critique_attributes(eval_set)
     done = _prepare_out(config)
-    backends = _Backends(config.max_batch_size)
+    backends = _Backends(config.max_batch_size, config.max_model_len)
     k_max = max(config.ks)
     try:
         space = functools.cache(lambda: ItemSpace(eval_set.items))  # built on first use, shared by CRS and user

@@ -54,6 +54,9 @@ class ScaleOutConfig:
     api_key_env: str = "OPENAI_API_KEY"
     request_cache: bool = False
     model_max_context: int = 8192
+    # --max-model-len: prompts are trimmed to this context (oldest turns first) before they are sent; None: no
+    # trimming against an endpoint, ``model_max_context`` against the tasks' own vLLM
+    max_model_len: int | None = None
     tensor_parallel: int = 1
     server_args: dict[str, Any] = field(default_factory=dict)
     slurm_partition: str = ""

@@ -50,6 +50,7 @@ from datatrove.pipeline.inference.types import GenerateFunction, InferenceError,
 from datatrove.pipeline.writers.parquet import ParquetWriter
 
 from crsdata.backends.base import Backend, BackendError, ChatRequest, Generation, SamplingParams
+from crsdata.backends.context import PromptTooLong, TokenCounter, fit_request, token_counter_for
 from crsdata.backends.openai_compat import (
     OpenAICompatibleBackend,
     generation_from_answer,
@@ -122,6 +123,7 @@ class TaskSpec:
     concurrency: int
     request_timeout_s: float
     api_key_env: str
+    max_model_len: int | None = None  # prompts are fitted to it as the single-process backend fits them
 
 
 class TaskModels:
@@ -148,15 +150,29 @@ class TaskModels:
             client = self._client(model)
             loop = asyncio.get_running_loop()
             return (await loop.run_in_executor(self._pool, client.generate, [request], params))[0]
+        dropped = 0
         try:
+            if self.spec.max_model_len:
+                request, dropped = fit_request(request, self.spec.max_model_len, params.max_new_tokens, self._count)
             _, payload = generation_request(model, request, params)
             result = await runner_generate(payload)
+        except PromptTooLong as err:
+            return Generation("", "error", 0, str(err), refused=True)
         except ValueError as err:  # a request with neither messages nor a prompt
             return Generation("", "error", 0, str(err))
         except InferenceError as err:
-            return Generation("", "error", 0, str(err.error))
+            return Generation("", "error", 0, str(err.error), refused=_refused(err))
         tokens = int((result.usage or {}).get("completion_tokens") or 0)
-        return generation_from_answer(result.text, result.finish_reason, tokens, params.stop)
+        generation = generation_from_answer(result.text, result.finish_reason, tokens, params.stop)
+        generation.dropped_turns = dropped
+        return generation
+
+    @property
+    def _count(self) -> TokenCounter:
+        """The runner model's token counter (its tokenizer when it is a local folder), as its backend counts."""
+        if not hasattr(self, "_counter"):
+            self._counter = token_counter_for(self.spec.runner_model)
+        return self._counter
 
     def _client(self, model: str) -> OpenAICompatibleBackend:
         if self.spec.endpoint is None:
@@ -172,6 +188,7 @@ class TaskModels:
                 timeout_s=self.spec.request_timeout_s,
                 api_key_env=self.spec.api_key_env,
                 check_server=False,
+                max_model_len=self.spec.max_model_len,
             )
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.spec.concurrency, thread_name_prefix="crsdata-second-model")
@@ -386,3 +403,12 @@ def build_pipeline(
         PlannedDialogues(str(folder / PLAN_DIR)),
         DialogueRunner(spec, config, output, checkpoints, records_per_chunk, request_cache=request_cache),
     ]
+
+
+def _refused(err: InferenceError) -> bool:
+    """Whether the runner's error is the server refusing the request itself (a 4xx other than 429): datatrove
+    raises it at once with the server's answer (a 400 body, or the OpenAI client's error with its status)."""
+    status = getattr(err.__cause__, "status_code", None)
+    if isinstance(status, int):
+        return 400 <= status < 500 and status != 429
+    return str(err.error).startswith("Got BadRequestError")

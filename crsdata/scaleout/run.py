@@ -139,6 +139,7 @@ def run_distributed(
         concurrency=scale.concurrency,
         request_timeout_s=scale.request_timeout_s,
         api_key_env=scale.api_key_env,
+        max_model_len=scale.max_model_len or (scale.model_max_context if scale.endpoint is None else None),
     )
     pipeline = build_pipeline(
         spec,

@@ -35,6 +35,10 @@ Failures never lose a dialogue:
   sent again on a later step (same seed, so a retry that succeeds gives exactly the uninterrupted text); after
   ``max_retries`` failed retries of one turn the dialogue ends with ``end_reason="error"`` and
   ``extra.run.end_detail`` saying why, and it is written like any other.
+- a *refused* generation (the server answered 4xx, or the prompt cannot fit the model's context even without
+  its older turns) is not retried: the dialogue ends at once with ``end_reason="error"``, counter ``refused``
+  and an ``end_detail`` that names the dialogue and the reason; the card and the command's summary line count
+  it. A prompt that fit only without its oldest turns counts ``context_trimmed`` (and ``context_dropped_turns``).
 - a :class:`~crsdata.backends.base.BackendError` (the backend itself is gone) stops the run after saving what
   is finished; the same command resumes it.
 
@@ -533,10 +537,18 @@ class DialogueTask:
             state.counters["backend_errors"] = state.counters.get("backend_errors", 0) + 1
             self.failures += 1
             self.error = generation.error or "unspecified backend error"
-            if self.failures > self.max_retries:
+            if generation.refused:  # the same request would be refused again
+                state.counters["refused"] = 1
+                self._abandon(f"{state.dialogue_id}: refused by the backend: {self.error}", EndReason.ERROR)
+            elif self.failures > self.max_retries:
                 self._abandon(f"backend error after {self.failures} attempts: {self.error}", EndReason.ERROR)
             return 0
         self.failures = 0
+        if generation.dropped_turns:
+            state.counters["context_trimmed"] = state.counters.get("context_trimmed", 0) + 1
+            state.counters["context_dropped_turns"] = (
+                state.counters.get("context_dropped_turns", 0) + generation.dropped_turns
+            )
         before = len(state.turns)
         self.sim.apply(state, role, generation)
         # A simulation may legitimately re-ask (an empty answer, a profile that did not parse), but not forever.

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crsdata.errors import BadInputError
+from crsdata.schema import load_extra
 from crsdata.simulate.base import NO_TURNS, Simulation
 
 if TYPE_CHECKING:
@@ -53,7 +54,9 @@ def export_dataset_folder(
     kept, dropped = kept_records(simulation, result.records)
     if not kept:
         reasons = ", ".join(f"{r} {n}" for r, n in dropped.items())
-        raise BadInputError(config.out, "", "", f"every simulated dialogue was left out ({reasons})", "empty")
+        raise BadInputError(
+            config.out, "", "", f"every simulated dialogue was left out ({reasons}){refused_note(result)}", "empty"
+        )
     build = BuildResult(
         source=simulation.output_source,
         splits={split: kept},
@@ -71,6 +74,22 @@ def export_dataset_folder(
     sections = card_sections(simulation, result, source, plots, dropped, config.command)
     export_folder(build, config.out, version=config.version, card_sections=sections)
     return Exported(config.out, len(kept), dropped, f"dataset folder, split {split}")
+
+
+def refused_note(result: RunResult) -> str:
+    """``"; N refused by the backend, first: <why>"`` when requests were refused (a 4xx answer, a prompt that does
+    not fit the model's context), else ``""``: for the summary line and the error of a run that wrote nothing."""
+    refused = result.counters.get("refused", 0)
+    if not refused:
+        return ""
+    details = refused_details(result)
+    return f"; {refused} refused by the backend" + (f", first: {details[0]}" if details else "")
+
+
+def refused_details(result: RunResult) -> list[str]:
+    """The ``end_detail`` of each written dialogue that a refused request ended."""
+    runs = [load_extra(r["extra"])["run"] for r in result.records]
+    return [run.get("end_detail", "") for run in runs if run["counters"].get("refused") and run.get("end_detail")]
 
 
 def notes(simulation: Simulation, result: RunResult, source: SimulationSource) -> list[str]:
@@ -168,7 +187,13 @@ def card_sections(
     ends = Counter(r["outcome"]["end_reason"] for r in records)
     outcome_rows = [(f"`{reason}`", f"{count} ({100 * count / n:.1f}%)") for reason, count in ends.most_common()]
     outcome_rows += simulation.outcome_rows(records)
-    outcome_rows.append(("ended by backend errors after retries (`error`)", counters.get("abandoned", 0)))
+    refused = counters.get("refused", 0)
+    outcome_rows.append(("ended by backend errors after retries (`error`)", counters.get("abandoned", 0) - refused))
+    outcome_rows.append(("refused by the backend, not retried (`error`, counter `refused`)", refused))
+    if counters.get("context_trimmed", 0):
+        outcome_rows.append(
+            ("prompts trimmed to the model's context (oldest turns dropped)", counters["context_trimmed"])
+        )
     no_turns = dropped.get(f"filter-{NO_TURNS}", 0)
     outcome_rows.append((f"ended before any turn, left out of the folder (`{NO_TURNS}`)", no_turns))
     sections["Outcomes"] = "End reasons of the written dialogues (before anything is left out):\n\n" + _table(
@@ -184,6 +209,12 @@ def card_sections(
         sections["Run counters"] = (
             "Summed over written dialogues (per dialogue in `extra.run.counters`); generations that failed "
             "and were retried count as `backend_errors`.\n\n" + _table(other, ("counter", "count"))
+        )
+    if refused:
+        sections["Refused requests"] = (
+            "Requests the backend refused (a 4xx answer, or a prompt that does not fit the model's context even "
+            "without its older turns) end their dialogue at once; the reason of each is in "
+            "`extra.run.end_detail`. The first:\n\n" + "".join(f"`{d}`" for d in refused_details(result)[:1])
         )
     if plots:
         sections["Plots"] = "\n\n".join(f"![{Path(p).stem.replace('_', ' ')}]({p})" for p in plots)

@@ -45,6 +45,7 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +62,7 @@ from crsdata.simulate.prompts import (
     FINETUNED_STOP,
     PERSONA_QUOTES,
     STYLES,
-    finetuned_prompt,
+    finetuned_pieces,
     instruct_messages,
     template_hashes,
 )
@@ -273,8 +274,12 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             messages = instruct_messages(role, shown, state.turns, show_profile=self.show_profile)
             request = ChatRequest(messages=messages, seed=seed)
         else:
-            prompt = finetuned_prompt(role, shown, state.turns, show_profile=self.show_profile)
-            request = ChatRequest(prompt=prompt, seed=seed)
+            # finetuned_prompt's text, with where each turn starts: a backend may drop the oldest turns to fit its
+            # context, never the header (crsdata.backends.context).
+            pieces = finetuned_pieces(role, shown, state.turns, show_profile=self.show_profile)
+            starts = tuple(accumulate(len(text) for text, _ in pieces[:-1]))[::2]
+            prompt = "".join(text for text, _ in pieces) + f"{role}:"
+            request = ChatRequest(prompt=prompt, seed=seed, turn_starts=starts)
         assert_no_target_leak(request, state)
         return request
 

@@ -60,6 +60,7 @@ class SimulateConfig:
     backend: str = "local"
     threads: int | None = None
     kv_cache_mb: int = DEFAULT_PREFIX_CACHE_MB
+    max_model_len: int | None = None  # the model's context in tokens; None: the server's or the model's own
     dtype: str = "float32"
     seed: int = 0
     max_turns: int | None = None
@@ -121,6 +122,7 @@ class SimulateConfig:
             endpoint=None if self.backend == "local" else self.backend,
             server=self.server,
             concurrency=self.batch_size,
+            max_model_len=self.max_model_len,
             slurm_partition=self.slurm_partition,
             slurm_time=self.slurm_time,
             slurm_args=parse_key_values(self.slurm_args, "--slurm-arg"),
@@ -212,11 +214,11 @@ def make_backends(config: SimulateConfig) -> dict[str, Backend]:
     """One backend per distinct model name: both roles share one loaded model when the names are equal."""
     from crsdata.backends import make_backend
 
-    options: dict[str, Any]
+    options: dict[str, Any] = {"max_model_len": config.max_model_len}
     if config.backend == "local":
-        options = {"dtype": config.dtype, "max_batch_size": config.batch_size, "prefix_cache_mb": config.kv_cache_mb}
+        options |= {"dtype": config.dtype, "max_batch_size": config.batch_size, "prefix_cache_mb": config.kv_cache_mb}
     else:
-        options = {"max_concurrency": config.batch_size}
+        options["max_concurrency"] = config.batch_size
     loaded: dict[str, Backend] = {}
     backends = {}
     for role, model in (("user", config.user_model), ("recommender", config.recommender_model)):
