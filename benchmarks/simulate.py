@@ -192,16 +192,8 @@ def run_sequential(sim: Simulation, source: SimulationSource, args: argparse.Nam
     }
 
 
-PROMPTS = [
-    "Recommend a movie for tonight.",
-    "What should I cook for two people?",
-    "Plan a 3-day trip to Rome.",
-    "I like thrillers with twists. Ideas?",
-    "How do I learn to play guitar?",
-    "Gift for my aunt who gardens?",
-    "Best way to study for exams?",
-    "A good book about space?",
-]
+# Eight everyday chat prompts, shared with the thread-count test in tests/test_backends_local.py.
+PROMPTS = json.loads((Path(__file__).resolve().parent / "data" / "chat_prompts.json").read_text(encoding="utf-8"))
 
 
 def run_alone(backend: Backend) -> dict[str, str]:

@@ -90,14 +90,6 @@ class _Source:
         return self.module if self.path.name == "__init__.py" else self.module.rpartition(".")[0]
 
 
-@dataclass
-class ExportedMetric:
-    folder: Path
-    module: str
-    vendored: dict[str, str]
-    requirements: list[str]
-
-
 def vendored_file(module: str) -> str:
     """The file name of a copied crsdata module: its dotted path with underscores (crsdata_metrics_common.py)."""
     return module.replace(".", "_") + ".py"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import datasets
 import pytest
+from fixtures.simulate_records import CATALOG_FILES, redial_records
 from fixtures.tiny_models import widened
-from simulate_fixtures import CATALOG_FILES, redial_records
 
 from crsdata.build import BuildResult
 from crsdata.cli import main

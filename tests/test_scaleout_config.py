@@ -25,8 +25,8 @@ import pytest
 
 pytest.importorskip("datatrove", reason="needs the scale extra (pip install -e '.[scale]')")
 
-from test_simulate_cli import recllmsim_records  # noqa: E402
-from test_simulate_engine import FakeBackend  # noqa: E402
+from fixtures.fake_backends import FakeBackend  # noqa: E402
+from fixtures.simulate_records import recllmsim_records  # noqa: E402
 
 from crsdata.cli import main  # noqa: E402
 from crsdata.scaleout.config import ScaleOutConfig, parse_key_values  # noqa: E402

@@ -7,15 +7,8 @@ import re
 from collections import Counter
 
 import pytest
-from simulate_fixtures import (
-    ScriptedBackend,
-    catalog,
-    inspired_records,
-    recommender,
-    redial_record,
-    redial_records,
-    user,
-)
+from fixtures.fake_backends import ScriptedBackend, recommender, user
+from fixtures.simulate_records import catalog, inspired_records, redial_record, redial_records
 
 from crsdata.backends.base import ChatRequest, SamplingParams
 from crsdata.errors import BadInputError

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_simulate_engine import FakeBackend, TalkSimulation
+from fixtures.fake_backends import FakeBackend
+from fixtures.fake_simulation import TalkSimulation
 
 from crsdata.build import BuildResult
 from crsdata.cli import main

@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-from simulate_fixtures import ScriptedBackend, catalog, redial_record
-from test_simulate_engine import make_config
+from fixtures.fake_backends import ScriptedBackend
+from fixtures.fake_simulation import make_config
+from fixtures.simulate_records import catalog, redial_record
 
 from crsdata.schema import item_ref, load_extra, new_dialogue, new_turn
 from crsdata.simulate.engine import RunEngine, SimulationSource, fingerprint_records

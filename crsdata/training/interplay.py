@@ -396,9 +396,6 @@ def folders_catalog(folders: list[DataFolder]) -> Any:
 # Models.
 
 
-HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
-
-
 def base_model(name: str) -> tuple[str, str]:
     """(loadable path or id, Hub id for the card) of ``--base``; bad input when it cannot be found."""
     from crsdata.backends.base import BackendError
