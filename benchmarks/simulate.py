@@ -51,7 +51,8 @@ from typing import Any
 from crsdata.backends.base import DEFAULT_PREFIX_CACHE_MB, Backend, ChatRequest, Generation, SamplingParams
 from crsdata.errors import BadInputError
 from crsdata.simulate.base import Simulation
-from crsdata.simulate.engine import DialogueTask, RunConfig, RunEngine, SimulationSource
+from crsdata.simulate.engine import DialogueTask, RunConfig, RunEngine
+from crsdata.simulate.source import SimulationSource
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 COMPETITOR = "while True: pass"

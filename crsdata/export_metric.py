@@ -365,7 +365,7 @@ def export_metric(source: str | Path, out: str | Path, *, version: str | None = 
     ``out`` is replaced if it holds an earlier export, and refused if it holds anything else.
     """
     from crsdata import __version__
-    from crsdata.publish import read_folder_metadata, write_folder_metadata
+    from crsdata.folder_metadata import read_folder_metadata, write_folder_metadata
 
     source = find_metric_source(source)
     out = Path(out)

@@ -19,14 +19,8 @@ from crsdata.backends.base import BackendError, ChatRequest, SamplingParams
 from crsdata.errors import BadInputError
 from crsdata.schema import validate_dialogue
 from crsdata.simulate.base import Simulation
-from crsdata.simulate.engine import (
-    MANIFEST,
-    RunConfigMismatch,
-    RunEngine,
-    SimulationSource,
-    dialogue_seed,
-    source_index,
-)
+from crsdata.simulate.engine import MANIFEST, RunConfigMismatch, RunEngine, dialogue_seed, source_index
+from crsdata.simulate.source import SimulationSource
 
 # ---------------------------------------------------------------------------------------------------------
 # Fakes

@@ -50,7 +50,7 @@ class EchoSimulation(TalkSimulation):
         return {"Echo": f"{len(records)} echoes"}
 
     def export(self, result, source, config):
-        from crsdata.simulate.job import Exported
+        from crsdata.simulate.base import Exported
 
         texts = [[t["text"] for t in r["turns"]] for r in result.records]
         if self.options.shout:

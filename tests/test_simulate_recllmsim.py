@@ -18,7 +18,7 @@ from crsdata.backends.base import ChatRequest, SamplingParams
 from crsdata.errors import BadInputError
 from crsdata.schema import new_dialogue, validate_dialogue
 from crsdata.simulate import filters
-from crsdata.simulate.engine import RunEngine, fingerprint_records
+from crsdata.simulate.engine import RunEngine
 from crsdata.simulate.recllmsim import (
     END_PHRASE,
     END_PROMPT,
@@ -40,6 +40,7 @@ from crsdata.simulate.scenarios import (
     render,
     task_descriptions,
 )
+from crsdata.simulate.source import fingerprint_records
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "recllmsim" / "scenario_data"
 SHEETS = ("task_context_en", "task_context_en_exp", "task_context_new")

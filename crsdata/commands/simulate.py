@@ -237,7 +237,13 @@ def run_command(args: argparse.Namespace) -> int:
     from crsdata.simulate.job import simulate
 
     prefer_passive_waiting()  # before anything loads torch: see crsdata.backends.threads
-    outcome = simulate(config_from_args(args, "simulate"))
+    config = config_from_args(args, "simulate")
+    if config.executor is not None:
+        from crsdata.scaleout.job import simulate_scaled
+
+        outcome = simulate_scaled(config)
+    else:
+        outcome = simulate(config)
     if outcome.submitted:  # handed to Slurm: the merge job (this command again) writes the folder
         print(outcome.submitted)
         return 0
