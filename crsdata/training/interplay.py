@@ -627,8 +627,8 @@ class InterplayRecipe(Recipe):
         import shutil
         import tempfile
 
+        from crsdata.backends import make_backend
         from crsdata.backends.embedded import merge_adapter
-        from crsdata.backends.local import LocalBackend
         from crsdata.training.interplay_eval import EVALUATIONS
 
         evaluation = EVALUATIONS[self.role]
@@ -649,8 +649,8 @@ class InterplayRecipe(Recipe):
                     f"scoring the {label.replace('_', '-')} model ({style} prompts) on {len(examples)} held-out "
                     "examples"
                 )
-                backend = LocalBackend(
-                    model_path, max_batch_size=config.eval_batch_size, model_id=f"{label}:{config.base}"
+                backend = make_backend(
+                    "local", model_path, max_batch_size=config.eval_batch_size, model_id=f"{label}:{config.base}"
                 )
                 result = evaluation.score(
                     backend, style, examples, catalog, seed=config.seed, max_new_tokens=config.eval_max_new_tokens
