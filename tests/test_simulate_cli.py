@@ -490,3 +490,26 @@ def test_dialogues_without_turns_are_dropped_counted_and_named_in_the_card(tmp_p
     card = (out / "README.md").read_text()
     assert f"ended before any turn, left out of the folder (`no_turns`) | {parse_errors} |" in card
     assert f"Dropped, by reason: `filter-no_turns` {parse_errors}." in card
+
+
+@pytest.mark.skipif(not (SHARED / "redial").is_dir(), reason="shared ReDial data not available")
+def test_options_come_from_a_config_file_and_a_flag_overrides_it(tmp_path, redial_splits, scripted, capsys):
+    """`crsdata simulate interplay --config run.yaml`: the same dialogues as the same options given as flags, keys
+    written either way (max_turns, max-turns); a flag on the command line wins over the file."""
+    run = tmp_path / "run.yaml"
+    run.write_text(
+        f"source: {redial_splits}\nn: 2\nout: {tmp_path / 'from-file'}\nseed: 4\nmax-turns: 6\n"
+        f"catalog: [{CATALOG[1]}]\nsplit: validation\n"
+    )
+    assert simulate("interplay", "--config", str(run), "--n", "3") == 0
+    flags = ["--source", str(redial_splits), "--n", "3", "--seed", "4", "--max-turns", "6", *CATALOG]
+    assert simulate("interplay", *flags, "--split", "validation", "--out", str(tmp_path / "from-flags")) == 0
+    from_file = datasets.load_dataset(str(tmp_path / "from-file"), "dialogues", split="validation").to_list()
+    from_flags = datasets.load_dataset(str(tmp_path / "from-flags"), "dialogues", split="validation").to_list()
+    assert len(from_file) == 3  # --n 3 on the command line over n: 2 in the file
+    assert [(r["dialogue_id"], r["turns"]) for r in from_file] == [(r["dialogue_id"], r["turns"]) for r in from_flags]
+    capsys.readouterr()
+    run.write_text(f"source: {redial_splits}\nn: 2\nout: {tmp_path / 'x'}\nmax_turnz: 6\n")
+    assert simulate("interplay", "--config", str(run)) == 1
+    err = capsys.readouterr().err
+    assert str(run) in err and "max_turnz" in err and "not an option of this command" in err

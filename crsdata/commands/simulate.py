@@ -190,6 +190,7 @@ def _scale_out_options(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from crsdata.commands.config_file import add_config_option
     from crsdata.simulate.kinds import SIMULATIONS
 
     kinds_text = "\n".join(f"  {name:<11} {kind.summary}" for name, kind in SIMULATIONS.items())
@@ -212,6 +213,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         kind.options_class.add_arguments(sub.add_argument_group(f"{name} options"))
+        add_config_option(sub)
         sub.set_defaults(func=run_command)
 
 
