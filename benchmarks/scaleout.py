@@ -36,24 +36,20 @@ import asyncio
 import functools
 import json
 import os
-import sys
 import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from fixtures.servers import transformers_serve  # noqa: E402  (the tests' server helper: one way to start it)
-
-from crsdata.backends.base import SamplingParams  # noqa: E402
-from crsdata.backends.embedded import embedded_model_path  # noqa: E402
-from crsdata.backends.openai_compat import OpenAICompatibleBackend  # noqa: E402
-from crsdata.scaleout import ScaleOutConfig  # noqa: E402
-from crsdata.scaleout.run import run_distributed, served_backends  # noqa: E402
-from crsdata.simulate.engine import RunConfig, RunEngine  # noqa: E402
-from crsdata.simulate.recllmsim import RecLLMSimSimulation, scenario_source  # noqa: E402
+from crsdata.backends.base import SamplingParams
+from crsdata.backends.embedded import embedded_model_path
+from crsdata.backends.openai_compat import OpenAICompatibleBackend
+from crsdata.scaleout import ScaleOutConfig
+from crsdata.scaleout.run import run_distributed, served_backends
+from crsdata.servers import transformers_serve
+from crsdata.simulate.engine import RunConfig, RunEngine
+from crsdata.simulate.recllmsim import RecLLMSimSimulation, scenario_source
 
 
 class RecordingBackend(OpenAICompatibleBackend):
@@ -231,7 +227,7 @@ def measure_ceiling(args: argparse.Namespace, source: Any, tmp: Path) -> list[tu
     """(e): the engine and datatrove against a server that answers at once."""
     import multiprocessing
 
-    from fixtures.servers import free_port
+    from crsdata.servers import free_port
 
     port = free_port()
     server = multiprocessing.get_context("spawn").Process(target=instant_server, args=(port,), daemon=True)

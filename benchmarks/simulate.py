@@ -51,7 +51,8 @@ from typing import Any
 from crsdata.backends.base import DEFAULT_PREFIX_CACHE_MB, Backend, ChatRequest, Generation, SamplingParams
 from crsdata.errors import BadInputError
 from crsdata.simulate.base import Simulation
-from crsdata.simulate.engine import DialogueTask, RunConfig, RunEngine, SimulationSource
+from crsdata.simulate.engine import DialogueTask, RunConfig, RunEngine
+from crsdata.simulate.source import SimulationSource
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 COMPETITOR = "while True: pass"
@@ -192,16 +193,8 @@ def run_sequential(sim: Simulation, source: SimulationSource, args: argparse.Nam
     }
 
 
-PROMPTS = [
-    "Recommend a movie for tonight.",
-    "What should I cook for two people?",
-    "Plan a 3-day trip to Rome.",
-    "I like thrillers with twists. Ideas?",
-    "How do I learn to play guitar?",
-    "Gift for my aunt who gardens?",
-    "Best way to study for exams?",
-    "A good book about space?",
-]
+# Eight everyday chat prompts, shared with the thread-count test in tests/test_backends_local.py.
+PROMPTS = json.loads((Path(__file__).resolve().parent / "data" / "chat_prompts.json").read_text(encoding="utf-8"))
 
 
 def run_alone(backend: Backend) -> dict[str, str]:

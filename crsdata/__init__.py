@@ -10,8 +10,7 @@ from crsdata.schema import (
     Role,
     validate_dialogue,
 )
-
-__version__ = "0.1.0"
+from crsdata.version import __version__
 
 __all__ = [
     "ACTIONS",

@@ -67,6 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     import datasets
 
     datasets.disable_progress_bars()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from crsdata.commands.config_file import apply_config_file
+
+    try:
+        apply_config_file(parser, argv)
+    except Exception as err:  # a bad config file is one line, like any other bad input
+        if "--debug" in argv:
+            raise
+        print(f"crsdata {argv[0] if argv else ''}: error: {error_line(err)}", file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -5,14 +5,15 @@ Each module is a thin ``evaluate`` wrapper over plain functions in ``crsdata.met
 implementation. The export copies the module folder and, beside it, every crsdata module the folder's code
 needs, with the imports rewritten to point at those copies::
 
-    OUT/<name>.py                       the module; ``from crsdata.metrics import f`` becomes
+    OUT/<OUT's name>.py                 the module (evaluate.load(".../X") and evaluate.load("ORG/X") look for
+                                        X.py, so its file is named after OUT); ``from crsdata.metrics import f`` becomes
                                         ``from .crsdata_metrics_diversity import f``
     OUT/crsdata_metrics_diversity.py    a copy of crsdata.metrics.diversity (named after its module path, so no
                                         copy can shadow the module or another copy)
     OUT/app.py                          the Space, importing its helpers as ``from crsdata_metrics_space import ...``
     OUT/README.md, examples.json        as in the source folder
     OUT/requirements.txt                the source's, without crsdata, plus every package the copies import
-    OUT/crsdata.json                    {"kind": "space", "version", "module", "vendored", ...}
+    OUT/crsdata.json                    {"kind": "space", "version", "module" (OUT's name), "vendored", ...}
 
 How the closure is found, generically (nothing here names a metric or a crsdata module): every ``import`` in the
 folder's Python files and, recursively, in the crsdata modules they reach (function bodies included) is read
@@ -34,6 +35,7 @@ installed here or that a metric Space does not install (anything outside crsdata
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.metadata
 import importlib.util
 import json
@@ -86,14 +88,6 @@ class _Source:
         if self.module is None:
             return None
         return self.module if self.path.name == "__init__.py" else self.module.rpartition(".")[0]
-
-
-@dataclass
-class ExportedMetric:
-    folder: Path
-    module: str
-    vendored: dict[str, str]
-    requirements: list[str]
 
 
 def vendored_file(module: str) -> str:
@@ -371,11 +365,18 @@ def export_metric(source: str | Path, out: str | Path, *, version: str | None = 
     ``out`` is replaced if it holds an earlier export, and refused if it holds anything else.
     """
     from crsdata import __version__
-    from crsdata.publish import read_folder_metadata, write_folder_metadata
+    from crsdata.folder_metadata import read_folder_metadata, write_folder_metadata
 
     source = find_metric_source(source)
     out = Path(out)
     name = source.name
+    # evaluate.load("ORG/X") and evaluate.load(".../X") look for X.py: the module script is named after `out`.
+    script = out.name
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", script) or script.startswith(f"{ROOT_PACKAGE}_"):
+        raise ExportError(
+            f"{out}: the folder name {script!r} names the module script ({script}.py), so it must be letters, digits, "
+            f"'-' and '_' and not start with '{ROOT_PACKAGE}_' (the copies' prefix)"
+        )
     if out.exists() and any(out.iterdir()):
         if not (out / "crsdata.json").is_file() or read_folder_metadata(out).get("kind") != "space":
             raise ExportError(f"{out} exists and is not an earlier metric export; choose a new or empty folder")
@@ -402,11 +403,12 @@ def export_metric(source: str | Path, out: str | Path, *, version: str | None = 
     try:
         for path in files:
             relative = path.relative_to(source)
-            target = tmp / relative
+            target = tmp / (f"{script}.py" if relative.as_posix() == f"{name}.py" else relative)
             target.parent.mkdir(parents=True, exist_ok=True)
             entry = next((e for e in entries if e.path == path), None)
             if entry is not None:
-                target.write_text(_rewrite_entry(entry, name, vendored, reached_from_module), encoding="utf-8")
+                text = _rewrite_entry(_renamed_script(entry, name, script), name, vendored, reached_from_module)
+                target.write_text(text, encoding="utf-8")
             elif relative.as_posix() != "requirements.txt":
                 shutil.copy2(path, target)
         for module, copy in vendored.items():
@@ -418,7 +420,7 @@ def export_metric(source: str | Path, out: str | Path, *, version: str | None = 
             tmp,
             "space",
             version or __version__,
-            module=name,
+            module=script,
             vendored={module: vendored_file(module) for module in sorted(vendored)},
             requirements=requirements,
         )
@@ -432,6 +434,25 @@ def export_metric(source: str | Path, out: str | Path, *, version: str | None = 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _renamed_script(entry: _Source, name: str, script: str) -> _Source:
+    """``entry`` with every string literal ``"<name>.py"`` in a script (app.py loads the module by its file path)
+    changed to ``"<script>.py"``, the module's name in the export. Lines keep their number and imports their place."""
+    if not entry.script or name == script:
+        return entry
+    lines = entry.text.splitlines(keepends=True)
+    literals = [
+        n
+        for n in ast.walk(entry.tree)
+        if isinstance(n, ast.Constant) and n.value == f"{name}.py" and n.lineno == n.end_lineno
+    ]
+    for node in sorted(literals, key=lambda n: (n.lineno, n.col_offset), reverse=True):
+        line = lines[node.lineno - 1]
+        quote = line[node.col_offset]
+        lines[node.lineno - 1] = line[: node.col_offset] + f"{quote}{script}.py{quote}" + line[node.end_col_offset :]
+    # The tree keeps its import nodes, whose positions did not move: the import rewriting still applies.
+    return dataclasses.replace(entry, text="".join(lines))
 
 
 def _rewrite_entry(entry: _Source, name: str, vendored: dict[str, _Source], reached: set[str]) -> str:

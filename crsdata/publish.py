@@ -33,7 +33,6 @@ client only: it is never printed, logged or written to a file.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
@@ -43,38 +42,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-METADATA_FILE = "crsdata.json"
+from crsdata.folder_metadata import (
+    KINDS,
+    METADATA_FILE,
+    VERSION_PATTERN,
+    Kind,
+    PublishError,
+    read_folder_metadata,
+    write_folder_metadata,  # noqa: F401 - public here too: the README documents crsdata.publish.write_folder_metadata
+)
+
 # Never sent: hidden files and folders at any depth hold run state (.simulate-run/), not the published thing.
 HIDDEN_PATTERNS = (".*", "*/.*")
 TAG_PATTERN = re.compile(r"^v\d+\.\d+\.\d+([-.+][0-9A-Za-z.-]+)?$")
-VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+([-.+][0-9A-Za-z.-]+)?$")
-
-
-@dataclass(frozen=True)
-class Kind:
-    """How one kind of folder is published."""
-
-    repo_type: str
-    version_key: str
-    # Remote files a new upload replaces: matching files that the new folder does not hold are deleted
-    # (``.gitattributes`` never is). Patterns use the Hub's matching: fnmatch, where ``*`` also crosses ``/``.
-    delete_patterns: tuple[str, ...]
-    create_repo_options: tuple[tuple[str, str], ...] = ()
-
-
-KINDS: dict[str, Kind] = {
-    # The data (every parquet shard of every config), the card, its plots and the build metadata. Other files
-    # someone added to the repository (a LICENSE, say) stay.
-    "dataset": Kind("dataset", "dataset_version", ("*.parquet", "*.png", "README.md", METADATA_FILE)),
-    # Everything: from_pretrained reads whatever is there (a stale shard index, tokenizer or adapter file would
-    # mix two versions), and a Space runs whatever is there.
-    "model": Kind("model", "version", ("*",)),
-    "space": Kind("space", "version", ("*",), create_repo_options=(("space_sdk", "gradio"),)),
-}
-
-
-class PublishError(RuntimeError):
-    pass
 
 
 class HubClient(Protocol):
@@ -188,38 +168,6 @@ def hub_unreachable(client: HubClient, timeout_s: float = 3.0) -> str:
             return ""
     except OSError as err:
         return f"cannot reach {endpoint} ({type(err).__name__}: {err})"
-
-
-def read_folder_metadata(folder: str | Path) -> dict[str, Any]:
-    path = Path(folder) / METADATA_FILE
-    if not path.is_file():
-        raise PublishError(f"{folder}: no {METADATA_FILE}; not a folder written by crsdata")
-    try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise PublishError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
-    if not isinstance(metadata, dict):
-        raise PublishError(f"{path}: must hold a JSON object")
-    return metadata
-
-
-def write_folder_metadata(folder: str | Path, kind: str, version: str, **fields: Any) -> Path:
-    """Writes ``crsdata.json`` for a model or Space folder: ``{"kind", "version", "crsdata_version", **fields}``.
-
-    Training and export code calls this next to writing the card, so that ``crsdata publish`` knows what the
-    folder is and which tag it may get.
-    """
-    from crsdata import __version__
-    from crsdata.export import write_atomic
-
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; one of {sorted(KINDS)}")
-    if not VERSION_PATTERN.match(version):
-        raise ValueError(f"version {version!r} is not of the form X.Y.Z")
-    metadata = {"kind": kind, KINDS[kind].version_key: version, "crsdata_version": __version__, **fields}
-    path = Path(folder) / METADATA_FILE
-    write_atomic(path, json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
-    return path
 
 
 def folder_kind(metadata: dict[str, Any]) -> str:

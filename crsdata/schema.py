@@ -260,7 +260,7 @@ def new_dialogue(
     provenance: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    from crsdata import __version__
+    from crsdata.version import __version__
 
     profile = {"general_preferences": "", "watched_items": [], "target_attributes": "", "profile_text": ""}
     profile.update(user_profile or {})

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.servers import transformers_serve
 from fixtures.tiny_models import widened
 
 from crsdata.cli import main
 from crsdata.schema import load_extra
+from crsdata.servers import transformers_serve
 
 pytestmark = pytest.mark.slow
 

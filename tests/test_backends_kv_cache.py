@@ -170,7 +170,7 @@ def test_kept_states_change_no_token_of_six_turn_dialogues_on_the_embedded_model
     """SmolLM2-135M (float32), two RecLLMSim dialogues of 6 turns each through the run engine, 48 sampled tokens
     a turn: the records with the store of kept states (2048 MB) and without it (every prompt recomputed) are
     equal, and the store served most prompt tokens."""
-    from test_simulate_engine import make_config
+    from fixtures.fake_simulation import make_config
 
     from crsdata.simulate.engine import RunEngine
     from crsdata.simulate.recllmsim import RecLLMSimSimulation, scenario_source

@@ -24,6 +24,8 @@ from crsdata.backends import (
 )
 from crsdata.backends.local import LocalBackend, _nucleus_sample
 
+ROOT = Path(__file__).resolve().parents[1]
+
 SAMPLED = SamplingParams(max_new_tokens=16, temperature=1.0, top_p=0.9)
 GREEDY = SamplingParams(max_new_tokens=12, temperature=0.0)
 
@@ -418,16 +420,7 @@ def test_real_conversion_into_a_fresh_cache(tmp_path: Path) -> None:
 def test_smollm2_thread_count_changes_no_token(smol: LocalBackend) -> None:
     """crsdata simulate changes torch's thread count while it runs (it follows the free cores): in float32 that
     must not change a token. Eight chat prompts, 64 sampled tokens each, with one and with two threads."""
-    questions = [
-        "Recommend a movie for tonight.",
-        "What should I cook for two people?",
-        "Plan a 3-day trip to Rome.",
-        "I like thrillers with twists. Ideas?",
-        "How do I learn to play guitar?",
-        "Gift for my aunt who gardens?",
-        "Best way to study for exams?",
-        "A good book about space?",
-    ]
+    questions = json.loads((ROOT / "benchmarks" / "data" / "chat_prompts.json").read_text(encoding="utf-8"))
     requests = [_chat(q, seed=i) for i, q in enumerate(questions)]
     params = SamplingParams(max_new_tokens=64, temperature=0.7)
     previous = torch.get_num_threads()

@@ -7,107 +7,26 @@ SmolLM2 (needs ``pip install 'transformers[serving]'``; run with ``pytest -m slo
 
 from __future__ import annotations
 
-import json
 import math
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.servers import free_port, transformers_serve
+from fixtures.fake_server import FakeServer, Reply, backend_for, completion
 
 from crsdata.backends import BackendError, ChatRequest, Generation, SamplingParams, make_backend
 from crsdata.backends.openai_compat import OpenAICompatibleBackend, normalise_base_url
+from crsdata.servers import free_port, transformers_serve
+
 
 # (status, JSON body, seconds to wait before answering, extra headers)
-Reply = tuple[int, dict[str, Any], float, dict[str, str]]
-
-
-def completion(payload: dict[str, Any], text: str = "", finish: str = "stop") -> Reply:
-    """An OpenAI-shaped success for either endpoint; by default echoes the seed so tests can match answers."""
-    text = text or f"answer for seed {payload.get('seed')}"
-    if "messages" in payload:
-        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
-    else:
-        choice = {"index": 0, "text": text, "finish_reason": finish}
-    return 200, {"choices": [choice], "usage": {"completion_tokens": 7}}, 0.0, {}
-
-
-class FakeServer:
-    """A scripted OpenAI-compatible server: ``reply(path, payload, attempt)`` decides each answer, where
-    ``attempt`` counts earlier requests with the same seed. Records every request and the peak concurrency."""
-
-    def __init__(self, reply: Callable[[str, dict[str, Any], int], Reply] | None = None) -> None:
-        self.reply = reply or (lambda path, payload, attempt: completion(payload))
-        self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
-        self.in_flight = 0
-        self.peak = 0
-        self.lock = threading.Lock()
-        # GET /v1/models; vLLM adds max_model_len to each entry
-        self.models: dict[str, Any] = {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:  # keep pytest output clean
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                self._send(200, server.models, {})
-
-            def do_POST(self) -> None:  # noqa: N802
-                payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    attempt = sum(1 for _, p, _ in server.requests if p.get("seed") == payload.get("seed"))
-                    server.requests.append((self.path, payload, dict(self.headers)))
-                    server.in_flight += 1
-                    server.peak = max(server.peak, server.in_flight)
-                try:
-                    status, body, delay, headers = server.reply(self.path, payload, attempt)
-                    time.sleep(delay)
-                    self._send(status, body, headers)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client timed out and hung up: exactly what the timeout test wants
-                finally:
-                    with server.lock:
-                        server.in_flight -= 1
-
-            def _send(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def attempts(self, seed: int) -> int:
-        return sum(1 for _, p, _ in self.requests if p.get("seed") == seed)
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def fake() -> Iterator[FakeServer]:
     server = FakeServer()
     yield server
     server.stop()
-
-
-def backend_for(server: FakeServer, **options: Any) -> OpenAICompatibleBackend:
-    options = {"backoff_s": 0.01, "timeout_s": 5.0, **options}
-    return OpenAICompatibleBackend(server.url, "fake-model", **options)
 
 
 def _chat(text: str, seed: int) -> ChatRequest:

@@ -130,7 +130,7 @@ def test_function_level_imports_and_aliases_are_rewritten(tmp_path: Path) -> Non
         "from crsdata.metrics import MetricError as Failure\n\n\ndef score(xs):\n"
         "    from crsdata.metrics import ranking_metrics\n\n    return ranking_metrics, Failure\n",
     )
-    out = export_metric(source, tmp_path / "out")
+    out = export_metric(source, tmp_path / "exported" / "probe")
     text = (out / "probe.py").read_text(encoding="utf-8")
     assert "from .crsdata_metrics_common import MetricError as Failure\n" in text
     assert "    from .crsdata_metrics_ranking import ranking_metrics\n" in text
@@ -200,3 +200,25 @@ def test_exported_requirements_pin_the_locked_versions(exported: dict[str, Path]
                 assert Version(locked[package]).public == match.group(2), (name, line, locked.get(package))
                 pins += 1
     assert pins >= 2 * len(exported)
+
+
+def test_a_module_exported_under_another_name_loads_from_its_folder_without_crsdata(tmp_path: Path) -> None:
+    """evaluate.load("ORG/X") and evaluate.load(".../X") look for X.py: the export names the script after OUT,
+    and the Space's app.py loads that file."""
+    out = export_metric(ROOT / "metrics" / "ranking", tmp_path / "crs-ranking")
+    assert (out / "crs-ranking.py").is_file() and not (out / "ranking.py").exists()
+    assert json.loads((out / "crsdata.json").read_text(encoding="utf-8"))["module"] == "crs-ranking"
+    assert '"crs-ranking.py"' in (out / "app.py").read_text(encoding="utf-8")
+    # The isolated runner calls evaluate.load(str(out)) for a folder named after its module.
+    report = run_isolated([out])
+    assert report["crsdata_importable"] is False
+    entry = report["folders"][str(out)]
+    assert entry["error"] is None, entry["error"]
+    assert entry["cases"] and mismatches(out, entry) == []
+    assert entry["app"] == "Blocks"
+
+
+@pytest.mark.parametrize("name", ["my.metric", "crsdata_ranking", "-x"])
+def test_a_folder_name_that_cannot_name_the_script_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ExportError, match=f"the folder name '{name}' names the module script"):
+        export_metric(ROOT / "metrics" / "ranking", tmp_path / name)

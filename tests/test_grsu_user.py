@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_backends_openai import FakeServer, Reply, backend_for, completion
+from fixtures.fake_server import FakeServer, Reply, backend_for, completion
 
 from crsdata.backends import BackendError, ChatRequest, make_backend
 from crsdata.grsu.crs import PopularityCRS, TitleGrounder, top_k

@@ -400,8 +400,9 @@ def test_dry_run_without_network_tries_once_and_says_so_in_one_line(tmp_path: Pa
     import socket
     import time
 
-    from fixtures.servers import free_port
     from huggingface_hub import HfApi
+
+    from crsdata.servers import free_port
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)

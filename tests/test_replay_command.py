@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from fixtures.processes import _kill_after_first_shard
 from fixtures.tiny_models import widened
-from test_simulate_resume import _kill_after_first_shard
 
 from crsdata.build import BuildResult
 from crsdata.cli import main
@@ -108,7 +108,7 @@ def _records(folder: Path) -> list[dict]:
 
 
 def test_without_n_every_dialogue_of_the_split_is_replayed_once(redial_test, tmp_path, monkeypatch, capsys):
-    from simulate_fixtures import ScriptedBackend
+    from fixtures.fake_backends import ScriptedBackend
 
     backend = ScriptedBackend("scripted", lambda own, last: "<action><feedback></action><response>No.</response>")
     monkeypatch.setattr("crsdata.simulate.job.make_backends", lambda config: {"user": backend, "recommender": backend})

@@ -25,15 +25,16 @@ import pytest
 
 pytest.importorskip("datatrove", reason="needs the scale extra (pip install -e '.[scale]')")
 
-from test_simulate_cli import recllmsim_records  # noqa: E402
-from test_simulate_engine import FakeBackend  # noqa: E402
+from fixtures.fake_backends import FakeBackend  # noqa: E402
+from fixtures.simulate_records import recllmsim_records  # noqa: E402
 
 from crsdata.cli import main  # noqa: E402
 from crsdata.scaleout.config import ScaleOutConfig, parse_key_values  # noqa: E402
 from crsdata.scaleout.pipeline import OUTPUT_DIR, OpenAIEndpoint  # noqa: E402
 from crsdata.scaleout.plan import make_plan, reset_interrupted  # noqa: E402
-from crsdata.simulate.engine import RunEngine, SimulationSource, fingerprint_records  # noqa: E402
+from crsdata.simulate.engine import RunEngine  # noqa: E402
 from crsdata.simulate.recllmsim import RecLLMSimSimulation  # noqa: E402
+from crsdata.simulate.source import SimulationSource, fingerprint_records  # noqa: E402
 
 # ------------------------------------------------------------------------------------------------ options
 

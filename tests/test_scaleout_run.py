@@ -24,7 +24,6 @@ from typing import Any
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from fixtures.servers import RAY_LOCAL_ENV, ray_head, stop_session, transformers_serve
 from fixtures.tiny_models import widened
 
 from crsdata.build import BuildResult
@@ -32,6 +31,7 @@ from crsdata.cli import main
 from crsdata.export import export_folder
 from crsdata.scaleout.plan import done_count
 from crsdata.schema import DIALOGUE_FEATURES, load_extra
+from crsdata.servers import RAY_LOCAL_ENV, ray_head, stop_session, transformers_serve
 
 pytestmark = pytest.mark.slow
 
@@ -206,7 +206,7 @@ def test_interplay_with_two_models_and_raw_prompts(server, wide_model_dir, tmp_p
     """Interplay's first request is the recommender's, so the runner serves the recommender's model over the
     completions endpoint (raw prompts); the user, another model, goes through the task's second client. Same
     records as the engine."""
-    from simulate_fixtures import redial_records
+    from fixtures.simulate_records import redial_records
 
     recommender_model = tmp_path / "tiny-recommender"
     shutil.copytree(wide_model_dir, recommender_model)

@@ -11,51 +11,17 @@ from pathlib import Path
 
 import datasets
 import pytest
-from test_simulate_engine import FakeBackend, TransientFailures
-from test_simulate_recllmsim import SHORT_PROFILE
+from fixtures.fake_backends import FakeBackend, TransientFailures
+from fixtures.simulate_records import recllmsim_records, user_text
 
 from crsdata.backends.base import ChatRequest, Generation
 from crsdata.build import BuildResult
 from crsdata.cli import main
 from crsdata.export import export_folder
 from crsdata.schema import new_dialogue
-from crsdata.simulate.recllmsim import END_PHRASE
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CATALOG = ("--catalog", str(SHARED / "redial" / "redial__id2info.json"))
-
-
-def recllmsim_records(n_en: int = 6, n_zh: int = 3, broken: int = 1) -> list[dict]:
-    """Records shaped like the RecLLMSim builder's: English simulated ones with a task context, Chinese human
-    ones without, and ``broken`` English ones whose task context is missing."""
-    records = []
-    for i in range(n_en):
-        extra = {"task_context": f"You are planning a {i + 2}-day trip this winter."} if i >= broken else {}
-        records.append(
-            new_dialogue(
-                f"simulated/travel_planning/{i}",
-                "recllmsim",
-                "simulated",
-                [],
-                task="travel planning",
-                user_profile={"profile_text": SHORT_PROFILE},
-                extra=extra,
-            )
-        )
-    for i in range(n_zh):
-        records.append(
-            new_dialogue(
-                f"human/User_{i}/travel_planning/0",
-                "recllmsim",
-                "human",
-                [],
-                language="zh",
-                task="travel planning",
-                user_profile={"profile_text": "性别: 女"},
-                extra={"task_context_zh": "你计划旅行。"},
-            )
-        )
-    return records
 
 
 @pytest.fixture
@@ -65,15 +31,6 @@ def built(tmp_path: Path) -> Path:
     for record in records:
         splits.setdefault(record["split"], []).append(record)
     return export_folder(BuildResult(source="recllmsim", splits=splits), tmp_path / "built")
-
-
-def user_text(request: ChatRequest, digest: str) -> str:
-    if "playing a person" in request.messages[0]["content"]:
-        turns = sum(1 for m in request.messages if m["role"] == "assistant")
-        if int(digest[:2], 16) % 3 == 0:
-            return "As an AI, I'd be happy to help you plan that."  # role confusion
-        return END_PHRASE if turns >= 2 else ["Where should I stay?", "And how do I get around town?"][turns]
-    return f"Plan {digest[:40]}: museums."
 
 
 @pytest.fixture
@@ -318,7 +275,8 @@ def test_a_different_seed_on_an_existing_run_is_refused(tmp_path, fake, capsys):
 
 @pytest.mark.skipif(not (SHARED / "redial").is_dir(), reason="shared ReDial data not available")
 def test_interplay_from_a_built_folder_reports_outcomes_and_leak_rate(tmp_path, monkeypatch):
-    from simulate_fixtures import ScriptedBackend, recommender, redial_records, user
+    from fixtures.fake_backends import ScriptedBackend, recommender, user
+    from fixtures.simulate_records import redial_records
 
     records = redial_records(8)
     folder = export_folder(BuildResult(source="redial", splits={"validation": records}), tmp_path / "redial")
@@ -356,7 +314,7 @@ def test_interplay_from_a_built_folder_reports_outcomes_and_leak_rate(tmp_path, 
 @pytest.fixture
 def redial_splits(tmp_path: Path) -> Path:
     """A built ReDial-like folder with real records in train, validation and test."""
-    from simulate_fixtures import redial_records
+    from fixtures.simulate_records import redial_records
 
     records = redial_records(12)
     splits = {"train": records[:4], "validation": records[4:8], "test": records[8:]}
@@ -368,7 +326,7 @@ def redial_splits(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def scripted(monkeypatch: pytest.MonkeyPatch):
-    from simulate_fixtures import ScriptedBackend, recommender, user
+    from fixtures.fake_backends import ScriptedBackend, recommender, user
 
     backends = {"user": ScriptedBackend("u-model", user()), "recommender": ScriptedBackend("r-model", recommender())}
     monkeypatch.setattr("crsdata.simulate.job.make_backends", lambda config: backends)
@@ -426,7 +384,7 @@ def test_a_run_draws_from_one_split_and_names_its_output_after_it(tmp_path, redi
 
 @pytest.mark.skipif(not (SHARED / "redial").is_dir(), reason="shared ReDial data not available")
 def test_several_splits_without_train_ask_for_split(tmp_path, scripted, capsys):
-    from simulate_fixtures import redial_records
+    from fixtures.simulate_records import redial_records
 
     records = redial_records(6)
     folder = export_folder(
@@ -503,7 +461,7 @@ def test_the_command_grows_a_run_and_keeps_the_first_dialogues(tmp_path, fake):
 
 @pytest.mark.skipif(not (SHARED / "redial").is_dir(), reason="shared ReDial data not available")
 def test_dialogues_without_turns_are_dropped_counted_and_named_in_the_card(tmp_path, redial_splits, monkeypatch):
-    from simulate_fixtures import ScriptedBackend, recommender, user
+    from fixtures.fake_backends import ScriptedBackend, recommender, user
 
     class ShyRecommender(ScriptedBackend):
         """Writes no parseable opening for two seeds in three: a dialogue whose three attempts all fail ends with
@@ -532,3 +490,26 @@ def test_dialogues_without_turns_are_dropped_counted_and_named_in_the_card(tmp_p
     card = (out / "README.md").read_text()
     assert f"ended before any turn, left out of the folder (`no_turns`) | {parse_errors} |" in card
     assert f"Dropped, by reason: `filter-no_turns` {parse_errors}." in card
+
+
+@pytest.mark.skipif(not (SHARED / "redial").is_dir(), reason="shared ReDial data not available")
+def test_options_come_from_a_config_file_and_a_flag_overrides_it(tmp_path, redial_splits, scripted, capsys):
+    """`crsdata simulate interplay --config run.yaml`: the same dialogues as the same options given as flags, keys
+    written either way (max_turns, max-turns); a flag on the command line wins over the file."""
+    run = tmp_path / "run.yaml"
+    run.write_text(
+        f"source: {redial_splits}\nn: 2\nout: {tmp_path / 'from-file'}\nseed: 4\nmax-turns: 6\n"
+        f"catalog: [{CATALOG[1]}]\nsplit: validation\n"
+    )
+    assert simulate("interplay", "--config", str(run), "--n", "3") == 0
+    flags = ["--source", str(redial_splits), "--n", "3", "--seed", "4", "--max-turns", "6", *CATALOG]
+    assert simulate("interplay", *flags, "--split", "validation", "--out", str(tmp_path / "from-flags")) == 0
+    from_file = datasets.load_dataset(str(tmp_path / "from-file"), "dialogues", split="validation").to_list()
+    from_flags = datasets.load_dataset(str(tmp_path / "from-flags"), "dialogues", split="validation").to_list()
+    assert len(from_file) == 3  # --n 3 on the command line over n: 2 in the file
+    assert [(r["dialogue_id"], r["turns"]) for r in from_file] == [(r["dialogue_id"], r["turns"]) for r in from_flags]
+    capsys.readouterr()
+    run.write_text(f"source: {redial_splits}\nn: 2\nout: {tmp_path / 'x'}\nmax_turnz: 6\n")
+    assert simulate("interplay", "--config", str(run)) == 1
+    err = capsys.readouterr().err
+    assert str(run) in err and "max_turnz" in err and "not an option of this command" in err

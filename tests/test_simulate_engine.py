@@ -1,7 +1,6 @@
 """The run engine: batching, shards and manifest, skips, backend errors, config checks, progress.
 
-Fake backends and a small fake simulation keep these tests fast and independent of any model; the fakes are
-also imported by the resume, RecLLMSim and CLI tests.
+Fake backends and a small fake simulation (tests/fixtures/) keep these tests fast and independent of any model.
 """
 
 from __future__ import annotations
@@ -9,192 +8,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.fake_backends import FakeBackend, TransientFailures
+from fixtures.fake_simulation import EndlessSimulation, make_config, talk, talk_source
 
-from crsdata.backends.base import Backend, BackendError, ChatRequest, Generation, SamplingParams
+from crsdata.backends.base import BackendError, ChatRequest, Generation, SamplingParams
 from crsdata.errors import BadInputError
-from crsdata.schema import EndReason, new_dialogue, new_turn, validate_dialogue
-from crsdata.simulate.base import DialogueState, Simulation
-from crsdata.simulate.engine import (
-    MANIFEST,
-    RunConfig,
-    RunConfigMismatch,
-    RunEngine,
-    SimulationSource,
-    derive_seed,
-    dialogue_seed,
-    fingerprint_records,
-    source_index,
-)
+from crsdata.schema import validate_dialogue
+from crsdata.simulate.base import Simulation
+from crsdata.simulate.engine import MANIFEST, RunConfigMismatch, RunEngine, dialogue_seed, source_index
+from crsdata.simulate.source import SimulationSource
 
 # ---------------------------------------------------------------------------------------------------------
 # Fakes
-
-
-def request_digest(request: ChatRequest) -> str:
-    """What a deterministic fake model "sees": the prompt and the seed, nothing about the batch."""
-    body = json.dumps(request.messages, sort_keys=True) + (request.prompt or "") + f"#{request.seed}"
-    return hashlib.sha256(body.encode()).hexdigest()
-
-
-def default_text(request: ChatRequest, digest: str) -> str:
-    return f"reply {digest[:10]}"
-
-
-class FakeBackend(Backend):
-    """A deterministic backend: the text is a function of the request alone (as the contract demands).
-
-    ``text``: request, digest -> text. ``fail``: request -> error message or "" (a failure for that attempt).
-    ``raise_after``: raise BackendError on that call number (0-based), to imitate a server that goes away.
-    ``delay``: seconds per call. Records every call's size in ``calls``.
-    """
-
-    def __init__(
-        self,
-        model_id: str = "fake",
-        *,
-        text: Callable[[ChatRequest, str], str] = default_text,
-        fail: Callable[[ChatRequest], str] | None = None,
-        raise_after: int | None = None,
-        delay: float = 0.0,
-    ) -> None:
-        self.model_id = model_id
-        self.text = text
-        self.fail = fail
-        self.raise_after = raise_after
-        self.delay = delay
-        self.calls: list[int] = []
-        self.requests: list[ChatRequest] = []
-
-    def generate(self, requests: list[ChatRequest], params: SamplingParams) -> list[Generation]:
-        if self.raise_after is not None and len(self.calls) >= self.raise_after:
-            raise BackendError("the fake server went away")
-        self.calls.append(len(requests))
-        self.requests.extend(requests)
-        if self.delay:
-            time.sleep(self.delay)
-        out = []
-        for request in requests:
-            error = self.fail(request) if self.fail else ""
-            if error:
-                out.append(Generation("", "error", 0, error))
-                continue
-            text = self.text(request, request_digest(request))
-            out.append(Generation(text, "stop", len(text.split())))
-        return out
-
-    def option_probabilities(self, requests: list[ChatRequest], options: list[str]) -> list[dict[str, float]]:
-        return [{o: 1.0 / len(options) for o in options} for _ in requests]
-
-
-class TransientFailures:
-    """Fails the first ``times`` attempts of every request whose digest is selected, then lets it through."""
-
-    def __init__(self, times: int, every: int = 3) -> None:
-        self.times = times
-        self.every = every
-        self.attempts: dict[str, int] = {}
-
-    def __call__(self, request: ChatRequest) -> str:
-        digest = request_digest(request)
-        if int(digest[:6], 16) % self.every:
-            return ""
-        seen = self.attempts.get(digest, 0)
-        self.attempts[digest] = seen + 1
-        return "timeout after 30s" if seen < self.times else ""
-
-
-class TalkSimulation(Simulation):
-    """A minimal simulation: the roles alternate; dialogue length (2 to 6 turns) comes from the seed."""
-
-    name = "talk"
-
-    def start(self, record: dict[str, Any], dialogue_id: str, seed: int) -> DialogueState:
-        if record.get("task") == "broken":
-            raise BadInputError(
-                "source.jsonl", f"dialogue {record['dialogue_id']}", "task", "unusable task", "bad-task"
-            )
-        state = DialogueState(dialogue_id=dialogue_id, record=record, seed=seed)
-        state.context = {"length": min(2 + seed % 5, self.max_turns)}
-        return state
-
-    def next_role(self, state: DialogueState) -> str:
-        return "user" if len(state.turns) % 2 == 0 else "recommender"
-
-    def request(self, state: DialogueState, role: str) -> ChatRequest:
-        history = [{"role": t["role"], "content": t["text"]} for t in state.turns]
-        system = f"{role} of {state.dialogue_id} from {state.record['dialogue_id']}"
-        messages = [{"role": "system", "content": system}, *history]
-        return ChatRequest(messages=messages, seed=derive_seed(state.seed, len(state.turns)))
-
-    def apply(self, state: DialogueState, role: str, generation: Generation) -> None:
-        state.turns.append(new_turn(len(state.turns), role, generation.text))
-        state.counters["turns"] = state.counters.get("turns", 0) + 1
-        if len(state.turns) >= state.context["length"]:
-            state.finished = True
-            state.end_reason = EndReason.MAX_TURNS.value
-
-    def to_record(self, state: DialogueState) -> dict[str, Any]:
-        return new_dialogue(
-            state.dialogue_id,
-            "talk-sim",
-            "train",
-            list(state.turns),
-            outcome={"end_reason": state.end_reason or "unknown"},
-            provenance={"user_model": self.backends["user"].model_id},
-        )
-
-    def prompt_hashes(self) -> dict[str, str]:
-        return {"talk": "0" * 64}
-
-
-class EndlessSimulation(TalkSimulation):
-    """Never appends a turn: the engine must end it rather than loop forever."""
-
-    def apply(self, state: DialogueState, role: str, generation: Generation) -> None:
-        state.counters["ignored"] = state.counters.get("ignored", 0) + 1
-
-
-def talk_source(n_records: int = 7, broken: tuple[int, ...] = ()) -> SimulationSource:
-    records = [
-        new_dialogue(f"src-{i}", "fake", "train", [], task="broken" if i in broken else "chat")
-        for i in range(n_records)
-    ]
-    return SimulationSource("fake-source", "dataset", records, fingerprint_records(records), "fake records")
-
-
-def make_config(sim: Simulation, source: SimulationSource, **overrides: Any) -> RunConfig:
-    values: dict[str, Any] = {
-        "simulation": sim.name,
-        "n": 12,
-        "seed": 3,
-        "max_turns": sim.max_turns,
-        "split": "train",
-        "backend": "fake",
-        "models": {"user": "fake", "recommender": "fake"},
-        "model_ids": {r: b.model_id for r, b in sim.backends.items()},
-        "sampling": {r: {"max_new_tokens": p.max_new_tokens} for r, p in sim.params.items()},
-        "source": source.name,
-        "source_kind": source.kind,
-        "source_fingerprint": source.fingerprint,
-        "options": {},
-        "prompt_hashes": sim.prompt_hashes(),
-        "batch_size": 4,
-        "shard_size": 5,
-    }
-    values.update(overrides)
-    return RunConfig(**values)
-
-
-def talk(backend: Backend | None = None, recommender: Backend | None = None, max_turns: int = 6) -> TalkSimulation:
-    user = backend or FakeBackend()
-    params = {"user": SamplingParams(), "recommender": SamplingParams()}
-    return TalkSimulation({"user": user, "recommender": recommender or user}, params, max_turns)
 
 
 def run(tmp: Path, sim: Simulation, source: SimulationSource | None = None, **overrides: Any):

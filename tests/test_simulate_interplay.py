@@ -7,15 +7,8 @@ import re
 from collections import Counter
 
 import pytest
-from simulate_fixtures import (
-    ScriptedBackend,
-    catalog,
-    inspired_records,
-    recommender,
-    redial_record,
-    redial_records,
-    user,
-)
+from fixtures.fake_backends import ScriptedBackend, recommender, user
+from fixtures.simulate_records import catalog, inspired_records, redial_record, redial_records
 
 from crsdata.backends.base import ChatRequest, SamplingParams
 from crsdata.errors import BadInputError
@@ -352,7 +345,9 @@ def test_run_engine_drives_the_simulation(tmp_path):
     engine = pytest.importorskip("crsdata.simulate.engine")
     records = redial_records(12)
     sim = _simulation(user(), recommender(inquiries=2), max_turns=12)
-    source = engine.SimulationSource("redial-valid", "dataset", records, engine.fingerprint_records(records))
+    from crsdata.simulate.source import SimulationSource, fingerprint_records
+
+    source = SimulationSource("redial-valid", "dataset", records, fingerprint_records(records))
     config = engine.RunConfig(
         simulation="interplay",
         n=6,

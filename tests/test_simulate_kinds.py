@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_simulate_engine import FakeBackend, TalkSimulation
+from fixtures.fake_backends import FakeBackend
+from fixtures.fake_simulation import TalkSimulation
 
 from crsdata.build import BuildResult
 from crsdata.cli import main
@@ -49,7 +50,7 @@ class EchoSimulation(TalkSimulation):
         return {"Echo": f"{len(records)} echoes"}
 
     def export(self, result, source, config):
-        from crsdata.simulate.job import Exported
+        from crsdata.simulate.base import Exported
 
         texts = [[t["text"] for t in r["turns"]] for r in result.records]
         if self.options.shout:

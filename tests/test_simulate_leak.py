@@ -205,7 +205,7 @@ def test_guard_uses_catalog_titles_from_the_state():
 
 
 def test_detector_on_real_redial_dialogues():
-    from simulate_fixtures import redial_record, redial_records
+    from fixtures.simulate_records import redial_record, redial_records
 
     # ReDial 4362: the seeker asks about Upstream Color (a target) before the recommender has named it.
     leaks = find_leaks(redial_record("4362"))

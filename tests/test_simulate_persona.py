@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from simulate_fixtures import catalog, inspired_records, redial_record, redial_records
+from fixtures.simulate_records import catalog, inspired_records, redial_record, redial_records
 
 from crsdata.builders.pearl import PearlBuilder
 from crsdata.errors import BadInputError, SkipLog

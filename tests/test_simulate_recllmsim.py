@@ -9,14 +9,16 @@ from pathlib import Path
 import openpyxl
 import pytest
 import yaml
+from fixtures.fake_backends import FakeBackend
+from fixtures.fake_simulation import make_config
+from fixtures.simulate_records import SHORT_PROFILE
 from fixtures.tiny_models import widened
-from test_simulate_engine import FakeBackend, make_config
 
 from crsdata.backends.base import ChatRequest, SamplingParams
 from crsdata.errors import BadInputError
 from crsdata.schema import new_dialogue, validate_dialogue
 from crsdata.simulate import filters
-from crsdata.simulate.engine import RunEngine, fingerprint_records
+from crsdata.simulate.engine import RunEngine
 from crsdata.simulate.recllmsim import (
     END_PHRASE,
     END_PROMPT,
@@ -38,23 +40,11 @@ from crsdata.simulate.scenarios import (
     render,
     task_descriptions,
 )
+from crsdata.simulate.source import fingerprint_records
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "recllmsim" / "scenario_data"
 SHEETS = ("task_context_en", "task_context_en_exp", "task_context_new")
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared RecLLMSim scenario data not available")
-
-SHORT_PROFILE = "\n".join(
-    f"{i}. {name}: {v}"
-    for i, (name, v) in enumerate(
-        zip(
-            PROFILE_FIELDS,
-            ["Female", "31", "Calm", "Nurse", "Running", "Trains", "Vegan", "Frugal", "Has a cat"],
-            strict=True,
-        ),
-        start=1,
-    )
-)
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Scenario templates

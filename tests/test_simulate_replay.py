@@ -8,13 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
-from simulate_fixtures import ScriptedBackend, catalog, redial_record
-from test_simulate_engine import make_config
+from fixtures.fake_backends import ScriptedBackend
+from fixtures.fake_simulation import make_config
+from fixtures.simulate_records import catalog, redial_record
 
 from crsdata.schema import item_ref, load_extra, new_dialogue, new_turn
-from crsdata.simulate.engine import RunEngine, SimulationSource, fingerprint_records
+from crsdata.simulate.engine import RunEngine
 from crsdata.simulate.leak import normalize_text, title_variants
 from crsdata.simulate.replay import ReplaySimulation, proposals, score_replay
+from crsdata.simulate.source import SimulationSource, fingerprint_records
 
 
 def scripted_user(own: int, last: str) -> str:

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+from fixtures.processes import _kill_after_first_shard, _shards
+from fixtures.simulate_records import SHORT_PROFILE
 from fixtures.tiny_models import widened
-from test_simulate_recllmsim import SHORT_PROFILE
 
 TESTS = Path(__file__).resolve().parent
 
@@ -26,7 +27,8 @@ RUNNER = textwrap.dedent(
     """
     import json, sys
     sys.path.insert(0, {tests!r})
-    from test_simulate_engine import FakeBackend, make_config
+    from fixtures.fake_backends import FakeBackend
+    from fixtures.fake_simulation import make_config
     from crsdata.backends.base import SamplingParams
     from crsdata.simulate.engine import RunEngine
     from crsdata.simulate.recllmsim import END_PHRASE, RecLLMSimSimulation, scenario_source
@@ -63,27 +65,6 @@ RUNNER = textwrap.dedent(
         json.dump(result.records, handle)
     """
 )
-
-
-def _shards(work: Path) -> int:
-    try:
-        return len(json.loads((work / "manifest.json").read_text())["shards"])
-    except (OSError, ValueError, KeyError):
-        return 0  # not written yet (the manifest is replaced atomically, so never half-read)
-
-
-def _kill_after_first_shard(command: list[str], work: Path, timeout: float = 240) -> None:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout
-    try:
-        while _shards(work) < 1:
-            assert process.poll() is None, "the run ended before a shard existed; nothing to kill"
-            assert time.monotonic() < deadline, "no shard within the time limit"
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.wait()
-    assert process.returncode == -signal.SIGKILL
 
 
 def _texts(records: list[dict]) -> list[tuple]:
@@ -148,8 +129,8 @@ LOCK_RUNNER = textwrap.dedent(
     """
     import os, sys, time
     sys.path.insert(0, {tests!r})
-    from test_simulate_engine import FakeBackend
-    from test_simulate_cli import user_text
+    from fixtures.fake_backends import FakeBackend
+    from fixtures.simulate_records import user_text
     import crsdata.simulate.job as job
     from crsdata.cli import main
 

@@ -22,9 +22,9 @@ import yaml
 
 pytest.importorskip("gradio")
 
+from fixtures.fake_backends import ScriptedBackend, recommender, user  # noqa: E402
 from gradio_client import Client  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
-from simulate_fixtures import ScriptedBackend, recommender, user  # noqa: E402
 
 from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingParams  # noqa: E402
 from crsdata.playground import Playground, PlaygroundConfig, PlaygroundError, SharedBackend  # noqa: E402

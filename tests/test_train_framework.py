@@ -110,3 +110,21 @@ def test_missing_split_and_out_inside_data(redial_folder: Path, tmp_path: Path, 
     assert code == 1
     assert "must not be inside, or contain, the data folder" in capsys.readouterr().err
     assert load_data_folder(redial_folder).splits == {"test": 1342, "train": 500}
+
+
+@pytest.mark.parametrize("recipe", ["user-simulator", "recommender-simulator"])
+def test_the_a100_config_is_a_full_fine_tune(recipe: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """config.a100.yaml over config.yaml resolves to lora false (config.yaml says true): what --print-config shows
+    is what training would use, and printing it writes nothing."""
+    from crsdata.models import get_recipe
+
+    a100 = get_recipe(recipe).folder / "config.a100.yaml"
+    out = tmp_path / "model"
+    code = main(["train", recipe, "--config", str(a100), "--out", str(out), "--max-steps", "3", "--print-config"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["lora"] is False and printed["epochs"] == 2 and printed["max_length"] == 2048
+    assert printed["max_steps"] == 3 and printed["out"] == str(out)  # a flag overrides the file
+    assert list(tmp_path.iterdir()) == []
+    shipped = main(["train", recipe, "--print-config"])
+    assert shipped == 0 and json.loads(capsys.readouterr().out)["lora"] is True

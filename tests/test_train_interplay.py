@@ -15,14 +15,13 @@ from crsdata.cli import main
 from crsdata.training.data import load_data_folder
 from crsdata.training.interplay import (
     IGNORE_INDEX,
-    folders_catalog,
     label_turns,
-    merge_consecutive_turns,
     prepare_sequences,
     tokenize_pieces,
     training_records,
     wanted_items,
 )
+from crsdata.training.turns import folders_catalog, merge_consecutive_turns
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REDIAL = DATA / "redial"

@@ -22,7 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export for metric Spaces.",
     )
     parser.add_argument("name", help="metric module: a name (ranking) or a folder (metrics/ranking)")
-    parser.add_argument("out", type=Path, help="folder to write; name it NAME so that evaluate.load(OUT) finds NAME.py")
+    parser.add_argument(
+        "out",
+        type=Path,
+        help="folder to write; the module script is named after it (OUT/X.py for a folder X), as "
+        "evaluate.load(OUT) and evaluate.load('ORG/X') expect",
+    )
     parser.add_argument("--version", help="version recorded in crsdata.json (the tag it may get); default crsdata's")
     parser.add_argument(
         "--check",
@@ -46,6 +51,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"exported {source} to {out}: {len(files)} files" + (", checked without crsdata" if args.check else ""))
     for path in files:
         print(f"  {path}")
-    if out.name != source.name:
-        print(f"note: evaluate.load({str(out)!r}) looks for {out.name}.py; load {out / (source.name + '.py')} instead")
     return 0

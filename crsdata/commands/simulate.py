@@ -192,6 +192,7 @@ def _scale_out_options(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from crsdata.commands.config_file import add_config_option
     from crsdata.simulate.kinds import SIMULATIONS
 
     kinds_text = "\n".join(f"  {name:<11} {kind.summary}" for name, kind in SIMULATIONS.items())
@@ -214,6 +215,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         kind.options_class.add_arguments(sub.add_argument_group(f"{name} options"))
+        add_config_option(sub)
         sub.set_defaults(func=run_command)
 
 
@@ -240,7 +242,13 @@ def run_command(args: argparse.Namespace) -> int:
     from crsdata.simulate.job import simulate
 
     prefer_passive_waiting()  # before anything loads torch: see crsdata.backends.threads
-    outcome = simulate(config_from_args(args, "simulate"))
+    config = config_from_args(args, "simulate")
+    if config.executor is not None:
+        from crsdata.scaleout.job import simulate_scaled
+
+        outcome = simulate_scaled(config)
+    else:
+        outcome = simulate(config)
     if outcome.submitted:  # handed to Slurm: the merge job (this command again) writes the folder
         print(outcome.submitted)
         return 0

@@ -1,4 +1,5 @@
-"""``crsdata train RECIPE --data FOLDER... --out FOLDER [--config FILE] [--base MODEL] [--max-steps N]``."""
+"""``crsdata train RECIPE --data FOLDER... --out FOLDER [--config FILE] [--base MODEL] [--max-steps N]``;
+``--print-config`` prints the resolved config as JSON and exits."""
 
 from __future__ import annotations
 
@@ -37,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.add_argument("--config", help="YAML file of config keys (over the recipe's config.yaml)")
+        sub.add_argument(
+            "--print-config",
+            action="store_true",
+            help="print the resolved config (config.yaml, then --config, then flags) as JSON and exit; writes nothing",
+        )
         from crsdata.training import add_config_arguments
         from crsdata.training.config import read_config_file
 
@@ -50,10 +56,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from crsdata.models import get_recipe
     from crsdata.training import resolve_config, run_recipe
+    from crsdata.training.config import config_as_dict
 
     recipe = get_recipe(args.recipe)
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "recipe", "config", "func", "debug")}
+    ignored = ("command", "recipe", "config", "print_config", "func", "debug")
+    flags = {k: v for k, v in vars(args).items() if k not in ignored}
     config = resolve_config(recipe.config_class, defaults=recipe.default_config, config_file=args.config, flags=flags)
+    if args.print_config:
+        print(json.dumps(config_as_dict(config), indent=2))
+        return 0
     started = time.perf_counter()
     result = run_recipe(recipe, config)
     elapsed = time.perf_counter() - started

@@ -25,13 +25,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crsdata.metrics.outcomes import dialogue_targets, is_self_play
 from crsdata.metrics.turns import RecommendationTurn, has_recommend_actions, recommendation_turns
 
-if TYPE_CHECKING:
-    from crsdata.evaluation import EvaluateConfig
+
+@dataclass
+class EvaluateConfig:
+    """Everything ``crsdata evaluate`` takes; the command's flags fill it one to one."""
+
+    folder: Path
+    # Comma-separated metric names, "auto" (every metric the folder supports) or "all" (every one, or an error).
+    metrics: str = "auto"
+    split: str | None = None  # default: test, or the only split
+    n: tuple[int, ...] = (4,)  # n-gram lengths for dist
+    k: tuple[int, ...] = (1, 10, 50)  # cut-offs for ranking
+    turns: str = "auto"  # which turns are recommendation turns: auto, recommend or mentions
+    baseline: str | None = None  # "popularity": score a baseline's ranked lists
+    popularity_split: str = "train"
+    predictions: Path | None = None  # JSON lines with dialogue_id, index, items and/or text
+    keep_mentioned: bool = False
+    embedding_cache: Path | None = None
+    bertscore_model: str | None = None  # default: the MiniLM wheel
+    num_layers: int = 5
+    json: Path | None = None  # also write the results here
+    update_card: bool = False  # append or replace the "Evaluation" section of the folder's README.md
 
 
 class Unavailable(Exception):

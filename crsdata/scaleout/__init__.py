@@ -4,7 +4,7 @@
 guard, parsers and quality filters as the single-process engine, inside a datatrove pipeline: one dialogue is one
 document, and the rollout that turns it into a record is the engine's own per-dialogue loop
 (:func:`crsdata.simulate.engine.run_dialogue` over ``DialogueTask``, with its retry rules). :func:`run_distributed` is
-the one entry point; it returns the engine's :class:`~crsdata.simulate.engine.RunResult`, so the command writes the same
+the one entry point; it returns the engine's :class:`~crsdata.simulate.base.RunResult`, so the command writes the same
 Hub-layout folder and card either way.
 
 How a run goes

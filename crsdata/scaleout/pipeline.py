@@ -49,10 +49,10 @@ from datatrove.pipeline.inference.servers.base import InferenceServer
 from datatrove.pipeline.inference.types import GenerateFunction, InferenceError, ServerError
 from datatrove.pipeline.writers.parquet import ParquetWriter
 
+from crsdata.backends import make_backend
 from crsdata.backends.base import Backend, BackendError, ChatRequest, Generation, SamplingParams
 from crsdata.backends.context import PromptTooLong, TokenCounter, fit_request, token_counter_for
 from crsdata.backends.openai_compat import (
-    OpenAICompatibleBackend,
     generation_from_answer,
     generation_request,
 )
@@ -134,7 +134,7 @@ class TaskModels:
         self.backends = served_backends(spec.models)
         self.simulation = spec.sim_factory(self.backends)
         self.records = load_source_records(spec.plan_dir)
-        self._clients: dict[str, OpenAICompatibleBackend] = {}
+        self._clients: dict[str, Backend] = {}
         self._pool: ThreadPoolExecutor | None = None
 
     def through_runner(self, role: str, request: ChatRequest) -> bool:
@@ -174,14 +174,14 @@ class TaskModels:
             self._counter = token_counter_for(self.spec.runner_model)
         return self._counter
 
-    def _client(self, model: str) -> OpenAICompatibleBackend:
+    def _client(self, model: str) -> Backend:
         if self.spec.endpoint is None:
             raise BackendError(
                 f"model {model!r} needs a second server: with --server vllm each task serves one model over one "
                 "kind of endpoint; use one model for both roles, or an existing server (--backend URL)"
             )
         if model not in self._clients:
-            self._clients[model] = OpenAICompatibleBackend(
+            self._clients[model] = make_backend(
                 self.spec.endpoint,
                 model,
                 max_concurrency=self.spec.concurrency,

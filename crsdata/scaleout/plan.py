@@ -31,12 +31,12 @@ from crsdata.simulate.engine import (
     MANIFEST,
     IndexDraw,
     RunConfig,
-    SimulationSource,
     check_resume,
     dialogue_id,
     dialogue_seed,
     new_manifest,
 )
+from crsdata.simulate.source import SimulationSource
 
 
 @dataclass

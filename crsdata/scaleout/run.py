@@ -37,15 +37,14 @@ from crsdata.simulate.engine import (
     MANIFEST,
     DialogueTask,
     RunConfig,
-    RunResult,
-    RunStats,
-    SimulationSource,
     check_resume,
     commit_shard,
     read_run_result,
     read_shard,
     record_counters,
 )
+from crsdata.simulate.results import RunResult, RunStats
+from crsdata.simulate.source import SimulationSource
 
 SCALEOUT_DIR = "scaleout"
 # The datatrove statistics the rollout keeps (crsdata.scaleout.pipeline.DialogueRunner.rollout), by RunStats field.

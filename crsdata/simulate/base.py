@@ -36,20 +36,49 @@ import argparse
 import dataclasses
 from abc import ABC, abstractmethod
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingParams
+from crsdata.simulate.results import NO_TURNS, Exported, RunResult
 
 if TYPE_CHECKING:
-    from crsdata.simulate.engine import RunResult, SimulationSource
-    from crsdata.simulate.job import Exported, SimulateConfig
+    from crsdata.simulate.source import SimulationSource
+
+# ---------------------------------------------------------------------------------------------------------
+# What a run gives a kind to export, and what the export gives back
+
+
+_KNOWN_AFTER_LOADING = ("model_ids", "sampling", "prompt_hashes", "settings")
+
+
+def simulation_parts(simulation: Simulation) -> dict[str, Any]:
+    """The run configuration's :data:`_KNOWN_AFTER_LOADING` parts, read from a built simulation."""
+    return {
+        "model_ids": {r: b.model_id for r, b in simulation.backends.items()},
+        "sampling": {r: asdict(p) for r, p in simulation.params.items()},
+        "prompt_hashes": simulation.prompt_hashes(),
+        "settings": simulation.settings(),
+    }
+
+
+class ExportTarget(Protocol):
+    """What a kind's :meth:`Simulation.export` reads of the job (a :class:`crsdata.simulate.job.SimulateConfig`
+    is one): where to write, the card's version and command line, and the settings a results file records."""
+
+    out: Path
+    version: str
+    command: str
+    seed: int
+    n: int | None
+    backend: str
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+
 
 # Why a finished dialogue with no turn at all is left out of every exported folder (it is not a dialogue).
-NO_TURNS = "no_turns"
-
-
 @dataclass
 class DialogueState:
     dialogue_id: str
@@ -177,9 +206,9 @@ class Simulation(ABC):
     @classmethod
     def load_source(cls, source: str, split: str | None, options: SimulationOptions) -> SimulationSource:
         """The records a run draws from. Default: one split of a folder written by ``crsdata build`` (see
-        :func:`crsdata.simulate.engine.load_dataset_source` for how the split is chosen), keeping the records
+        :func:`crsdata.simulate.source.load_dataset_source` for how the split is chosen), keeping the records
         :meth:`eligible` accepts. Raises BadInputError for anything unusable."""
-        from crsdata.simulate.engine import load_dataset_source
+        from crsdata.simulate.source import load_dataset_source
 
         return load_dataset_source(source, split, cls.eligible)
 
@@ -286,7 +315,7 @@ class Simulation(ABC):
         """Bar-chart panels (title, counts) added next to the end reasons in the card's plot."""
         return []
 
-    def export(self, result: RunResult, source: SimulationSource, config: SimulateConfig) -> Exported:
+    def export(self, result: RunResult, source: SimulationSource, config: ExportTarget) -> Exported:
         """Writes the run's output. Default: a Hub-layout dataset folder at ``config.out`` with its card."""
         from crsdata.simulate.folder import export_dataset_folder
 

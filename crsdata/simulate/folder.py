@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from crsdata.errors import BadInputError
 from crsdata.schema import load_extra
-from crsdata.simulate.base import NO_TURNS, Simulation
+from crsdata.simulate.results import NO_TURNS, Exported
 
 if TYPE_CHECKING:
-    from crsdata.simulate.engine import RunResult, SimulationSource
-    from crsdata.simulate.job import Exported, SimulateConfig
+    from crsdata.simulate.base import ExportTarget, Simulation
+    from crsdata.simulate.results import RunResult
+    from crsdata.simulate.source import SimulationSource
 
 PLOT_NAME = "simulation_outcomes.png"
 SUMMARY_NAME = "simulation.json"
@@ -43,12 +44,11 @@ def kept_records(simulation: Simulation, records: list[dict[str, Any]]) -> tuple
 
 
 def export_dataset_folder(
-    simulation: Simulation, result: RunResult, source: SimulationSource, config: SimulateConfig
+    simulation: Simulation, result: RunResult, source: SimulationSource, config: ExportTarget
 ) -> Exported:
     """Writes ``result`` to ``config.out`` as a dataset folder with its card; see the module docstring."""
     from crsdata.build import BuildResult, InputFile
     from crsdata.export import export_folder
-    from crsdata.simulate.job import Exported
 
     split = result.manifest["config"]["split"]
     kept, dropped = kept_records(simulation, result.records)

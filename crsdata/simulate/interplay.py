@@ -68,7 +68,7 @@ from crsdata.simulate.prompts import (
 )
 
 if TYPE_CHECKING:
-    from crsdata.simulate.engine import SimulationSource
+    from crsdata.simulate.source import SimulationSource
 
 SOURCE = "interplay-sim"
 BUILDER = "interplay"

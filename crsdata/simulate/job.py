@@ -8,8 +8,9 @@
    refuse a resume with other options before any model is loaded;
 3. load one backend per distinct model name, build the kind's simulation and the run configuration;
 4. run (or resume, or grow) the run with :class:`~crsdata.simulate.engine.RunEngine`; or, with ``executor`` set,
-   on a datatrove executor against a server (:func:`crsdata.scaleout.run.run_distributed`: the same simulation,
-   the same :class:`~crsdata.simulate.engine.DialogueTask` rules, the same run folder);
+   on a datatrove executor against a server (:func:`crsdata.scaleout.job.simulate_scaled` passes the part that
+   runs there: the same simulation, the same :class:`~crsdata.simulate.engine.DialogueTask` rules, the same run
+   folder);
 5. hand the result to the kind's :meth:`~crsdata.simulate.base.Simulation.export` (by default a dataset folder).
 
 Nothing here depends on the kind beyond what :class:`~crsdata.simulate.base.Simulation` declares.
@@ -18,18 +19,21 @@ Nothing here depends on the kind beyond what :class:`~crsdata.simulate.base.Simu
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crsdata.backends.base import DEFAULT_PREFIX_CACHE_MB, Backend, SamplingParams
 from crsdata.errors import BadInputError
-from crsdata.simulate.base import Simulation, SimulationOptions
-from crsdata.simulate.engine import RunConfig, RunEngine, RunLock, RunResult, SimulationSource, check_resume
+from crsdata.simulate.base import _KNOWN_AFTER_LOADING, Exported, Simulation, SimulationOptions, simulation_parts
+from crsdata.simulate.engine import RunConfig, RunEngine, RunLock, check_resume
 from crsdata.simulate.kinds import SIMULATIONS
+from crsdata.simulate.results import RunResult
+from crsdata.simulate.source import SimulationSource
 
-if TYPE_CHECKING:
-    from crsdata.scaleout.config import ScaleOutConfig
+# A job run elsewhere (crsdata.scaleout.job): (simulation, result), or the message of a run handed to Slurm.
+ScaledRun = Callable[["SimulateConfig", SimulationSource], "tuple[Simulation, RunResult] | str"]
 
 RUN_DIR = ".simulate-run"
 OUT_LOCK = ".simulate.lock"
@@ -108,27 +112,6 @@ class SimulateConfig:
     def turns(self) -> int:
         return self.max_turns or self.simulation_class.default_max_turns
 
-    def scale_out(self) -> ScaleOutConfig | None:
-        """How the job runs on a datatrove executor; None without ``executor`` (this process's engine)."""
-        if self.executor is None:
-            return None
-        from crsdata.scaleout.config import ScaleOutConfig, parse_key_values
-
-        return ScaleOutConfig(
-            executor=self.executor,
-            tasks=self.tasks,
-            workers=self.workers,
-            logging_dir=str(self.logging_dir) if self.logging_dir else None,
-            endpoint=None if self.backend == "local" else self.backend,
-            server=self.server,
-            concurrency=self.batch_size,
-            max_model_len=self.max_model_len,
-            slurm_partition=self.slurm_partition,
-            slurm_time=self.slurm_time,
-            slurm_args=parse_key_values(self.slurm_args, "--slurm-arg"),
-            server_args=parse_key_values(self.server_args, "--server-arg", flag=True),
-        )
-
     def sampling(self) -> SamplingParams:
         return SamplingParams(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p)
 
@@ -152,10 +135,7 @@ class SimulateConfig:
             raise bad("", "--max-retries and --temperature must be >= 0, --top-p in (0, 1]")
         if self.dtype not in DTYPES:
             raise bad("--dtype", f"must be one of {', '.join(DTYPES)}")
-        scale = self.scale_out()
-        if scale is not None:
-            scale.check()
-        elif self.server is not None or self.tasks != 1 or self.workers != -1:
+        if self.executor is None and (self.server is not None or self.tasks != 1 or self.workers != -1):
             raise bad("--executor", "--tasks, --workers and --server run a job on an executor: give --executor too")
         source, out = Path(self.source), self.out
         if source.is_dir() and (out.resolve() == source.resolve() or source.resolve() in out.resolve().parents):
@@ -164,16 +144,6 @@ class SimulateConfig:
                 f"{out} is the --source folder or inside it; write the output elsewhere, so that a run never "
                 "changes the folder it reads",
             )
-
-
-@dataclass
-class Exported:
-    """What a kind's export wrote: where, how many dialogues it kept, and how many it left out by reason."""
-
-    path: Path
-    kept: int
-    dropped: dict[str, int] = field(default_factory=dict)
-    description: str = "dataset folder"
 
 
 @dataclass
@@ -232,19 +202,6 @@ def make_backends(config: SimulateConfig) -> dict[str, Backend]:
 
 
 # Parts of the run configuration known only once the simulation exists (after loading the models).
-_KNOWN_AFTER_LOADING = ("model_ids", "sampling", "prompt_hashes", "settings")
-
-
-def simulation_parts(simulation: Simulation) -> dict[str, Any]:
-    """The run configuration's :data:`_KNOWN_AFTER_LOADING` parts, read from a built simulation."""
-    return {
-        "model_ids": {r: b.model_id for r, b in simulation.backends.items()},
-        "sampling": {r: asdict(p) for r, p in simulation.params.items()},
-        "prompt_hashes": simulation.prompt_hashes(),
-        "settings": simulation.settings(),
-    }
-
-
 def run_config(config: SimulateConfig, source: SimulationSource, simulation: Simulation | None = None) -> RunConfig:
     """The run configuration the manifest records. Without ``simulation`` (before the models are loaded) the
     parts only it knows (model ids, sampling with its stop strings, prompt hashes, settings) are left empty."""
@@ -272,8 +229,11 @@ def run_config(config: SimulateConfig, source: SimulationSource, simulation: Sim
     )
 
 
-def simulate(config: SimulateConfig) -> SimulateOutcome:
-    """Runs (or resumes, or grows) a simulation job and exports it; see the module docstring."""
+def simulate(config: SimulateConfig, scaled: ScaledRun | None = None) -> SimulateOutcome:
+    """Runs (or resumes, or grows) a simulation job and exports it; see the module docstring. ``scaled`` runs
+    the job elsewhere once the source is loaded and the output folder locked (:mod:`crsdata.scaleout.job`
+    passes it: this package never imports crsdata.scaleout); it returns (simulation, result), or the message of a
+    run handed to Slurm."""
     started = time.perf_counter()
     config.check()
     kind = config.simulation_class
@@ -282,9 +242,13 @@ def simulate(config: SimulateConfig) -> SimulateOutcome:
     if config.n is None:
         config.n = kind.default_n(source)
     with RunLock(config.out, OUT_LOCK, what="output folder"):
-        scale = config.scale_out()
-        if scale is not None:
-            return _simulate_scaled(config, source, scale, started)
+        if scaled is not None:
+            done = scaled(config, source)
+            if isinstance(done, str):  # handed to Slurm: the same command, run later as a job, merges and exports
+                return SimulateOutcome(None, source, None, time.perf_counter() - started, submitted=done)
+            return _export(*done, source, config, started)
+        if config.executor is not None:
+            raise BadInputError("", "", "--executor", "a job on an executor runs through crsdata.scaleout.job")
         # Refuse a mismatched resume before spending time loading models; the rest is checked by the engine.
         check_resume(config.work_dir, run_config(config, source).as_dict(), ignore=_KNOWN_AFTER_LOADING)
         if config.threads and config.backend == "local":
@@ -319,27 +283,3 @@ def _export(
         )
     exported = simulation.export(result, source, config)
     return SimulateOutcome(result, source, exported, time.perf_counter() - started)
-
-
-def _simulate_scaled(
-    config: SimulateConfig, source: SimulationSource, scale: ScaleOutConfig, started: float
-) -> SimulateOutcome:
-    """The job on a datatrove executor (:mod:`crsdata.scaleout`): the same simulation, built in every task by a
-    :class:`SimulationBuilder`, the same run folder and export. With Slurm the tasks run later: the outcome says
-    so, and the same command (submitted as a job after the array) merges and exports."""
-    from crsdata.scaleout.run import SubmittedRun, run_distributed, served_backends
-
-    build = SimulationBuilder.of(config, source)
-    simulation = build(served_backends({"user": config.user_model, "recommender": config.recommender_model}))
-    outcome = run_distributed(
-        build,
-        source,
-        run_config(config, source, simulation),
-        scale,
-        config.work_dir,
-        progress=config.progress,
-        merge_command=config.command or None,
-    )
-    if isinstance(outcome, SubmittedRun):
-        return SimulateOutcome(None, source, None, time.perf_counter() - started, submitted=outcome.message)
-    return _export(simulation, outcome, source, config, started)

@@ -52,7 +52,7 @@ from crsdata.errors import BadInputError
 from crsdata.schema import EndReason, Role, load_extra, new_dialogue, new_turn
 from crsdata.simulate import filters
 from crsdata.simulate.base import DialogueState, Simulation, SimulationOptions, option
-from crsdata.simulate.engine import SimulationSource, derive_seed, fingerprint_records, load_dataset_source
+from crsdata.simulate.engine import derive_seed
 from crsdata.simulate.scenarios import (
     PROFILE_FIELDS,
     SCENARIO_DIR,
@@ -62,6 +62,7 @@ from crsdata.simulate.scenarios import (
     parse_profile,
     task_descriptions,
 )
+from crsdata.simulate.source import SimulationSource, fingerprint_records, load_dataset_source
 
 SOURCE = "recllmsim-sim"
 SCENARIO_SOURCE = "recllmsim-scenarios"  # the source name of records made from scenario templates

@@ -80,8 +80,9 @@ from crsdata.simulate.leak import (
 )
 
 if TYPE_CHECKING:
-    from crsdata.simulate.engine import RunResult, SimulationSource
-    from crsdata.simulate.job import Exported, SimulateConfig
+    from crsdata.simulate.base import Exported, ExportTarget
+    from crsdata.simulate.results import RunResult
+    from crsdata.simulate.source import SimulationSource
 
 SOURCE = "replay"
 RESULTS_NAME = "results.json"
@@ -329,8 +330,8 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
 
     # -- output --------------------------------------------------------------------------------------------
 
-    def export(self, result: RunResult, source: SimulationSource, config: SimulateConfig) -> Exported:
-        from crsdata.simulate.job import Exported
+    def export(self, result: RunResult, source: SimulationSource, config: ExportTarget) -> Exported:
+        from crsdata.simulate.base import Exported
 
         options = self.options if isinstance(self.options, ReplayOptions) else ReplayOptions()
         scored = score_replay(result.records, dict(result.skipped.counts), options.bootstrap, config.seed)
@@ -555,8 +556,9 @@ def replay_dialogues(
     killed call resumes. Returns :func:`score_replay`'s result plus ``counters`` (questions, accepted,
     unparsed_answers, repaired_answers, summed over the replayed dialogues)."""
     from crsdata.schema import load_extra
-    from crsdata.simulate.engine import RunConfig, RunEngine, SimulationSource, fingerprint_records
-    from crsdata.simulate.job import simulation_parts
+    from crsdata.simulate.base import simulation_parts
+    from crsdata.simulate.engine import RunConfig, RunEngine
+    from crsdata.simulate.source import SimulationSource, fingerprint_records
 
     source = SimulationSource("python", "dataset", records, fingerprint_records(records), "records", split=split)
     config = RunConfig(

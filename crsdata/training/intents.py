@@ -671,12 +671,12 @@ def zero_shot(splits: IntentSplits, base: str, batch_size: int, out: Path) -> Cl
     the model, its tokenizer and the prompt, so ``from_pretrained(folder)`` loads exactly what was measured."""
     from tqdm.auto import tqdm
 
+    from crsdata.backends import make_backend
     from crsdata.backends.base import BackendError
-    from crsdata.backends.local import LocalBackend
 
     name, hub_id = resolve_causal_lm(base)
     try:
-        backend = LocalBackend(name, max_batch_size=batch_size, prefix_cache_mb=64)
+        backend = make_backend("local", name, max_batch_size=batch_size, prefix_cache_mb=64)
     except BackendError as err:
         raise BadInputError("", "", "--base", str(err), "bad-model") from None
     options = zero_shot_options(splits.labels)
@@ -728,9 +728,9 @@ def load_intent_classifier(folder: str | Path) -> Callable[[list[str]], list[str
         classify = pipeline("text-classification", model=str(folder), truncation=True, max_length=spec["max_length"])
         return lambda texts: [r["label"] for r in classify(list(texts), batch_size=64)]
     if kind == "zero-shot":
-        from crsdata.backends.local import LocalBackend
+        from crsdata.backends import make_backend
 
-        backend = LocalBackend(str(folder), prefix_cache_mb=64)
+        backend = make_backend("local", str(folder), prefix_cache_mb=64)
         prompt, options = spec["prompt"], spec["options"]
         return lambda texts: zero_shot_predict(backend, fit_to_context(backend, texts, prompt)[0], options, prompt)
     raise BadInputError(path, "", "kind", f"unknown kind {kind!r} (known: {', '.join(INTENT_KINDS)})", "bad-model")

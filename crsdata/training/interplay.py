@@ -40,17 +40,9 @@ from crsdata.schema import Action, Role
 from crsdata.training.config import TrainConfig
 from crsdata.training.data import DataFolder
 from crsdata.training.recipe import EvalScore, Recipe, TrainResult, is_main_process
+from crsdata.training.turns import UNLABELLED, folders_catalog, merge_consecutive_turns
 
 # Which source label a merged turn keeps when its messages carry several: the one that says most.
-_ACTION_RANK = (
-    Action.ACCEPT.value,
-    Action.RECOMMEND.value,
-    Action.DISCLOSE_GOAL.value,
-    Action.INQUIRE.value,
-    Action.FEEDBACK.value,
-    Action.GREETING.value,
-)
-UNLABELLED = ("", Action.NONE.value)
 IGNORE_INDEX = -100
 
 
@@ -89,45 +81,6 @@ class InterplayTrainConfig(TrainConfig):
 
 # ---------------------------------------------------------------------------------------------------------
 # Turns and labels.
-
-
-def _stronger(a: str, b: str) -> str:
-    """The merged label of two messages: a label beats none, and ranked labels beat the others."""
-    if a in UNLABELLED:
-        return b
-    if b in UNLABELLED:
-        return a
-    rank = {name: i for i, name in enumerate(_ACTION_RANK)}
-    return a if rank.get(a, len(rank)) <= rank.get(b, len(rank)) else b
-
-
-def merge_consecutive_turns(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Consecutive turns of one speaker as one turn: texts joined by a space, items in first-mention order
-    without repeats, the most telling source action (see the module doc). ``index`` is the new position."""
-    merged: list[dict[str, Any]] = []
-    for turn in turns:
-        items = [dict(i) for i in turn.get("items", [])]
-        if merged and merged[-1]["role"] == turn["role"]:
-            last = merged[-1]
-            last["text"] = f"{last['text']} {turn.get('text', '')}".strip()
-            last["items"] += [i for i in items if i not in last["items"]]
-            last["action"] = _stronger(last["action"], turn.get("action", ""))
-            continue
-        merged.append(
-            {
-                "index": len(merged),
-                "role": turn["role"],
-                "text": (turn.get("text") or "").strip(),
-                "action": turn.get("action") or Action.NONE.value,
-                "items": items,
-            }
-        )
-    return merged
-
-
-def merged_record(record: dict[str, Any]) -> dict[str, Any]:
-    """``record`` with its turns merged (:func:`merge_consecutive_turns`); actions left as the source had them."""
-    return {**record, "turns": merge_consecutive_turns(record.get("turns", []))}
 
 
 def wanted_items(record: dict[str, Any]) -> set[str]:
@@ -382,21 +335,8 @@ def record_keys(records: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return {(r.get("source", ""), str(r.get("dialogue_id", ""))) for r in records}
 
 
-def folders_catalog(folders: list[DataFolder]) -> Any:
-    """One catalog of every folder's ``items`` configuration (titles to link, targets to describe)."""
-    from crsdata.catalog import Catalog
-
-    catalog = Catalog()
-    for folder in folders:
-        catalog.add_rows(folder.items())
-    return catalog
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Models.
-
-
-HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
 def base_model(name: str) -> tuple[str, str]:
@@ -687,8 +627,8 @@ class InterplayRecipe(Recipe):
         import shutil
         import tempfile
 
+        from crsdata.backends import make_backend
         from crsdata.backends.embedded import merge_adapter
-        from crsdata.backends.local import LocalBackend
         from crsdata.training.interplay_eval import EVALUATIONS
 
         evaluation = EVALUATIONS[self.role]
@@ -709,8 +649,8 @@ class InterplayRecipe(Recipe):
                     f"scoring the {label.replace('_', '-')} model ({style} prompts) on {len(examples)} held-out "
                     "examples"
                 )
-                backend = LocalBackend(
-                    model_path, max_batch_size=config.eval_batch_size, model_id=f"{label}:{config.base}"
+                backend = make_backend(
+                    "local", model_path, max_batch_size=config.eval_batch_size, model_id=f"{label}:{config.base}"
                 )
                 result = evaluation.score(
                     backend, style, examples, catalog, seed=config.seed, max_new_tokens=config.eval_max_new_tokens

@@ -16,7 +16,7 @@
 Requests are built by :class:`~crsdata.simulate.interplay.InterplaySimulation` itself, so the prompts are exactly
 those of ``crsdata simulate interplay`` in the model's style, through the prompt guard, with the same request
 seeds for every model scored. Held-out dialogues are read with consecutive messages of a speaker merged, as in
-training (:func:`crsdata.training.interplay.merged_record`).
+training (:func:`crsdata.training.turns.merged_record`).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def replay_records(records: list[dict[str, Any]], catalog: Any, limit: int, *, s
     and the real recommender proposes a target."""
     from crsdata.simulate.persona import build_persona
     from crsdata.simulate.replay import proposals
-    from crsdata.training.interplay import merged_record
+    from crsdata.training.turns import merged_record
 
     chosen = []
     for record in records:
@@ -112,7 +112,7 @@ def recommendation_examples(
 ) -> list[tuple[dict[str, Any], Any]]:
     """(merged record, recommendation turn) pairs of the first held-out dialogues, ``limit`` turns in all."""
     from crsdata.metrics import recommendation_turns
-    from crsdata.training.interplay import merged_record
+    from crsdata.training.turns import merged_record
 
     examples: list[tuple[dict[str, Any], Any]] = []
     for record in records:
@@ -252,11 +252,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from crsdata.backends import make_backend
     from crsdata.backends.embedded import BASE_MODEL, prompt_style_of
-    from crsdata.backends.local import LocalBackend
     from crsdata.simulate.interplay import InterplaySimulation
     from crsdata.training.data import load_data_folder
-    from crsdata.training.interplay import folders_catalog
+    from crsdata.training.turns import folders_catalog
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--data", required=True, help="built folder holding the held-out split (never trained on)")
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             limit = args.dialogues if role == Role.USER.value else args.turns
             examples = evaluation.examples(records, catalog, limit, seed=args.seed)
             style = prompt_style_of(models[role]) or "instruct"
-            backend = LocalBackend(models[role], max_batch_size=16)
+            backend = make_backend("local", models[role], max_batch_size=16)
             scored = evaluation.score(
                 backend, style, examples, catalog, seed=args.seed, max_new_tokens=args.max_new_tokens
             )

@@ -15,11 +15,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crsdata.training.config import TrainConfig, config_as_dict
 from crsdata.training.data import DataFolder
-from crsdata.training.recipe import Recipe, TrainResult
+
+if TYPE_CHECKING:  # annotations only: recipe.py imports this module to write the folder
+    from crsdata.training.recipe import Recipe, TrainResult
 
 MODEL_FORMAT = "crsdata-model/1"
 RESULTS_FILE = "results.json"
@@ -101,7 +103,7 @@ def write_model_folder(
 ) -> Path:
     """Writes results.json, crsdata.json and README.md into ``out`` (the recipe has written the model files)."""
     from crsdata.fileio import write_atomic
-    from crsdata.publish import write_folder_metadata
+    from crsdata.folder_metadata import write_folder_metadata
 
     out = Path(out)
     results = results_document(config, result)

@@ -404,8 +404,8 @@ On a GPU, use all training turns and more test turns, e.g.
     # ------------------------------------------------------------------------------------------------ run
 
     def train(self, config: GrsuScorerConfig, data: list[DataFolder]) -> TrainResult:
+        from crsdata.backends import make_backend
         from crsdata.backends.embedded import EMBEDDED_NAMES, resolve_model
-        from crsdata.backends.local import LocalBackend
         from crsdata.grsu.user import GenerativeScorer
 
         started = time.perf_counter()
@@ -420,8 +420,8 @@ On a GPU, use all training turns and more test turns, e.g.
             del fitted["model"]
             eval_started = time.perf_counter()
             backends = {
-                "base": LocalBackend(base_path, max_batch_size=config.eval_batch_size, model_id=hub_base),
-                "tuned": LocalBackend(tuned_path, max_batch_size=config.eval_batch_size, model_id=config.out),
+                "base": make_backend("local", base_path, max_batch_size=config.eval_batch_size, model_id=hub_base),
+                "tuned": make_backend("local", tuned_path, max_batch_size=config.eval_batch_size, model_id=config.out),
             }
             scorers = {name: GenerativeScorer(b, prepared["items"]) for name, b in backends.items()}
             evaluation = self.evaluate(config, prepared, scorers)

@@ -1,0 +1,73 @@
+"""Source dialogues as Interplay training and evaluation see them: consecutive messages of one speaker merged
+into one turn (see :mod:`crsdata.training.interplay` for why), and one catalog of the data folders' items.
+
+Its own module because both the training (:mod:`crsdata.training.interplay`) and the evaluation of the trained
+simulators (:mod:`crsdata.training.interplay_eval`) read dialogues this way, and the training runs the evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crsdata.schema import Action
+from crsdata.training.data import DataFolder
+
+_ACTION_RANK = (
+    Action.ACCEPT.value,
+    Action.RECOMMEND.value,
+    Action.DISCLOSE_GOAL.value,
+    Action.INQUIRE.value,
+    Action.FEEDBACK.value,
+    Action.GREETING.value,
+)
+
+UNLABELLED = ("", Action.NONE.value)
+
+
+def _stronger(a: str, b: str) -> str:
+    """The merged label of two messages: a label beats none, and ranked labels beat the others."""
+    if a in UNLABELLED:
+        return b
+    if b in UNLABELLED:
+        return a
+    rank = {name: i for i, name in enumerate(_ACTION_RANK)}
+    return a if rank.get(a, len(rank)) <= rank.get(b, len(rank)) else b
+
+
+def merge_consecutive_turns(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive turns of one speaker as one turn: texts joined by a space, items in first-mention order
+    without repeats, the most telling source action (see the module doc). ``index`` is the new position."""
+    merged: list[dict[str, Any]] = []
+    for turn in turns:
+        items = [dict(i) for i in turn.get("items", [])]
+        if merged and merged[-1]["role"] == turn["role"]:
+            last = merged[-1]
+            last["text"] = f"{last['text']} {turn.get('text', '')}".strip()
+            last["items"] += [i for i in items if i not in last["items"]]
+            last["action"] = _stronger(last["action"], turn.get("action", ""))
+            continue
+        merged.append(
+            {
+                "index": len(merged),
+                "role": turn["role"],
+                "text": (turn.get("text") or "").strip(),
+                "action": turn.get("action") or Action.NONE.value,
+                "items": items,
+            }
+        )
+    return merged
+
+
+def merged_record(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with its turns merged (:func:`merge_consecutive_turns`); actions left as the source had them."""
+    return {**record, "turns": merge_consecutive_turns(record.get("turns", []))}
+
+
+def folders_catalog(folders: list[DataFolder]) -> Any:
+    """One catalog of every folder's ``items`` configuration (titles to link, targets to describe)."""
+    from crsdata.catalog import Catalog
+
+    catalog = Catalog()
+    for folder in folders:
+        catalog.add_rows(folder.items())
+    return catalog
