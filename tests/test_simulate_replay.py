@@ -296,6 +296,10 @@ def test_results_carry_baselines_and_decision_scores_on_the_same_dialogues():
     # accept_first: a accepts x (t not yet proposed: ET), b accepts x and y (ET), c accepts t (success).
     assert scored["baselines"]["accept_first"] == pytest.approx({"sr": 1 / 3, "et": 2 / 3, "fr": 0.0})
     assert scored["baselines"]["never"] == {"sr": 0.0, "et": 0.0, "fr": 1.0}
+    # With resamples the baselines get intervals too, from the same resamples of the same dialogues.
+    resampled = score_replay(records, {}, samples=200, seed=3)["baseline_intervals"]
+    assert set(resampled) == {"accept_first", "never", "random"}
+    assert resampled["never"] == {"sr": [0.0, 0.0], "et": [0.0, 0.0], "fr": [1.0, 1.0]}
     # The simulator's own accept rate: 2 accepts in 5 answers.
     assert scored["baseline_random_accept_rate"] == pytest.approx(2 / 5)
     for rates in [scored["baselines"][name] for name in ("accept_first", "never", "random")] + [scored]:

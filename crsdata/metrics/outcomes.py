@@ -199,8 +199,22 @@ def baseline_rates(
     A policy accepting a whole proposal is generous to it when a proposal names several films (a user simulator
     accepts one), so these figures are upper bounds of what each policy scores.
     """
+    out = {}
+    for name, labels in baseline_outcomes(proposals, targets, accept_rate, seed).items():
+        n = len(labels)
+        out[name] = {rate: labels.count(cls) / n for rate, cls in zip(("sr", "et", "fr"), OUTCOME_CLASSES, strict=True)}
+    return out
+
+
+def baseline_outcomes(
+    proposals: Sequence[Sequence[Proposal]], targets: Sequence[str | Iterable[str]], accept_rate: float, seed: int
+) -> dict[str, list[str]]:
+    """Each trivial policy's class per dialogue (:func:`baseline_rates` counts them; intervals resample them)."""
     if not 0.0 <= accept_rate <= 1.0:
         raise MetricError(f"accept_rate must be in [0, 1], got {accept_rate}")
+    if len(proposals) != len(targets):
+        raise MetricError(f"{len(proposals)} proposal sequences but {len(targets)} targets")
+    one = [_one_target(t, i) for i, t in enumerate(targets)]
     rng = np.random.default_rng(seed)
     chosen: dict[str, list[list[Decision]]] = {"accept_first": [], "never": [], "random": []}
     for points in proposals:
@@ -209,11 +223,7 @@ def baseline_rates(
         chosen["accept_first"].append(policy_decisions(points, 0 if points else None))
         chosen["never"].append(policy_decisions(points, None))
         chosen["random"].append(policy_decisions(points, first_random))
-    out = {}
-    for name, decisions in chosen.items():
-        rates = sr_et_fr(decisions, targets)
-        out[name] = {rate: rates[rate] for rate in ("sr", "et", "fr")}
-    return out
+    return {name: classify_outcomes(decisions, one) for name, decisions in chosen.items()}
 
 
 def decision_scores(

@@ -402,6 +402,7 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
         results = {
             **{k: scored[k] for k in ("sr", "et", "fr", "intervals", "n_dialogues", "n_skipped", "skipped")},
             "baselines": scored["baselines"],
+            "baseline_intervals": scored.get("baseline_intervals", {}),
             "baseline_random_accept_rate": scored.get("baseline_random_accept_rate"),
             **{k: scored[k] for k in DECISION_KEYS},
             "decision_counts": scored.get("decision_counts", {}),
@@ -458,7 +459,7 @@ def score_replay(
     from crsdata.grsu.report import bootstrap
     from crsdata.metrics.outcomes import (
         OUTCOME_CLASSES,
-        baseline_rates,
+        baseline_outcomes,
         classify_outcomes,
         decision_scores,
         sr_et_fr,
@@ -507,12 +508,27 @@ def score_replay(
     answered = sum(len(row["answers"]) for row in rows)
     accepts = sum(any(d["accepted"] for d in row["decisions"]) for row in rows)
     accept_rate = accepts / answered if answered else 0.0
+    policies = baseline_outcomes(proposals_of, targets, accept_rate, seed)
+    baselines = {
+        name: {rate: policy.count(cls) / len(policy) for rate, cls in zip(RATES, OUTCOME_CLASSES, strict=True)}
+        for name, policy in policies.items()
+    }
+    baseline_columns = {
+        f"{name}.{rate}": np.array([label == cls for label in policy], dtype=float)
+        for name, policy in policies.items()
+        for rate, cls in zip(RATES, OUTCOME_CLASSES, strict=True)
+    }
+    pairs = bootstrap(baseline_columns, [row["replay_id"] for row in rows], samples, seed)
+    baseline_intervals = {
+        name: {rate: list(pairs[f"{name}.{rate}"]) for rate in RATES if f"{name}.{rate}" in pairs} for name in policies
+    }
     return {
         **scored,
         **{rate: rates[rate] for rate in RATES},
         "intervals": {rate: list(pair) for rate, pair in intervals.items()},
         "counts": rates["counts"],
-        "baselines": baseline_rates(proposals_of, targets, accept_rate, seed),
+        "baselines": baselines,
+        "baseline_intervals": {name: pair for name, pair in baseline_intervals.items() if pair},
         "baseline_random_accept_rate": accept_rate,
         **decision_scores(decisions, targets),
     }
@@ -581,9 +597,12 @@ def replay_card(results: dict[str, Any], dialogues: list[dict[str, Any]]) -> str
         "simulator's own accepts per answer (seeded)",
     }
     for name, rates in baselines.items():
+        pairs = (results.get("baseline_intervals") or {}).get(name) or {}
         lines.append(
             f"| baseline `{name}` ({notes.get(name, '')}): SR / ET / FR | "
-            f"{_share(rates['sr'])} / {_share(rates['et'])} / {_share(rates['fr'])} | |"
+            f"{_share(rates['sr'])} / {_share(rates['et'])} / {_share(rates['fr'])} | "
+            + " / ".join(f"[{pairs[r][0]:.3f}, {pairs[r][1]:.3f}]" for r in RATES if r in pairs)
+            + " |"
         )
     lines += [
         "",
