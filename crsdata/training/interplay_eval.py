@@ -59,9 +59,9 @@ def _simulation(backend: Any, style: str, catalog: Any, max_new_tokens: int, kin
 
 def replay_records(records: list[dict[str, Any]], catalog: Any, limit: int, *, seed: int) -> list[dict[str, Any]]:
     """The first ``limit`` held-out records (merged turns) that the replay can score: a persona can be built
-    and the real recommender proposes a target."""
+    and the real recommender proposes its one target (:func:`crsdata.simulate.replay.replay_target`)."""
     from crsdata.simulate.persona import build_persona
-    from crsdata.simulate.replay import proposals
+    from crsdata.simulate.replay import proposals, replay_target
     from crsdata.training.interplay import merged_record
 
     chosen = []
@@ -69,9 +69,9 @@ def replay_records(records: list[dict[str, Any]], catalog: Any, limit: int, *, s
         if len(chosen) >= limit:
             break
         merged = merged_record(record)
-        targets = {t["item_id"] for t in merged.get("target_items", []) if t.get("item_id")}
+        target, _ = replay_target(merged)
         points, _ = proposals(merged["turns"])
-        if not any(item["item_id"] in targets for _, items in points for item in items):
+        if not target or not any(item["item_id"] == target for _, items in points for item in items):
             continue
         try:
             build_persona(merged, catalog, seed=seed)
