@@ -219,23 +219,27 @@ class ReplaySimulation(InterplaySimulation):
     name = "replay"
     summary = "replay real dialogues to the user simulator and score its accepts as SR/ET/FR (Interplay 4.3.1)"
     description = """\
-Replay real dialogues to the Interplay user simulator and score its decisions (Interplay section 4.3.1). The
-simulator holds each dialogue's persona (general preferences, watched movies, the target's attributes, never
-its title); the real recommender turns reach it one by one, and at each recommendation of a catalog item it
-accepts or not. SR: the target was accepted; ET: another item was accepted before the target came up; FR:
-nothing was accepted. Writes OUT/results.json (SR/ET/FR with bootstrap 95% intervals, n_dialogues, n_skipped by
-reason), OUT/decisions.json (per dialogue) and OUT/README.md.
+Replay real dialogues to the Interplay user simulator and score its decisions (Interplay section 4.3.1). Each
+dialogue has one target (ReDial: the first film a recommender names that the seeker's questionnaire marks
+suggested, not seen and liked). The simulator holds the dialogue's persona (general preferences, watched movies,
+the target's attributes, never its title); the real recommender turns (consecutive messages of one speaker merged,
+as in training) reach it one by one, and at each recommendation of a catalog item it accepts or not. SR: the
+target was accepted; ET: another item was accepted before the target came up; FR: anything else. Writes
+OUT/results.json (SR/ET/FR with bootstrap 95% intervals; the trivial policies accept_first, never and random on
+the same dialogues; per-proposal decision accuracy, balanced accuracy, accept precision and recall; n_dialogues,
+n_skipped by reason), OUT/decisions.json (per dialogue) and OUT/README.md.
 
 --source is a folder built by `crsdata build` whose records have target items (ReDial, PEARL, INSPIRED); --split
-names the split (the paper replays the test split). --n N scores the first N dialogues of a seeded shuffle of
-the split that can be replayed, each at most once (default: the whole split). Dialogues without a linked target,
-without a recommender turn naming a catalog item, or without a usable persona are skipped on the way and counted
-by reason. --max-turns is not used."""
+names the split (the paper replays the test split). Without --n the whole usable split is replayed; --n N scores
+the first N dialogues of a seeded shuffle of the split that can be replayed, each at most once. Dialogues without
+a target, without a recommender turn naming a catalog item, or without a usable persona are skipped on the way
+and counted by reason. --max-turns is not used."""
     examples = """\
 crsdata build redial --input ../shared/data/redial/official/test_data.jsonl --out out/redial-test \\
     --catalog ../shared/data/redial/redial__id2info.json
-crsdata replay --source out/redial-test --split test --n 100 --out out/replay-embedded
-crsdata simulate replay --source out/redial-test --split test --n 100 --out out/replay-embedded  # the same job
+crsdata replay --source out/redial-test --split test --out out/replay  # the shipped user simulator
+crsdata replay --source out/redial-test --split test --n 100 --user-model base --out out/replay-base
+crsdata simulate replay --source out/redial-test --split test --n 100 --out out/replay-100  # the same job
 crsdata replay --source out/pearl --split test --out out/replay-usersim --user-model models/usersim \\
     --prompt-style finetuned"""
     default_max_turns = 12
