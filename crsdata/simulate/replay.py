@@ -109,7 +109,8 @@ RATES = ("sr", "et", "fr")
 BASELINES = ("accept_first", "never", "random")
 DECISION_KEYS = ("decision_accuracy", "decision_balanced_accuracy", "accept_precision", "accept_recall")
 PAPER_NOTE = (
-    "Interplay (Table 1, PEARL test set, 2,069 dialogues): fine-tuned 8B user simulators SR 0.93-0.95, ET 0.02-0.05, "
+    "The paper's figures, on its own data and models, not these dialogues: Interplay (Table 1, PEARL test set, "
+    "2,069 dialogues): fine-tuned 8B user simulators SR 0.93-0.95, ET 0.02-0.05, "
     "FR 0.02; zero-shot Llama3.1 70B SR 0.36 / ET 0.00 / FR 0.64; Qwen3 32B SR 0.78 / ET 0.01 / FR 0.21."
 )
 
