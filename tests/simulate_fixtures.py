@@ -64,8 +64,21 @@ def inspired_records(limit: int | None = None, with_targets: bool = True) -> lis
     return _records("inspired", limit, with_targets)
 
 
-def redial_record(dialogue_id: str) -> dict[str, Any]:
-    return next(copy.deepcopy(r) for r in _built("redial") if r["dialogue_id"] == dialogue_id)
+# The simulation tests' favourite dialogues have no film their seekers marked suggested, unseen and liked, so the
+# builder's target rule gives them none. For the mechanics tests they keep the target they had before that rule:
+# the first suggestion the seeker liked (The Shining, Pan's Labyrinth, Hide and Seek).
+MECHANICS_TARGETS = {"16162": "202190", "4362": "117515", "15266": "197388"}
+
+
+def redial_record(dialogue_id: str, *, builder_targets: bool = False) -> dict[str, Any]:
+    """A built ReDial validation dialogue; without ``builder_targets`` a dialogue of :data:`MECHANICS_TARGETS`
+    that the builder's rule left without a target gets that one."""
+    record = next(copy.deepcopy(r) for r in _built("redial") if r["dialogue_id"] == dialogue_id)
+    if not builder_targets and not record["target_items"] and dialogue_id in MECHANICS_TARGETS:
+        wanted = MECHANICS_TARGETS[dialogue_id]
+        row = next(r for r in record["item_feedback"] if r["item_id"] == wanted)
+        record["target_items"] = [{"item_id": wanted, "title": row["title"]}]
+    return record
 
 
 # ---------------------------------------------------------------------------------------------------------

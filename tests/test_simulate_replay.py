@@ -61,7 +61,7 @@ def decisions(record: dict) -> list[dict]:
 
 
 def test_proposals_are_new_linked_items_of_recommender_turns():
-    record = redial_record("4362")
+    record = redial_record("4362", builder_targets=True)
     found, unlinked = proposals(record["turns"])
     # Turn 2 also names The Shape of Water, which the seeker brought up first: the recommender names it, so it is
     # proposed (the target rule counts any film named in a recommender message); turn 6 names Slumdog
@@ -174,7 +174,7 @@ def test_a_target_title_outside_recommender_turns_raises(tmp_path):
 
 
 def test_dialogues_without_targets_or_proposals_are_skipped_with_reasons(tmp_path):
-    no_targets = redial_record("16162")  # the builder found no target: its reason is the skip's
+    no_targets = redial_record("16162", builder_targets=True)  # the builder found none: its reason is the skip's
     no_targets["dialogue_id"] = "no-targets"
     assert no_targets["target_items"] == []
     quiet = targeted("16162")
