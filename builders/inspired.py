@@ -28,6 +28,9 @@ Mapping:
 - recommended movie (``target_items``, and ``outcome.accepted_item`` for ``accept_*``): the release names it only
   by trailer id, and the id -> title table (``movie_database.tsv``) is not part of this input. It is inferred, see
   :func:`infer_recommended`, and ``extra.recommended_movie_rule`` says how each dialogue's was found.
+  It is the dialogue's one target, the closest INSPIRED comes to ReDial's rule (a suggestion the seeker wanted):
+  replay and the user simulator's accept labels judge against it only where the seeker did not reject it
+  (a ``reject`` dialogue is skipped as ``target_rejected``: :func:`crsdata.simulate.replay.replay_target`).
 
 Records (for read = kept + skipped + dropped) are dialogues. A row that is not UTF-8 or has the wrong number of
 columns makes its whole dialogue bad (its ``dialog_id`` is read from the bytes before the first tab, or taken

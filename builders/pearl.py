@@ -34,7 +34,8 @@ Mapping:
 - ``user_persona`` -> ``user_profile.general_preferences``. Watched items: ``seen_abstracts`` (title + review)
   when the record has it; else ``seen_movie_titles`` paired with the persona's blank-line separated paragraphs
   when their counts agree (the generator's layout); else titles without reviews.
-- ``gt_movie_title`` -> ``target_items`` (catalog id when ``--catalog`` is given and the title links).
+- ``gt_movie_title`` -> ``target_items`` (catalog id when ``--catalog`` is given and the title links): the
+  dialogue's one target, as in Interplay's protocol (replay skips a dialogue whose target did not link).
   ``gt_abstract`` (or ``gt_genre``/``gt_director``/``gt_cast``) -> ``user_profile.target_attributes`` without the
   ``Title:`` line; the target's title is replaced by "this movie" in that text.
 - a turn that names the target gets it in ``turns[].items``. Titles are matched case-sensitively, with or

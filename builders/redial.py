@@ -27,9 +27,14 @@ Mapping:
 - ``initiatorQuestions`` -> ``item_feedback`` with reporter ``user``, ``respondentQuestions`` -> reporter
   ``recommender``: answers 0/1 -> False/True, 2 ("did not say") -> None. A questionnaire can be an object keyed
   by movie id, an empty list (not filled in), or a list of objects with ``movieId``.
-- ``target_items``: the movies the recommender suggested and the seeker liked (``suggested == 1`` and
-  ``liked == 1``), by the seeker's questionnaire, or by the recommender's when the seeker did not fill one in;
-  in order of first mention. ``extra.target_items_from`` says which questionnaire was used.
+- ``target_items``: **one film**, the target of replay, of the user simulator's accept labels and of the
+  persona's target attributes: the first film named in a recommender message that the seeker's questionnaire
+  marks ``suggested=1, seen=0, liked=1`` (a suggestion it liked and had not seen: one it would go and watch).
+  The seeker's own questionnaire (``initiatorQuestions``) decides; the recommender's (``respondentQuestions``)
+  stands in only when the seeker's is empty. ``extra.target_items_from`` says which questionnaire was used.
+  A dialogue without such a film is kept with no target, and ``extra.target_rule_miss`` says why
+  (:data:`NO_QUESTIONNAIRE`, :data:`NO_WANTED_FILM`, :data:`WANTED_NOT_RECOMMENDED`): replay skips it and
+  counts it by that reason. On the official test split 822 of the 1,342 dialogues have a target.
 - ``user_profile.watched_items``: the movies the seeker had seen (``seen == 1``, same questionnaire), with
   review "liked" / "did not like" / "" (no answer).
 - ``outcome.end_reason`` is ``source``: ReDial records no explicit acceptance.
@@ -70,6 +75,10 @@ QUESTIONS = ("suggested", "seen", "liked")
 QUESTIONNAIRES = (("initiatorQuestions", Role.USER), ("respondentQuestions", Role.RECOMMENDER))
 # Message fields that repeat what the turn already holds (iEvaLM's copies of items and positions).
 REPEATED_MESSAGE_FIELDS = frozenset({"text", "senderWorkerId", "item", "thread", "turn_id"})
+# Why a dialogue has no target (extra.target_rule_miss; replay counts its skips by these reasons).
+NO_QUESTIONNAIRE = "no-questionnaire"
+NO_WANTED_FILM = "no-suggested-unseen-liked-film"
+WANTED_NOT_RECOMMENDED = "wanted-film-not-named-by-recommender"
 TOP_LEVEL_FIELDS = frozenset(
     {"conversationId", "messages", "movieMentions", "initiatorWorkerId", "respondentWorkerId", *dict(QUESTIONNAIRES)}
 )
@@ -107,8 +116,9 @@ class RedialBuilder(Builder):
         "`@` followed by words (a title typed by hand) is not a placeholder and is kept as written.",
         "`item_feedback`: `initiatorQuestions` (reporter `user`) and `respondentQuestions` (reporter "
         "`recommender`); answers 0/1 -> false/true, 2 (did not say) -> null.",
-        "`target_items`: movies suggested by the recommender and liked by the seeker, by the seeker's "
-        "questionnaire (the recommender's when the seeker filled none in; `extra.target_items_from`).",
+        "`target_items`: one film, the first named in a recommender message that the seeker's questionnaire marks "
+        "suggested, not seen and liked (the recommender's questionnaire when the seeker filled none in; "
+        "`extra.target_items_from`). Without one, `target_items` is empty and `extra.target_rule_miss` says why.",
         "`user_profile.watched_items`: movies the seeker had seen, with review liked / did not like / empty.",
         "The `items` config holds every movie the dialogues refer to, with metadata from the catalogs given to "
         "the build; ids unknown to them get a row from the dialogue's own title (source `redial_mentions`).",
@@ -240,31 +250,52 @@ class RedialBuilder(Builder):
             chosen, chosen_from = feedback[Role.RECOMMENDER], "respondentQuestions"
         if not chosen:
             chosen_from = ""
-        first_turn = {}
-        for turn in turns:
-            for ref in turn["items"]:
-                first_turn.setdefault(ref["item_id"], turn["index"])
-        targets = [row for row in chosen if row["suggested"] is True and row["liked"] is True]
-        targets.sort(key=lambda row: first_turn.get(row["item_id"], len(turns)))
+        target, miss = target_film(chosen, turns)
         reviews = {True: "liked", False: "did not like", None: ""}
         watched = [{**item_ref(r["item_id"], r["title"]), "review": reviews[r["liked"]]} for r in chosen if r["seen"]]
 
         extra = {k: v for k, v in obj.items() if k not in TOP_LEVEL_FIELDS}
         extra.update({"initiatorWorkerId": initiator, "respondentWorkerId": respondent})
         extra["target_items_from"] = chosen_from
+        if miss:
+            extra["target_rule_miss"] = miss
         dialogue = new_dialogue(
             conversation_id,
             SOURCE,
             split,
             turns,
             user_profile={"watched_items": watched},
-            target_items=[item_ref(row["item_id"], row["title"]) for row in targets],
+            target_items=[item_ref(target["item_id"], target["title"])] if target else [],
             item_feedback=feedback[Role.USER] + feedback[Role.RECOMMENDER],
             provenance={"builder": self.name, "source_file": rel, "source_sha256": digest},
             extra=extra,
         )
         validate_dialogue(dialogue, str(path), record)
         return dialogue
+
+
+def target_film(questionnaire: list[dict[str, Any]], turns: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str]:
+    """The dialogue's one target (a questionnaire row) and, when there is none, why.
+
+    The target is the first film named in a recommender turn (turns in order, films in the order the text names
+    them) that ``questionnaire`` marks suggested, not seen and liked. Unanswered questions (2, "did not say",
+    read as None) do not qualify: the rule asks for a film the seeker said it would want.
+    """
+    if not questionnaire:
+        return None, NO_QUESTIONNAIRE
+    wanted = {
+        row["item_id"]: row
+        for row in questionnaire
+        if row["suggested"] is True and row["seen"] is False and row["liked"] is True
+    }
+    if not wanted:
+        return None, NO_WANTED_FILM
+    for turn in turns:
+        if turn["role"] == Role.RECOMMENDER:
+            for ref in turn["items"]:
+                if ref["item_id"] in wanted:
+                    return wanted[ref["item_id"]], ""
+    return None, WANTED_NOT_RECOMMENDED
 
 
 def _mentions(value: Any, path: Path, record: str) -> dict[str, str]:

@@ -114,11 +114,14 @@ def test_questionnaires_and_targets(valid_build: tuple[BuildResult, float]) -> N
     }
     assert feedback[("user", "135508")]["suggested"] is False
     raw = raw_dialogue("16162")["initiatorQuestions"]
-    expected = {i for i, a in raw.items() if a["suggested"] == 1 and a["liked"] == 1}
-    assert {t["item_id"] for t in dialogue["target_items"]} == expected == {"202190", "83192", "76012", "131178"}
-    # Ordered by first mention: The Shining and What Lies Beneath (turn 2) before The Others and The Exorcist.
-    assert [t["item_id"] for t in dialogue["target_items"]][:2] == ["202190", "83192"]
-    assert load_extra(dialogue["extra"])["target_items_from"] == "initiatorQuestions"
+    liked = {i for i, a in raw.items() if a["suggested"] == 1 and a["liked"] == 1}
+    assert liked == {"202190", "83192", "76012", "131178"}
+    # The seeker had seen all four liked suggestions: none is a film it would go and watch, so no target.
+    assert all(raw[i]["seen"] == 1 for i in liked)
+    assert dialogue["target_items"] == []
+    extra = load_extra(dialogue["extra"])
+    assert extra["target_items_from"] == "initiatorQuestions"
+    assert extra["target_rule_miss"] == "no-suggested-unseen-liked-film"
     assert {w["item_id"] for w in dialogue["user_profile"]["watched_items"]} == set(raw)  # all six seen
 
 

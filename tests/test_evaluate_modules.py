@@ -179,8 +179,16 @@ def test_mixed_single_and_list_references() -> None:
     assert result["recall@1"] == pytest.approx((1 + 0.5) / 2)
     outcomes = load("sr_et_fr")
     outcomes.add(prediction=[{"item": "u", "accepted": True}], reference="t")
-    outcomes.add(prediction=[{"item": "u", "accepted": True}], reference=["t", "u"])
+    outcomes.add(prediction=[{"item": "u", "accepted": True}], reference=["u"])
     assert outcomes.compute()["sr"] == 0.5
+
+
+def test_sr_et_fr_module_takes_one_target_per_dialogue() -> None:
+    from crsdata.metrics import MetricError
+
+    outcomes = load("sr_et_fr")
+    with pytest.raises(MetricError, match="exactly one target per dialogue"):
+        outcomes.compute(predictions=[[{"item": "u", "accepted": True}]], references=[["t", "u"]])
 
 
 def test_add_batch_accumulates() -> None:

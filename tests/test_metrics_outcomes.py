@@ -174,3 +174,69 @@ def test_is_self_play_reads_the_provenance() -> None:
     assert is_self_play(record)
     record["provenance"]["recommender_model"] = ""  # a real recommender, a simulated user: not self-play
     assert not is_self_play(record)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One target, the trivial baselines and per-proposal decision scores, by hand
+
+
+def test_sr_et_fr_takes_exactly_one_target_per_dialogue() -> None:
+    assert sr_et_fr([[("t", True)]], [["t"]])["sr"] == 1.0  # a list of one is one target
+    with pytest.raises(MetricError, match="2 target items"):
+        sr_et_fr([[("t", True)]], [["t", "u"]])
+
+
+# Three dialogues, target "t": proposals (round, items).
+PROPOSALS = [
+    [(1, ["t"]), (3, ["x"])],  # the target comes first
+    [(1, ["x", "y"]), (3, ["t"])],  # another proposal first
+    [(2, ["x"])],  # the target is never proposed
+]
+
+
+def test_baselines_by_hand() -> None:
+    from crsdata.metrics.outcomes import baseline_rates
+
+    rates = baseline_rates(PROPOSALS, ["t", "t", "t"], accept_rate=0.0, seed=0)
+    # accept_first: success, early termination (x, y accepted before t came up), early termination.
+    assert rates["accept_first"] == pytest.approx({"sr": 1 / 3, "et": 2 / 3, "fr": 0.0})
+    assert rates["never"] == {"sr": 0.0, "et": 0.0, "fr": 1.0}
+    assert rates["random"] == rates["never"]  # accept rate 0: random never accepts
+    # Accept rate 1: random accepts the first proposal, as accept_first does.
+    assert baseline_rates(PROPOSALS, ["t"] * 3, accept_rate=1.0, seed=5)["random"] == rates["accept_first"]
+    for policy in rates.values():
+        assert sum(policy.values()) == pytest.approx(1.0)
+
+
+def test_random_baseline_is_seeded_and_follows_the_accept_rate() -> None:
+    from crsdata.metrics.outcomes import baseline_rates
+
+    many = PROPOSALS * 400
+    first = baseline_rates(many, ["t"] * len(many), accept_rate=0.3, seed=7)["random"]
+    assert first == baseline_rates(many, ["t"] * len(many), accept_rate=0.3, seed=7)["random"]
+    assert sum(first.values()) == pytest.approx(1.0)
+    # Expected by hand with p = 0.3: dialogue 1 succeeds with p (0.3); dialogue 2 ends early with p, succeeds
+    # with (1 - p) p (0.21); dialogue 3 ends early with p. SR = (0.3 + 0.21) / 3 = 0.17, ET = 0.2.
+    assert first["sr"] == pytest.approx(0.17, abs=0.03) and first["et"] == pytest.approx(0.2, abs=0.03)
+    with pytest.raises(MetricError, match="accept_rate"):
+        baseline_rates(PROPOSALS, ["t"] * 3, accept_rate=1.5, seed=0)
+
+
+def test_decision_scores_by_hand() -> None:
+    from crsdata.metrics.outcomes import decision_scores
+
+    decisions = [
+        [("x", False, 1), ("t", True, 3)],  # declined a non-target (tn), accepted the target (tp)
+        [("x", False, 1), ("y", True, 1)],  # one round, accepted, no target in it (fp)
+        [("t", False, 1), ("z", False, 2)],  # declined the target (fn), declined another (tn)
+    ]
+    scores = decision_scores(decisions, ["t", "t", "t"])
+    assert scores["decision_counts"] == {"tp": 1, "fp": 1, "tn": 2, "fn": 1, "n": 5}
+    assert scores["decision_accuracy"] == pytest.approx(3 / 5)
+    assert scores["accept_precision"] == pytest.approx(1 / 2)
+    assert scores["accept_recall"] == pytest.approx(1 / 2)
+    assert scores["decision_balanced_accuracy"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    # Never accepting: no precision, recall 0, balanced accuracy 0.5 whatever the class balance.
+    never = decision_scores([[("x", False, 1), ("t", False, 2)]], ["t"])
+    assert never["accept_precision"] is None and never["accept_recall"] == 0.0
+    assert never["decision_balanced_accuracy"] == 0.5

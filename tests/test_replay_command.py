@@ -17,6 +17,7 @@ from crsdata.build import BuildResult
 from crsdata.cli import main
 from crsdata.export import export_folder
 from crsdata.schema import item_ref
+from crsdata.simulate.replay import replay_turns
 
 REDIAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "redial"
 CATALOGS = [REDIAL / "redial__id2info.json", REDIAL / "official" / "movies_with_mentions.csv"]
@@ -77,28 +78,39 @@ def test_replay_of_real_test_dialogues_with_the_tiny_model(redial_test, tiny, tm
     assert results["n_dialogues"] + results["n_skipped"] <= N_SOURCE
     assert results["n_skipped"] == sum(results["skipped"].values())
     assert results["n_dialogues"] == len(decisions) > 0
-    assert len({d["dialogue_id"] for d in decisions}) == len(decisions)
+    assert len({d["source_dialogue_id"] for d in decisions}) == len(decisions)
     assert results["sr"] + results["et"] + results["fr"] == pytest.approx(1.0)
     assert set(results["intervals"]) == {"sr", "et", "fr"}
     assert results["split"] == "test" and results["user_model"].endswith("model")
+    # The trivial policies on the same dialogues, and the per-proposal decision scores.
+    assert set(results["baselines"]) == {"accept_first", "never", "random"}
+    for rates in results["baselines"].values():
+        assert set(rates) == {"sr", "et", "fr"} and sum(rates.values()) == pytest.approx(1.0)
+    assert results["baselines"]["never"]["fr"] == 1.0
+    for key in ("decision_accuracy", "decision_balanced_accuracy", "accept_precision", "accept_recall"):
+        assert key in results
     built = {r["dialogue_id"]: r for r in _records(redial_test)}
     for row in decisions:
-        source = built[row["dialogue_id"]]
-        assert row["target_ids"] == [t["item_id"] for t in source["target_items"] if t["item_id"]]
+        source = built[row["source_dialogue_id"]]
+        # Exactly one target: the builder's (the first film a recommender named that the seeker wanted).
+        assert row["target_ids"] == [source["target_items"][0]["item_id"]] and len(source["target_items"]) == 1
         # One answer per judged proposal, every decision about an item a real recommender turn named there.
         rounds = {d["round"] for d in row["decisions"]}
         assert rounds == {a["round"] for a in row["answers"]}
         for decision in row["decisions"]:
-            turn = source["turns"][decision["round"]]
+            turn = replay_turns(source)[decision["round"]]  # rounds index the merged turns replay feeds
             assert turn["role"] == "recommender"
             assert decision["item_id"] in {i["item_id"] for i in turn["items"]}
         assert row["outcome"] in ("success", "early_termination", "failure")
     card = (out / "README.md").read_text()
     assert "| SR (target accepted) |" in card and "## Accounting" in card and "## Protocol" in card
     assert f"SR {results['sr']:.3f}" in stdout and f"over {results['n_dialogues']} dialogues" in stdout
-    # `crsdata evaluate` points at the replay's own numbers instead of misreading the folder.
-    assert main(["evaluate", str(out)]) == 1
-    _one_line(capsys, "evaluate", "a `crsdata replay` folder, not a dataset: its SR/ET/FR are in results.json")
+    assert "baselines on the same dialogues: accept_first SR" in stdout and "| baseline `accept_first`" in card
+    # `crsdata evaluate` on the folder prints its figures, the baselines beside the model's.
+    assert main(["evaluate", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "a `crsdata replay` folder" in printed and "one target per dialogue" in printed
+    assert f"SR {results['sr']:.3f}" in printed and "never SR 0.000 ET 0.000 FR 1.000" in printed
 
 
 def _records(folder: Path) -> list[dict]:

@@ -329,8 +329,8 @@ def test_guard_stops_a_persona_that_names_the_target():
     record = redial_record("16162")
     sim = _simulation(user(), recommender())
     state = sim.start(record, "d", 0)
-    state.context["persona"]["general_preferences"] += " My favourite is The Exorcist."
-    with pytest.raises(TargetLeakError, match="Exorcist"):
+    state.context["persona"]["general_preferences"] += " My favourite is The Shining."
+    with pytest.raises(TargetLeakError, match="Shining"):
         sim.request(state, "user")
     sim.request(state, "recommender")  # the recommender does not see the general preferences by default
     with pytest.raises(TargetLeakError):

@@ -207,10 +207,12 @@ def test_guard_uses_catalog_titles_from_the_state():
 def test_detector_on_real_redial_dialogues():
     from fixtures.simulate_records import redial_record, redial_records
 
-    # ReDial 4362: the seeker asks about Upstream Color (a target) before the recommender has named it.
-    leaks = find_leaks(redial_record("4362"))
+    # ReDial 4362: the seeker asks about Upstream Color (taken as the target here) before the recommender names it.
+    record = redial_record("4362")
+    record["target_items"] = [{"item_id": "152082", "title": "Upstream Color (2013)"}]
+    leaks = find_leaks(record)
     assert [(leak.turn_index, leak.target_id) for leak in leaks] == [(3, "152082")]
-    # ReDial 16162: every target is first named by the recommender.
+    # ReDial 16162: its target (The Shining, for these tests) is first named by the recommender.
     assert find_leaks(redial_record("16162")) == []
     report = leak_report(redial_records(200))
     assert report["dialogues"] == 200 and 0 < report["leaked_dialogues"] < 200

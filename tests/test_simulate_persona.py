@@ -36,25 +36,27 @@ def _named_targets(texts: list[str], titles: list[str]) -> list[tuple[str, str]]
 
 
 def test_redial_persona_has_the_three_parts_without_targets():
-    # ReDial 16162: the seeker wants horror; targets are the four suggestions they liked.
-    record = redial_record("16162")
+    # ReDial 16162: the seeker wants horror; it had seen all four suggestions it liked, so the builder's rule
+    # finds no target: The Shining is given as the target here.
+    record = with_target(redial_record("16162"), "202190", "The Shining (1980)")
     target_ids = {t["item_id"] for t in record["target_items"]}
-    assert {"202190", "76012", "131178", "83192"} <= target_ids
     persona = build_persona(record, catalog())
-    assert [w.title for w in persona.watched] == ["The Babadook (2014)", "It Follows (2014)"]
+    # The other liked films it had seen are watch history now; the seeker talked about The Babadook and It Follows.
+    titles = [w.title for w in persona.watched]
+    assert len(titles) == 3 and {"The Babadook (2014)", "It Follows (2014)"} <= set(titles)
     assert not target_ids & {w.item_id for w in persona.watched}
-    babadook = persona.watched[0]
+    babadook = next(w for w in persona.watched if w.title == "The Babadook (2014)")
     # The user's own words about the movie are quoted in the review.
     assert babadook.review.startswith("I liked it.") and "horroe movie like The Babadook (2014)" in babadook.review
     assert "horror" in persona.general_preferences
-    # Target attributes describe the first target from the catalog without naming it.
+    # Target attributes describe the target from the catalog without naming it.
     assert persona.target_attributes.startswith("A ")
     assert "Stanley Kubrick" in persona.target_attributes and "1980s" in persona.target_attributes
     assert _named_targets(_persona_texts(persona), all_target_titles(record, catalog())) == []
 
 
 def test_user_words_naming_a_target_are_scrubbed():
-    record = redial_record("16162")
+    record = with_target(redial_record("16162"), "202190", "The Shining (1980)")
     # Make the seeker name a target in the same message as a watched movie.
     turn = next(t for t in record["turns"] if t["role"] == "user" and t["items"])
     turn["text"] += " and I loved The Shining (1980), the shining is the best"
@@ -99,7 +101,8 @@ def test_many_real_personas_never_name_a_target():
         assert _named_targets(_persona_texts(persona), all_target_titles(record, catalog())) == [], record[
             "dialogue_id"
         ]
-    assert built >= 700 and built + skipped == len(records)
+    # 679 of the 814 dialogues with a target (ReDial's rule: suggested, unseen, liked) have a usable persona.
+    assert built >= 650 and built + skipped == len(records)
 
 
 def test_without_scrubbing_real_personas_would_name_targets(monkeypatch):
@@ -186,10 +189,27 @@ def test_no_target_items_is_bad_input_naming_the_field():
 
 
 def test_undescribable_target_is_bad_input():
-    record = redial_record("16162")
+    record = with_target(redial_record("16162"), "202190", "The Shining (1980)")
     with pytest.raises(BadInputError) as err:
         build_persona(record, catalog=None)
     assert err.value.field == "target_items" and err.value.reason == "no-target-attributes"
+
+
+def with_target(record: dict, item_id: str, title: str) -> dict:
+    return {**record, "target_items": [item_ref(item_id, title)]}
+
+
+def test_target_attributes_describe_the_one_target_alone():
+    """One target per dialogue: the attributes describe the first linked target, never a second one instead."""
+    record = with_target(redial_record("16162"), "202190", "The Shining (1980)")
+    shining = build_persona(record, catalog()).target_attributes
+    record["target_items"].append(item_ref("76012", "The Exorcist (1973)"))
+    assert build_persona(record, catalog()).target_attributes == shining
+    # A first target the catalog does not know is not replaced by the second: the persona cannot be built.
+    record["target_items"] = [item_ref("999999999", "Nowhere (2099)"), item_ref("76012", "The Exorcist (1973)")]
+    with pytest.raises(BadInputError) as err:
+        build_persona(record, catalog())
+    assert err.value.reason == "no-target-attributes" and "999999999" in str(err.value)
 
 
 def test_no_history_is_bad_input():

@@ -12,6 +12,8 @@ from fixtures.tiny_models import widened
 from huggingface_hub import ModelCard
 
 from crsdata.cli import main
+from crsdata.simulate.turns import merge_consecutive_turns
+from crsdata.training.catalog import folders_catalog
 from crsdata.training.data import load_data_folder
 from crsdata.training.interplay import (
     IGNORE_INDEX,
@@ -21,7 +23,6 @@ from crsdata.training.interplay import (
     training_records,
     wanted_items,
 )
-from crsdata.training.turns import folders_catalog, merge_consecutive_turns
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REDIAL = DATA / "redial"

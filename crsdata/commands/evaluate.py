@@ -19,6 +19,7 @@ The metrics are the entries of :data:`crsdata.metrics.registry.METRICS`; the beh
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from crsdata.evaluation import BASELINES, TURN_RULES, EvaluateConfig, evaluate, format_table, parse_ints
@@ -87,7 +88,28 @@ def _quiet_progress_bars() -> None:
         pass
 
 
+def _replay_summary(folder: Path) -> str | None:
+    """A ``crsdata replay`` folder's figures (the model's SR/ET/FR with the three baselines on the same
+    dialogues and the per-proposal decision scores), or None when ``folder`` is not one."""
+    from crsdata.simulate.replay import DECISIONS_NAME, RESULTS_NAME, summary_line
+
+    results = folder / RESULTS_NAME
+    if not (results.is_file() and (folder / DECISIONS_NAME).is_file()):
+        return None
+    figures = json.loads(results.read_text(encoding="utf-8"))
+    if "baselines" not in figures:
+        return None  # written before the baselines existed: evaluation.load_dialogues explains the folder
+    return (
+        f"{folder}: a `crsdata replay` folder ({figures['user_model']} on {figures['split']} of "
+        f"{figures['source']}; one target per dialogue). Its figures, from {RESULTS_NAME}:\n" + summary_line(figures)
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    replay = _replay_summary(Path(args.folder))
+    if replay is not None:
+        print(replay)
+        return 0
     config = EvaluateConfig(
         folder=args.folder,
         metrics=args.metrics,

@@ -28,6 +28,13 @@ no recommendation at all                                     failure
 A *round* groups decisions taken at the same moment (several items proposed together and answered in one user
 turn). Decisions given without a round each get their own round, in order. So the three rates are exclusive
 and sum to 1 by construction.
+
+Interplay's protocol has **one target per dialogue**, and :func:`sr_et_fr` takes exactly one (a dialogue given
+several is an error): with every liked film as a target, accepting whatever comes first already scores SR 0.78
+on ReDial's test split, and SR could not tell a user simulator from a trivial policy. The trivial policies'
+figures on the same dialogues (:func:`baseline_rates`: accept the first proposal, never accept, accept at
+random) go beside every SR, and :func:`decision_scores` scores each answer on its own: accepting is right only
+at the proposal that names the target.
 """
 
 from __future__ import annotations
@@ -73,6 +80,20 @@ def _as_decision(value: DecisionLike) -> Decision:
     if len(value) == 3:
         return Decision(str(value[0]), bool(value[1]), value[2])
     raise MetricError(f"a decision is (item, accepted) or (item, accepted, round), got {value!r}")
+
+
+def _one_target(value: str | Iterable[str], index: int) -> str:
+    """The one target of dialogue ``index``: a string, or a sequence holding exactly one."""
+    targets = [value] if isinstance(value, str) else [str(v) for v in value]
+    targets = [t for t in targets if t]
+    if not targets:
+        raise MetricError(f"dialogue {index} has no target item: SR/ET/FR need the ground truth (one per dialogue)")
+    if len(targets) != 1:
+        raise MetricError(
+            f"dialogue {index} has {len(targets)} target items ({targets[:5]}): SR/ET/FR take exactly one target per "
+            "dialogue (Interplay's protocol)"
+        )
+    return targets[0]
 
 
 def _as_targets(value: str | Iterable[str], index: int) -> set[str]:
@@ -129,12 +150,15 @@ def classify_outcomes(decisions: Sequence[Sequence[DecisionLike]], targets: Sequ
 
 
 def sr_et_fr(decisions: Sequence[Sequence[DecisionLike]], targets: Sequence[str | Iterable[str]]) -> dict[str, Any]:
-    """SR, ET and FR over dialogues, with the counts behind them.
+    """SR, ET and FR over dialogues, with the counts behind them; ``targets[i]`` is dialogue ``i``'s one target
+    (a string, or a sequence of exactly one: more is a :class:`MetricError`).
 
     >>> sr_et_fr([[("a", False), ("t", True)], [("b", True)], [("t", False)]], ["t", "t", "t"])["sr"]
     0.3333333333333333
     """
-    labels = classify_outcomes(decisions, targets)
+    if len(decisions) != len(targets):
+        raise MetricError(f"{len(decisions)} decision sequences but {len(targets)} targets")
+    labels = classify_outcomes(decisions, [_one_target(t, i) for i, t in enumerate(targets)])
     counts = {name: labels.count(name) for name in OUTCOME_CLASSES}
     n = len(labels)
     return {
@@ -143,6 +167,102 @@ def sr_et_fr(decisions: Sequence[Sequence[DecisionLike]], targets: Sequence[str 
         "fr": counts[FAILURE] / n,
         "n_dialogues": n,
         "counts": counts,
+    }
+
+
+Proposal = tuple[int, Sequence[str]]  # (round, the items proposed together in it)
+
+
+def policy_decisions(proposals: Sequence[Proposal], accept_at: int | None) -> list[Decision]:
+    """The decisions of a policy that accepts the whole proposal number ``accept_at`` (0-based; None: none) and
+    declines every one before it; the dialogue ends at the accept, as a replay does."""
+    decisions = []
+    for position, (round_, items) in enumerate(proposals):
+        accepted = position == accept_at
+        decisions.extend(Decision(str(item), accepted, round_) for item in items)
+        if accepted:
+            break
+    return decisions
+
+
+def baseline_rates(
+    proposals: Sequence[Sequence[Proposal]], targets: Sequence[str | Iterable[str]], accept_rate: float, seed: int
+) -> dict[str, dict[str, float]]:
+    """SR/ET/FR of the three trivial policies on the same dialogues, each ``{"sr", "et", "fr"}``:
+
+    - ``accept_first``: accepts the first proposal (every item it names);
+    - ``never``: accepts nothing (FR 1 by construction);
+    - ``random``: accepts each proposal with probability ``accept_rate`` (the simulator's own observed rate of
+      accepts per proposal answered), the first accept ending the dialogue; seeded by ``seed``.
+
+    ``proposals[i]`` is dialogue ``i``'s proposals in order, ``(round, items)``; ``targets[i]`` its one target.
+    A policy accepting a whole proposal is generous to it when a proposal names several films (a user simulator
+    accepts one), so these figures are upper bounds of what each policy scores.
+    """
+    out = {}
+    for name, labels in baseline_outcomes(proposals, targets, accept_rate, seed).items():
+        n = len(labels)
+        out[name] = {rate: labels.count(cls) / n for rate, cls in zip(("sr", "et", "fr"), OUTCOME_CLASSES, strict=True)}
+    return out
+
+
+def baseline_outcomes(
+    proposals: Sequence[Sequence[Proposal]], targets: Sequence[str | Iterable[str]], accept_rate: float, seed: int
+) -> dict[str, list[str]]:
+    """Each trivial policy's class per dialogue (:func:`baseline_rates` counts them; intervals resample them)."""
+    if not 0.0 <= accept_rate <= 1.0:
+        raise MetricError(f"accept_rate must be in [0, 1], got {accept_rate}")
+    if len(proposals) != len(targets):
+        raise MetricError(f"{len(proposals)} proposal sequences but {len(targets)} targets")
+    one = [_one_target(t, i) for i, t in enumerate(targets)]
+    rng = np.random.default_rng(seed)
+    chosen: dict[str, list[list[Decision]]] = {"accept_first": [], "never": [], "random": []}
+    for points in proposals:
+        draws = rng.random(len(points)) < accept_rate
+        first_random = int(np.argmax(draws)) if draws.any() else None
+        chosen["accept_first"].append(policy_decisions(points, 0 if points else None))
+        chosen["never"].append(policy_decisions(points, None))
+        chosen["random"].append(policy_decisions(points, first_random))
+    return {name: classify_outcomes(decisions, one) for name, decisions in chosen.items()}
+
+
+def decision_scores(
+    decisions: Sequence[Sequence[DecisionLike]], targets: Sequence[str | Iterable[str]]
+) -> dict[str, Any]:
+    """Every answered proposal as a labelled example: accepting is right only at a proposal naming the target,
+    and declining is right at every other (those before it, and those after a declined target).
+
+    A proposal is a round of decisions; it counts as accepted when any of its items was. Returns
+    ``decision_accuracy``, ``decision_balanced_accuracy`` (the mean of the accept and decline recalls; None when
+    one class is absent), ``accept_precision`` (None without accepts), ``accept_recall`` (None without a target
+    proposal) and ``decision_counts`` (``tp``, ``fp``, ``tn``, ``fn``, ``n``).
+    """
+    if len(decisions) != len(targets):
+        raise MetricError(f"{len(decisions)} decision sequences but {len(targets)} targets")
+    tp = fp = tn = fn = 0
+    for index, (sequence, target) in enumerate(zip(decisions, targets, strict=True)):
+        wanted = _one_target(target, index)
+        rounds: dict[float, list[bool]] = {}
+        for position, raw in enumerate(sequence):
+            decision = _as_decision(raw)
+            state = rounds.setdefault(float(position if decision.round is None else decision.round), [False, False])
+            state[0] |= decision.accepted
+            state[1] |= decision.item == wanted
+        for accepted, positive in rounds.values():
+            tp += accepted and positive
+            fp += accepted and not positive
+            tn += not accepted and not positive
+            fn += not accepted and positive
+    n = tp + fp + tn + fn
+    recall = tp / (tp + fn) if tp + fn else None
+    specificity = tn / (tn + fp) if tn + fp else None
+    both = recall is not None and specificity is not None
+    return {
+        "decision_accuracy": (tp + tn) / n if n else None,
+        "decision_balanced_accuracy": (recall + specificity) / 2 if both else None,
+        "accept_precision": tp / (tp + fp) if tp + fp else None,
+        "accept_recall": recall,
+        "decision_counts": {"tp": tp, "fp": fp, "tn": tn, "fn": fn, "n": n},
     }
 
 

@@ -17,8 +17,9 @@ A persona has the three parts of Interplay (section 3.3):
   words are left out: a model trained on personas that quote the very dialogue it learns to write learns to copy
   them (the ``finetuned`` prompt style builds its personas this way, in training and in simulation).
 - **target attributes**: the record's ``user_profile.target_attributes`` when present (PEARL). Otherwise a
-  description of the first target item that the catalog knows: genres, decade, director, stars, keywords
-  and plot.
+  description of the dialogue's one target (its first linked target item, the one replay judges against:
+  :func:`crsdata.simulate.replay.replay_target`) and of that film alone: genres, decade, director, stars,
+  keywords and plot. A target the catalog does not know is not replaced by another.
 
 No persona text may name a target: watched candidates whose title contains a target title are dropped, and
 every text is passed through :func:`crsdata.simulate.leak.scrub_titles` with every known form of the target
@@ -263,14 +264,15 @@ def build_persona(
 
     attributes = scrub(profile.get("target_attributes") or "")
     if not attributes.strip():
-        rows = [catalog_row(catalog, t.get("item_id", "")) for t in target_items]
-        described = next((row for row in rows if row), None)
-        if described is None:
+        # One target per dialogue: describe that film, never a second target in its place.
+        target = next((t for t in target_items if t.get("item_id")), target_items[0])
+        described = catalog_row(catalog, target.get("item_id", ""))
+        if not described:
             raise _bad(
                 record,
                 "target_items",
-                "no user_profile.target_attributes and no catalog entry for any target item "
-                f"({', '.join(t.get('item_id') or t.get('title', '?') for t in target_items)}); pass a catalog",
+                "no user_profile.target_attributes and no catalog entry for the target item "
+                f"({target.get('item_id') or target.get('title', '?')}); pass a catalog",
                 "no-target-attributes",
             )
         attributes = scrub(describe_target(described))

@@ -9,17 +9,24 @@ proposed; failure (FR): it accepts nothing (see :mod:`crsdata.metrics.outcomes` 
 This is the ``replay`` simulation kind (``crsdata replay``, or ``crsdata simulate replay``), so the run engine
 batches, shards and resumes it like any other kind; only its step contract and its export differ.
 
+One target, merged turns
+    Each dialogue has one target (:func:`replay_target`; Interplay's protocol), the one the persona's target
+    attributes describe and the user simulator's accept labels use. Consecutive messages of one speaker are
+    merged into one turn (:func:`crsdata.simulate.turns.merge_consecutive_turns`), as in the simulator's
+    training, so ``round`` indexes merged turns.
+
 Which dialogues
     Each source dialogue is used at most once (:attr:`ReplaySimulation.draws_each_record_once`): ``--n N`` scores
     the first ``N`` dialogues of a seeded shuffle of the split that can be replayed (the whole split without
     ``--n``); those drawn on the way and skipped are counted by reason. A dialogue is skipped when it has no
-    target item linked to the catalog (``no_target_items``), when no recommender turn names a catalog item
-    (``no_recommender_items``: nothing to accept or reject), or when no persona can be built for it (the
-    persona's reasons, e.g. ``no-history``). A dialogue whose answers kept failing at the backend is left out of
-    the scores (``backend_error``).
+    target (the builder's ``extra.target_rule_miss`` reason, e.g. ReDial's ``no-suggested-unseen-liked-film``;
+    ``target_rejected`` for a dialogue that ended in a reject; else ``no_target_items``), when no recommender
+    turn names a catalog item (``no_recommender_items``: nothing to accept or reject), or when no persona can
+    be built for it (the persona's reasons, e.g. ``no-history``). A dialogue whose answers kept failing at the
+    backend is left out of the scores (``backend_error``).
 
 One step per proposal (teacher forcing)
-    A *proposal* is a recommender turn naming catalog items that no earlier turn named
+    A *proposal* is a recommender turn naming catalog items that no earlier recommender turn named
     (:func:`proposals`). At each one the user simulator gets the real dialogue up to and including that turn and
     writes its next turn (the Interplay user prompt, either style). The real user turns stay in the context, so
     it stays coherent with what the real recommender says next; target titles in those real user turns are
@@ -46,10 +53,16 @@ Export (:meth:`ReplaySimulation.export`) writes, instead of a dataset folder:
 
 - ``results.json``: ``sr``, ``et``, ``fr`` with bootstrap 95% intervals (``intervals``), ``n_dialogues``,
   ``n_skipped`` and ``skipped`` (by reason), class counts, answer counters, the settings and the command;
-- ``decisions.json``: one entry per scored dialogue, ``{"dialogue_id", "target_ids", "outcome", "decisions":
-  [{"item_id", "accepted", "round"}], "answers": [{"round", "action", "response"}]}``; ``decisions`` end at
-  the first accepted item, ``round`` is the index of the recommender turn that proposed the item (items of one
-  turn share it), the format :func:`crsdata.metrics.outcomes.sr_et_fr` reads;
+  ``baselines`` (``accept_first``, ``never``, ``random``, each ``{sr, et, fr}`` on the same dialogues; see
+  :func:`crsdata.metrics.outcomes.baseline_rates`; ``random`` accepts each proposal with the simulator's own
+  observed accepts per answer, ``baseline_random_accept_rate``, seeded by ``--seed``) and the per-proposal
+  scores ``decision_accuracy``, ``decision_balanced_accuracy``, ``accept_precision``, ``accept_recall``
+  (:func:`crsdata.metrics.outcomes.decision_scores`, with ``decision_counts``);
+- ``decisions.json``: one entry per scored dialogue, ``{"source_dialogue_id", "replay_id", "target_ids",
+  "outcome", "decisions": [{"item_id", "accepted", "round"}], "answers": [{"round", "action", "response"}]}``;
+  ``target_ids`` holds exactly one id; ``decisions`` end at the first accepted item, ``round`` is the index of
+  the (merged) recommender turn that proposed the item (items of one turn share it), the format
+  :func:`crsdata.metrics.outcomes.sr_et_fr` reads;
 - ``README.md``: a card with the table, the protocol, the accounting and the command.
 """
 
@@ -90,18 +103,24 @@ DECISIONS_NAME = "decisions.json"
 CARD_NAME = "README.md"
 # Skip reasons of the replay itself (the persona builder adds its own).
 NO_TARGET_ITEMS = "no_target_items"
+TARGET_REJECTED = "target_rejected"
 NO_RECOMMENDER_ITEMS = "no_recommender_items"
 BACKEND_ERROR = "backend_error"
 RATES = ("sr", "et", "fr")
+BASELINES = ("accept_first", "never", "random")
+DECISION_KEYS = ("decision_accuracy", "decision_balanced_accuracy", "accept_precision", "accept_recall")
 PAPER_NOTE = (
-    "Interplay (Table 1, PEARL test set, 2,069 dialogues): fine-tuned 8B user simulators SR 0.93-0.95, ET 0.02-0.05, "
+    "The paper's figures, on its own data and models, not these dialogues: Interplay (Table 1, PEARL test set, "
+    "2,069 dialogues): fine-tuned 8B user simulators SR 0.93-0.95, ET 0.02-0.05, "
     "FR 0.02; zero-shot Llama3.1 70B SR 0.36 / ET 0.00 / FR 0.64; Qwen3 32B SR 0.78 / ET 0.01 / FR 0.21."
 )
 
 
 def proposals(turns: list[dict[str, Any]]) -> tuple[list[tuple[int, list[dict[str, str]]]], int]:
     """(turn index, newly proposed linked items) of each recommender turn that proposes, and the number of
-    unlinked items that recommender turns named."""
+    unlinked items that recommender turns named. An item is newly proposed when no earlier *recommender* turn
+    named it: a film the seeker asked about first is still proposed when the recommender names it, as the target
+    rule counts it (the first film named in a recommender message)."""
     mentioned: set[str] = set()
     found = []
     unlinked = 0
@@ -115,12 +134,45 @@ def proposals(turns: list[dict[str, Any]]) -> tuple[list[tuple[int, list[dict[st
                     new.append({"item_id": item["item_id"], "title": item.get("title", "")})
             if new:
                 found.append((index, new))
-        mentioned.update(i["item_id"] for i in items if i.get("item_id"))
+            mentioned.update(i["item_id"] for i in items if i.get("item_id"))
     return found, unlinked
 
 
+def replay_target(record: dict[str, Any]) -> tuple[str, str]:
+    """The dialogue's one target id and, when it has none, the skip reason.
+
+    Interplay's protocol has one target per dialogue. A builder writes it as the first of ``target_items``
+    (ReDial: the first film a recommender names that the seeker's questionnaire marks suggested, not seen and
+    liked; PEARL: the generator's target; INSPIRED: the recommended movie), so the first linked one is it. A
+    record whose builder found none says why in ``extra.target_rule_miss`` (the reason its skip is counted
+    under); a dialogue that ended in ``reject`` (INSPIRED's seekers who declined the recommended movie) has no
+    film the seeker wanted (``target_rejected``). Replay, the persona's target attributes and the user
+    simulator's accept labels all use this.
+    """
+    from crsdata.schema import load_extra
+
+    extra = record.get("extra") or {}
+    if isinstance(extra, str):
+        extra = load_extra(extra)
+    if (record.get("outcome") or {}).get("end_reason") == EndReason.REJECT.value:
+        return "", TARGET_REJECTED
+    for target in record.get("target_items") or []:
+        if target.get("item_id"):
+            return str(target["item_id"]), ""
+    return "", str(extra.get("target_rule_miss") or NO_TARGET_ITEMS)
+
+
 def linked_targets(record: dict[str, Any]) -> list[str]:
-    return [t["item_id"] for t in record.get("target_items") or [] if t.get("item_id")]
+    """The one target as a list (empty when there is none): ``decisions.json``'s ``target_ids``."""
+    target, _ = replay_target(record)
+    return [target] if target else []
+
+
+def replay_turns(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The turns replay feeds: consecutive messages of one speaker merged, as in the user simulator's training."""
+    from crsdata.simulate.turns import merge_consecutive_turns
+
+    return merge_consecutive_turns(record.get("turns") or [])
 
 
 def unusable(record: dict[str, Any]) -> BadInputError | None:
@@ -128,10 +180,11 @@ def unusable(record: dict[str, Any]) -> BadInputError | None:
     it can (a persona may still fail to build, which :meth:`ReplaySimulation.start` finds)."""
     where = f"dialogue {record.get('dialogue_id', '?')}"
     source_file = (record.get("provenance") or {}).get("source_file", "")
-    if not linked_targets(record):
-        message = "no target item linked to the catalog: nothing to judge the decisions against"
-        return BadInputError(source_file, where, "target_items", message, NO_TARGET_ITEMS)
-    if not proposals(record.get("turns") or [])[0]:
+    target, reason = replay_target(record)
+    if not target:
+        message = f"no target item ({reason}): nothing to judge the decisions against"
+        return BadInputError(source_file, where, "target_items", message, reason)
+    if not proposals(replay_turns(record))[0]:
         message = "no recommender turn names a catalog item: nothing to accept or reject"
         return BadInputError(source_file, where, "turns", message, NO_RECOMMENDER_ITEMS)
     return None
@@ -168,23 +221,27 @@ class ReplaySimulation(InterplaySimulation):
     name = "replay"
     summary = "replay real dialogues to the user simulator and score its accepts as SR/ET/FR (Interplay 4.3.1)"
     description = """\
-Replay real dialogues to the Interplay user simulator and score its decisions (Interplay section 4.3.1). The
-simulator holds each dialogue's persona (general preferences, watched movies, the target's attributes, never
-its title); the real recommender turns reach it one by one, and at each recommendation of a catalog item it
-accepts or not. SR: the target was accepted; ET: another item was accepted before the target came up; FR:
-nothing was accepted. Writes OUT/results.json (SR/ET/FR with bootstrap 95% intervals, n_dialogues, n_skipped by
-reason), OUT/decisions.json (per dialogue) and OUT/README.md.
+Replay real dialogues to the Interplay user simulator and score its decisions (Interplay section 4.3.1). Each
+dialogue has one target (ReDial: the first film a recommender names that the seeker's questionnaire marks
+suggested, not seen and liked). The simulator holds the dialogue's persona (general preferences, watched movies,
+the target's attributes, never its title); the real recommender turns (consecutive messages of one speaker merged,
+as in training) reach it one by one, and at each recommendation of a catalog item it accepts or not. SR: the
+target was accepted; ET: another item was accepted before the target came up; FR: anything else. Writes
+OUT/results.json (SR/ET/FR with bootstrap 95% intervals; the trivial policies accept_first, never and random on
+the same dialogues; per-proposal decision accuracy, balanced accuracy, accept precision and recall; n_dialogues,
+n_skipped by reason), OUT/decisions.json (per dialogue) and OUT/README.md.
 
 --source is a folder built by `crsdata build` whose records have target items (ReDial, PEARL, INSPIRED); --split
-names the split (the paper replays the test split). --n N scores the first N dialogues of a seeded shuffle of
-the split that can be replayed, each at most once (default: the whole split). Dialogues without a linked target,
-without a recommender turn naming a catalog item, or without a usable persona are skipped on the way and counted
-by reason. --max-turns is not used."""
+names the split (the paper replays the test split). Without --n the whole usable split is replayed; --n N scores
+the first N dialogues of a seeded shuffle of the split that can be replayed, each at most once. Dialogues without
+a target, without a recommender turn naming a catalog item, or without a usable persona are skipped on the way
+and counted by reason. --max-turns is not used."""
     examples = """\
 crsdata build redial --input ../shared/data/redial/official/test_data.jsonl --out out/redial-test \\
     --catalog ../shared/data/redial/redial__id2info.json
-crsdata replay --source out/redial-test --split test --n 100 --out out/replay-embedded
-crsdata simulate replay --source out/redial-test --split test --n 100 --out out/replay-embedded  # the same job
+crsdata replay --source out/redial-test --split test --out out/replay  # the shipped user simulator
+crsdata replay --source out/redial-test --split test --n 100 --user-model base --out out/replay-base
+crsdata simulate replay --source out/redial-test --split test --n 100 --out out/replay-100  # the same job
 crsdata replay --source out/pearl --split test --out out/replay-usersim --user-model models/usersim \\
     --prompt-style finetuned"""
     default_max_turns = 12
@@ -234,11 +291,15 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
         error = unusable(record)
         if error is not None:
             raise error
-        points, unlinked = proposals(record["turns"])
+        turns = replay_turns(record)
+        points, unlinked = proposals(turns)
+        # One target: the persona's target attributes describe it alone, and titles are scrubbed for it.
+        target = next(t for t in record["target_items"] if t.get("item_id") == replay_target(record)[0])
+        record = {**record, "target_items": [target]}
         state = super().start(record, dialogue_id, seed)
         titles = target_titles(state)
         fed = []
-        for turn in record["turns"]:
+        for turn in turns:
             turn = dict(turn)
             if turn.get("role") == Role.USER.value:
                 # The simulator speaks for the user: a target title in a real user turn would tell it the answer.
@@ -246,7 +307,14 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
                 wanted = set(linked_targets(record))
                 turn["items"] = [i for i in turn.get("items") or [] if i.get("item_id") not in wanted]
             fed.append(turn)
-        state.context["replay"] = {"fed": fed, "points": points, "step": 0, "decisions": [], "answers": []}
+        state.context["replay"] = {
+            "fed": fed,
+            "points": points,
+            "step": 0,
+            "decisions": [],
+            "answers": [],
+            "target": target["item_id"],
+        }
         state.counters["unlinked_proposals"] = unlinked
         self._feed_until(state, points[0][0])
         return state
@@ -313,9 +381,11 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
         record["provenance"].update(builder=SOURCE, recommender_model="")
         extra = {
             "source_dialogue_id": str(state.record.get("dialogue_id", "")),
+            "target_id": replay["target"],
             "source": state.record.get("source", ""),
             "decisions": replay["decisions"],
             "answers": replay["answers"],
+            "proposals": [[index, [i["item_id"] for i in items]] for index, items in replay["points"]],
             "counters": dict(sorted(state.counters.items())),
             "style": self.styles["user"],
             "infer_actions": self.infer_actions,
@@ -337,6 +407,11 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
         scored = score_replay(result.records, dict(result.skipped.counts), options.bootstrap, config.seed)
         results = {
             **{k: scored[k] for k in ("sr", "et", "fr", "intervals", "n_dialogues", "n_skipped", "skipped")},
+            "baselines": scored["baselines"],
+            "baseline_intervals": scored.get("baseline_intervals", {}),
+            "baseline_random_accept_rate": scored.get("baseline_random_accept_rate"),
+            **{k: scored[k] for k in DECISION_KEYS},
+            "decision_counts": scored.get("decision_counts", {}),
             "counts": scored["counts"],
             "counters": dict(sorted(result.counters.items())),
             "skipped_examples": list(result.skipped.examples),
@@ -388,11 +463,18 @@ def score_replay(
     (the per-dialogue rows of ``decisions.json``).
     """
     from crsdata.grsu.report import bootstrap
-    from crsdata.metrics.outcomes import OUTCOME_CLASSES, classify_outcomes, sr_et_fr
+    from crsdata.metrics.outcomes import (
+        OUTCOME_CLASSES,
+        baseline_outcomes,
+        classify_outcomes,
+        decision_scores,
+        sr_et_fr,
+    )
     from crsdata.schema import load_extra
 
     skipped = Counter(skipped)
     rows = []
+    proposals_of = []
     for record in records:
         if record["outcome"]["end_reason"] == EndReason.ERROR:
             skipped[BACKEND_ERROR] += 1
@@ -400,14 +482,15 @@ def score_replay(
         extra = load_extra(record["extra"])
         rows.append(
             {
-                "dialogue_id": extra["source_dialogue_id"],
+                "source_dialogue_id": extra["source_dialogue_id"],
                 "replay_id": record["dialogue_id"],
-                "target_ids": linked_targets(record),
+                "target_ids": [extra["target_id"]],
                 "outcome": "",
                 "decisions": extra["decisions"],
                 "answers": extra["answers"],
             }
         )
+        proposals_of.append([(index, ids) for index, ids in extra["proposals"]])
     scored: dict[str, Any] = {
         "n_dialogues": len(rows),
         "n_skipped": sum(skipped.values()),
@@ -415,9 +498,10 @@ def score_replay(
         "dialogues": rows,
     }
     if not rows:
-        return {**scored, "sr": None, "et": None, "fr": None, "intervals": {}, "counts": {}}
+        empty = {key: None for key in DECISION_KEYS}
+        return {**scored, "sr": None, "et": None, "fr": None, "intervals": {}, "counts": {}, "baselines": {}, **empty}
     decisions = [row["decisions"] for row in rows]
-    targets = [row["target_ids"] for row in rows]
+    targets = [row["target_ids"][0] for row in rows]
     labels = classify_outcomes(decisions, targets)
     for row, label in zip(rows, labels, strict=True):
         row["outcome"] = label
@@ -427,11 +511,32 @@ def score_replay(
         for rate, cls in zip(RATES, OUTCOME_CLASSES, strict=True)
     }
     intervals = bootstrap(columns, [row["replay_id"] for row in rows], samples, seed)
+    answered = sum(len(row["answers"]) for row in rows)
+    accepts = sum(any(d["accepted"] for d in row["decisions"]) for row in rows)
+    accept_rate = accepts / answered if answered else 0.0
+    policies = baseline_outcomes(proposals_of, targets, accept_rate, seed)
+    baselines = {
+        name: {rate: policy.count(cls) / len(policy) for rate, cls in zip(RATES, OUTCOME_CLASSES, strict=True)}
+        for name, policy in policies.items()
+    }
+    baseline_columns = {
+        f"{name}.{rate}": np.array([label == cls for label in policy], dtype=float)
+        for name, policy in policies.items()
+        for rate, cls in zip(RATES, OUTCOME_CLASSES, strict=True)
+    }
+    pairs = bootstrap(baseline_columns, [row["replay_id"] for row in rows], samples, seed)
+    baseline_intervals = {
+        name: {rate: list(pairs[f"{name}.{rate}"]) for rate in RATES if f"{name}.{rate}" in pairs} for name in policies
+    }
     return {
         **scored,
         **{rate: rates[rate] for rate in RATES},
         "intervals": {rate: list(pair) for rate, pair in intervals.items()},
         "counts": rates["counts"],
+        "baselines": baselines,
+        "baseline_intervals": {name: pair for name, pair in baseline_intervals.items() if pair},
+        "baseline_random_accept_rate": accept_rate,
+        **decision_scores(decisions, targets),
     }
 
 
@@ -446,10 +551,26 @@ def _rate(results: dict[str, Any], rate: str) -> str:
 def summary_line(results: dict[str, Any]) -> str:
     """``SR 0.120 [0.040, 0.220], ET ..., FR ...`` with the accounting, for the command's output."""
     skipped = ", ".join(f"{n} {reason}" for reason, n in results["skipped"].items())
-    return (
+    line = (
         f"SR {_rate(results, 'sr')}, ET {_rate(results, 'et')}, FR {_rate(results, 'fr')} over "
         f"{results['n_dialogues']} dialogues; {results['n_skipped']} skipped" + (f" ({skipped})" if skipped else "")
     )
+    return line + "\n" + baselines_line(results)
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def baselines_line(results: dict[str, Any]) -> str:
+    """The trivial policies on the same dialogues, and the per-proposal decision scores, in one line."""
+    baselines = results.get("baselines") or {}
+    parts = [
+        f"{name} SR {_share(rates['sr'])} ET {_share(rates['et'])} FR {_share(rates['fr'])}"
+        for name, rates in baselines.items()
+    ]
+    decisions = ", ".join(f"{key} {_share(results.get(key))}" for key in DECISION_KEYS)
+    return "baselines on the same dialogues: " + ("; ".join(parts) or "none") + f"\ndecisions: {decisions}"
 
 
 def replay_card(results: dict[str, Any], dialogues: list[dict[str, Any]]) -> str:
@@ -474,6 +595,27 @@ def replay_card(results: dict[str, Any], dialogues: list[dict[str, Any]]) -> str
             + (f"[{pair[0]:.3f}, {pair[1]:.3f}]" if pair else "")
             + " |"
         )
+    baselines = results.get("baselines") or {}
+    notes = {
+        "accept_first": "accepts the first proposal",
+        "never": "accepts nothing",
+        "random": f"accepts each proposal with p = {_share(results.get('baseline_random_accept_rate'))}, the "
+        "simulator's own accepts per answer (seeded)",
+    }
+    for name, rates in baselines.items():
+        pairs = (results.get("baseline_intervals") or {}).get(name) or {}
+        lines.append(
+            f"| baseline `{name}` ({notes.get(name, '')}): SR / ET / FR | "
+            f"{_share(rates['sr'])} / {_share(rates['et'])} / {_share(rates['fr'])} | "
+            + " / ".join(f"[{pairs[r][0]:.3f}, {pairs[r][1]:.3f}]" for r in RATES if r in pairs)
+            + " |"
+        )
+    lines += [
+        "",
+        "Per proposal answered (accepting is right only at the proposal naming the target): "
+        + ", ".join(f"{key.replace('_', ' ')} {_share(results.get(key))}" for key in DECISION_KEYS)
+        + f" ({json.dumps(results.get('decision_counts') or {})}).",
+    ]
     skipped = results["skipped"]
     lines += [
         "",
@@ -519,7 +661,8 @@ def replay_card(results: dict[str, Any], dialogues: list[dict[str, Any]]) -> str
     if examples:
         lines += ["## Examples", ""]
         for row in examples:
-            lines.append(f"Dialogue {row['dialogue_id']} (targets {', '.join(row['target_ids'])}): {row['outcome']}")
+            target = ", ".join(row["target_ids"])
+            lines.append(f"Dialogue {row['source_dialogue_id']} (target {target}): {row['outcome']}")
             lines.append("")
             for answer, decision in zip(row["answers"], _by_round(row["decisions"]), strict=False):
                 text = answer["response"].replace("\n", " ")[:200]

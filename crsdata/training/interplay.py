@@ -3,14 +3,16 @@
 
 From built dialogues to training sequences (Interplay section 3.5, on corpora such as ReDial):
 
-- **Turns.** Consecutive messages of one speaker become one turn (:func:`merge_consecutive_turns`): ReDial keeps
-  every chat message as a turn, a third of them right after one of the same speaker, while the simulators
-  alternate. Each turn's action is the source's label where it has one, else :func:`~crsdata.simulate.prompts.
-  infer_actions`' guess.
+- **Turns.** Consecutive messages of one speaker become one turn
+  (:func:`crsdata.simulate.turns.merge_consecutive_turns`, which replay uses too): ReDial keeps every chat
+  message as a turn, a third of them right after one of the same speaker, while the simulators alternate.
+  Each turn's action is the source's label where it has one, else
+  :func:`~crsdata.simulate.prompts.infer_actions`' guess.
 - **Accept from the questionnaire.** The action inference never says ``accept``, so a model trained on it would
-  never end a chat. A user turn that answers a recommender turn naming one of the dialogue's targets (in
-  ReDial: a suggestion the seeker's questionnaire marks as liked) is labelled ``accept``
-  (:func:`label_turns`), unless the source labelled the turn itself.
+  never end a chat. A user turn that answers a recommender turn naming the dialogue's one target
+  (:func:`crsdata.simulate.replay.replay_target`, the target replay judges against; in ReDial the first film
+  a recommender names that the seeker's questionnaire marks suggested, not seen and liked) is labelled
+  ``accept`` (:func:`label_turns`), unless the source labelled the turn itself. Earlier proposals get no accept.
 - **One sequence per dialogue.** The whole dialogue in the ``finetuned`` layout
   (:func:`~crsdata.simulate.prompts.finetuned_pieces`), tokenized once, with labels only on the trained role's
   turns and the newline that ends each of them (-100 elsewhere): each model sees the whole conversation and
@@ -37,12 +39,12 @@ from typing import Any, ClassVar
 
 from crsdata.errors import BadInputError
 from crsdata.schema import Action, Role
+from crsdata.simulate.turns import UNLABELLED, merge_consecutive_turns
+from crsdata.training.catalog import folders_catalog
 from crsdata.training.config import TrainConfig
 from crsdata.training.data import DataFolder
 from crsdata.training.recipe import EvalScore, Recipe, TrainResult, is_main_process
-from crsdata.training.turns import UNLABELLED, folders_catalog, merge_consecutive_turns
 
-# Which source label a merged turn keeps when its messages carry several: the one that says most.
 IGNORE_INDEX = -100
 
 
@@ -84,20 +86,19 @@ class InterplayTrainConfig(TrainConfig):
 
 
 def wanted_items(record: dict[str, Any]) -> set[str]:
-    """Suggestions the seeker, in its own questionnaire, liked and had not seen: films it would go and watch.
-    (A liked film it had seen gets "I love that one!", and the chat goes on.)"""
-    return {
-        row["item_id"]
-        for row in record.get("item_feedback", [])
-        if row.get("reporter") == Role.USER and row.get("suggested") and row.get("liked") and row.get("seen") is False
-    }
+    """The film whose proposal the seeker accepts: the dialogue's one target, the same rule as replay's
+    (:func:`crsdata.simulate.replay.replay_target`); empty when the dialogue has none."""
+    from crsdata.simulate.replay import replay_target
+
+    target, _ = replay_target(record)
+    return {target} if target else set()
 
 
 def label_turns(record: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
     """The merged turns with an Interplay action each, and where each action came from: ``source``,
     ``inferred`` or ``questionnaire``.
 
-    Questionnaire accepts: the seeker's answer to a recommender turn naming one of :func:`wanted_items` is
+    Questionnaire accepts: the seeker's answer to a recommender turn naming :func:`wanted_items` (the target) is
     ``accept``; when that answer is a question ("What is it about?"), the seeker's next turn is, provided the
     recommender named nothing new in between. Turns the source labelled keep their label.
     """

@@ -16,7 +16,7 @@
 Requests are built by :class:`~crsdata.simulate.interplay.InterplaySimulation` itself, so the prompts are exactly
 those of ``crsdata simulate interplay`` in the model's style, through the prompt guard, with the same request
 seeds for every model scored. Held-out dialogues are read with consecutive messages of a speaker merged, as in
-training (:func:`crsdata.training.turns.merged_record`).
+training (:func:`crsdata.simulate.turns.merged_record`).
 """
 
 from __future__ import annotations
@@ -59,19 +59,19 @@ def _simulation(backend: Any, style: str, catalog: Any, max_new_tokens: int, kin
 
 def replay_records(records: list[dict[str, Any]], catalog: Any, limit: int, *, seed: int) -> list[dict[str, Any]]:
     """The first ``limit`` held-out records (merged turns) that the replay can score: a persona can be built
-    and the real recommender proposes a target."""
+    and the real recommender proposes its one target (:func:`crsdata.simulate.replay.replay_target`)."""
     from crsdata.simulate.persona import build_persona
-    from crsdata.simulate.replay import proposals
-    from crsdata.training.turns import merged_record
+    from crsdata.simulate.replay import proposals, replay_target
+    from crsdata.simulate.turns import merged_record
 
     chosen = []
     for record in records:
         if len(chosen) >= limit:
             break
         merged = merged_record(record)
-        targets = {t["item_id"] for t in merged.get("target_items", []) if t.get("item_id")}
+        target, _ = replay_target(merged)
         points, _ = proposals(merged["turns"])
-        if not any(item["item_id"] in targets for _, items in points for item in items):
+        if not target or not any(item["item_id"] == target for _, items in points for item in items):
             continue
         try:
             build_persona(merged, catalog, seed=seed)
@@ -112,7 +112,7 @@ def recommendation_examples(
 ) -> list[tuple[dict[str, Any], Any]]:
     """(merged record, recommendation turn) pairs of the first held-out dialogues, ``limit`` turns in all."""
     from crsdata.metrics import recommendation_turns
-    from crsdata.training.turns import merged_record
+    from crsdata.simulate.turns import merged_record
 
     examples: list[tuple[dict[str, Any], Any]] = []
     for record in records:
@@ -255,8 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     from crsdata.backends import make_backend
     from crsdata.backends.embedded import BASE_MODEL, prompt_style_of
     from crsdata.simulate.interplay import InterplaySimulation
+    from crsdata.training.catalog import folders_catalog
     from crsdata.training.data import load_data_folder
-    from crsdata.training.turns import folders_catalog
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--data", required=True, help="built folder holding the held-out split (never trained on)")

@@ -9,8 +9,9 @@ from crsdata.metrics.common import ListReferences
 _DESCRIPTION = """\
 Success rate (the simulated user accepts the ground-truth item), early termination (it accepts another item before
 the ground truth is proposed) and failure rate (it rejects everything, the ground truth included), from the user's
-accept/reject decisions on the recommended items of each dialogue. Each dialogue is judged at its first acceptance,
-so the three rates are exclusive and sum to 1; the metric card lists how corner cases are classified.
+accept/reject decisions on the recommended items of each dialogue. Each dialogue has exactly one target, as in
+Interplay's protocol (several are an error). Each dialogue is judged at its first acceptance, so the three rates are
+exclusive and sum to 1; the metric card lists how corner cases are classified.
 """
 
 _CITATION = """\
@@ -22,7 +23,8 @@ _KWARGS_DESCRIPTION = """
 Args:
     predictions (`list` of `list` of `dict`): per dialogue, the decisions in order, each
         `{"item": str, "accepted": bool}`.
-    references (`list` of `str`, or `list` of `list` of `str`): the target item(s) of each dialogue.
+    references (`list` of `str`): the one target item of each dialogue (a list holding exactly one is accepted;
+        a dialogue with several targets raises an error).
     rounds (`list` of `list` of `int`, optional): the round of each decision, shaped like `predictions`;
         decisions with equal rounds were taken together (several items answered in one user turn). Without it
         every decision is its own round.

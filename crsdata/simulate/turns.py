@@ -1,8 +1,9 @@
-"""Source dialogues as Interplay training and evaluation see them: consecutive messages of one speaker merged
-into one turn (see :mod:`crsdata.training.interplay` for why), and one catalog of the data folders' items.
+"""Turns as the Interplay simulators see them, the same in training and in replay.
 
-Its own module because both the training (:mod:`crsdata.training.interplay`) and the evaluation of the trained
-simulators (:mod:`crsdata.training.interplay_eval`) read dialogues this way, and the training runs the evaluation.
+ReDial keeps every chat message as a turn, a third of them right after one of the same speaker, while the
+simulators alternate. Both the user simulator's training sequences (:mod:`crsdata.training.interplay`) and
+replay (:mod:`crsdata.simulate.replay`) merge consecutive messages of one speaker into one turn with
+:func:`merge_consecutive_turns`, so a replayed simulator answers the turns it was trained on.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from crsdata.schema import Action
-from crsdata.training.data import DataFolder
 
+# Which source label a merged turn keeps when its messages carry several: the one that says most.
 _ACTION_RANK = (
     Action.ACCEPT.value,
     Action.RECOMMEND.value,
@@ -20,7 +21,6 @@ _ACTION_RANK = (
     Action.FEEDBACK.value,
     Action.GREETING.value,
 )
-
 UNLABELLED = ("", Action.NONE.value)
 
 
@@ -61,13 +61,3 @@ def merge_consecutive_turns(turns: list[dict[str, Any]]) -> list[dict[str, Any]]
 def merged_record(record: dict[str, Any]) -> dict[str, Any]:
     """``record`` with its turns merged (:func:`merge_consecutive_turns`); actions left as the source had them."""
     return {**record, "turns": merge_consecutive_turns(record.get("turns", []))}
-
-
-def folders_catalog(folders: list[DataFolder]) -> Any:
-    """One catalog of every folder's ``items`` configuration (titles to link, targets to describe)."""
-    from crsdata.catalog import Catalog
-
-    catalog = Catalog()
-    for folder in folders:
-        catalog.add_rows(folder.items())
-    return catalog
