@@ -86,14 +86,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--context-chars",
         type=int,
-        default=2000,
-        help="characters of conversation the CRS and the user see, the most recent utterances (2000; 0: all)",
+        default=0,
+        help="characters of conversation the CRS and the user see, the most recent utterances (default 0: all, "
+        "as GRSU)",
     )
     search = parser.add_argument_group("search")
     search.add_argument("--search", choices=SEARCH_METHODS, default="beam", help="search method (default beam)")
-    search.add_argument("--beam-width", type=int, default=2, help="B: lists kept a step (default 2; paper 4)")
-    search.add_argument("--expand-width", type=int, default=2, help="N: critiques per kept list (default 2; paper 4)")
-    search.add_argument("--depth", type=int, default=2, help="D: search steps (default 2; paper 5)")
+    search.add_argument("--beam-width", type=int, default=4, help="B: lists kept a step (default 4, as the paper)")
+    search.add_argument(
+        "--expand-width", type=int, default=4, help="N: critiques per kept list (default 4, as the paper)"
+    )
+    search.add_argument("--depth", type=int, default=5, help="D: search steps (default 5, as the paper)")
     search.add_argument("--list-size", type=int, default=10, help="items in each searched list (default 10)")
     parser.add_argument(
         "--zero-shot-size",
