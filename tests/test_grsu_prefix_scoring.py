@@ -29,14 +29,14 @@ def items() -> ItemTable:
 
 
 def real_turns(count: int) -> list[EvalTurn]:
-    """The first ``count`` turns of iEvaLM's ReDial test file, their last four utterances (the tiny model reads
+    """The first ``count`` turns of iEvaLM's ReDial test file, their last two utterances (the tiny model reads
     512 positions)."""
     turns = []
     with (REDIAL / "redial_eval__test_data_processed.jsonl").open(encoding="utf-8") as lines:
         for line in lines:
             record = json.loads(line)
             roles = ["user", "recommender"]
-            context = tuple((roles[i % 2], t) for i, t in enumerate(record["context"]) if t)[-4:]
+            context = tuple((roles[i % 2], t) for i, t in enumerate(record["context"]) if t)[-2:]
             key = f"{record['dialog_id']}-{record['turn_id']}"
             turns.append(EvalTurn(key, str(record["dialog_id"]), context, ("204334",), ()))
             if len(turns) == count:
@@ -88,3 +88,12 @@ def test_rows_with_nothing_in_common_still_score(tiny_model_dir: Path) -> None:
 @pytest.mark.slow
 def test_shared_prefix_equals_unshared_with_smollm2(items: ItemTable, embedded_model_dir: Path) -> None:
     check_equal(str(embedded_model_dir), items, batch_size=4)
+
+
+def test_a_prompt_past_the_model_limit_is_a_clear_error(items: ItemTable, tiny_model_dir: Path) -> None:
+    from crsdata.backends import BackendError
+
+    turn = EvalTurn("long-1", "long", (("user", "I like films. " * 400),), ("204334",), ())
+    backend = make_backend("local", str(tiny_model_dir))
+    with pytest.raises(BackendError, match="turn long-1 has .* tokens; .* at most 512"):
+        GenerativeScorer(backend, items).score([(turn, "204334")])

@@ -108,6 +108,16 @@ class GenerativeScorer(ItemScorer):
         for i, (turn, _) in enumerate(pairs):
             groups.setdefault(turn.key, []).append(i)
         prompts = [backend.encode(request) for request in self.requests(pairs)]
+        too_long = [(turn.key, len(ids)) for (turn, _), ids in zip(pairs, prompts, strict=True)]
+        too_long = [(key, n) for key, n in too_long if n >= backend.max_positions]
+        if too_long:
+            from crsdata.backends.base import BackendError
+
+            key, n = too_long[0]
+            raise BackendError(
+                f"the scoring prompt of turn {key} has {n} tokens; model {backend.model_id} takes at most "
+                f"{backend.max_positions} ({len(too_long)} prompts too long; --context-chars N shortens them)"
+            )
         scores = [0.0] * len(pairs)
         for members in groups.values():
             rows = [prompts[i] for i in members]
