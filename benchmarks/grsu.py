@@ -7,26 +7,32 @@
 ``--items-per-turn`` items per sampled turn, its first ground-truth item and random catalog items, and scores
 them with the same model (``--model``, default the embedded SmolLM2-135M-Instruct) in two ways:
 
-(a) batched   :class:`crsdata.grsu.user.GenerativeScorer`: P("Yes") from the backend's option probabilities, all
-              pairs in one ``option_probabilities`` call (batched forward passes, no generation), each turn's
-              shared prompt prefix computed once;
+(a) batched   :class:`crsdata.grsu.user.GenerativeScorer`: P("Yes") read from the next-token distribution, no
+              generation; each turn's conversation prefix runs once and the items' suffixes run in batches on
+              its repeated key/value cache (:func:`crsdata.grsu.user.shared_prefix_probabilities`);
 (b) generate  the same prompts, one ``generate`` call per pair, greedy (temperature 0), at most
-              ``--max-new-tokens`` tokens; the answer is the first word of the reply (Yes, No, or neither).
+              ``--max-new-tokens`` tokens, on a backend that keeps no prefix states (``prefix_cache_mb=0``):
+              GRSU's way of asking, each pair's whole prompt run; the answer is the first word of the reply
+              (Yes, No, or neither).
 
 Each runs on a fresh backend (no states kept from the other). Reported: seconds per pair for each, the ratio
-(b)/(a) (target >= 10), and how often the two decide alike (P(Yes) >= 0.5 against the reply's Yes/No, over the
-pairs where the reply says one of them). ``--generate-pairs`` times (b) on the first M pairs only (the per-pair
-time is what is compared). The AUC of P(Yes) for ground-truth items against the random ones says how much the
+(b)/(a) on the same pairs (``speedup``, target >= 10; with ``--generate-pairs M`` (a) is timed again on those M
+pairs), and how often the two decide alike: ``agreement`` is P(Yes) >= 0.5 against
+the reply's Yes/No over the pairs where the reply says one of them (``decided``); ``agreement_all`` counts a
+reply that says neither as a disagreement. ``--generate-pairs`` times (b) on the first M pairs only (the
+per-pair time is what is compared). ``--json OUT`` writes these figures.
+The AUC of P(Yes) for ground-truth items against the random ones says how much the
 zero-shot scorer knows. The load average is printed before and after: other jobs on a shared machine change
 every figure.
 
-``run`` times ``crsdata crs-eval`` with its default settings (50 turns, beam search B = N = 2, D = 2, the
-embedding user) for the given CRS, in a fresh temporary folder, and prints the wall time and the results.
+``run`` times ``crsdata crs-eval`` with its default settings (its default ``--n``, beam search B = N = 4, D = 5,
+the embedding user) for the given CRS, in a fresh temporary folder, and prints the wall time and the results.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import tempfile
@@ -85,23 +91,30 @@ def scoring(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     items, pairs, relevant = make_pairs(args.source, args.split, args.pairs, args.items_per_turn, args.seed)
     print(f"{len(pairs)} pairs from {len(pairs) // args.items_per_turn} turns; model {args.model}")
-    print(f"load average before: {load_average()}")
+    load_before = load_average()
+    print(f"load average before: {load_before}")
 
     backend = make_backend("local", args.model, max_batch_size=args.batch_size)
     scorer = GenerativeScorer(backend, items, share_context=not args.no_shared_context)
     started, cpu_started = time.perf_counter(), time.process_time()
     p_yes = scorer.score(pairs)
     batched, batched_cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    reused = backend.prompt_stats.reused_fraction
     backend.close()
-    print(
-        f"(a) batched P(Yes): {batched:.1f} s wall ({batched_cpu:.1f} s CPU), {batched / len(pairs):.3f} s/pair "
-        f"({reused:.0%} prompt tokens reused)"
-    )
-
-    backend = make_backend("local", args.model, max_batch_size=args.batch_size)
-    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.0)
+    print(f"(a) batched P(Yes): {batched:.1f} s wall ({batched_cpu:.1f} s CPU), {batched / len(pairs):.3f} s/pair")
     subset = pairs[: args.generate_pairs or len(pairs)]
+    same_wall, same_cpu = batched, batched_cpu
+    if len(subset) < len(pairs):
+        # The speed-up compares the same pairs: prompt lengths differ from turn to turn, and so does the time a pair.
+        backend = make_backend("local", args.model, max_batch_size=args.batch_size)
+        scorer = GenerativeScorer(backend, items, share_context=not args.no_shared_context)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        scorer.score(subset)
+        same_wall, same_cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        backend.close()
+        print(f"(a) on (b)'s {len(subset)} pairs: {same_wall:.1f} s wall ({same_cpu:.1f} s CPU)")
+
+    backend = make_backend("local", args.model, max_batch_size=args.batch_size, prefix_cache_mb=0)
+    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.0)
     requests = scorer.requests(subset)
     started, cpu_started = time.perf_counter(), time.process_time()
     replies = [backend.generate([ChatRequest(messages=r.messages)], params)[0] for r in requests]
@@ -112,8 +125,8 @@ def scoring(args: argparse.Namespace) -> None:
         f"(b) generate per pair: {generated:.1f} s wall ({generated_cpu:.1f} s CPU) for {len(subset)} pairs, "
         f"{per_pair:.3f} s/pair"
     )
-    ratio_cpu = (generated_cpu / len(subset)) / (batched_cpu / len(pairs))
-    print(f"ratio (b)/(a) per pair: {per_pair / (batched / len(pairs)):.1f}x wall, {ratio_cpu:.1f}x CPU (target >= 10)")
+    ratio_wall, ratio_cpu = generated / same_wall, generated_cpu / same_cpu
+    print(f"ratio (b)/(a) on the same {len(subset)} pairs: {ratio_wall:.1f}x wall, {ratio_cpu:.1f}x CPU (target >= 10)")
 
     answers = [answer(g.text) for g in replies]
     decided = [(a, p) for a, p in zip(answers, p_yes, strict=False) if a != "other"]
@@ -129,6 +142,27 @@ def scoring(args: argparse.Namespace) -> None:
     )
     print(f"example reply: {replies[0].text!r}")
     print(f"load average after: {load_average()}")
+    if args.json:
+        figures = {
+            "speedup": round(ratio_wall, 2),
+            "speedup_cpu": round(ratio_cpu, 2),
+            "agreement": round(agree / len(decided), 4) if decided else None,
+            "agreement_all": round(agree / len(subset), 4),
+            "decided": len(decided),
+            "pairs": len(pairs),
+            "generate_pairs": len(subset),
+            "batched_seconds_per_pair": round(same_wall / len(subset), 4),
+            "generate_seconds_per_pair": round(per_pair, 4),
+            "batched_cpu_seconds": round(same_cpu, 1),
+            "generate_cpu_seconds": round(generated_cpu, 1),
+            "auc": round(auc(p_yes, relevant), 4),
+            "model": args.model,
+            "load_average_before": load_before,
+            "load_average_after": load_average(),
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -169,9 +203,10 @@ def main() -> int:
     score.add_argument("--model", default="embedded")
     score.add_argument("--batch-size", type=int, default=16)
     score.add_argument("--max-new-tokens", type=int, default=8)
-    score.add_argument("--no-shared-context", action="store_true", help="(a) without sending shared prefixes first")
+    score.add_argument("--no-shared-context", action="store_true", help="(a) with no shared prefix: each prompt whole")
     score.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
     score.add_argument("--seed", type=int, default=0)
+    score.add_argument("--json", type=Path, help="write speedup, agreement and the timings to this file")
     score.set_defaults(func=scoring)
     timed = sub.add_parser("run", help="wall time of the default crs-eval sample")
     timed.add_argument("--source", type=Path, required=True)

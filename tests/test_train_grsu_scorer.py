@@ -139,6 +139,9 @@ def test_train_writes_a_model_folder_with_results_and_card(trained: Path, redial
     assert entries["ndcg@5"].dataset_revision == "v0.1.0" and entries["ndcg@5"].dataset_split == "test"
     assert "Accept the recommendation (Yes/No)?" in card.text and "| fine-tuned P(Yes) |" in card.text
     assert "zero-shot base" in card.text
+    # Two steps of a tiny random model learn nothing, and the card must say so in words.
+    learnt = results["auc"] - results["auc_base"] >= 0.05
+    assert ("**This scorer did not learn.**" in card.text) != learnt
 
 
 def test_adapter_loads_with_peft_and_scores_like_the_backend(trained: Path, tiny_base: Path, tmp_path: Path) -> None:

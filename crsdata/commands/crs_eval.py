@@ -17,8 +17,8 @@ OUT/README.md (a card with an example interaction) and OUT/turns.jsonl (every li
 
 --source: a folder written by `crsdata build`: `redial-eval` (iEvaLM's ReDial test turns) or a corpus of whole
 dialogues (`inspired`, `redial`), whose recommender turns that name items are the turns evaluated. Its `items`
-config is the catalog the CRS ranks. Items mentioned earlier in a conversation are removed from every ranking
-and from the ground truth, as GRSU does.
+config is the catalog the CRS ranks. As GRSU's evaluation does, a turn whose ground truth was mentioned earlier
+is skipped, the whole conversation is the context, and items mentioned earlier are removed from every ranking.
 
 CRS (--crs): `popularity` (most recommended items on the training side: --popularity-source/--popularity-split),
 `retrieval` (all-MiniLM-L6-v2 between the conversation, plus the critique, and each item's catalog text),
@@ -31,8 +31,9 @@ does; `transformers serve` does not). A fine-tuned GRSU scorer is just another m
 
 Search (--search): `beam` (GRSU: N*N lists from the conversation, then the B best lists get N critiques each,
 D steps), `greedy` (beam width 1 with B*N lists a step: the same budget when B = N), `mc` (depth one, beam
-search's budget sampled from the conversation). The paper uses B = N = 4, D = 5 with lists of 10 (80 lists a
-turn); the defaults, B = N = 2, D = 2 on 50 turns, finish in minutes on a 2-core CPU with the default scorer.
+search's budget sampled from the conversation). The defaults are the paper's, B = N = 4, D = 5 with lists of 10
+(80 lists a turn); on 50 turns with the default scorer they take under a minute on a 2-core CPU once the
+catalog's item vectors are cached (the first run on a catalog embeds it).
 
 Resumable: a killed run resumes from OUT/turns.jsonl with the same command; other settings in the same OUT are
 refused.
@@ -88,14 +89,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--context-chars",
         type=int,
-        default=2000,
-        help="characters of conversation the CRS and the user see, the most recent utterances (2000; 0: all)",
+        default=0,
+        help="characters of conversation the CRS and the user see, the most recent utterances (default 0: all, "
+        "as GRSU)",
     )
     search = parser.add_argument_group("search")
     search.add_argument("--search", choices=SEARCH_METHODS, default="beam", help="search method (default beam)")
-    search.add_argument("--beam-width", type=int, default=2, help="B: lists kept a step (default 2; paper 4)")
-    search.add_argument("--expand-width", type=int, default=2, help="N: critiques per kept list (default 2; paper 4)")
-    search.add_argument("--depth", type=int, default=2, help="D: search steps (default 2; paper 5)")
+    search.add_argument("--beam-width", type=int, default=4, help="B: lists kept a step (default 4, as the paper)")
+    search.add_argument(
+        "--expand-width", type=int, default=4, help="N: critiques per kept list (default 4, as the paper)"
+    )
+    search.add_argument("--depth", type=int, default=5, help="D: search steps (default 5, as the paper)")
     search.add_argument("--list-size", type=int, default=10, help="items in each searched list (default 10)")
     parser.add_argument(
         "--zero-shot-size",

@@ -9,9 +9,13 @@ Two kinds of folders give evaluation turns (:func:`evaluation_turns`):
   recommendation turn (:func:`crsdata.metrics.recommendation_turns` with rule ``mentions``, as iEvaLM and GRSU
   sample ReDial and INSPIRED); its ground truth is the items it names, its context the turns before it.
 
-Either way, items mentioned earlier in the conversation are removed from the ground truth and from every ranking
-(GRSU's "remove repeated items"). Ground-truth items that are not in the catalog can never be recommended and are
-dropped. A turn left without ground truth is skipped and counted by reason, never silently.
+Ground-truth items that are not in the catalog can never be recommended and are dropped. Then, as GRSU's own
+evaluation does (``only_new`` in its task loaders), a turn is skipped when *any* of its ground-truth items was
+mentioned earlier in the conversation: re-recommending a film the seeker already named is not a new
+recommendation, and keeping such a turn with the repeated item taken out (this module's rule before) evaluates
+turns GRSU never sees. Items mentioned earlier are still removed from every ranking. A skipped turn is counted by
+reason, never silently. The context is the whole conversation before the turn, as GRSU gives it
+(``--context-chars`` can cut it to its most recent utterances).
 """
 
 from __future__ import annotations
@@ -30,9 +34,9 @@ from crsdata.schema import load_extra
 # Attributes a critique can name, and where an item row keeps them (GRSU: genre, actor, writer, director).
 CRITIQUE_ATTRIBUTES: dict[str, str] = {"genre": "genres", "actor": "star", "writer": "writer", "director": "director"}
 _PEOPLE_ROLES = ("director", "writer", "star")
-# Characters of conversation kept (the most recent utterances): INSPIRED dialogues run to 35 sentence turns, and
-# a small model's time grows with every token; 2,000 characters are ~500 tokens.
-CONTEXT_CHARS = 2000
+# Characters of conversation kept (the most recent utterances); 0 keeps it whole, as GRSU does. A cut trades the
+# seeker's early preferences for speed: a small model's time grows with every token.
+CONTEXT_CHARS = 0
 MAX_PEOPLE = 3  # names per role shown in an item description: enough to critique, short enough to score fast
 
 
@@ -197,15 +201,19 @@ def _item_keys(refs: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def evaluation_turns(
-    records: list[Mapping[str, Any]], items: ItemTable, context_chars: int = 0
+    records: list[Mapping[str, Any]], items: ItemTable, context_chars: int = 0, *, only_new: bool = True
 ) -> tuple[list[EvalTurn], Counter[str], str]:
-    """``(turns, skipped reason -> count, kind)`` for dialogue records (see the module doc)."""
+    """``(turns, skipped reason -> count, kind)`` for dialogue records (see the module doc).
+
+    ``only_new=False`` keeps a turn whose ground truth was partly mentioned before, with only its new items as
+    targets: what counting recommendations (the popularity CRS) wants, not what GRSU evaluates.
+    """
     samples = [load_extra(r.get("extra") or "").get("sample") == TURN_SAMPLE for r in records]
     if records and all(samples):
-        turns, skipped = _from_turn_samples(records, items)
+        turns, skipped = _from_turn_samples(records, items, only_new)
         kind = "turn samples"
     else:
-        turns, skipped = _from_dialogues(records, items)
+        turns, skipped = _from_dialogues(records, items, only_new)
         kind = "dialogues"
     if context_chars:
         turns = [replace(t, context=recent(t.context, context_chars)) for t in turns]
@@ -225,23 +233,35 @@ def recent(context: Sequence[tuple[str, str]], max_chars: int) -> tuple[tuple[st
 
 
 def _finish(
-    key: str, group: str, context: list[tuple[str, str]], targets: list[str], mentioned: list[str], items: ItemTable
+    key: str,
+    group: str,
+    context: list[tuple[str, str]],
+    targets: list[str],
+    mentioned: list[str],
+    items: ItemTable,
+    only_new: bool = True,
 ) -> tuple[EvalTurn | None, str]:
-    seen = set(mentioned)
-    new = [t for t in targets if t not in seen]
+    """The turn, or ``None`` and why it is skipped: targets are kept in the catalog first, as GRSU filters its
+    labels, so an item it cannot rank never decides whether a turn is new."""
     if not targets:
         return None, "no-target-items"
-    if not new:
-        return None, "targets-already-mentioned"
-    known = [t for t in new if t in items]
+    known = [t for t in targets if t in items]
     if not known:
         return None, "targets-not-in-catalog"
+    seen = set(mentioned)
+    if only_new and seen.intersection(known):
+        return None, "targets-already-mentioned"
+    known = [t for t in known if t not in seen]
+    if not known:
+        return None, "targets-already-mentioned"
     if not context:
         return None, "empty-context"
     return EvalTurn(key, group, tuple(context), tuple(known), tuple(mentioned)), ""
 
 
-def _from_turn_samples(records: list[Mapping[str, Any]], items: ItemTable) -> tuple[list[EvalTurn], Counter[str]]:
+def _from_turn_samples(
+    records: list[Mapping[str, Any]], items: ItemTable, only_new: bool = True
+) -> tuple[list[EvalTurn], Counter[str]]:
     turns: list[EvalTurn] = []
     skipped: Counter[str] = Counter()
     for record in records:
@@ -250,7 +270,7 @@ def _from_turn_samples(records: list[Mapping[str, Any]], items: ItemTable) -> tu
         mentioned = _item_keys(ref for t in record["turns"] for ref in t["items"])
         group = str(extra.get("conversation_id") or record["dialogue_id"])
         turn, why = _finish(
-            str(record["dialogue_id"]), group, context, _item_keys(record["target_items"]), mentioned, items
+            str(record["dialogue_id"]), group, context, _item_keys(record["target_items"]), mentioned, items, only_new
         )
         if turn is None:
             skipped[why] += 1
@@ -259,7 +279,9 @@ def _from_turn_samples(records: list[Mapping[str, Any]], items: ItemTable) -> tu
     return turns, skipped
 
 
-def _from_dialogues(records: list[Mapping[str, Any]], items: ItemTable) -> tuple[list[EvalTurn], Counter[str]]:
+def _from_dialogues(
+    records: list[Mapping[str, Any]], items: ItemTable, only_new: bool = True
+) -> tuple[list[EvalTurn], Counter[str]]:
     from crsdata.metrics import recommendation_turns
 
     by_id = {str(r["dialogue_id"]): r for r in records}
@@ -268,7 +290,8 @@ def _from_dialogues(records: list[Mapping[str, Any]], items: ItemTable) -> tuple
     for rec in recommendation_turns(records, rule="mentions"):
         record = by_id[rec.dialogue_id]
         context = [(t["role"], t["text"]) for t in record["turns"] if t["index"] < rec.index and t["text"].strip()]
-        turn, why = _finish(f"{rec.dialogue_id}#{rec.index}", rec.dialogue_id, context, rec.items, rec.mentioned, items)
+        key = f"{rec.dialogue_id}#{rec.index}"
+        turn, why = _finish(key, rec.dialogue_id, context, rec.items, rec.mentioned, items, only_new)
         if turn is None:
             skipped[why] += 1
         else:

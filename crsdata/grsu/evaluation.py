@@ -64,9 +64,9 @@ class CrsEvalConfig:
     split: str = "test"
     n: int | None = 50
     search: str = "beam"
-    beam_width: int = 2
-    expand_width: int = 2
-    depth: int = 2
+    beam_width: int = 4
+    expand_width: int = 4
+    depth: int = 5
     list_size: int = 10
     context_chars: int = CONTEXT_CHARS
     scorer_model: str = "minilm"
@@ -225,7 +225,7 @@ def popularity_counts_for(config: CrsEvalConfig, items: ItemTable) -> tuple[dict
             "pass --popularity-source FOLDER and/or --popularity-split SPLIT",
             "no-popularity-split",
         )
-    turns, _, _ = evaluation_turns(list(splits[split]), items)
+    turns, _, _ = evaluation_turns(list(splits[split]), items, only_new=False)
     return popularity_from_turns([t.targets for t in turns]), f"{folder} ({split}, {len(turns):,} turns)"
 
 
@@ -380,6 +380,33 @@ def _metrics(
     return {key: float(column.mean()) for key, column in columns.items()}, columns
 
 
+def reference_scores(
+    lists: Sequence[Sequence[str]], turns: Sequence[EvalTurn], ks: tuple[int, ...]
+) -> dict[str, float]:
+    """Recall/NDCG/MRR@k as GRSU's released evaluation (``BaseTask.cal_metric``) computes them, to set beside ours.
+
+    Per turn, every ground-truth item is scored on its own and the turn's value is the mean over its items; the
+    run's value is the mean over turns. Where this differs from :func:`crsdata.metrics.ranking_scores`:
+
+    - NDCG of one item is ``1 / log2(rank + 2)`` with no ideal-DCG normalisation (the same when a turn has one
+      target, lower when it has several);
+    - NDCG@k and MRR@k are computed on the list cut at the *largest* k for every k (the reference code reuses the
+      list of its last cut-off), so its NDCG@10 equals its NDCG@50;
+    - mentioned items are not taken out of the list (GRSU's turn filter leaves none among the targets; our CRSs
+      never recommend them, so the lists are the same).
+    """
+    k_tail = max(ks)
+    totals: dict[str, float] = {f"{name}@{k}": 0.0 for name in ("Recall", "NDCG", "MRR") for k in ks}
+    for ranked, turn in zip(lists, turns, strict=True):
+        rank = {item: i for i, item in reversed(list(enumerate(ranked[:k_tail])))}
+        targets = turn.targets
+        for k in ks:
+            totals[f"Recall@{k}"] += sum(rank.get(t, k_tail) < k for t in targets) / len(targets)
+            totals[f"NDCG@{k}"] += sum(1 / np.log2(rank[t] + 2) for t in targets if t in rank) / len(targets)
+            totals[f"MRR@{k}"] += sum(1 / (rank[t] + 1) for t in targets if t in rank) / len(targets)
+    return {key: float(value / len(turns)) for key, value in totals.items()}
+
+
 def summarise(
     config: CrsEvalConfig, eval_set: EvalSet, records: list[dict[str, Any]], extra: dict[str, Any]
 ) -> dict[str, Any]:
@@ -412,6 +439,7 @@ def summarise(
             key: {"mean": float(differences[key].mean()), "interval": intervals.get(key)} for key in differences
         }
         plan = config.plan()
+        results.update(beam_width=plan.beam_width, expand_width=plan.expand_width, depth=plan.depth)
         results["search"] = {
             "method": plan.method,
             "beam_width": plan.beam_width,
@@ -423,6 +451,10 @@ def summarise(
     else:
         results.update({k: zero[k] for k in (*zero_means, "crs_calls", "scoring_passes")})
     results["zero_shot"] = zero
+    # GRSU's own way of averaging (see reference_scores), on the same lists: the figures to set beside the paper's.
+    results["reference_metrics"] = {"zero_shot": reference_scores([r["zero_shot"] for r in records], turns, config.ks)}
+    if config.protocol == "grsu":
+        results["reference_metrics"]["grsu"] = reference_scores([r["ranking"] for r in records], turns, config.ks)
     results["bootstrap_samples"] = config.bootstrap
     results["data"] = {
         "folder": str(eval_set.folder),

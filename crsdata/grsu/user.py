@@ -3,8 +3,10 @@
 Scoring (Eq. 2) has two implementations behind :class:`ItemScorer`:
 
 - :class:`GenerativeScorer`: any crsdata backend (the embedded SmolLM2, a fine-tuned GRSU scorer, a server). The
-  score of an item is P("Yes") to "Accept the recommendation (Yes/No)?", read from the backend's option
-  probabilities: one batched forward pass over all (context, item) pairs of a search step, no generation.
+  score of an item is P("Yes") to "Accept the recommendation (Yes/No)?", read from the next-token distribution,
+  no generation. On a local model (:func:`shared_prefix_probabilities`) each turn's conversation prefix runs once
+  and every item's suffix runs on top of its key/value states, many items per forward pass; on a server, from
+  the backend's option probabilities (the server's own prefix caching shares the conversation).
 - :class:`EmbeddingScorer`: a label-free stand-in with no language model, for CPUs: the cosine, mapped to [0, 1],
   between an item's catalog text and the user (what the seeker said plus the movies mentioned), in
   all-MiniLM-L6-v2's space. It ranks but is not a probability.
@@ -88,6 +90,8 @@ class GenerativeScorer(ItemScorer):
     def score(self, pairs: Sequence[tuple[EvalTurn, str]]) -> list[float]:
         if not pairs:
             return []
+        if self.share_context and hasattr(self.backend, "tokenizer") and hasattr(self.backend, "model"):
+            return self._score_shared(pairs)
         if self.share_context:
             new = list({turn.key: turn for turn, _ in pairs if turn.key not in self._shared}.values())
             if new:
@@ -97,11 +101,108 @@ class GenerativeScorer(ItemScorer):
         options = self.backend.option_probabilities(self.requests(pairs), SCORE_OPTIONS)
         return [float(p[SCORE_OPTIONS[0]]) for p in options]
 
+    def _score_shared(self, pairs: Sequence[tuple[EvalTurn, str]]) -> list[float]:
+        backend: Any = self.backend
+        option_ids = backend.option_token_ids(list(SCORE_OPTIONS))
+        groups: dict[str, list[int]] = {}
+        for i, (turn, _) in enumerate(pairs):
+            groups.setdefault(turn.key, []).append(i)
+        prompts = [backend.encode(request) for request in self.requests(pairs)]
+        too_long = [(turn.key, len(ids)) for (turn, _), ids in zip(pairs, prompts, strict=True)]
+        too_long = [(key, n) for key, n in too_long if n >= backend.max_positions]
+        if too_long:
+            from crsdata.backends.base import BackendError
+
+            key, n = too_long[0]
+            raise BackendError(
+                f"the scoring prompt of turn {key} has {n} tokens; model {backend.model_id} takes at most "
+                f"{backend.max_positions} ({len(too_long)} prompts too long; --context-chars N shortens them)"
+            )
+        scores = [0.0] * len(pairs)
+        for members in groups.values():
+            rows = [prompts[i] for i in members]
+            probs = shared_prefix_probabilities(
+                backend.model, rows, option_ids, backend.pad_token_id, backend.max_batch_size
+            )
+            for i, p in zip(members, probs, strict=True):
+                scores[i] = p[0]
+        return scores
+
     def forget(self, turns: Sequence[EvalTurn]) -> None:
         self._shared.difference_update(t.key for t in turns)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.backend.model_id, "options": SCORE_OPTIONS}
+
+
+def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Tokens that every row starts with, leaving at least one token of each row outside (its last token must
+    run, since its logits are the answer)."""
+    if not rows:
+        return 0
+    limit = min(len(r) for r in rows) - 1
+    first = rows[0]
+    n = 0
+    while n < limit and all(r[n] == first[n] for r in rows):
+        n += 1
+    return n
+
+
+def shared_prefix_probabilities(
+    model: Any, rows: Sequence[Sequence[int]], option_ids: Sequence[int], pad_token_id: int, batch_size: int = 16
+) -> list[list[float]]:
+    """The next-token probabilities of ``option_ids`` (renormalised over them) after each prompt of ``rows``,
+    with the prompts' common prefix run once.
+
+    The prefix (one turn's task and conversation: nearly all of a scoring prompt) runs in one forward pass and
+    its key/value cache is kept; each batch of suffixes (the item and the question) then runs on a copy of that
+    cache repeated along the batch. Suffixes are left-padded *between* the prefix and the suffix, masked, with
+    explicit positions, so every row's last token is the batch's last position and only its logits are built.
+    The result equals running each whole prompt alone, to float rounding (a test checks 1e-4).
+    """
+    import copy
+
+    import torch
+
+    from crsdata.backends.kv_cache import cache_argument
+
+    keyword = cache_argument(model)
+    n_prefix = common_prefix_length(rows)
+    device = next(model.parameters()).device
+    index = torch.tensor(list(option_ids), device=device)
+    out: list[list[float]] = []
+    with torch.inference_mode():
+        prefix_cache = None
+        if n_prefix:
+            prefix = torch.tensor([list(rows[0][:n_prefix])], dtype=torch.long, device=device)
+            prefix_cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        for start in range(0, len(rows), batch_size):
+            chunk = [list(r[n_prefix:]) for r in rows[start : start + batch_size]]
+            width = max(map(len, chunk))
+            input_ids = torch.full((len(chunk), width), pad_token_id, dtype=torch.long)
+            attention = torch.zeros((len(chunk), n_prefix + width), dtype=torch.long)
+            positions = torch.zeros((len(chunk), width), dtype=torch.long)
+            attention[:, :n_prefix] = 1
+            for j, suffix in enumerate(chunk):
+                input_ids[j, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
+                attention[j, n_prefix + width - len(suffix) :] = 1
+                positions[j, width - len(suffix) :] = torch.arange(n_prefix, n_prefix + len(suffix))
+            options: dict[str, Any] = {}
+            if prefix_cache is not None:
+                cache = copy.deepcopy(prefix_cache)
+                cache.batch_repeat_interleave(len(chunk))
+                options[keyword] = cache
+            logits = model(
+                input_ids=input_ids.to(device),
+                attention_mask=attention.to(device),
+                position_ids=positions.to(device),
+                use_cache=prefix_cache is not None,
+                logits_to_keep=1,
+                **options,
+            ).logits[:, -1, :]
+            probs = logits.float().softmax(dim=-1).index_select(-1, index)
+            out.extend((probs / probs.sum(dim=-1, keepdim=True)).tolist())
+    return out
 
 
 class EmbeddingScorer(ItemScorer):
