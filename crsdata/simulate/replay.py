@@ -351,6 +351,8 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
                 "temperature": config.temperature,
                 "top_p": config.top_p,
                 "max_new_tokens": config.max_new_tokens,
+                "repetition_penalty": config.repetition_penalty,
+                "no_repeat_ngram_size": config.no_repeat_ngram_size,
             },
             "seed": config.seed,
             "bootstrap_samples": options.bootstrap,
