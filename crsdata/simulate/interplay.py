@@ -51,12 +51,13 @@ from typing import TYPE_CHECKING, Any
 from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingParams
 from crsdata.backends.embedded import RECOMMENDER_SIMULATOR, USER_SIMULATOR
 from crsdata.catalog import load_catalog
+from crsdata.errors import BadInputError
 from crsdata.schema import Action, EndReason, Role, item_ref, new_dialogue, new_turn
 from crsdata.seeds import derive_seed
 from crsdata.simulate.actions import ParsedTurn, parse_turn
 from crsdata.simulate.base import DialogueState, Simulation, SimulationOptions, option
 from crsdata.simulate.leak import assert_no_target_leak
-from crsdata.simulate.persona import CatalogLike, Persona, all_target_titles, build_persona
+from crsdata.simulate.persona import CatalogLike, Persona, all_target_titles, build_persona, catalog_row
 from crsdata.simulate.prompts import (
     FINETUNED_STOP,
     PERSONA_QUOTES,
@@ -79,6 +80,44 @@ _RECOMMENDER_ACTIONS = {"greeting", "inquire", "recommend", "feedback"}
 def request_seed(seed: int, turn_index: int, attempt: int = 0) -> int:
     """Deterministic 63-bit seed of one request, from the dialogue seed, the turn index and the retry number."""
     return derive_seed("interplay", seed, turn_index, attempt)
+
+
+# Catalog fields that say what a film is like; a row with none of them (a folder built without --catalog) gives
+# a target described by its decade alone.
+FACT_FIELDS = ("genres", "plot", "keywords", "people")
+
+
+def has_facts(row: Mapping[str, Any] | None) -> bool:
+    """Whether a catalog row says anything about the film beyond its title and year."""
+    return bool(row) and any(row.get(name) for name in FACT_FIELDS)  # type: ignore[union-attr]
+
+
+def require_described_targets(source: SimulationSource, catalog: CatalogLike | None) -> None:
+    """Refuses (BadInputError naming ``--catalog``) a source none of whose records can get real target
+    attributes: no ``user_profile.target_attributes`` and no catalog facts for any target film. That is a folder
+    built without ``--catalog`` and run without ``--catalog``, whose personas would all want "A movie from the
+    2000s." and nothing else."""
+    needing = [r for r in source.records if not ((r.get("user_profile") or {}).get("target_attributes") or "").strip()]
+    if not needing:
+        return
+    described = sum(
+        1
+        for record in needing
+        if any(has_facts(catalog_row(catalog, t.get("item_id", ""))) for t in record.get("target_items") or [])
+    )
+    if described:
+        return
+    where = "no catalog was found" if catalog is None else "the catalog has none"
+    raise BadInputError(
+        source.name,
+        f"split {source.split}",
+        "--catalog",
+        f"none of the {len(needing)} records has target attributes, and {where} of genres, plot, keywords or "
+        'people for their target films, so every persona would want only a decade ("A movie from the 2000s."). '
+        "Rebuild the source with `crsdata build ... --catalog ../shared/data/redial/redial__id2info.json` (and "
+        "the MovieLens keywords), or pass --catalog to this command",
+        "no-catalog",
+    )
 
 
 def _with_stops(params: SamplingParams, stops: tuple[str, ...]) -> SamplingParams:
@@ -220,6 +259,14 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         if not options.first_speaker:
             user_style = prompt_style_of(models[Role.USER.value])
             options.first_speaker = Role.USER.value if user_style == "finetuned" else Role.RECOMMENDER.value
+
+    @classmethod
+    def load_source(cls, source: str, split: str | None, options: SimulationOptions) -> SimulationSource:
+        """The dataset split, refused when its targets cannot be described (:func:`require_described_targets`)."""
+        loaded = super().load_source(source, split, options)
+        assert isinstance(options, InterplayOptions)
+        require_described_targets(loaded, load_catalog(options.catalog, default_folder=loaded.name))
+        return loaded
 
     @classmethod
     def constructor_options(cls, options: SimulationOptions, source: SimulationSource) -> dict[str, Any]:
