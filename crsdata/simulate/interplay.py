@@ -56,12 +56,22 @@ from crsdata.schema import Action, EndReason, Role, item_ref, new_dialogue, new_
 from crsdata.seeds import derive_seed
 from crsdata.simulate.actions import ParsedTurn, parse_turn
 from crsdata.simulate.base import DialogueState, Simulation, SimulationOptions, option
-from crsdata.simulate.leak import assert_no_target_leak
+from crsdata.simulate.grounding import (
+    GROUNDING,
+    CatalogRetriever,
+    candidate_lines,
+    inference_candidates,
+    record_cues,
+    target_ids,
+    user_facts,
+)
+from crsdata.simulate.leak import assert_no_target_leak, target_titles
 from crsdata.simulate.persona import CatalogLike, Persona, all_target_titles, build_persona, catalog_row
 from crsdata.simulate.prompts import (
     FINETUNED_STOP,
     PERSONA_QUOTES,
     STYLES,
+    Grounding,
     finetuned_prompt,
     instruct_messages,
     template_hashes,
@@ -158,6 +168,20 @@ class InterplayOptions(SimulationOptions):
         type=Path,
         repeat=True,
     )
+    grounding: str = option(
+        "none",
+        "catalog: the user wants preference cues (kinds, era, themes, its own words; never people or titles) and "
+        "hears the catalog facts of each film the recommender names; the recommender sees the catalog films most "
+        "similar to what the user said (MiniLM retrieval) before each turn. none: Interplay's layout. Default "
+        "none until simulators trained on the grounded layout ship (the shipped pair never saw it)",
+        choices=GROUNDING,
+    )
+    candidates: int = option(5, "films in the recommender's list under --grounding catalog (default 5)")
+    tags: Path | None = option(
+        None,
+        "MovieLens tags.csv whose tags join the catalog keywords as themes of the user's cues (--grounding catalog)",
+        type=Path,
+    )
 
 
 class InterplaySimulation(Simulation):
@@ -219,6 +243,10 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         max_parse_failures: int = 3,
         n_watched: int = 3,
         infer_actions: bool = False,
+        grounding: str = "none",
+        candidates: int = 5,
+        tags: Mapping[str, list[str]] | None = None,
+        retriever: CatalogRetriever | None = None,
     ) -> None:
         missing = [r for r in ROLES if r not in backends]
         if missing:
@@ -231,6 +259,10 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             raise ValueError(f"first_speaker must be one of {', '.join(ROLES)}, got {first_speaker!r}")
         if max_turns < 1 or max_parse_failures < 1:
             raise ValueError("max_turns and max_parse_failures must be at least 1")
+        if grounding not in GROUNDING:
+            raise ValueError(f"grounding must be one of {', '.join(GROUNDING)}, got {grounding!r}")
+        if grounding == "catalog" and catalog is None:
+            raise ValueError("--grounding catalog needs a catalog (--catalog, or a source folder with items)")
         params = dict(params or {})
         for role in ROLES:
             base = params.get(role, SamplingParams())
@@ -245,6 +277,10 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         self.max_parse_failures = max_parse_failures
         self.n_watched = n_watched
         self.infer_actions = infer_actions
+        self.grounding = grounding
+        self.candidates_k = candidates
+        self.tags = dict(tags or {})
+        self._retriever = retriever
 
     @classmethod
     def complete_options(cls, options: SimulationOptions, models: dict[str, str]) -> None:
@@ -271,11 +307,22 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
     @classmethod
     def constructor_options(cls, options: SimulationOptions, source: SimulationSource) -> dict[str, Any]:
         assert isinstance(options, InterplayOptions)
+        catalog = load_catalog(options.catalog, default_folder=source.name)
+        grounded: dict[str, Any] = {}
+        if options.grounding == "catalog":
+            from crsdata.simulate.grounding import read_tags
+
+            grounded = {
+                "grounding": "catalog",
+                "candidates": options.candidates,
+                "tags": read_tags(options.tags, catalog) if options.tags else None,
+            }
         return {
-            "catalog": load_catalog(options.catalog, default_folder=source.name),
+            "catalog": catalog,
             "style": options.prompt_style or "instruct",
             "infer_actions": options.infer_actions,
             "first_speaker": options.first_speaker or Role.RECOMMENDER.value,
+            **grounded,
         }
 
     def settings(self) -> dict[str, Any]:
@@ -287,6 +334,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "n_watched": self.n_watched,
             "infer_actions": self.infer_actions,
             "catalog_items": len(self.catalog) if self.catalog is not None else 0,
+            **({"grounding": self.grounding, "candidates": self.candidates_k} if self.grounding != "none" else {}),
         }
 
     # -- contract ------------------------------------------------------------------------------------------
@@ -294,13 +342,43 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
     def start(self, record: dict[str, Any], dialogue_id: str, seed: int) -> DialogueState:
         quotes = PERSONA_QUOTES[self.styles[Role.USER.value]]
         persona = build_persona(record, self.catalog, n_watched=self.n_watched, seed=seed, quote_utterances=quotes)
+        titles = all_target_titles(record, self.catalog)
+        if self.grounding == "catalog":
+            cues = record_cues(record, self.catalog, self.tags, titles)
+            persona = dataclasses.replace(persona, target_attributes=cues or persona.target_attributes)
         state = DialogueState(dialogue_id=dialogue_id, record=record, seed=seed)
         state.context = {
             "persona": persona.to_dict(),
-            "target_titles": all_target_titles(record, self.catalog),
+            "target_titles": titles,
             "failures": {r: 0 for r in ROLES},
         }
         return state
+
+    # -- grounding -----------------------------------------------------------------------------------------
+
+    @property
+    def retriever(self) -> CatalogRetriever:
+        """The recommender's retrieval over the catalog, built (and its item vectors read or encoded) on first
+        use."""
+        if self._retriever is None:
+            assert self.catalog is not None
+            self._retriever = CatalogRetriever(self.catalog.rows())  # type: ignore[attr-defined]
+        return self._retriever
+
+    def grounding_of(self, state: DialogueState, role: str, allowed: list[str]) -> Grounding:
+        """What ``role`` is shown from the catalog before its next turn (see crsdata.simulate.prompts); the lines
+        that may name a target go to ``allowed`` for the leak guard."""
+        if self.grounding == "none":
+            return Grounding()
+        targets, titles = target_ids(state.record, self.catalog), target_titles(state)
+        if role == Role.USER.value:
+            return Grounding(facts=user_facts(state.turns, self.catalog, targets, titles, allowed))
+        lists: dict[str, list[str]] = state.context.setdefault("candidates", {})
+        index = len(state.turns)
+        if str(index) not in lists:
+            lists[str(index)] = inference_candidates(self.retriever, state.turns, self.candidates_k)
+        shown = {int(k): ids for k, ids in lists.items() if int(k) <= index}
+        return Grounding(candidates=candidate_lines(shown, self.catalog, targets, titles, allowed))
 
     def next_role(self, state: DialogueState) -> str:
         if not state.turns:
@@ -316,13 +394,15 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         shown = persona if role == Role.USER.value else dataclasses.replace(persona, target_attributes="")
         attempt = state.context.get("failures", {}).get(role, 0)
         seed = request_seed(state.seed, len(state.turns), attempt)
+        allowed: list[str] = []
+        grounding = self.grounding_of(state, role, allowed)
         if self.styles[role] == "instruct":
-            messages = instruct_messages(role, shown, state.turns, show_profile=self.show_profile)
+            messages = instruct_messages(role, shown, state.turns, show_profile=self.show_profile, grounding=grounding)
             request = ChatRequest(messages=messages, seed=seed)
         else:
-            prompt = finetuned_prompt(role, shown, state.turns, show_profile=self.show_profile)
+            prompt = finetuned_prompt(role, shown, state.turns, show_profile=self.show_profile, grounding=grounding)
             request = ChatRequest(prompt=prompt, seed=seed)
-        assert_no_target_leak(request, state)
+        assert_no_target_leak(request, state, allowed)
         return request
 
     def apply(self, state: DialogueState, role: str, generation: Generation) -> None:
@@ -393,6 +473,9 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
                 self._count(state, "accept_without_recommendation")
                 action = Action.FEEDBACK.value
                 extra["generated_action"] = Action.ACCEPT.value
+        candidates = (state.context.get("candidates") or {}).get(str(len(state.turns)))
+        if role == Role.RECOMMENDER.value and candidates is not None:
+            extra["candidates"] = list(candidates)
         state.turns.append(new_turn(len(state.turns), role, parsed.response, action, items, extra=extra))
         if accepted is not None:
             state.accepted_item = accepted
@@ -411,6 +494,8 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "show_profile": self.show_profile,
             "infer_actions": self.infer_actions,
         }
+        if self.grounding != "none":
+            extra["grounding"] = self.grounding
         if state.context.get("error"):
             extra["error"] = state.context["error"]
         return new_dialogue(
@@ -436,7 +521,8 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         )
 
     def prompt_hashes(self) -> dict[str, str]:
-        return template_hashes([f"interplay.{role}.{self.styles[role]}" for role in ROLES])
+        suffix = "" if self.grounding == "none" else "." + self.grounding
+        return template_hashes([f"interplay.{role}.{self.styles[role]}{suffix}" for role in ROLES])
 
     # -- output --------------------------------------------------------------------------------------------
 
