@@ -536,12 +536,32 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         from crsdata.simulate.leak import leak_report
 
         report = leak_report(records)
+        grounding = {
+            "none": "`--grounding none` (the default): Interplay's layout. The user wants target attributes "
+            "described from the catalog and the recommender sees only the conversation. The default stays `none` "
+            "until simulators trained on the grounded layout ship: the shipped pair has never seen it.",
+            "catalog": "`--grounding catalog`: the user wants preference cues (kinds of film, era, themes from "
+            "keywords and tags, its own words without titles; never people or title words) and hears the catalog "
+            "facts of each film a recommender turn names; before each recommender turn, the "
+            f"{self.candidates_k} catalog films most similar to the user's words (MiniLM retrieval, never a "
+            "target that retrieval did not find) are listed for it. Simulators not trained on this layout (the "
+            "shipped pair is not) see it for the first time.",
+        }[self.grounding]
+        listed = [t for r in records for t in r["turns"] if "candidates" in (t.get("extra") or {})]
+        if listed:
+            named = [i for t in listed for i in t["items"]]
+            in_list = sum(1 for t in listed for i in t["items"] if i["item_id"] in t["extra"]["candidates"])
+            grounding += (
+                f" Recommender turns with a list: {len(listed)}; titles they named: {len(named)}, "
+                f"{in_list} of them from the list."
+            )
         return {
+            "Grounding": grounding,
             "Target leak": "A leak is a user turn that names a target item before any recommender turn has named it "
             "(`crsdata.simulate.leak`). Leak rate: "
             f"**{100 * report['dialogue_rate']:.1f}%** of {report['dialogues']} dialogues with targets "
             f"({report['leaked_dialogues']} dialogues; {report['leaked_user_turns']} of {report['user_turns']} "
-            "user turns)."
+            "user turns).",
         }
 
     # -- helpers -------------------------------------------------------------------------------------------
