@@ -200,3 +200,44 @@ def test_tags_come_from_movielens_and_are_linked(tags) -> None:
     toy_story = catalog().canonical_id("ml:1")
     assert toy_story in tags and tags[toy_story]
     assert all(isinstance(t, str) and t for values in list(tags.values())[:50] for t in values)
+
+
+def test_simulate_command_with_grounding_catalog_records_it(tiny_model_dir, tmp_path) -> None:
+    """`crsdata simulate interplay --grounding catalog` end to end on official test personas and the tiny model."""
+    import json
+
+    from fixtures.tiny_models import widened
+
+    from crsdata.cli import main
+
+    model = widened(tiny_model_dir, tmp_path / "model", positions=4096)
+    lines = (DATA / "redial" / "official" / "test_data.jsonl").read_text(encoding="utf-8").splitlines()[:8]
+    (tmp_path / "test.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    catalogs = ["--catalog", str(DATA / "redial" / "redial__id2info.json")]
+    assert (
+        main(["build", "redial", "--input", str(tmp_path / "test.jsonl"), "--out", str(tmp_path / "src"), *catalogs])
+        == 0
+    )
+    out = tmp_path / "sim"
+    argv = [
+        "simulate",
+        "interplay",
+        "--source",
+        str(tmp_path / "src"),
+        "--split",
+        "test",
+        "--n",
+        "2",
+        "--out",
+        str(out),
+    ]
+    argv += ["--user-model", str(model), "--recommender-model", str(model), "--prompt-style", "finetuned"]
+    argv += ["--first-speaker", "user", "--max-turns", "4", "--max-new-tokens", "6", "--threads", "1", "--no-progress"]
+    argv += ["--grounding", "catalog", "--tags", str(TAGS), "--no-repeat-ngram-size", "3", "--infer-actions"]
+    assert main(argv) == 0
+    config = json.loads((out / ".simulate-run" / "manifest.json").read_text())["config"]
+    assert config["options"]["grounding"] == "catalog" and config["settings"]["grounding"] == "catalog"
+    assert all(name.endswith(".catalog") for name in config["prompt_hashes"])
+    assert config["sampling"]["user"]["no_repeat_ngram_size"] == 3
+    card = (out / "README.md").read_text()
+    assert "## Grounding" in card and "--grounding catalog" in card
