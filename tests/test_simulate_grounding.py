@@ -241,3 +241,30 @@ def test_simulate_command_with_grounding_catalog_records_it(tiny_model_dir, tmp_
     assert config["sampling"]["user"]["no_repeat_ngram_size"] == 3
     card = (out / "README.md").read_text()
     assert "## Grounding" in card and "--grounding catalog" in card
+
+
+def test_replay_shows_the_facts_of_the_films_real_turns_named(records) -> None:
+    """Replay's stricter guard allows a target's facts line once a real recommender turn named the target."""
+    from crsdata.simulate.replay import ReplaySimulation
+
+    backends = {"user": ScriptedBackend("u", lambda n, t: ""), "recommender": ScriptedBackend("r", lambda n, t: "")}
+    sim = ReplaySimulation(backends, catalog=catalog(), style="finetuned", grounding="catalog")
+    shown = 0
+    for record in records[:30]:
+        try:
+            state = sim.start(record, record["dialogue_id"], 0)
+        except BadInputError:
+            continue
+        prompt = sim.request(state, "user").prompt
+        assert prompt.rstrip().endswith("user:")
+        named = [i for t in state.turns if t["role"] == "recommender" for i in t["items"] if i["item_id"]]
+        rows = [catalog().get(i["item_id"]) for i in named]
+        shown += any(row and row.get("genres") for row in rows)
+        for row in rows:
+            if row and row.get("genres"):
+                assert "[FACTS] " + display_title_of(row) in prompt
+    assert shown >= 10
+
+
+def display_title_of(row: dict) -> str:
+    return f"{row['title']} ({row['year']})" if row.get("year") else row["title"]
