@@ -93,7 +93,7 @@ def display(row: Mapping[str, Any]) -> str:
 
 def compact_line(row: Mapping[str, Any]) -> str:
     """One candidate for the recommender: title, year, genres, one or two names (director first)."""
-    names = (_people(row, ("direct",))[:1] + _people(row, ("star", "actor", "actress", "cast")))[:2]
+    names = list(dict.fromkeys(_people(row, ("direct",))[:1] + _people(row, ("star", "actor", "actress", "cast"))))[:2]
     parts = [", ".join(str(g).lower() for g in row.get("genres") or [])] + [", ".join(names)]
     return f"{display(row)}: " + "; ".join(p for p in parts if p)
 
