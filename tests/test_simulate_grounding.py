@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 import pytest
 from simulate_fixtures import DATA, ScriptedBackend, catalog, redial_records
@@ -241,6 +242,15 @@ def test_simulate_command_with_grounding_catalog_records_it(tiny_model_dir, tmp_
     assert config["sampling"]["user"]["no_repeat_ngram_size"] == 3
     card = (out / "README.md").read_text()
     assert "## Grounding" in card and "--grounding catalog" in card
+    # The card's list figures read the candidates recorded in each recommender turn's extra (a JSON text).
+    sim = InterplaySimulation(
+        {"user": ScriptedBackend("u", lambda n, t: ""), "recommender": ScriptedBackend("r", lambda n, t: "")},
+        catalog=catalog(),
+        grounding="catalog",
+    )
+    turn = new_turn(1, "recommender", "Try it", "recommend", [item_ref("76012", "x")], extra={"candidates": ["76012"]})
+    record = {"turns": [turn], "target_items": []}
+    assert "1 of them from the list" in sim.card_sections([record], Counter())["Grounding"]
 
 
 def test_replay_shows_the_facts_of_the_films_real_turns_named(records) -> None:

@@ -52,7 +52,7 @@ from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingPara
 from crsdata.backends.embedded import RECOMMENDER_SIMULATOR, USER_SIMULATOR
 from crsdata.catalog import load_catalog
 from crsdata.errors import BadInputError
-from crsdata.schema import Action, EndReason, Role, item_ref, new_dialogue, new_turn
+from crsdata.schema import Action, EndReason, Role, item_ref, load_extra, new_dialogue, new_turn
 from crsdata.seeds import derive_seed
 from crsdata.simulate.actions import ParsedTurn, parse_turn
 from crsdata.simulate.base import DialogueState, Simulation, SimulationOptions, option
@@ -549,10 +549,11 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "target that retrieval did not find) are listed for it. Simulators not trained on this layout (the "
             "shipped pair is not) see it for the first time.",
         }[self.grounding]
-        listed = [t for r in records for t in r["turns"] if "candidates" in (t.get("extra") or {})]
+        lists = [(t, load_extra(t.get("extra") or "").get("candidates")) for r in records for t in r["turns"]]
+        listed = [(t, ids) for t, ids in lists if ids is not None]
         if listed:
-            named = [i for t in listed for i in t["items"]]
-            in_list = sum(1 for t in listed for i in t["items"] if i["item_id"] in t["extra"]["candidates"])
+            named = [i for t, _ in listed for i in t["items"]]
+            in_list = sum(1 for t, ids in listed for i in t["items"] if i["item_id"] in ids)
             grounding += (
                 f" Recommender turns with a list: {len(listed)}; titles they named: {len(named)}, "
                 f"{in_list} of them from the list."
