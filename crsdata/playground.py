@@ -54,7 +54,7 @@ from crsdata.simulate.base import DialogueState
 from crsdata.simulate.interplay import InterplaySimulation
 from crsdata.simulate.leak import find_leaks, fuzzy_title_match
 from crsdata.simulate.persona import Persona, build_persona, catalog_row, display_title
-from crsdata.simulate.prompts import instruct_messages
+from crsdata.simulate.prompts import finetuned_prompt, instruct_messages
 
 MODES = ("recommender", "user", "watch")  # whom the person plays: tab 1, tab 2, nobody (tab 3)
 DEFAULT_SAVE_DIR = "out/space-saved"
@@ -83,8 +83,9 @@ class PlaygroundConfig:
 
     data: list[str] = field(default_factory=list)  # built folders or Hub dataset ids offered on the page
     backend: str = "local"  # "local" or the base URL of an OpenAI-compatible server
-    user_model: str = "embedded"
-    recommender_model: str = "embedded"
+    # The shipped fine-tuned pair, as `crsdata simulate interplay` (the zero-shot base where this install lacks it).
+    user_model: str = field(default_factory=lambda: InterplaySimulation.default_model("user"))
+    recommender_model: str = field(default_factory=lambda: InterplaySimulation.default_model("recommender"))
     save_dir: str = DEFAULT_SAVE_DIR
     max_input_chars: int = 500
     max_turns: int = 12  # per chat, both sides together
@@ -330,6 +331,16 @@ class Playground:
         names = [self.config.user_model, self.config.recommender_model, *self._injected]
         return list(dict.fromkeys(self.model_label(n) for n in names))
 
+    def style_of(self, label: str) -> str:
+        """The prompt layout a configured model reads: ``finetuned`` for crsdata's simulators, else ``instruct``."""
+        from crsdata.backends.embedded import prompt_style_of
+
+        try:
+            spec = self._model_spec(label)
+        except PlaygroundError:
+            spec = label
+        return prompt_style_of(spec) or "instruct"
+
     def _model_spec(self, label: str) -> str:
         for name in [self.config.user_model, self.config.recommender_model, *self._injected]:
             if self.model_label(name) == label:
@@ -371,8 +382,11 @@ class Playground:
         persona = Persona("I like many kinds of movies.", [], "A movie.")
         for role, label in (("user", self.config.user_model), ("recommender", self.config.recommender_model)):
             backend = self.backend(self.model_label(label))
-            messages = instruct_messages(role, persona, [])
-            backend.generate([ChatRequest(messages=messages)], SamplingParams(max_new_tokens=1, temperature=0))
+            if self.style_of(label) == "finetuned":
+                request = ChatRequest(prompt=finetuned_prompt(role, persona, []))
+            else:
+                request = ChatRequest(messages=instruct_messages(role, persona, []))
+            backend.generate([request], SamplingParams(max_new_tokens=1, temperature=0))
         return time.perf_counter() - started
 
     # -- corpora ---------------------------------------------------------------------------------------------
@@ -488,18 +502,23 @@ class Playground:
             if dialogue_id not in chosen.by_id:
                 raise PlaygroundError(f"{chosen.name} has no dialogue {dialogue_id!r}.")
             record, catalog, source = chosen.by_id[dialogue_id], chosen.catalog, f"{chosen.name} / {dialogue_id}"
-        backends = {
-            "user": self.backend(user_model or self.model_label(self.config.user_model)),
-            "recommender": self.backend(recommender_model or self.model_label(self.config.recommender_model)),
+        labels = {
+            "user": user_model or self.model_label(self.config.user_model),
+            "recommender": recommender_model or self.model_label(self.config.recommender_model),
         }
+        backends = {role: self.backend(label) for role, label in labels.items()}
+        styles = {role: self.style_of(label) for role, label in labels.items()}
         params = self.params()
+        # The person speaks first in both person chats, so every prompt of the simulator extends its last one. When
+        # two simulators talk, a fine-tuned user opens: they were trained on ReDial, where the seeker does.
+        opens_user = mode == "user" or (mode == "watch" and styles["user"] == "finetuned")
         sim = InterplaySimulation(
             backends,
             {"user": params, "recommender": params},
             self.config.max_turns,
             catalog=catalog,
-            # The person speaks first in both person chats, so every prompt of the simulator extends its last one.
-            first_speaker="user" if mode == "user" else "recommender",
+            style=styles,
+            first_speaker="user" if opens_user else "recommender",
             infer_actions=True,
         )
         if seed is None:
@@ -655,7 +674,7 @@ class Playground:
         # Corpora without act labels (ReDial) say "none": nothing worth a badge.
         action = f"`{turn['action']}` " if turn["action"] not in ("", "none") else ""
         text = f"{who}{action}{_esc(turn['text'])}"
-        if turn["role"] == Role.RECOMMENDER.value and turn["items"]:
+        if turn["items"]:  # a film named by either side shows its catalog facts
             text += "\n\n" + "\n\n".join(f"Catalog: {self.item_card(catalog, i)}" for i in turn["items"])
         return text
 

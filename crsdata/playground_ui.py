@@ -107,9 +107,11 @@ def build_app(playground: Playground) -> Any:
         chat = pg.start_chat("recommender", written=written)
         return chat, [], f"Persona: written on this page\n\n{pg.persona_preview(chat)}", ""
 
-    def send(chat: Chat | None, text: str, action: str) -> tuple[Any, ...]:
+    def send(chat: Chat | None, picked: tuple[str, str] | None, text: str, action: str) -> tuple[Any, ...]:
         if chat is None:
-            raise PlaygroundError("Start a chat first.")
+            # Typed before pressing "Chat with this persona": start a chat with the persona shown.
+            corpus, dialogue_id = picked or (first or "", "")
+            chat = pg.start_chat("recommender", corpus=corpus or "", dialogue_id=dialogue_id or "")
         pg.reply(chat, text, action or "auto")
         ended = pg.outcome_markdown(chat) if chat.finished else ""
         return chat, pg.messages(chat), "", ended
@@ -232,6 +234,15 @@ def build_app(playground: Playground) -> Any:
                 )
 
                 rec_corpus.change(visible(persona_list), rec_corpus, rec_persona, api_name="persona_list")
+                # The persona on show, kept in a State so that sending needs no extra inputs in the API.
+                rec_picked = gr.State((first or "", first_personas[0] if first_personas else ""))
+                for picker in (rec_corpus, rec_persona):
+                    picker.change(
+                        lambda corpus, persona: (corpus or "", persona or ""),
+                        [rec_corpus, rec_persona],
+                        rec_picked,
+                        api_name=False,
+                    )
                 picked = visible(start_picked("recommender"))
                 rec_start.click(
                     picked,
@@ -251,10 +262,16 @@ def build_app(playground: Playground) -> Any:
                     [rec_state, rec_chat, rec_preview, rec_outcome],
                     api_name="start_written_chat",
                 )
-                send_inputs = [rec_state, rec_text, rec_action]
+                send_inputs = [rec_state, rec_picked, rec_text, rec_action]
                 send_outputs = [rec_state, rec_chat, rec_text, rec_outcome]
-                rec_send.click(visible(send), send_inputs, send_outputs, api_name="send_as_recommender")
-                rec_text.submit(visible(send), send_inputs, send_outputs, api_name=False)
+
+                def preview(chat: Chat | None) -> str:
+                    return f"Persona: {chat.persona_source}\n\n{pg.persona_preview(chat)}" if chat else ""
+
+                for event, api in ((rec_send.click, "send_as_recommender"), (rec_text.submit, False)):
+                    event(visible(send), send_inputs, send_outputs, api_name=api).then(
+                        preview, rec_state, rec_preview, api_name=False
+                    )
                 rec_end.click(visible(end), rec_state, [rec_state, rec_outcome], api_name="end_recommender_chat")
 
             # 2 -------------------------------------------------------------------------------------------

@@ -82,6 +82,8 @@ def test_embedded_model_not_installed(tmp_path: Path) -> None:
         "redial",
         "--input",
         str(DATA / "redial" / "redial__valid_data.jsonl"),
+        "--catalog",
+        str(DATA / "redial" / "redial__id2info.json"),
         "--out",
         str(folder),
     )
@@ -101,7 +103,8 @@ def test_backend_url_that_refuses_connections(tmp_path: Path) -> None:
     folder = tmp_path / "redial"
     assert (
         crsdata(
-            "build", "redial", "--input", str(DATA / "redial" / "redial__valid_data.jsonl"), "--out", str(folder)
+            "build", "redial", "--input", str(DATA / "redial" / "redial__valid_data.jsonl"),
+            "--catalog", str(DATA / "redial" / "redial__id2info.json"), "--out", str(folder),
         ).returncode
         == 0
     )

@@ -29,6 +29,8 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingParams  # noqa: E402
 from crsdata.playground import Playground, PlaygroundConfig, PlaygroundError, SharedBackend  # noqa: E402
 from crsdata.playground_ui import build_app  # noqa: E402
+from crsdata.schema import item_ref  # noqa: E402
+from crsdata.simulate.interplay import InterplaySimulation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -192,7 +194,7 @@ def test_app_reads_its_configuration_from_space_variables() -> None:
     assert config.data == ["org/redial-crsdata", "org/inspired-crsdata"]
     assert (config.user_model, config.recommender_model, config.max_turns, config.timeout_s) == (
         "org/user-sim",
-        "embedded",
+        InterplaySimulation.default_model("recommender"),  # the shipped pair, as `crsdata simulate`
         8,
         30.0,
     )
@@ -289,6 +291,26 @@ def test_tab1_person_recommends_and_the_simulated_user_answers(served: Served) -
     if not outcome:  # the tiny model rarely accepts; the person can end the chat and see the reveal
         outcome = client.predict(api_name="/end_recommender_chat")
     assert "Target:" in outcome and target.split(" (")[0] in outcome and "Outcome:" in outcome
+
+
+def test_tab1_typing_before_starting_chats_with_the_persona_shown(served: Served) -> None:
+    client = served.client()
+    chat, text, outcome = client.predict('Have you seen "Heat (1995)"?', "auto", api_name="/send_as_recommender")
+    texts = _texts(chat)
+    assert len(texts) == 2 and text == "" and "Heat (1995)" in texts[0] and "Catalog:" in texts[0]
+    shown = served.playground.persona_choices(served.playground.corpus("redial"))[0]
+    target = served.playground.corpus("redial").by_id[shown]["target_items"][0]["title"]
+    outcome = outcome or client.predict(api_name="/end_recommender_chat")
+    assert target.split(" (")[0] in outcome
+
+
+def test_a_film_named_by_either_side_shows_its_catalog_facts(served: Served) -> None:
+    pg = served.playground
+    catalog = pg.corpus("redial").catalog
+    row = next(r for r in catalog.rows() if r["genres"] and r["plot"] and r["year"])
+    turn = {"role": "user", "action": "feedback", "text": "I loved it", "items": [item_ref(row["item_id"], "it")]}
+    card = pg.turn_markdown(turn, catalog)
+    assert "Catalog: " in card and f"{row['title']} ({row['year']})" in card and row["genres"][0] in card
 
 
 def test_tab1_written_persona(served: Served) -> None:

@@ -23,6 +23,15 @@ class SamplingParams:
     temperature: float = 0.7  # 0 means greedy
     top_p: float = 0.95
     stop: tuple[str, ...] = ()
+    # Within the turn being written (see LocalBackend): 1.0 and 0 are off. The prompt is left out because it holds
+    # the action markup of every earlier turn, which an n-gram ban would forbid the model to write again.
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+
+    @property
+    def reshapes_logits(self) -> bool:
+        """Whether a repetition penalty or an n-gram ban changes the logits before sampling."""
+        return self.repetition_penalty != 1.0 or self.no_repeat_ngram_size > 0
 
 
 @dataclass

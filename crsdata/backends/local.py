@@ -18,6 +18,12 @@ is rounded to 8 bits of mantissa, and the same noise flips tokens: with SmolLM2-
 (64 tokens) and 5 of 8 greedy ones differed between a batch of eight and each prompt alone. Exact batch
 invariance, which resuming relies on, is therefore a float32 property, and float32 is the default.
 
+``SamplingParams.repetition_penalty`` and ``no_repeat_ngram_size`` run transformers' own logits processors
+(:func:`logits_processors`) on each row's logits with that row's answer so far as its history, one row at a
+time, since the rows of a batch have answers of different lengths; so they keep batch invariance. The prompt is
+not part of the history: it holds the action markup of every earlier turn, which a 3-gram ban would forbid.
+With both off (1.0 and 0, the defaults) the logits are not touched.
+
 The keyword under which the model takes the cache follows the installed transformers
 (:func:`~crsdata.backends.kv_cache.cache_argument`: ``cache`` from 5.24, ``past_key_values`` before).
 """
@@ -32,7 +38,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LogitsProcessorList,
+    NoRepeatNGramLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
+)
 
 from crsdata.backends.base import (
     DEFAULT_PREFIX_CACHE_MB,
@@ -120,6 +132,29 @@ def _nucleus_sample(probs: torch.Tensor, top_p: float, uniforms: torch.Tensor) -
         pending = pending[~done]
         width *= 8
     return picked
+
+
+def logits_processors(params: SamplingParams) -> LogitsProcessorList:
+    """transformers' repetition penalty and n-gram ban for ``params`` (an empty list when both are off)."""
+    processors = LogitsProcessorList()
+    if params.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+    if params.no_repeat_ngram_size > 0:
+        processors.append(NoRepeatNGramLogitsProcessor(params.no_repeat_ngram_size))
+    return processors
+
+
+def process_rows(logits: torch.Tensor, histories: list[list[int]], processors: LogitsProcessorList) -> torch.Tensor:
+    """``logits`` ``[rows, vocab]`` with ``processors`` applied to each row alone, given that row's token history
+    (so a row's result never depends on the other rows or on padding). Rows with no history are left as they are."""
+    if not processors:
+        return logits
+    out = logits.clone()
+    for row, history in enumerate(histories):
+        if history:
+            ids = torch.tensor([history], dtype=torch.long, device=logits.device)
+            out[row : row + 1] = processors(ids, logits[row : row + 1])
+    return out
 
 
 # Prompts run in groups when padding them to the group's longest new part costs at most a quarter more tokens:
@@ -297,6 +332,7 @@ class LocalBackend(Backend):
         # a leading-space token off the window's edge, where some decoders strip it.
         window = max((len(s.encode()) for s in stops), default=0) + 2
         greedy = params.temperature <= 0
+        processors = logits_processors(params)
         # CPU generators whatever the device, so a seed gives the same stream on every machine.
         generators = [None if greedy else torch.Generator().manual_seed(int(s) & 0xFFFF_FFFF_FFFF_FFFF) for s in seeds]
 
@@ -323,6 +359,7 @@ class LocalBackend(Backend):
         next_position = torch.tensor([[len(rows[j])] for j in active], device=self.device)
 
         while True:
+            logits = process_rows(logits, [out_tokens[j] for j in active], processors)
             tokens = self._sample(logits, [generators[j] for j in active], params, greedy)
             keep: list[int] = []
             for k, (j, token) in enumerate(zip(active, tokens.tolist(), strict=True)):
@@ -498,7 +535,10 @@ class LocalBackend(Backend):
         """The same batch through plain ``model.generate`` in one call: the "raw batched generate" reference for
         throughput benchmarks and greedy cross-checks. Unlike :meth:`generate` its samples share one RNG (seeded
         from the first request) and finished rows keep padding until the longest is done, so sampled texts
-        depend on the batch. Raises ValueError if a request cannot be encoded."""
+        depend on the batch. Raises ValueError if a request cannot be encoded, or for a repetition penalty or an
+        n-gram ban (``generate`` counts the prompt in their history, :meth:`generate` does not)."""
+        if params.reshapes_logits:
+            raise ValueError("raw_generate takes no repetition penalty or n-gram ban; use generate")
         prompts, errors = self._encode_all(requests)
         if errors:
             raise ValueError(f"cannot encode requests: {errors}")

@@ -117,6 +117,19 @@ def common_options(n_help: str = "", recommender: bool = True) -> argparse.Argum
     gen.add_argument("--temperature", type=float, default=0.7, help="sampling temperature, 0 = greedy (default 0.7)")
     gen.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
     gen.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=1.0,
+        help="transformers' repetition penalty on the tokens of the turn being written, local backend (default "
+        "1.0, off)",
+    )
+    gen.add_argument(
+        "--no-repeat-ngram-size",
+        type=int,
+        default=0,
+        help="ban any n-gram of this size from repeating within a turn, local backend (default 0, off)",
+    )
+    gen.add_argument(
         "--max-retries",
         type=int,
         default=2,

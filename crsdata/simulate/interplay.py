@@ -45,24 +45,34 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingParams
 from crsdata.backends.embedded import RECOMMENDER_SIMULATOR, USER_SIMULATOR
 from crsdata.catalog import load_catalog
-from crsdata.schema import Action, EndReason, Role, item_ref, new_dialogue, new_turn
+from crsdata.errors import BadInputError
+from crsdata.schema import Action, EndReason, Role, item_ref, load_extra, new_dialogue, new_turn
 from crsdata.seeds import derive_seed
 from crsdata.simulate.actions import ParsedTurn, parse_turn
 from crsdata.simulate.base import DialogueState, Simulation, SimulationOptions, option
-from crsdata.simulate.leak import assert_no_target_leak
-from crsdata.simulate.persona import CatalogLike, Persona, all_target_titles, build_persona
+from crsdata.simulate.grounding import (
+    GROUNDING,
+    CatalogRetriever,
+    candidate_lines,
+    inference_candidates,
+    record_cues,
+    target_ids,
+    user_facts,
+)
+from crsdata.simulate.leak import assert_no_target_leak, target_titles
+from crsdata.simulate.persona import CatalogLike, Persona, all_target_titles, build_persona, catalog_row
 from crsdata.simulate.prompts import (
     FINETUNED_STOP,
     PERSONA_QUOTES,
     STYLES,
-    finetuned_pieces,
+    Grounding,
+    finetuned_prompt_and_turn_starts,
     instruct_messages,
     template_hashes,
 )
@@ -80,6 +90,46 @@ _RECOMMENDER_ACTIONS = {"greeting", "inquire", "recommend", "feedback"}
 def request_seed(seed: int, turn_index: int, attempt: int = 0) -> int:
     """Deterministic 63-bit seed of one request, from the dialogue seed, the turn index and the retry number."""
     return derive_seed("interplay", seed, turn_index, attempt)
+
+
+# Catalog fields that say what a film is like; a row with none of them (a folder built without --catalog) gives
+# a target described by its decade alone.
+FACT_FIELDS = ("genres", "plot", "keywords", "people")
+
+
+def has_facts(row: Mapping[str, Any] | None) -> bool:
+    """Whether a catalog row says anything about the film beyond its title and year."""
+    return bool(row) and any(row.get(name) for name in FACT_FIELDS)  # type: ignore[union-attr]
+
+
+def require_described_targets(source: SimulationSource, catalog: CatalogLike | None) -> None:
+    """Refuses (BadInputError naming ``--catalog``) a source none of whose records can get real target
+    attributes: no ``user_profile.target_attributes`` and no catalog facts for any target film. That is a folder
+    built without ``--catalog`` and run without ``--catalog``, whose personas would all want "A movie from the
+    2000s." and nothing else. Without any catalog each persona fails on its own (build_persona names the missing
+    catalog), and those records are skipped and counted as usual."""
+    if catalog is None:
+        return
+    needing = [r for r in source.records if not ((r.get("user_profile") or {}).get("target_attributes") or "").strip()]
+    if not needing:
+        return
+    described = sum(
+        1
+        for record in needing
+        if any(has_facts(catalog_row(catalog, t.get("item_id", ""))) for t in record.get("target_items") or [])
+    )
+    if described:
+        return
+    raise BadInputError(
+        source.name,
+        f"split {source.split}",
+        "--catalog",
+        f"none of the {len(needing)} records has target attributes, and the catalog has no genres, plot, keywords or "
+        'people for their target films, so every persona would want only a decade ("A movie from the 2000s."). '
+        "Rebuild the source with `crsdata build ... --catalog ../shared/data/redial/redial__id2info.json` (and "
+        "the MovieLens keywords), or pass --catalog to this command",
+        "no-catalog",
+    )
 
 
 def _with_stops(params: SamplingParams, stops: tuple[str, ...]) -> SamplingParams:
@@ -119,6 +169,20 @@ class InterplayOptions(SimulationOptions):
         "folder's items, when it has them)",
         type=Path,
         repeat=True,
+    )
+    grounding: str = option(
+        "none",
+        "catalog: the user wants preference cues (kinds, era, themes, its own words; never people or titles) and "
+        "hears the catalog facts of each film the recommender names; the recommender sees the catalog films most "
+        "similar to what the user said (MiniLM retrieval) before each turn. none: Interplay's layout. Default "
+        "none until simulators trained on the grounded layout ship (the shipped pair never saw it)",
+        choices=GROUNDING,
+    )
+    candidates: int = option(5, "films in the recommender's list under --grounding catalog (default 5)")
+    tags: Path | None = option(
+        None,
+        "MovieLens tags.csv whose tags join the catalog keywords as themes of the user's cues (--grounding catalog)",
+        type=Path,
     )
 
 
@@ -181,6 +245,10 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         max_parse_failures: int = 3,
         n_watched: int = 3,
         infer_actions: bool = False,
+        grounding: str = "none",
+        candidates: int = 5,
+        tags: Mapping[str, list[str]] | None = None,
+        retriever: CatalogRetriever | None = None,
     ) -> None:
         missing = [r for r in ROLES if r not in backends]
         if missing:
@@ -193,6 +261,10 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             raise ValueError(f"first_speaker must be one of {', '.join(ROLES)}, got {first_speaker!r}")
         if max_turns < 1 or max_parse_failures < 1:
             raise ValueError("max_turns and max_parse_failures must be at least 1")
+        if grounding not in GROUNDING:
+            raise ValueError(f"grounding must be one of {', '.join(GROUNDING)}, got {grounding!r}")
+        if grounding == "catalog" and catalog is None:
+            raise ValueError("--grounding catalog needs a catalog (--catalog, or a source folder with items)")
         params = dict(params or {})
         for role in ROLES:
             base = params.get(role, SamplingParams())
@@ -207,6 +279,10 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         self.max_parse_failures = max_parse_failures
         self.n_watched = n_watched
         self.infer_actions = infer_actions
+        self.grounding = grounding
+        self.candidates_k = candidates
+        self.tags = dict(tags or {})
+        self._retriever = retriever
 
     @classmethod
     def complete_options(cls, options: SimulationOptions, models: dict[str, str]) -> None:
@@ -223,13 +299,32 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             options.first_speaker = Role.USER.value if user_style == "finetuned" else Role.RECOMMENDER.value
 
     @classmethod
+    def load_source(cls, source: str, split: str | None, options: SimulationOptions) -> SimulationSource:
+        """The dataset split, refused when its targets cannot be described (:func:`require_described_targets`)."""
+        loaded = super().load_source(source, split, options)
+        assert isinstance(options, InterplayOptions)
+        require_described_targets(loaded, load_catalog(options.catalog, default_folder=loaded.name))
+        return loaded
+
+    @classmethod
     def constructor_options(cls, options: SimulationOptions, source: SimulationSource) -> dict[str, Any]:
         assert isinstance(options, InterplayOptions)
+        catalog = load_catalog(options.catalog, default_folder=source.name)
+        grounded: dict[str, Any] = {}
+        if options.grounding == "catalog":
+            from crsdata.simulate.grounding import read_tags
+
+            grounded = {
+                "grounding": "catalog",
+                "candidates": options.candidates,
+                "tags": read_tags(options.tags, catalog) if options.tags else None,
+            }
         return {
-            "catalog": load_catalog(options.catalog, default_folder=source.name),
+            "catalog": catalog,
             "style": options.prompt_style or "instruct",
             "infer_actions": options.infer_actions,
             "first_speaker": options.first_speaker or Role.RECOMMENDER.value,
+            **grounded,
         }
 
     def settings(self) -> dict[str, Any]:
@@ -241,6 +336,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "n_watched": self.n_watched,
             "infer_actions": self.infer_actions,
             "catalog_items": len(self.catalog) if self.catalog is not None else 0,
+            **({"grounding": self.grounding, "candidates": self.candidates_k} if self.grounding != "none" else {}),
         }
 
     # -- contract ------------------------------------------------------------------------------------------
@@ -248,13 +344,43 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
     def start(self, record: dict[str, Any], dialogue_id: str, seed: int) -> DialogueState:
         quotes = PERSONA_QUOTES[self.styles[Role.USER.value]]
         persona = build_persona(record, self.catalog, n_watched=self.n_watched, seed=seed, quote_utterances=quotes)
+        titles = all_target_titles(record, self.catalog)
+        if self.grounding == "catalog":
+            cues = record_cues(record, self.catalog, self.tags, titles)
+            persona = dataclasses.replace(persona, target_attributes=cues or persona.target_attributes)
         state = DialogueState(dialogue_id=dialogue_id, record=record, seed=seed)
         state.context = {
             "persona": persona.to_dict(),
-            "target_titles": all_target_titles(record, self.catalog),
+            "target_titles": titles,
             "failures": {r: 0 for r in ROLES},
         }
         return state
+
+    # -- grounding -----------------------------------------------------------------------------------------
+
+    @property
+    def retriever(self) -> CatalogRetriever:
+        """The recommender's retrieval over the catalog, built (and its item vectors read or encoded) on first
+        use."""
+        if self._retriever is None:
+            assert self.catalog is not None
+            self._retriever = CatalogRetriever(self.catalog.rows())  # type: ignore[attr-defined]
+        return self._retriever
+
+    def grounding_of(self, state: DialogueState, role: str, allowed: list[str]) -> Grounding:
+        """What ``role`` is shown from the catalog before its next turn (see crsdata.simulate.prompts); the lines
+        that may name a target go to ``allowed`` for the leak guard."""
+        if self.grounding == "none":
+            return Grounding()
+        targets, titles = target_ids(state.record, self.catalog), target_titles(state)
+        if role == Role.USER.value:
+            return Grounding(facts=user_facts(state.turns, self.catalog, targets, titles, allowed))
+        lists: dict[str, list[str]] = state.context.setdefault("candidates", {})
+        index = len(state.turns)
+        if str(index) not in lists:
+            lists[str(index)] = inference_candidates(self.retriever, state.turns, self.candidates_k)
+        shown = {int(k): ids for k, ids in lists.items() if int(k) <= index}
+        return Grounding(candidates=candidate_lines(shown, self.catalog, targets, titles, allowed))
 
     def next_role(self, state: DialogueState) -> str:
         if not state.turns:
@@ -270,17 +396,19 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         shown = persona if role == Role.USER.value else dataclasses.replace(persona, target_attributes="")
         attempt = state.context.get("failures", {}).get(role, 0)
         seed = request_seed(state.seed, len(state.turns), attempt)
+        allowed: list[str] = []
+        grounding = self.grounding_of(state, role, allowed)
         if self.styles[role] == "instruct":
-            messages = instruct_messages(role, shown, state.turns, show_profile=self.show_profile)
+            messages = instruct_messages(role, shown, state.turns, show_profile=self.show_profile, grounding=grounding)
             request = ChatRequest(messages=messages, seed=seed)
         else:
-            # finetuned_prompt's text, with where each turn starts: a backend may drop the oldest turns to fit its
-            # context, never the header (crsdata.backends.context).
-            pieces = finetuned_pieces(role, shown, state.turns, show_profile=self.show_profile)
-            starts = tuple(accumulate(len(text) for text, _ in pieces[:-1]))[::2]
-            prompt = "".join(text for text, _ in pieces) + f"{role}:"
+            # Where each turn starts: a backend may drop the oldest turns to fit its context, never the header
+            # (crsdata.backends.context).
+            prompt, starts = finetuned_prompt_and_turn_starts(
+                role, shown, state.turns, show_profile=self.show_profile, grounding=grounding
+            )
             request = ChatRequest(prompt=prompt, seed=seed, turn_starts=starts)
-        assert_no_target_leak(request, state)
+        assert_no_target_leak(request, state, allowed)
         return request
 
     def apply(self, state: DialogueState, role: str, generation: Generation) -> None:
@@ -351,6 +479,9 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
                 self._count(state, "accept_without_recommendation")
                 action = Action.FEEDBACK.value
                 extra["generated_action"] = Action.ACCEPT.value
+        candidates = (state.context.get("candidates") or {}).get(str(len(state.turns)))
+        if role == Role.RECOMMENDER.value and candidates is not None:
+            extra["candidates"] = list(candidates)
         state.turns.append(new_turn(len(state.turns), role, parsed.response, action, items, extra=extra))
         if accepted is not None:
             state.accepted_item = accepted
@@ -369,6 +500,8 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "show_profile": self.show_profile,
             "infer_actions": self.infer_actions,
         }
+        if self.grounding != "none":
+            extra["grounding"] = self.grounding
         if state.context.get("error"):
             extra["error"] = state.context["error"]
         return new_dialogue(
@@ -394,7 +527,8 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         )
 
     def prompt_hashes(self) -> dict[str, str]:
-        return template_hashes([f"interplay.{role}.{self.styles[role]}" for role in ROLES])
+        suffix = "" if self.grounding == "none" else "." + self.grounding
+        return template_hashes([f"interplay.{role}.{self.styles[role]}{suffix}" for role in ROLES])
 
     # -- output --------------------------------------------------------------------------------------------
 
@@ -408,12 +542,33 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         from crsdata.simulate.leak import leak_report
 
         report = leak_report(records)
+        grounding = {
+            "none": "`--grounding none` (the default): Interplay's layout. The user wants target attributes "
+            "described from the catalog and the recommender sees only the conversation. The default stays `none` "
+            "until simulators trained on the grounded layout ship: the shipped pair has never seen it.",
+            "catalog": "`--grounding catalog`: the user wants preference cues (kinds of film, era, themes from "
+            "keywords and tags, its own words without titles; never people or title words) and hears the catalog "
+            "facts of each film a recommender turn names; before each recommender turn, the "
+            f"{self.candidates_k} catalog films most similar to the user's words (MiniLM retrieval, never a "
+            "target that retrieval did not find) are listed for it. Simulators not trained on this layout (the "
+            "shipped pair is not) see it for the first time.",
+        }[self.grounding]
+        lists = [(t, load_extra(t.get("extra") or "").get("candidates")) for r in records for t in r["turns"]]
+        listed = [(t, ids) for t, ids in lists if ids is not None]
+        if listed:
+            named = [i for t, _ in listed for i in t["items"]]
+            in_list = sum(1 for t, ids in listed for i in t["items"] if i["item_id"] in ids)
+            grounding += (
+                f" Recommender turns with a list: {len(listed)}; titles they named: {len(named)}, "
+                f"{in_list} of them from the list."
+            )
         return {
+            "Grounding": grounding,
             "Target leak": "A leak is a user turn that names a target item before any recommender turn has named it "
             "(`crsdata.simulate.leak`). Leak rate: "
             f"**{100 * report['dialogue_rate']:.1f}%** of {report['dialogues']} dialogues with targets "
             f"({report['leaked_dialogues']} dialogues; {report['leaked_user_turns']} of {report['user_turns']} "
-            "user turns)."
+            "user turns).",
         }
 
     # -- helpers -------------------------------------------------------------------------------------------

@@ -71,6 +71,8 @@ class SimulateConfig:
     max_new_tokens: int = 128
     temperature: float = 0.7
     top_p: float = 0.95
+    repetition_penalty: float = 1.0  # 1.0: off (local backend only; see crsdata.backends.local)
+    no_repeat_ngram_size: int = 0  # 0: off
     max_retries: int = 2
     batch_size: int = 32
     shard_size: int = 50
@@ -113,7 +115,13 @@ class SimulateConfig:
         return self.max_turns or self.simulation_class.default_max_turns
 
     def sampling(self) -> SamplingParams:
-        return SamplingParams(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p)
+        return SamplingParams(
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            repetition_penalty=self.repetition_penalty,
+            no_repeat_ngram_size=self.no_repeat_ngram_size,
+        )
 
     def check(self) -> None:
         """BadInputError naming the option for a value out of range."""
@@ -133,6 +141,13 @@ class SimulateConfig:
             raise bad("--max-turns", "must be at least 1")
         if self.max_retries < 0 or self.temperature < 0 or not 0 < self.top_p <= 1:
             raise bad("", "--max-retries and --temperature must be >= 0, --top-p in (0, 1]")
+        if self.repetition_penalty <= 0 or self.no_repeat_ngram_size < 0:
+            raise bad("--repetition-penalty", "--repetition-penalty must be > 0, --no-repeat-ngram-size >= 0")
+        if self.backend != "local" and self.sampling().reshapes_logits:
+            raise bad(
+                "--repetition-penalty",
+                "--repetition-penalty and --no-repeat-ngram-size run in the local backend only, not against a server",
+            )
         if self.dtype not in DTYPES:
             raise bad("--dtype", f"must be one of {', '.join(DTYPES)}")
         if self.executor is None and (self.server is not None or self.tasks != 1 or self.workers != -1):

@@ -170,10 +170,12 @@ def target_titles(state: DialogueState) -> list[str]:
     return [t for t in dict.fromkeys(titles) if t]
 
 
-def assert_no_target_leak(request: ChatRequest, state: DialogueState) -> None:
+def assert_no_target_leak(request: ChatRequest, state: DialogueState, allowed: Sequence[str] = ()) -> None:
     """Raises :class:`TargetLeakError` when ``request`` names a target title outside the conversation turns.
 
     See the module doc for what is allowed. Called by every request builder of the Interplay simulators.
+    ``allowed``: further texts that may hold a target title, under catalog grounding only the catalog line of a
+    target that the recommender named (the user's facts) or that retrieval found (the recommender's list).
     """
     contents = [m.get("content", "") for m in request.messages]
     if request.prompt is not None:
@@ -182,7 +184,7 @@ def assert_no_target_leak(request: ChatRequest, state: DialogueState) -> None:
     turn_texts = [normalize_text(turn.get("text", "")) for turn in state.turns]
     # Speaker labels of the raw layout: one per turn, plus the role header and the final "<role>:".
     labels = [turn.get("role", "") for turn in state.turns] + ["user", "recommender"] * 2
-    static = _normalized_static_parts()
+    static = tuple(_normalized_static_parts()) + tuple(normalize_text(text) for text in allowed)
     for title in target_titles(state):
         for variant in title_variants(title):
             found = sum(_count(variant, text) for text in normalized)

@@ -37,6 +37,14 @@ The example recommendation uses an invented title so that no real movie is plant
   loss masking of Interplay section 3.5.2, each model learning only its own turns while seeing the whole
   conversation, at the cost of one pass over the dialogue instead of one per turn.
 
+Catalog grounding (``--grounding catalog``, :mod:`crsdata.simulate.grounding`) adds two blocks, and nothing
+else changes (``none`` is the layout above, byte for byte). In the user's view, a recommender turn that named
+catalog films is followed by one ``[FACTS] <facts>`` line per film; in the recommender's view, each of its turns
+(and the one it is about to write) is preceded by ``[CANDIDATES]`` and one ``- <compact film>`` line per
+retrieved film. In the instruct style the facts are appended to the recommender's message and the candidates to
+the message before the recommender's turn. The grounded templates have their own names and hashes
+(``interplay.<role>.<style>.catalog``).
+
 Every template below is hashed into ``provenance.prompt_sha256`` (:func:`template_hashes`); change a template
 and the hash changes.
 """
@@ -46,6 +54,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from crsdata.simulate.actions import INTERPLAY_ACTIONS, format_turn, mark_titles
@@ -122,6 +131,14 @@ FINETUNED_LABEL = "{role}:"
 FINETUNED_BODY = " {turn}\n"
 FINETUNED_TURN = FINETUNED_LABEL + FINETUNED_BODY
 FINETUNED_STOP: tuple[str, ...] = ("</response>", "\nuser:", "\nrecommender:", "\n[")
+# Catalog grounding (see the module doc).
+FINETUNED_FACTS = "[FACTS] {facts}\n"
+FINETUNED_CANDIDATES = "[CANDIDATES]\n{candidates}\n"
+CANDIDATE_LINE = "- {film}"
+INSTRUCT_FACTS = "\n\nAbout the films named:\n{facts}"
+INSTRUCT_CANDIDATES = "\n\nCatalog films that may fit; recommend from these:\n{candidates}"
+_CUE_RULE = "target attributes: preference cues, no people, title words or shown fields"
+
 # Whether the persona's reviews quote the user's own words about a movie (see the module doc), per style. The
 # finetuned user template's hash covers the choice (_PERSONA_RULE), since it changes every prompt.
 PERSONA_QUOTES: dict[str, bool] = {"instruct": True, "finetuned": False}
@@ -133,6 +150,30 @@ _TEMPLATES: dict[str, tuple[str, ...]] = {
     "interplay.user.finetuned": (FINETUNED_USER_HEADER, WATCHED_LINE, FINETUNED_TURN, _PERSONA_RULE),
     "interplay.recommender.finetuned": (FINETUNED_RECOMMENDER_HEADER, FINETUNED_PROFILE, WATCHED_LINE, FINETUNED_TURN),
 }
+for _name, _extra in (
+    ("interplay.user.instruct", (INSTRUCT_FACTS, _CUE_RULE)),
+    ("interplay.recommender.instruct", (INSTRUCT_CANDIDATES, CANDIDATE_LINE)),
+    ("interplay.user.finetuned", (FINETUNED_FACTS, _CUE_RULE)),
+    ("interplay.recommender.finetuned", (FINETUNED_CANDIDATES, CANDIDATE_LINE)),
+):
+    _TEMPLATES[_name + ".catalog"] = _TEMPLATES[_name] + _extra
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """What catalog grounding adds to one role's view: ``facts`` turn index -> the facts of the films that
+    recommender turn named (the user's view); ``candidates`` turn index -> the compact films shown before that
+    recommender turn, the next turn's included (the recommender's view). Empty: the ungrounded layout."""
+
+    facts: Mapping[int, Sequence[str]] = field(default_factory=dict)
+    candidates: Mapping[int, Sequence[str]] = field(default_factory=dict)
+
+
+NO_GROUNDING = Grounding()
+
+
+def _candidate_block(films: Sequence[str], template: str) -> str:
+    return template.format(candidates="\n".join(CANDIDATE_LINE.format(film=f) for f in films))
 
 
 def template_hashes(names: Sequence[str] | None = None) -> dict[str, str]:
@@ -218,9 +259,14 @@ def render_persona(persona: Persona) -> str:
 
 
 def instruct_messages(
-    role: str, persona: Persona, turns: Sequence[Mapping[str, Any]], *, show_profile: bool = False
+    role: str,
+    persona: Persona,
+    turns: Sequence[Mapping[str, Any]],
+    *,
+    show_profile: bool = False,
+    grounding: Grounding = NO_GROUNDING,
 ) -> list[dict[str, str]]:
-    """Chat messages for ``role``'s next turn in the instruct style."""
+    """Chat messages for ``role``'s next turn in the instruct style (``grounding``: see the module doc)."""
     if role == "user":
         system = USER_INSTRUCT.format(persona=render_persona(persona))
     else:
@@ -233,11 +279,17 @@ def instruct_messages(
     messages = [{"role": "system", "content": system}]
     if not turns:
         messages.append({"role": "user", "content": KICKOFF})
-    for turn, text in zip(turns, render_turns(turns), strict=True):
+    for i, (turn, text) in enumerate(zip(turns, render_turns(turns), strict=True)):
+        if i in grounding.candidates and messages[-1]["role"] == "user":
+            messages[-1]["content"] += _candidate_block(grounding.candidates[i], INSTRUCT_CANDIDATES)
+        if grounding.facts.get(i):
+            text += INSTRUCT_FACTS.format(facts="\n".join(grounding.facts[i]))
         messages.append({"role": "assistant" if turn["role"] == role else "user", "content": text})
     if messages[-1]["role"] == "assistant":
         # Two turns of one party in a row happen in real corpora; chat templates want a user message last.
         messages.append({"role": "user", "content": KICKOFF})
+    if len(turns) in grounding.candidates:
+        messages[-1]["content"] += _candidate_block(grounding.candidates[len(turns)], INSTRUCT_CANDIDATES)
     return messages
 
 
@@ -258,11 +310,41 @@ def finetuned_header(role: str, persona: Persona, *, show_profile: bool = False)
 
 
 def finetuned_prompt(
-    role: str, persona: Persona, turns: Sequence[Mapping[str, Any]], *, show_profile: bool = False
+    role: str,
+    persona: Persona,
+    turns: Sequence[Mapping[str, Any]],
+    *,
+    show_profile: bool = False,
+    grounding: Grounding = NO_GROUNDING,
 ) -> str:
     """The raw prompt for ``role``'s next turn in the finetuned layout; ends with ``<role>:``."""
-    pieces = finetuned_pieces(role, persona, turns, show_profile=show_profile)
-    return "".join(text for text, _ in pieces) + f"{role}:"
+    return finetuned_prompt_and_turn_starts(role, persona, turns, show_profile=show_profile, grounding=grounding)[0]
+
+
+def finetuned_prompt_and_turn_starts(
+    role: str,
+    persona: Persona,
+    turns: Sequence[Mapping[str, Any]],
+    *,
+    show_profile: bool = False,
+    grounding: Grounding = NO_GROUNDING,
+) -> tuple[str, tuple[int, ...]]:
+    """:func:`finetuned_prompt` and where each of its turns starts (its candidate block, else its speaker label):
+    a backend that must fit its context drops the oldest turns at these offsets, never the header
+    (:mod:`crsdata.backends.context`). A turn's facts line follows its body and goes with it."""
+    pieces = finetuned_pieces(role, persona, turns, show_profile=show_profile, grounding=grounding)
+    starts, offset, k = [], len(pieces[0][0]), 1
+    for i in range(len(turns)):
+        starts.append(offset)
+        n = 2 + (i in grounding.candidates) + bool(grounding.facts.get(i))
+        offset += sum(len(text) for text, _ in pieces[k : k + n])
+        k += n
+    tail = (
+        _candidate_block(grounding.candidates[len(turns)], FINETUNED_CANDIDATES)
+        if len(turns) in grounding.candidates
+        else ""
+    )
+    return "".join(text for text, _ in pieces) + tail + f"{role}:", tuple(starts)
 
 
 def finetuned_pieces(
@@ -272,6 +354,7 @@ def finetuned_pieces(
     *,
     show_profile: bool = False,
     untrained: frozenset[int] = frozenset(),
+    grounding: Grounding = NO_GROUNDING,
 ) -> list[tuple[str, bool]]:
     """One whole dialogue in the finetuned layout for ``role``'s model, as ``(text, trained)`` pieces.
 
@@ -279,9 +362,14 @@ def finetuned_pieces(
     </response>\\n`` with the newline that ends it, is trained (True) unless its index is in ``untrained``.
     Joining the texts of the pieces before turn ``i`` and appending ``<role>:`` gives exactly
     ``finetuned_prompt(role, persona, turns[:i])``: the model learns each turn from the prompt it will see.
+    ``grounding``'s candidate blocks and facts lines are context too.
     """
     pieces = [(finetuned_header(role, persona, show_profile=show_profile), False)]
     for i, (turn, rendered) in enumerate(zip(turns, render_turns(turns), strict=True)):
+        if i in grounding.candidates:
+            pieces.append((_candidate_block(grounding.candidates[i], FINETUNED_CANDIDATES), False))
         pieces.append((FINETUNED_LABEL.format(role=turn["role"]), False))
         pieces.append((FINETUNED_BODY.format(turn=rendered), turn["role"] == role and i not in untrained))
+        if grounding.facts.get(i):
+            pieces.append(("".join(FINETUNED_FACTS.format(facts=f) for f in grounding.facts[i]), False))
     return pieces

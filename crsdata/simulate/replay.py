@@ -333,7 +333,9 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
             turns=[t for t in state.turns if t.get("role") == Role.RECOMMENDER.value],
             context=state.context,
         )
-        assert_no_target_leak(request, view)
+        allowed: list[str] = []  # under catalog grounding: the facts line of a target a real turn named
+        self.grounding_of(state, role, allowed)
+        assert_no_target_leak(request, view, allowed)
         return request
 
     def apply(self, state: DialogueState, role: str, generation: Generation) -> None:
@@ -427,6 +429,8 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
                 "temperature": config.temperature,
                 "top_p": config.top_p,
                 "max_new_tokens": config.max_new_tokens,
+                "repetition_penalty": config.repetition_penalty,
+                "no_repeat_ngram_size": config.no_repeat_ngram_size,
             },
             "seed": config.seed,
             "bootstrap_samples": options.bootstrap,

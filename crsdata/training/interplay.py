@@ -79,6 +79,15 @@ class InterplayTrainConfig(TrainConfig):
     compare_base: bool = field(
         default=True, metadata={"help": "also score the zero-shot base model (instruct prompts) on the same data"}
     )
+    grounding: str = field(
+        default="none",
+        metadata={
+            "help": "catalog: train on the grounded layout of `crsdata simulate interplay --grounding catalog` "
+            "(cues and film facts for the user, candidate lists for the recommender); none: Interplay's layout"
+        },
+    )
+    candidates: int = field(default=5, metadata={"help": "films in each recommender list with grounding catalog"})
+    tags: str = field(default="", metadata={"help": "MovieLens tags.csv for the user's cues (grounding catalog)"})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -241,14 +250,60 @@ def _leak_state(record: dict[str, Any], turns: list[dict[str, Any]], titles: lis
     return state
 
 
+def grounded_training_view(
+    record: dict[str, Any],
+    turns: list[dict[str, Any]],
+    role: str,
+    catalog: Any,
+    retriever: Any,
+    *,
+    k: int = 5,
+    seed: int = 0,
+    allowed: list[str] | None = None,
+) -> Any:
+    """What catalog grounding shows ``role`` in a real dialogue (a :class:`~crsdata.simulate.prompts.Grounding`):
+    the user gets the facts of each film a recommender turn named, after that turn; the recommender gets, before
+    each of its turns, the films that turn named plus retrieved hard negatives, shuffled
+    (:func:`~crsdata.simulate.grounding.training_candidates`), a retrieved list when it named none. Lines that may
+    name a target are added to ``allowed`` for the leak guard."""
+    from crsdata.seeds import derive_seed
+    from crsdata.simulate.grounding import candidate_lines, target_ids, training_candidates, user_facts
+    from crsdata.simulate.persona import all_target_titles
+    from crsdata.simulate.prompts import Grounding
+
+    allowed = allowed if allowed is not None else []
+    targets, titles = target_ids(record, catalog), all_target_titles(record, catalog)
+    if role == Role.USER:
+        return Grounding(facts=user_facts(turns, catalog, targets, titles, allowed))
+    lists = {
+        i: training_candidates(retriever, turns, i, k, derive_seed("train-candidates", record.get("dialogue_id"), seed))
+        for i, turn in enumerate(turns)
+        if turn["role"] == Role.RECOMMENDER
+    }
+    return Grounding(candidates=candidate_lines(lists, catalog, targets, titles, allowed))
+
+
 def prepare_sequences(
-    records: list[dict[str, Any]], role: str, tokenizer: Any, catalog: Any, *, max_length: int, seed: int
+    records: list[dict[str, Any]],
+    role: str,
+    tokenizer: Any,
+    catalog: Any,
+    *,
+    max_length: int,
+    seed: int,
+    grounding: str = "none",
+    retriever: Any = None,
+    tags: dict[str, list[str]] | None = None,
+    candidates: int = 5,
 ) -> PreparedData:
-    """The training sequences of ``role``'s simulator from ``records`` (see the module doc)."""
+    """The training sequences of ``role``'s simulator from ``records`` (see the module doc); with
+    ``grounding="catalog"`` in the grounded layout (:func:`grounded_training_view`, the user's target attributes
+    as cues: :func:`~crsdata.simulate.grounding.record_cues`)."""
     from crsdata.backends.base import ChatRequest
+    from crsdata.simulate.grounding import record_cues
     from crsdata.simulate.leak import TargetLeakError, assert_no_target_leak
     from crsdata.simulate.persona import Persona, all_target_titles, build_persona
-    from crsdata.simulate.prompts import PERSONA_QUOTES, finetuned_pieces
+    from crsdata.simulate.prompts import NO_GROUNDING, PERSONA_QUOTES, finetuned_pieces
 
     data = PreparedData(role)
     empty = Persona("", [], "")
@@ -272,11 +327,20 @@ def prepare_sequences(
                 data.examples.append(str(err))
                 continue
         untrained = _untrained_turns(record, turns) if role == Role.USER else frozenset()
-        pieces = finetuned_pieces(role, persona, turns, untrained=untrained)
+        allowed: list[str] = []
+        view = NO_GROUNDING
+        if grounding == "catalog":
+            if role == Role.USER:
+                cues = record_cues(record, catalog, tags or {}, all_target_titles(record, catalog))
+                persona = dataclasses.replace(persona, target_attributes=cues or persona.target_attributes)
+            view = grounded_training_view(
+                record, turns, role, catalog, retriever, k=candidates, seed=seed, allowed=allowed
+            )
+        pieces = finetuned_pieces(role, persona, turns, untrained=untrained, grounding=view)
         data.leak_checked += 1
         state = _leak_state(record, turns, all_target_titles(record, catalog))
         try:
-            assert_no_target_leak(ChatRequest(prompt="".join(t for t, _ in pieces)), state)
+            assert_no_target_leak(ChatRequest(prompt="".join(t for t, _ in pieces)), state, allowed)
         except TargetLeakError as err:
             data.leak_refused += 1
             data.skipped["target-in-prompt"] += 1
@@ -590,8 +654,30 @@ class InterplayRecipe(Recipe):
         catalog = folders_catalog(data)
         path, hub_id = base_model(config.base)
         tokenizer, model = load_tokenizer_and_model(path, config.base)
+        grounded: dict[str, Any] = {}
+        if config.grounding == "catalog":
+            from crsdata.simulate.grounding import CatalogRetriever, read_tags
+
+            if catalog is None:
+                raise BadInputError(
+                    "", "", "grounding", "grounding catalog needs --data folders with items", "bad-option"
+                )
+            grounded = {
+                "grounding": "catalog",
+                "retriever": CatalogRetriever(catalog.rows()) if self.role == Role.RECOMMENDER else None,
+                "tags": read_tags(config.tags, catalog) if config.tags else None,
+                "candidates": config.candidates,
+            }
+        elif config.grounding != "none":
+            raise BadInputError("", "", "grounding", f"must be none or catalog, not {config.grounding!r}", "bad-option")
         prepared = prepare_sequences(
-            train_records, self.role, tokenizer, catalog, max_length=config.max_length, seed=config.seed
+            train_records,
+            self.role,
+            tokenizer,
+            catalog,
+            max_length=config.max_length,
+            seed=config.seed,
+            **grounded,
         )
         if not prepared.n:
             raise BadInputError(
