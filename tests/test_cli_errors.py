@@ -103,8 +103,14 @@ def test_backend_url_that_refuses_connections(tmp_path: Path) -> None:
     folder = tmp_path / "redial"
     assert (
         crsdata(
-            "build", "redial", "--input", str(DATA / "redial" / "redial__valid_data.jsonl"),
-            "--catalog", str(DATA / "redial" / "redial__id2info.json"), "--out", str(folder),
+            "build",
+            "redial",
+            "--input",
+            str(DATA / "redial" / "redial__valid_data.jsonl"),
+            "--catalog",
+            str(DATA / "redial" / "redial__id2info.json"),
+            "--out",
+            str(folder),
         ).returncode
         == 0
     )
