@@ -42,6 +42,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from crsdata.backends import make_backend
 from crsdata.backends.base import SamplingParams
 from crsdata.backends.embedded import embedded_model_path
 from crsdata.backends.openai_compat import OpenAICompatibleBackend
@@ -238,7 +239,7 @@ def measure_ceiling(args: argparse.Namespace, source: Any, tmp: Path) -> list[tu
     try:
         wait_ready(url)
         params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.0)
-        backend = OpenAICompatibleBackend(url, args.model, max_concurrency=32)
+        backend = make_backend(url, args.model, max_concurrency=32)
         sim = RecLLMSimSimulation(
             {"user": backend, "recommender": backend}, {"user": params, "recommender": params}, args.max_turns
         )
@@ -319,14 +320,12 @@ def main() -> None:
 
     parts = set((args.only or "a,b,c,d,e,f").split(","))
     if "a" in parts and not (args.skip_local or args.endpoint):
-        from crsdata.backends.local import LocalBackend
-
         if args.threads:
             import torch
 
             torch.set_num_threads(args.threads)
         params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.0)
-        local = LocalBackend(str(model_dir), max_batch_size=args.batch_size)
+        local = make_backend("local", str(model_dir), max_batch_size=args.batch_size)
         sim = RecLLMSimSimulation(
             {"user": local, "recommender": local}, {"user": params, "recommender": params}, args.max_turns
         )

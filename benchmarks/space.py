@@ -58,11 +58,11 @@ class Counting(Backend):
 def measure(args: argparse.Namespace, personas: list[str], *, keep_states: bool) -> dict[str, Any]:
     from gradio_client import Client
 
-    from crsdata.backends.local import LocalBackend
+    from crsdata.backends import make_backend
     from crsdata.playground import Playground, PlaygroundConfig
     from crsdata.playground_ui import build_app
 
-    local = LocalBackend(args.model, prefix_cache_mb=args.kv_cache_mb if keep_states else 0)
+    local = make_backend("local", args.model, prefix_cache_mb=args.kv_cache_mb if keep_states else 0)
     counting = Counting(local)
     config = PlaygroundConfig(
         data=[args.source],
