@@ -67,6 +67,7 @@ def _turns(value: str) -> int | None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from crsdata.commands.config_file import add_config_option
     from crsdata.grsu.evaluation import CRITICS, CRS_NAMES, DEFAULT_TEMPERATURES, PROTOCOLS
     from crsdata.grsu.search import SEARCH_METHODS
 
@@ -138,6 +139,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for intervals (1000; 0: none)")
     run.add_argument("--update-card", action="store_true", help="also write the results into the --source card")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_option(parser)
     parser.set_defaults(func=run_command)
 
 
