@@ -264,3 +264,23 @@ def test_cli_default_scorer_with_minilm(
     assert "recall@10" in printed and "crs_calls 400" in printed  # 5 turns x 80 lists (B = N = 4, D = 5)
     results = json.loads((out / "results.json").read_text())
     assert results["user"]["scorer"]["name"] == "embedding" and results["n_turns"] == 5
+
+
+def test_options_come_from_a_config_file_and_a_flag_overrides_it(
+    redial_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`crsdata crs-eval --config run.yaml`: the file's keys are the flags (zero-shot-size or zero_shot_size); --n on
+    the command line wins over the file's n; an unknown key names the file and the key."""
+    out = tmp_path / "from-file"
+    run = tmp_path / "run.yaml"
+    run.write_text(
+        f"source: {redial_folder}\ncrs: popularity\nprotocol: zero-shot\nout: {out}\nn: 3\nzero-shot-size: 20\n"
+        "bootstrap: 0\nquiet: true\n"
+    )
+    assert main(["crs-eval", "--config", str(run), "--n", "5"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_turns"] == 5 and "grsu" not in results  # --n over the file's 3; the file's protocol
+    capsys.readouterr()
+    run.write_text(f"source: {redial_folder}\ncrs: popularity\nprotocol: grsu\nout: {out}\nbeam_widht: 2\n")
+    error = cli_error(["--config", str(run)], capsys)
+    assert str(run) in error and "beam_widht" in error and "not an option of this command" in error

@@ -203,3 +203,22 @@ def test_out_inside_source_is_refused(redial_test, tmp_path, capsys, command):
         assert main(argv) == 1
         _one_line(capsys, command, "option --out:", "is the --source folder or inside it")
     assert not (redial_test / "replay").exists() and not (redial_test / ".simulate-run").exists()
+
+
+def test_options_come_from_a_config_file_and_a_flag_overrides_it(redial_test, tmp_path, monkeypatch, capsys):
+    """`crsdata replay --config run.yaml`: the file's keys are the flags; --n on the command line wins over n."""
+    from fixtures.fake_backends import ScriptedBackend
+
+    backend = ScriptedBackend("scripted", lambda own, last: "<action><feedback></action><response>No.</response>")
+    monkeypatch.setattr("crsdata.simulate.job.make_backends", lambda config: {"user": backend, "recommender": backend})
+    run = tmp_path / "run.yaml"
+    run.write_text(f"source: {redial_test}\nsplit: test\nout: {tmp_path / 'o'}\nn: 2\nno-progress: true\n")
+    assert main(["replay", "--config", str(run), "--n", "4"]) == 0
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert results["source"] == str(redial_test) and results["split"] == "test"
+    assert results["n_requested"] == 4  # the flag, not the file's 2
+    capsys.readouterr()
+    run.write_text(f"source: {redial_test}\nout: {tmp_path / 'x'}\nuser_modle: tiny\n")
+    assert main(["replay", "--config", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert str(run) in err and "user_modle" in err and "not an option of this command" in err

@@ -589,3 +589,39 @@ def test_shared_backend_survives_an_exception_and_serves_the_next_call() -> None
     assert first.finish_reason == "error" and "ConnectionError" in first.error
     assert shared.generate([request], SamplingParams())[0].finish_reason == "stop"
     assert threading.active_count() >= 1
+
+
+def test_options_come_from_a_config_file_and_a_flag_overrides_it(
+    redial_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`crsdata space --config space.yaml`: the file's keys are the flags; a flag on the command line wins (a --data
+    given there replaces the file's list); an unknown key names the file and the key. The server is not started:
+    the test records what the command would serve."""
+    from crsdata.cli import main
+
+    served: dict[str, Any] = {}
+
+    class Recorded:
+        def __init__(self, config: PlaygroundConfig) -> None:
+            served["config"] = config
+
+        def corpus_names(self) -> list[str]:
+            return []
+
+    class App:
+        def launch(self, **kwargs: Any) -> None:
+            served["launch"] = kwargs
+
+    monkeypatch.setattr("crsdata.playground.Playground", Recorded)
+    monkeypatch.setattr("crsdata.playground_ui.build_app", lambda playground: App())
+    config = tmp_path / "space.yaml"
+    config.write_text(f"port: 8081\nmax-turns: 5\nmax_new_tokens: 33\ndata: [{tmp_path}]\nno_warm_up: true\n")
+    assert main(["space", "--config", str(config), "--max-turns", "7", "--data", str(redial_folder)]) == 0
+    assert served["launch"] == {"server_name": "127.0.0.1", "server_port": 8081}
+    chosen = served["config"]
+    assert (chosen.max_turns, chosen.max_new_tokens, list(chosen.data)) == (7, 33, [str(redial_folder)])
+    capsys.readouterr()
+    config.write_text("prot: 8081\n")
+    assert main(["space", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert str(config) in err and "prot" in err and "not an option of this command" in err

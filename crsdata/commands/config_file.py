@@ -65,8 +65,16 @@ def apply_config_file(parser: argparse.ArgumentParser, argv: list[str]) -> None:
         dest = str(key).replace("-", "_")
         if dest not in known:
             raise BadInputError(path, "", str(key), f"not an option of this command (known: {', '.join(known)})")
-        kind = actions[dest].type
+        action = actions[dest]
+        if isinstance(action, argparse._AppendAction | argparse._ExtendAction) and _given(action, argv):
+            continue  # the flag's values replace the file's list instead of adding to it
+        kind = action.type
         if callable(kind) and isinstance(value, list):  # argparse converts a string default itself, not a list
             value = [kind(v) if isinstance(v, str) else v for v in value]
-        actions[dest].default = value
-        actions[dest].required = False
+        action.default = value
+        action.required = False
+
+
+def _given(action: argparse.Action, argv: list[str]) -> bool:
+    """Whether the command line gives ``action``'s flag (``--data X`` or ``--data=X``)."""
+    return any(token == flag or token.startswith(flag + "=") for token in argv for flag in action.option_strings)

@@ -24,6 +24,7 @@ N_HELP = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from crsdata.commands.config_file import add_config_option
     from crsdata.simulate.replay import ReplaySimulation
 
     parser = subparsers.add_parser(
@@ -35,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ReplaySimulation.options_class.add_arguments(parser.add_argument_group("replay options"))
+    add_config_option(parser)
     parser.set_defaults(func=run_command, kind=ReplaySimulation.name)
 
 

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crsdata.backends.base import DEFAULT_PREFIX_CACHE_MB
 from crsdata.backends.factory import MAX_MODEL_LEN_OPTION
 
 if TYPE_CHECKING:
@@ -65,6 +64,7 @@ def common_options(n_help: str = "", recommender: bool = True) -> argparse.Argum
     """The options every kind takes (a parent parser of each kind's parser). ``n_help``: ``--n`` is optional,
     with that help (``crsdata replay``); ``recommender=False``: no ``--recommender-model`` (only the user
     simulator speaks)."""
+    d = _job_defaults()
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument(
         "--source", required=True, help="where personas or tasks come from (see the kind's description)"
@@ -84,7 +84,7 @@ def common_options(n_help: str = "", recommender: bool = True) -> argparse.Argum
         )
     models.add_argument(
         "--backend",
-        default="local",
+        default=d["backend"],
         help="`local` (transformers in this process) or the base URL of an OpenAI-compatible server",
     )
     models.add_argument("--max-model-len", **MAX_MODEL_LEN_OPTION)
@@ -98,67 +98,97 @@ def common_options(n_help: str = "", recommender: bool = True) -> argparse.Argum
     models.add_argument(
         "--kv-cache-mb",
         type=int,
-        default=DEFAULT_PREFIX_CACHE_MB,
+        default=d["kv_cache_mb"],
         help="memory for the conversation states the local backend keeps between turns, so that a turn runs "
-        f"only its new text through the model (default {DEFAULT_PREFIX_CACHE_MB}; 0 recomputes every prompt)",
+        f"only its new text through the model (default {d['kv_cache_mb']}; 0 recomputes every prompt)",
     )
     models.add_argument(
         "--dtype",
-        default="float32",
+        default=d["dtype"],
         choices=("float32", "bfloat16", "float16", "auto"),
-        help="local backend weights (default float32: only float32 keeps a dialogue independent of batching, "
+        help=f"local backend weights (default {d['dtype']}: only float32 keeps a dialogue independent of batching, "
         "which resuming and growing rely on; bfloat16 is faster but changes texts with the batch, see "
         "docs/benchmarks.md)",
     )
     gen = parser.add_argument_group("generation")
-    gen.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    gen.add_argument("--seed", type=int, default=d["seed"], help=f"run seed (default {d['seed']})")
     gen.add_argument("--max-turns", type=int, help="turns per dialogue, both roles (default: the kind's)")
-    gen.add_argument("--max-new-tokens", type=int, default=128, help="tokens per generated turn (default 128)")
-    gen.add_argument("--temperature", type=float, default=0.7, help="sampling temperature, 0 = greedy (default 0.7)")
-    gen.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
+    gen.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=d["max_new_tokens"],
+        help=f"tokens per generated turn (default {d['max_new_tokens']})",
+    )
+    gen.add_argument(
+        "--temperature",
+        type=float,
+        default=d["temperature"],
+        help=f"sampling temperature, 0 = greedy (default {d['temperature']})",
+    )
+    gen.add_argument("--top-p", type=float, default=d["top_p"], help=f"nucleus sampling mass (default {d['top_p']})")
     gen.add_argument(
         "--repetition-penalty",
         type=float,
-        default=1.0,
+        default=d["repetition_penalty"],
         help="transformers' repetition penalty on the tokens of the turn being written, local backend (default "
-        "1.0, off)",
+        f"{d['repetition_penalty']}, off)",
     )
     gen.add_argument(
         "--no-repeat-ngram-size",
         type=int,
-        default=0,
-        help="ban any n-gram of this size from repeating within a turn, local backend (default 0, off)",
+        default=d["no_repeat_ngram_size"],
+        help="ban any n-gram of this size from repeating within a turn, local backend (default "
+        f"{d['no_repeat_ngram_size']}, off)",
     )
     gen.add_argument(
         "--max-retries",
         type=int,
-        default=2,
+        default=d["max_retries"],
         help="retries of a turn whose generation fails (timeout, server error) before the dialogue "
-        "ends with end_reason error (default 2)",
+        f"ends with end_reason error (default {d['max_retries']})",
     )
     run = parser.add_argument_group("run")
     run.add_argument(
         "--batch-size",
         type=int,
-        default=32,
-        help="dialogues in flight at once, one backend call per step (default 32; on a CPU, larger batches decode "
-        "more tokens per second, see docs/benchmarks.md)",
+        default=d["batch_size"],
+        help=f"dialogues in flight at once, one backend call per step (default {d['batch_size']}; on a CPU, larger "
+        "batches decode more tokens per second, see docs/benchmarks.md)",
     )
-    run.add_argument("--shard-size", type=int, default=50, help="finished dialogues per saved shard (default 50)")
+    run.add_argument(
+        "--shard-size",
+        type=int,
+        default=d["shard_size"],
+        help=f"finished dialogues per saved shard (default {d['shard_size']})",
+    )
     run.add_argument(
         "--split",
         help="the one source split to draw from; the output split has its name (default: train, else the only "
         "split with usable records; several and none named train is an error)",
     )
     run.add_argument("--run-dir", type=Path, help="run files (shards, manifest); default OUT/.simulate-run")
-    run.add_argument("--version", default="0.1.0", help="dataset version stamped on the folder (default 0.1.0)")
+    run.add_argument(
+        "--version", default=d["version"], help=f"dataset version stamped on the folder (default {d['version']})"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _scale_out_options(parser)
+    _scale_out_options(parser, d)
     return parser
 
 
-def _scale_out_options(parser: argparse.ArgumentParser) -> None:
-    """The executor options (crsdata.scaleout, README "Scaling out"), common to every kind."""
+def _job_defaults() -> dict[str, object]:
+    """Each option's default, read from :class:`~crsdata.simulate.job.SimulateConfig` so that it is written once
+    (there), not again on the flag."""
+    from crsdata.simulate.job import SimulateConfig
+
+    return {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        for f in dataclasses.fields(SimulateConfig)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }
+
+
+def _scale_out_options(parser: argparse.ArgumentParser, d: dict[str, object]) -> None:
+    """The executor options (crsdata.scaleout, README "Scaling out"), common to every kind; ``d``: the defaults."""
     from crsdata.scaleout.config import EXECUTORS, SERVERS
 
     scale = parser.add_argument_group(
@@ -170,9 +200,15 @@ def _scale_out_options(parser: argparse.ArgumentParser) -> None:
     )
     scale.add_argument("--executor", choices=EXECUTORS, help="local processes, a Slurm job array or a Ray cluster")
     scale.add_argument(
-        "--tasks", type=int, default=1, metavar="T", help="shards of the run, one datatrove task each (default 1)"
+        "--tasks",
+        type=int,
+        default=d["tasks"],
+        metavar="T",
+        help=f"shards of the run, one datatrove task each (default {d['tasks']})",
     )
-    scale.add_argument("--workers", type=int, default=-1, metavar="W", help="tasks running at once (default: all)")
+    scale.add_argument(
+        "--workers", type=int, default=d["workers"], metavar="W", help="tasks running at once (default: all)"
+    )
     scale.add_argument("--server", choices=SERVERS, help="start this server in each task instead of --backend URL")
     scale.add_argument(
         "--logging-dir",
@@ -181,16 +217,22 @@ def _scale_out_options(parser: argparse.ArgumentParser) -> None:
         help="datatrove's logs, stats and completion markers (default OUT/.simulate-run/scaleout/logs)",
     )
     scale.add_argument(
-        "--slurm-partition", default="", metavar="P", help="Slurm partition (required with --executor slurm)"
+        "--slurm-partition",
+        default=d["slurm_partition"],
+        metavar="P",
+        help="Slurm partition (required with --executor slurm)",
     )
     scale.add_argument(
-        "--slurm-time", default="24:00:00", metavar="HH:MM:SS", help="Slurm time limit per task (default 24:00:00)"
+        "--slurm-time",
+        default=d["slurm_time"],
+        metavar="HH:MM:SS",
+        help=f"Slurm time limit per task (default {d['slurm_time']})",
     )
     scale.add_argument(
         "--slurm-arg",
         dest="slurm_args",
         action="append",
-        default=[],
+        default=d["slurm_args"],
         metavar="KEY=VALUE",
         help="an extra #SBATCH option (repeatable)",
     )
@@ -198,7 +240,7 @@ def _scale_out_options(parser: argparse.ArgumentParser) -> None:
         "--server-arg",
         dest="server_args",
         action="append",
-        default=[],
+        default=d["server_args"],
         metavar="KEY[=VALUE]",
         help="a `vllm serve` option, e.g. gpu-memory-utilization=0.85 or enforce-eager (repeatable)",
     )

@@ -36,6 +36,7 @@ examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from crsdata.commands.config_file import add_config_option
     from crsdata.playground import DEFAULT_SAVE_DIR, PlaygroundConfig
 
     defaults = PlaygroundConfig()
@@ -118,6 +119,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--threads", type=int, help="CPU threads for the local backend (default: torch's choice)")
     parser.add_argument("--no-warm-up", action="store_true", help="do not load the models before serving")
+    add_config_option(parser)
     parser.set_defaults(func=run_command)
 
 
