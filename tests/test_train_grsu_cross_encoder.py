@@ -9,19 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
-from fixtures.grsu_scorer import CATALOG, build_small_redial
+from fixtures.grsu_scorer import CATALOG, build_small_redial, train_tiny_cross_encoder
 from fixtures.tiny_models import build_tiny_encoder
 
 from crsdata.cli import main
 
 pytestmark = pytest.mark.skipif(not CATALOG.is_file(), reason=f"ReDial data not found: {CATALOG}")
-
-# Seconds on a CPU: a 2-layer random BERT, a few turns, two optimizer steps, short candidate lists.
-TINY_CROSS_ENCODER = [
-    "--kind", "cross-encoder", "--ce-max-train-turns", "12", "--ce-validation-turns", "3", "--ce-test-turns", "6",
-    "--ce-max-steps", "2", "--ce-batch-size", "8", "--ce-max-length", "128", "--rerank-k", "20", "--ks", "5", "20",
-    "--seed", "3",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +30,7 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def trained(redial_folder: Path, tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cross-encoder") / "scorer"
-    args = ["train", "grsu-scorer", "--data", str(redial_folder), "--out", str(out), "--base", str(tiny_bert)]
-    assert main([*args, *TINY_CROSS_ENCODER]) == 0
-    return out
+    return train_tiny_cross_encoder(redial_folder, tiny_bert, out, "--seed", "3")
 
 
 def test_train_writes_a_cross_encoder_folder(trained: Path, tiny_bert: Path) -> None:
