@@ -43,9 +43,12 @@ class BiEncoderScorer(ItemScorer):
         if not pairs:
             return []
         texts = [cross_encoder_texts(turn, self.items, item) for turn, item in pairs]
-        conversations = np.asarray(self.embedder.encode([a for a, _ in texts]), dtype=np.float64)
-        facts = np.asarray(self.embedder.encode([b for _, b in texts]), dtype=np.float64)
-        return ((1.0 + np.einsum("ij,ij->i", conversations, facts)) / 2.0).tolist()
+        # Each distinct text once: a turn's conversation is shared by all its items, an item by many turns.
+        vectors: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(text for pair in texts for text in pair))
+        for text, vector in zip(unique, self.embedder.encode(unique), strict=True):
+            vectors[text] = np.asarray(vector, dtype=np.float64)
+        return [(1.0 + float(vectors[a] @ vectors[b])) / 2.0 for a, b in texts]
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "embedder": self.embedder.name}
