@@ -69,6 +69,8 @@ def fit(
         TrainingArguments,
     )
 
+    from .recipe import trainer_options
+
     tokenizer = AutoTokenizer.from_pretrained(base_path, truncation_side="left")
     order = np.random.default_rng(config.seed).permutation(len(pairs))
     texts = [cross_encoder_texts(pairs[i].turn, items, pairs[i].item_id) for i in order]
@@ -89,17 +91,7 @@ def fit(
         learning_rate=config.ce_learning_rate,
         lr_scheduler_type="linear",
         warmup_steps=max(0, round(config.warmup_ratio * steps)),
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        max_steps=steps,
-        bf16=config.bf16,
-        use_cpu=not cuda,
-        logging_steps=max(1, steps // 25),
-        save_strategy="no",
-        report_to="none",
-        seed=config.seed,
-        data_seed=config.seed,
-        dataloader_num_workers=0,
+        **trainer_options(config, steps, cuda),
     )
     # multi_label_classification with one label: BCEWithLogitsLoss on the single logit (num_labels=1 alone is MSE).
     model = AutoModelForSequenceClassification.from_pretrained(

@@ -134,6 +134,24 @@ def _score_in_batches(scorer: Any, pairs: list[tuple[Any, str]], what: str, per_
     return scores
 
 
+def trainer_options(config: GrsuScorerConfig, steps: int, cuda: bool) -> dict[str, Any]:
+    """The Trainer arguments both kinds share: ``steps`` optimizer steps, seeded, logged ~25 times, nothing saved
+    on the way."""
+    return {
+        "weight_decay": config.weight_decay,
+        "max_grad_norm": config.max_grad_norm,
+        "max_steps": steps,
+        "bf16": config.bf16,
+        "use_cpu": not cuda,
+        "logging_steps": max(1, steps // 25),
+        "save_strategy": "no",
+        "report_to": "none",
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "dataloader_num_workers": 0,
+    }
+
+
 def rerank(lists: Sequence[Sequence[str]], scores: Sequence[Sequence[float]]) -> list[list[str]]:
     """Each list re-ordered by its scores, highest first; ties keep the list's order."""
     return [
@@ -317,19 +335,9 @@ On a GPU, use all training turns and more test turns, e.g.
             lr_scheduler_type="cosine_with_min_lr",
             lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
             warmup_steps=max(0, round(config.warmup_ratio * steps)),
-            weight_decay=config.weight_decay,
-            max_grad_norm=config.max_grad_norm,
-            max_steps=steps,
             max_length=config.max_length,
-            bf16=config.bf16,
-            use_cpu=not cuda,
             gradient_checkpointing=False,
-            logging_steps=max(1, steps // 25),
-            save_strategy="no",
-            report_to="none",
-            seed=config.seed,
-            data_seed=config.seed,
-            dataloader_num_workers=0,
+            **trainer_options(config, steps, cuda),
         )
         model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
         peft_config = None
