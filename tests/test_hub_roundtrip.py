@@ -8,7 +8,8 @@ back in a separate process, by repo id and revision only, as a user would:
 - ``PeftModel.from_pretrained(base, "crs/tiny-simulator", revision="v0.1.0")`` gives the LoRA weights of an adapter
   folder saved as the Interplay simulator recipes save theirs;
 - the GRSU scorer (``crsdata train grsu-scorer``: LoRA adapters on a tiny base, trained on real ReDial turns) loads
-  with ``PeftModel.from_pretrained(base, "crs/grsu-scorer", revision="v0.1.0")`` and gives its P("Yes");
+  with ``PeftModel.from_pretrained(base, "crs/grsu-scorer", revision="v0.1.0")`` and gives its P("Yes"); its
+  cross-encoder kind (``--kind cross-encoder`` on a tiny BERT) loads with ``AutoModelForSequenceClassification``;
 - ``evaluate.load("crs/distinct_n", revision=tag)`` gives the examples' numbers, in a process without crsdata.
 
 The server runs for this module only and is stopped by its PID, also when a test fails.
@@ -21,9 +22,16 @@ from typing import Any
 
 import pytest
 from fixtures import olah_server
-from fixtures.grsu_scorer import CATALOG, build_small_redial, build_tiny_base, train_tiny_scorer
+from fixtures.grsu_scorer import (
+    CATALOG,
+    build_small_redial,
+    build_tiny_base,
+    train_tiny_cross_encoder,
+    train_tiny_scorer,
+)
 from fixtures.local_hub import LocalHub
 from fixtures.publishable import adapter_folder, dataset_folder, model_folder
+from fixtures.tiny_models import build_tiny_encoder
 
 from crsdata.export_metric import mismatches
 from crsdata.publish import publish
@@ -59,11 +67,15 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         publish(ROOT / "metrics" / "distinct_n", "crs/distinct_n", tag=tag, client=hub, verify=False)
     adapter = adapter_folder(work / "adapter", models[TAGS[0]], TAGS[0][1:])
     publish(adapter, "crs/tiny-simulator", tag=TAGS[0], client=hub)
-    scorer = None
+    scorer = cross_encoder = None
     if CATALOG.is_file():
         scorer_base = build_tiny_base(work / "scorer-base")
-        scorer = train_tiny_scorer(build_small_redial(work), scorer_base, work / "grsu-scorer")
+        redial = build_small_redial(work)
+        scorer = train_tiny_scorer(redial, scorer_base, work / "grsu-scorer")
         publish(scorer, "crs/grsu-scorer", tag="v0.1.0", client=hub)
+        cross_base = build_tiny_encoder(work / "cross-encoder-base")
+        cross_encoder = train_tiny_cross_encoder(redial, cross_base, work / "grsu-cross-encoder")
+        publish(cross_encoder, "crs/grsu-cross-encoder", tag="v0.1.0", client=hub)
 
     requests: dict[str, dict[str, Any]] = {}
     for tag in TAGS:
@@ -89,8 +101,14 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "local": str(scorer),
             "p_yes": True,
         }
+        requests["cross-encoder@v0.1.0"] = {
+            "classifier": "crs/grsu-cross-encoder",
+            "revision": "v0.1.0",
+            "local": str(cross_encoder),
+            "files": ["crsdata.json", "config.json", "tokenizer.json"],
+        }
     answers = dict(zip(requests, olah_server.consume(work / "mirrors", work, list(requests.values())), strict=True))
-    return {"answers": answers, "models": models, "scorer": scorer}
+    return {"answers": answers, "models": models, "scorer": scorer, "cross_encoder": cross_encoder}
 
 
 def _answer(published: dict[str, Any], name: str) -> dict[str, Any]:
@@ -124,6 +142,18 @@ def test_grsu_scorer_adapter_loads_with_peft(published: dict[str, Any]) -> None:
     answer = _answer(published, "scorer@v0.1.0")
     assert answer["equal_to_local"] and answer["lora_tensors"] > 0
     assert 0.0 < answer["p_yes"] < 1.0
+
+
+def test_grsu_cross_encoder_loads_as_a_sequence_classifier(published: dict[str, Any]) -> None:
+    import json
+
+    if published["cross_encoder"] is None:
+        pytest.skip(f"ReDial data not found: {CATALOG}")
+    answer = _answer(published, "cross-encoder@v0.1.0")
+    assert answer["weights_equal"] and all(answer["files_equal"].values())
+    assert answer["card"]["pipeline_tag"] == "text-classification" and answer["id2label"] == {"0": "accept"}
+    results = json.loads((published["cross_encoder"] / "results.json").read_text())
+    assert answer["card"]["results"]["auc"] == pytest.approx(results["auc"], abs=1e-4)
 
 
 @pytest.mark.parametrize("tag", TAGS)

@@ -243,10 +243,25 @@ def build_crs(config: CrsEvalConfig, items: ItemTable, backends: _Backends, spac
 
 
 def build_user(config: CrsEvalConfig, items: ItemTable, backends: _Backends, space: Any) -> Any:
-    from crsdata.grsu.user import AttributeCritic, EmbeddingScorer, GenerativeScorer, ModelCritic, SimulatedUser
+    from crsdata.grsu.user import (
+        AttributeCritic,
+        CrossEncoderScorer,
+        EmbeddingScorer,
+        GenerativeScorer,
+        ModelCritic,
+        SimulatedUser,
+        is_cross_encoder,
+    )
 
+    cross_encoder = config.scorer_backend == "local" and is_cross_encoder(config.scorer_model)
+    if cross_encoder and config.critic == "model":
+        raise BadInputError(
+            config.scorer_model, "", "--critic", "model critiques need a language model, not a cross-encoder scorer"
+        )
     if config.scorer_model in EMBEDDING_SCORERS:
         scorer: Any = EmbeddingScorer(space())
+    elif cross_encoder:
+        scorer = CrossEncoderScorer(config.scorer_model, items)
     else:
         scorer = GenerativeScorer(backends.get(config.scorer_backend, config.scorer_model), items)
     if config.critic == "model":

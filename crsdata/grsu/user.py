@@ -233,6 +233,87 @@ class EmbeddingScorer(ItemScorer):
         return {"name": self.name, "embedder": self.space.name}
 
 
+def cross_encoder_texts(turn: EvalTurn, items: ItemTable, item_id: str) -> tuple[str, str]:
+    """The (conversation, item facts) pair a cross-encoder scorer reads: the same conversation and item description
+    as the P("Yes") prompt, without the instructions (a small encoder learns the task from its head)."""
+    from crsdata.grsu.prompts import conversation_text
+
+    return conversation_text(turn) or " ", items.describe(item_id)
+
+
+def is_cross_encoder(folder: str) -> bool:
+    """Whether ``folder`` holds a cross-encoder scorer: its ``crsdata.json`` says ``kind: cross-encoder``, or its
+    ``config.json`` names a sequence-classification architecture (a folder copied without crsdata.json)."""
+    import json
+    from pathlib import Path
+
+    root = Path(folder)
+    metadata, config = root / "crsdata.json", root / "config.json"
+    if metadata.is_file():
+        kind = (json.loads(metadata.read_text(encoding="utf-8")).get("config") or {}).get("kind")
+        if kind:
+            return kind == "cross-encoder"
+    if config.is_file():
+        architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+        return any(a.endswith("ForSequenceClassification") for a in architectures)
+    return False
+
+
+def _trained_length(folder: str) -> int | None:
+    """The pair length the scorer was trained with (``ce_max_length`` in its crsdata.json), if recorded."""
+    import json
+    from pathlib import Path
+
+    metadata = Path(folder) / "crsdata.json"
+    if not metadata.is_file():
+        return None
+    return (json.loads(metadata.read_text(encoding="utf-8")).get("config") or {}).get("ce_max_length")
+
+
+class CrossEncoderScorer(ItemScorer):
+    """sigmoid of a sequence-classification model's one logit on (conversation, item facts)
+    (:func:`cross_encoder_texts`): a fine-tuned MiniLM from ``crsdata train grsu-scorer --kind cross-encoder``.
+    A probability like P("Yes") at a fraction of an LLM's cost: one encoder pass per pair."""
+
+    name = "cross-encoder"
+
+    def __init__(self, folder: str, items: ItemTable, batch_size: int = 32, max_length: int | None = None) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.folder = str(folder)
+        self.items = items
+        self.batch_size = batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(self.folder, truncation_side="left")
+        self.model = AutoModelForSequenceClassification.from_pretrained(self.folder).eval()
+        self.max_length = (
+            max_length
+            or _trained_length(self.folder)
+            or min(int(self.tokenizer.model_max_length), int(self.model.config.max_position_embeddings), 512)
+        )
+
+    def score(self, pairs: Sequence[tuple[EvalTurn, str]]) -> list[float]:
+        import torch
+
+        texts = [cross_encoder_texts(turn, self.items, item) for turn, item in pairs]
+        out: list[float] = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                chunk = texts[start : start + self.batch_size]
+                batch = self.tokenizer(
+                    [a for a, _ in chunk],
+                    [b for _, b in chunk],
+                    padding=True,
+                    truncation="only_first",  # the conversation's oldest words go first; the item stays whole
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
+                out.extend(torch.sigmoid(self.model(**batch).logits[:, 0]).tolist())
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "model": self.folder}
+
+
 class AttributeIndex:
     """Finds catalog attribute values (genres, people) in free text: word n-grams looked up case-insensitively."""
 

@@ -41,12 +41,17 @@ from . import instructions as ins
 
 HUB_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the embedded GGUF was converted from
 # The linear layers of Llama-style decoders (SmolLM2 and the tests' tiny model): attention and MLP.
+KINDS = ("llm", "cross-encoder")
 METRIC_LABELS = {"recall": "Recall", "ndcg": "NDCG", "mrr": "MRR"}
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass
 class GrsuScorerConfig(TrainConfig):
+    kind: str = field(
+        default="llm",
+        metadata={"help": "`llm`: P(Yes) SFT of a causal LM; `cross-encoder`: fine-tuned MiniLM (the --ce-* options)"},
+    )
     # data
     context_chars: int = field(default=400, metadata={"help": "characters of conversation kept (most recent)"})
     max_train_turns: int = field(default=40, metadata={"help": "seeded sample of training turns (0: all)"})
@@ -82,6 +87,15 @@ class GrsuScorerConfig(TrainConfig):
     rerank_k: int = field(default=50, metadata={"help": "retrieval candidates re-ranked per test turn"})
     ks: list[int] = field(default_factory=lambda: [10, 50], metadata={"help": "cut-offs of Recall/NDCG/MRR"})
     eval_batch_size: int = field(default=8, metadata={"help": "prompts per scoring forward pass"})
+    # --kind cross-encoder (its own sizes: an encoder of 22M parameters learns from far more pairs on a CPU)
+    ce_max_train_turns: int = field(default=250, metadata={"help": "cross-encoder: training turns (0: all)"})
+    ce_validation_turns: int = field(default=50, metadata={"help": "cross-encoder: validation turns (0: all)"})
+    ce_test_turns: int = field(default=200, metadata={"help": "cross-encoder: test turns (0: all)"})
+    ce_max_length: int = field(default=128, metadata={"help": "cross-encoder: word pieces per pair (conversation cut)"})
+    ce_learning_rate: float = field(default=1e-4, metadata={"help": "cross-encoder: peak learning rate (AdamW)"})
+    ce_batch_size: int = field(default=16, metadata={"help": "cross-encoder: pairs per optimizer step"})
+    ce_epochs: float = field(default=1.0, metadata={"help": "cross-encoder: epochs over the pairs"})
+    ce_max_steps: int = field(default=-1, metadata={"help": "cross-encoder: optimizer steps (-1: --ce-epochs)"})
 
 
 def auc(labels: Sequence[bool], scores: Sequence[float]) -> float:
@@ -118,6 +132,24 @@ def _score_in_batches(scorer: Any, pairs: list[tuple[Any, str]], what: str, per_
             scores.extend(scorer.score(chunk))
             bar.update(len(chunk))
     return scores
+
+
+def trainer_options(config: GrsuScorerConfig, steps: int, cuda: bool) -> dict[str, Any]:
+    """The Trainer arguments both kinds share: ``steps`` optimizer steps, seeded, logged ~25 times, nothing saved
+    on the way."""
+    return {
+        "weight_decay": config.weight_decay,
+        "max_grad_norm": config.max_grad_norm,
+        "max_steps": steps,
+        "bf16": config.bf16,
+        "use_cpu": not cuda,
+        "logging_steps": max(1, steps // 25),
+        "save_strategy": "no",
+        "report_to": "none",
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "dataloader_num_workers": 0,
+    }
 
 
 def rerank(lists: Sequence[Sequence[str]], scores: Sequence[Sequence[float]]) -> list[list[str]]:
@@ -161,6 +193,12 @@ On a GPU, use all training turns and more test turns, e.g.
     tags = ("grsu", "user-simulator", "reward-model", "peft")
 
     def check(self, config: GrsuScorerConfig) -> None:
+        if config.kind not in KINDS:
+            raise BadInputError(
+                "", "", "--kind", f"must be one of {', '.join(KINDS)}, not {config.kind!r}", "bad-option"
+            )
+        if config.kind == "cross-encoder" and min(config.ce_batch_size, config.ce_max_length) < 1:
+            raise BadInputError("", "", "--ce-batch-size/--ce-max-length", "must be at least 1", "bad-option")
         positive = ("batch_size", "gradient_accumulation", "max_length", "lora_r", "rerank_k", "eval_batch_size")
         for name in positive:
             if getattr(config, name) < 1:
@@ -177,6 +215,17 @@ On a GPU, use all training turns and more test turns, e.g.
             raise BadInputError("", "", "--random-negatives", "the scorer needs negatives of some kind", "bad-option")
 
     # ------------------------------------------------------------------------------------------------ data
+
+    @staticmethod
+    def sizes(config: GrsuScorerConfig) -> dict[str, int]:
+        """Turns sampled per split (0: all), by kind."""
+        if config.kind == "cross-encoder":
+            return {
+                "train": config.ce_max_train_turns,
+                "validation": config.ce_validation_turns,
+                "test": config.ce_test_turns,
+            }
+        return {"train": config.max_train_turns, "validation": config.validation_turns, "test": config.test_turns}
 
     def prepare(self, config: GrsuScorerConfig, data: list[DataFolder]) -> dict[str, Any]:
         """Turns of each split, the catalog, the negative sampler, the instruction rows; bad input first."""
@@ -195,7 +244,8 @@ On a GPU, use all training turns and more test turns, e.g.
             validation_from = f"{config.validation_fraction:.0%} of the training conversations (seeded)"
         if not validation:
             raise BadInputError(data[0].path, "split train", "", "too few conversations to hold out a validation set")
-        used_train = ins.sample_turns(train, config.max_train_turns or None, config.seed)
+        sizes = self.sizes(config)
+        used_train = ins.sample_turns(train, sizes["train"] or None, config.seed)
         from crsdata.grsu.vectors import ItemSpace
 
         space = ItemSpace(items)
@@ -219,8 +269,8 @@ On a GPU, use all training turns and more test turns, e.g.
         )
         rows = [ins.scoring_row(p, items) for p in pairs] + [ins.critique_row(c, items) for c in critiques]
         eval_turns = {
-            "validation": ins.sample_turns(validation, config.validation_turns or None, config.seed + 2),
-            "test": ins.sample_turns(test, config.test_turns or None, config.seed + 3),
+            "validation": ins.sample_turns(validation, sizes["validation"] or None, config.seed + 2),
+            "test": ins.sample_turns(test, sizes["test"] or None, config.seed + 3),
         }
         eval_pairs = {
             split: ins.scoring_pairs(turns, sampler, negatives, config.seed + 4) for split, turns in eval_turns.items()
@@ -285,19 +335,9 @@ On a GPU, use all training turns and more test turns, e.g.
             lr_scheduler_type="cosine_with_min_lr",
             lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
             warmup_steps=max(0, round(config.warmup_ratio * steps)),
-            weight_decay=config.weight_decay,
-            max_grad_norm=config.max_grad_norm,
-            max_steps=steps,
             max_length=config.max_length,
-            bf16=config.bf16,
-            use_cpu=not cuda,
             gradient_checkpointing=False,
-            logging_steps=max(1, steps // 25),
-            save_strategy="no",
-            report_to="none",
-            seed=config.seed,
-            data_seed=config.seed,
-            dataloader_num_workers=0,
+            **trainer_options(config, steps, cuda),
         )
         model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
         peft_config = None
@@ -404,6 +444,42 @@ On a GPU, use all training turns and more test turns, e.g.
     # ------------------------------------------------------------------------------------------------ run
 
     def train(self, config: GrsuScorerConfig, data: list[DataFolder]) -> TrainResult:
+        if config.kind == "cross-encoder":
+            return self.train_cross_encoder(config, data)
+        return self.train_llm(config, data)
+
+    def train_cross_encoder(self, config: GrsuScorerConfig, data: list[DataFolder]) -> TrainResult:
+        """MiniLM cross-encoder on the scoring pairs (:mod:`.cross_encoder`), evaluated beside the zero-shot
+        MiniLM bi-encoder."""
+        from crsdata.backends.embedded import EMBEDDED_NAMES
+        from crsdata.grsu.user import CrossEncoderScorer
+        from crsdata.metrics.match import default_model_dir
+
+        from . import cross_encoder as ce
+
+        started = time.perf_counter()
+        prepared = self.prepare(config, data)
+        default_base = str(config.base).lower() in EMBEDDED_NAMES
+        base_path = str(default_model_dir()) if default_base else str(config.base)
+        hub_base = ce.HUB_BASE_MODEL if default_base else str(config.base)
+        work = Path(tempfile.mkdtemp(prefix="grsu-cross-encoder-"))
+        try:
+            numbers = ce.fit(config, prepared["pairs"], prepared["items"], base_path, work, Path(config.out))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        eval_started = time.perf_counter()
+        scorers = {
+            "base": ce.BiEncoderScorer(prepared["items"], base_path),
+            "tuned": CrossEncoderScorer(config.out, prepared["items"], max_length=config.ce_max_length),
+        }
+        evaluation = self.evaluate(config, prepared, scorers)
+        timings = {
+            "eval_seconds": round(time.perf_counter() - eval_started, 1),
+            "total_seconds": round(time.perf_counter() - started, 1),
+        }
+        return self.result(config, data, prepared, numbers, evaluation, hub_base, timings)
+
+    def train_llm(self, config: GrsuScorerConfig, data: list[DataFolder]) -> TrainResult:
         from crsdata.backends import make_backend
         from crsdata.backends.embedded import EMBEDDED_NAMES, resolve_model
         from crsdata.grsu.user import GenerativeScorer
@@ -454,6 +530,8 @@ On a GPU, use all training turns and more test turns, e.g.
         timings: dict[str, float],
     ) -> TrainResult:
         aucs, ranking = evaluation["auc"], evaluation["ranking"]
+        cross = config.kind == "cross-encoder"
+        score_name = "sigmoid of the cross-encoder's logit" if cross else "P(Yes)"
         metrics: dict[str, float] = {
             "auc": aucs["test"]["tuned"]["all"],
             "auc_base": aucs["test"]["base"]["all"],
@@ -474,7 +552,7 @@ On a GPU, use all training turns and more test turns, e.g.
             "n_test_turns": len(prepared["eval_turns"]["test"]),
         }
         source = data[0].source
-        scores = [EvalScore("auc", metrics["auc"], "AUC of P(Yes), test pairs", source, "test")]
+        scores = [EvalScore("auc", metrics["auc"], f"AUC of {score_name}, test pairs", source, "test")]
         for key in ("recall", "ndcg", "mrr"):
             for k in config.ks:
                 scores.append(
@@ -486,8 +564,19 @@ On a GPU, use all training turns and more test turns, e.g.
                         "test",
                     )
                 )
-        task_counts = Counter(row["task"] for row in prepared["rows"])
+        task_counts = (
+            Counter({"scoring": len(prepared["pairs"])}) if cross else Counter(row["task"] for row in prepared["rows"])
+        )
         example = prepared["rows"][0]
+        if cross:
+            from crsdata.grsu.user import cross_encoder_texts
+
+            first = prepared["pairs"][0]
+            conversation, facts = cross_encoder_texts(first.turn, prepared["items"], first.item_id)
+            example = {
+                "prompt": [{"content": f"{conversation}\n\n[SEP]\n\n{facts}"}],
+                "completion": [{"content": "1 (accepted)" if first.label else "0 (not accepted)"}],
+            }
         critique_example = next((r for r in prepared["rows"] if r["task"] == "critique"), None)
         details = {
             "training": numbers,
@@ -505,15 +594,21 @@ On a GPU, use all training turns and more test turns, e.g.
                 "popular": f"{config.popular_negatives} from the {prepared['popular_pool']} most recommended",
                 "similar": f"{config.similar_negatives} from the {ins.SIMILAR_POOL} MiniLM neighbours of the target",
             },
-            "score": "P(Yes) = softmax over the first tokens of 'Yes' and 'No' after the chat prompt",
+            "kind": config.kind,
+            "score": (
+                "sigmoid(logit) of MiniLM with a one-logit head on (conversation, item facts); base: (1 + cos) / 2 "
+                "of the mean-pooled zero-shot MiniLM embeddings of the same two texts"
+                if cross
+                else "P(Yes) = softmax over the first tokens of 'Yes' and 'No' after the chat prompt"
+            ),
         }
         return TrainResult(
             metrics=metrics,
             split_sizes=split_sizes,
             base_model=hub_base,
-            library_name="peft" if config.lora else "transformers",
+            library_name="peft" if config.lora and not cross else "transformers",
             scores=scores,
-            pipeline_tag="text-generation",
+            pipeline_tag="text-classification" if cross else "text-generation",
             card={
                 "aucs": aucs,
                 "ranking": ranking,
@@ -530,7 +625,8 @@ On a GPU, use all training turns and more test turns, e.g.
                 "critique_answer": critique_example["completion"][0]["content"] if critique_example else "",
                 "negative_kinds": list(ins.NEGATIVE_KINDS),
                 "hits": evaluation["turns_with_a_target_in_candidates"],
-                "lora": config.lora,
+                "lora": config.lora and not cross,
+                "cross_encoder": cross,
             },
             details=details,
         )
