@@ -751,16 +751,23 @@ class InterplayRecipe(Recipe):
         del model
         scored: dict[str, Any] = {}
         if is_main_process() and config.eval_size:
-            scored = self.evaluate(config, path, tokenizer, held_out, catalog)
+            scored = self.evaluate(config, path, tokenizer, held_out, catalog, grounded)
         return self.result(config, data, prepared, run, scored, len(train_records), overlap, hub_id)
 
     # -- scoring ---------------------------------------------------------------------------------------------
 
     def evaluate(
-        self, config: InterplayTrainConfig, base_path: str, tokenizer: Any, held_out: list[dict[str, Any]], catalog: Any
+        self,
+        config: InterplayTrainConfig,
+        base_path: str,
+        tokenizer: Any,
+        held_out: list[dict[str, Any]],
+        catalog: Any,
+        grounded: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Scores the trained model (the adapter merged into the base, as the embedded default loads it) and,
-        with ``compare_base``, the zero-shot base, on the same held-out examples."""
+        with ``compare_base``, the zero-shot base, on the same held-out examples, both in the grounding the model
+        was trained with (``grounded``: the simulation's grounding options)."""
         import shutil
         import tempfile
 
@@ -790,7 +797,13 @@ class InterplayRecipe(Recipe):
                     "local", model_path, max_batch_size=config.eval_batch_size, model_id=f"{label}:{config.base}"
                 )
                 result = evaluation.score(
-                    backend, style, examples, catalog, seed=config.seed, max_new_tokens=config.eval_max_new_tokens
+                    backend,
+                    style,
+                    examples,
+                    catalog,
+                    seed=config.seed,
+                    max_new_tokens=config.eval_max_new_tokens,
+                    grounded=grounded,
                 )
                 backend.close()
                 scored[label] = {**dataclasses.asdict(result), "seconds": time.perf_counter() - started}
