@@ -8,9 +8,10 @@ same sequences, TRL SFTTrainer) for ``--steps`` optimizer steps from the same se
 that each has its own CPU time and peak memory (``os.wait4``). The first step (allocator and kernel warm-up) is
 timed but not counted. Variants (:data:`VARIANTS`) change one thing at a time from ``lora-r8``: the LoRA rank,
 a full fine-tune, LoRA on the top layers only, one thread against two, fp32 against bf16 autocast, random
-batches against length-bucketed ones. Reported per variant: seconds per step, real tokens per second (padding
-excluded), CPU seconds, peak RSS, trainable parameters and the loss of the first and last timed steps; then the
-ratio of each variant's tokens/s to the baseline, the full fine-tune (``full``). Whether a setting *learns* is
+batches against length-bucketed ones. Reported per variant: seconds per step,
+real tokens per second (padding excluded, counted per step from the attention masks), the share of padding,
+CPU seconds, peak RSS, trainable parameters and the loss of the first and last timed steps; then the ratio of
+each variant's tokens/s to the baseline, the full fine-tune (``full``). Whether a setting *learns* is
 decided by the training run's held-out scores, not by a few steps here. The load average is printed before and
 after: other jobs on the machine change every figure.
 """
@@ -56,18 +57,32 @@ def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
     )
 
     class StepClock(TrainerCallback):
-        """Wall time of every optimizer step after the first."""
+        """Wall time and real tokens of every optimizer step after the first. Tokens are counted from each
+        forward's attention mask: bucketed batches come longest first, so a mean length would misstate them."""
 
         def __init__(self) -> None:
             self.started = 0.0
             self.seconds: list[float] = []
+            self.tokens: list[int] = []
+            self.padded: list[int] = []
+            self.step_tokens = self.step_padded = 0
+
+        def count(self, module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+            mask = kwargs.get("attention_mask")
+            ids = kwargs.get("input_ids")
+            if module.training and ids is not None:
+                self.step_tokens += int(mask.sum()) if mask is not None else ids.numel()
+                self.step_padded += ids.numel()
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.started = time.perf_counter()
+            self.step_tokens = self.step_padded = 0
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if state.global_step > 1:
                 self.seconds.append(time.perf_counter() - self.started)
+                self.tokens.append(self.step_tokens)
+                self.padded.append(self.step_padded)
 
     settings = {**BASE, **VARIANTS[name]}
     folder = load_data_folder(args.data)
@@ -100,14 +115,18 @@ def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
             **settings,
         )
         clock = StepClock()
+        # On the decoder: peft calls the outer model's forward directly, which skips hooks on it.
+        hook = model.get_decoder().register_forward_pre_hook(clock.count, with_kwargs=True)
         _, run = train_sequences(config, data, tokenizer, model, hub_id=hub_id, callbacks=[clock])
+    hook.remove()
     step = sum(clock.seconds) / max(len(clock.seconds), 1)
     losses = [h["loss"] for h in run.loss_history]
     return {
         "variant": name,
         "settings": settings,
         "seconds_per_step": step,
-        "tokens_per_second": mean_tokens * args.batch_size / step if step else 0.0,
+        "tokens_per_second": sum(clock.tokens) / sum(clock.seconds) if clock.seconds else 0.0,
+        "padding_share": 1 - sum(clock.tokens) / max(sum(clock.padded), 1),
         "mean_sequence_tokens": mean_tokens,
         "trainable_parameters": run.trainable_parameters,
         "loss_first": losses[0] if losses else None,
