@@ -132,6 +132,24 @@ def test_mismatched_config_on_resume_is_refused(tmp_path):
     assert len(run(tmp_path, talk(), batch_size=2, shard_size=3).records) == 12
 
 
+def test_a_run_written_before_an_option_existed_resumes_when_the_option_keeps_its_old_behaviour(tmp_path):
+    # The first run's config predates grounding and the decoding penalties: neither is in its manifest.
+    first = run(tmp_path, talk())
+    later = {"options": {"grounding": "none", "tags": None}}
+    sampling = {
+        role: {"max_new_tokens": 128, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
+        for role in ("user", "recommender")
+    }
+    backend = FakeBackend()
+    again = run(tmp_path, talk(backend), sampling=sampling, **later)
+    assert backend.calls == []
+    assert texts(again.records) == texts(first.records)
+    with pytest.raises(RunConfigMismatch, match=r"options: \{\} in the existing run, \{'grounding': 'catalog'\} now"):
+        run(tmp_path, talk(), options={"grounding": "catalog"})
+    with pytest.raises(RunConfigMismatch, match="sampling"):
+        run(tmp_path, talk(), sampling={**sampling, "user": {**sampling["user"], "repetition_penalty": 1.3}})
+
+
 def test_a_changed_shard_is_detected(tmp_path):
     run(tmp_path, talk())
     shard = next((tmp_path / "shards").glob("*.parquet"))

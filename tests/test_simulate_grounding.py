@@ -283,3 +283,39 @@ def test_replay_shows_the_facts_of_the_films_real_turns_named(records) -> None:
 
 def display_title_of(row: dict) -> str:
     return f"{row['title']} ({row['year']})" if row.get("year") else row["title"]
+
+
+def test_the_default_grounding_is_the_one_the_models_were_trained_on(tmp_path) -> None:
+    import json
+
+    from crsdata.backends.embedded import (
+        BASE_MODEL,
+        RECOMMENDER_SIMULATOR,
+        USER_SIMULATOR,
+        USER_SIMULATOR_CATALOG,
+        grounding_of,
+    )
+    from crsdata.simulate.replay import ReplaySimulation
+
+    trained = tmp_path / "user-sim"
+    trained.mkdir()
+    (trained / "crsdata.json").write_text(json.dumps({"recipe": "user-simulator", "config": {"grounding": "catalog"}}))
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "crsdata.json").write_text(json.dumps({"recipe": "user-simulator", "config": {}}))
+    assert [grounding_of(m) for m in (USER_SIMULATOR_CATALOG, USER_SIMULATOR, BASE_MODEL)] == [
+        "catalog",
+        "none",
+        "none",
+    ]
+    assert (grounding_of(trained), grounding_of(older), grounding_of(tmp_path)) == ("catalog", "none", None)
+
+    pair = {"user": USER_SIMULATOR, "recommender": RECOMMENDER_SIMULATOR}
+    assert InterplaySimulation.trained_grounding(pair) == "none"
+    both = {"user": str(trained), "recommender": str(trained)}
+    assert InterplaySimulation.trained_grounding(both) == "catalog"
+    mixed = {"user": USER_SIMULATOR_CATALOG, "recommender": RECOMMENDER_SIMULATOR}
+    with pytest.raises(BadInputError, match="different groundings.*give --grounding none or --grounding catalog"):
+        InterplaySimulation.trained_grounding(mixed)
+    # Replay plays the user alone against real recommender turns: the user's model decides.
+    assert ReplaySimulation.trained_grounding(mixed) == "catalog"

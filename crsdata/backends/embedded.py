@@ -185,6 +185,7 @@ class EmbeddedModel:
     style: str  # the prompt style it was made for: "instruct" (chat prompts) or "finetuned" (the bare layout)
     adapter: str = ""  # LoRA adapter folder inside the crsdata.models package; "" for the base itself
     description: str = ""
+    grounding: str = "none"  # the Interplay grounding it was trained on (`--grounding`): none or catalog
 
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -194,6 +195,7 @@ FINETUNED_RECIPES = ("user-simulator", "recommender-simulator")
 BASE_MODEL = "smollm2-135m-instruct"
 USER_SIMULATOR = "smollm2-135m-interplay-user"
 RECOMMENDER_SIMULATOR = "smollm2-135m-interplay-recommender"
+USER_SIMULATOR_CATALOG = "smollm2-135m-interplay-user-catalog"
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     m.name: m
     for m in (
@@ -209,6 +211,14 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
             "finetuned",
             "recommender_simulator/adapter",
             "Interplay recommender simulator: the base with the LoRA adapter of `crsdata train recommender-simulator`",
+        ),
+        EmbeddedModel(
+            USER_SIMULATOR_CATALOG,
+            "finetuned",
+            "user_simulator/adapter-catalog",
+            "Interplay user simulator trained on the catalog-grounded layout (`crsdata train user-simulator "
+            "--grounding catalog`): preference cues for a target, catalog facts of each film named",
+            grounding="catalog",
         ),
     )
 }
@@ -317,6 +327,21 @@ def merged_adapter_folder(adapter: Path) -> Path:
     base_path = embedded_model_path() if base == EMBEDDED_HUB_ID else resolve_model(base)
     target = cache_root() / "models" / f"adapter-{_adapter_sha256(adapter)[:12]}"
     return merge_adapter(base_path, adapter, target)
+
+
+def grounding_of(name: str | Path) -> str | None:
+    """The Interplay grounding a model was trained on: a named embedded model's, the ``grounding`` of a folder
+    trained by an Interplay recipe (its crsdata.json; ``none`` when it predates the option), None when unknown."""
+    model = embedded_model(name)
+    if model is not None:
+        return model.grounding
+    try:
+        metadata = json.loads((Path(str(name)).expanduser() / "crsdata.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if metadata.get("recipe") not in FINETUNED_RECIPES:
+        return None
+    return str((metadata.get("config") or {}).get("grounding") or "none")
 
 
 def prompt_style_of(name: str | Path) -> str | None:

@@ -97,6 +97,34 @@ LOCK = "lock"
 SCHEDULING_KEYS = ("batch_size", "shard_size", "crsdata_version")
 # A resume may raise n: it adds dialogues n_old..n-1 and keeps the others (never lowers it).
 GROWABLE_KEYS = ("n",)
+# Config entries added after runs were already written, with the value that reproduces what those runs did
+# ("*" is any role). A run folder written before an entry existed lacks it; that compares equal to this value.
+ADDED_LATER: dict[str, Any] = {
+    "options.grounding": "none",
+    "options.candidates": 5,
+    "options.tags": None,
+    "sampling.*.repetition_penalty": 1.0,
+    "sampling.*.no_repeat_ngram_size": 0,
+}
+
+
+def _without_added_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` less the :data:`ADDED_LATER` entries that hold their earlier behaviour's value."""
+    trimmed = json.loads(json.dumps(config))
+    for path, value in ADDED_LATER.items():
+        head, *middle, leaf = path.split(".")
+        parents = [trimmed.get(head)]
+        for part in middle:
+            parents = [
+                child
+                for parent in parents
+                if isinstance(parent, dict)
+                for child in (parent.values() if part == "*" else [parent.get(part)])
+            ]
+        for parent in parents:
+            if isinstance(parent, dict) and leaf in parent and parent[leaf] == value:
+                del parent[leaf]
+    return trimmed
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -741,7 +769,8 @@ def check_resume(work_dir: str | Path, config: dict[str, Any], ignore: tuple[str
         raise BadInputError(
             path, "", "format", f"not a crsdata simulation run ({manifest.get('format')!r})", "corrupt-run"
         )
-    saved = manifest.get("config", {})
+    saved = _without_added_defaults(manifest.get("config", {}))
+    config = _without_added_defaults(config)
     skip = set(SCHEDULING_KEYS) | set(GROWABLE_KEYS) | set(ignore)
     differences = [
         f"{key}: {saved.get(key)!r} in the existing run, {config.get(key)!r} now"

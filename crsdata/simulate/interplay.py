@@ -170,13 +170,16 @@ class InterplayOptions(SimulationOptions):
         type=Path,
         repeat=True,
     )
-    grounding: str = option(
-        "none",
+    # None until the models are known: then the grounding they were trained on (complete_options).
+    grounding: str | None = option(
+        None,
         "catalog: the user wants preference cues (kinds, era, themes, its own words; never people or titles) and "
         "hears the catalog facts of each film the recommender names; the recommender sees the catalog films most "
-        "similar to what the user said (MiniLM retrieval) before each turn. none: Interplay's layout. Default "
-        "none until simulators trained on the grounded layout ship (the shipped pair never saw it)",
+        "similar to what the user said (MiniLM retrieval) before each turn. none: Interplay's layout. Default: "
+        "the grounding the models were trained on (a `crsdata train` folder's config, the embedded simulators' "
+        "registry entry; none for the base and for models that do not say)",
         choices=GROUNDING,
+        type=str,
     )
     candidates: int = option(5, "films in the recommender's list under --grounding catalog (default 5)")
     tags: Path | None = option(
@@ -297,6 +300,30 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         if not options.first_speaker:
             user_style = prompt_style_of(models[Role.USER.value])
             options.first_speaker = Role.USER.value if user_style == "finetuned" else Role.RECOMMENDER.value
+        if options.grounding is None:
+            options.grounding = cls.trained_grounding(models)
+
+    #: The roles whose models choose the default grounding (replay: the user alone; the recommender is real).
+    grounding_roles: tuple[str, ...] = ROLES
+
+    @classmethod
+    def trained_grounding(cls, models: dict[str, str]) -> str:
+        """The grounding the models of :attr:`grounding_roles` were trained on; refused when they disagree,
+        since one run has one grounding."""
+        from crsdata.backends.embedded import grounding_of
+
+        found = {role: grounding_of(models[role]) or "none" for role in cls.grounding_roles}
+        if len(set(found.values())) > 1:
+            raise BadInputError(
+                "",
+                "",
+                "--grounding",
+                "the models were trained on different groundings ("
+                + ", ".join(f"{role}: {models[role]} {grounding}" for role, grounding in found.items())
+                + "); give --grounding none or --grounding catalog",
+                "bad-option",
+            )
+        return next(iter(found.values()))
 
     @classmethod
     def load_source(cls, source: str, split: str | None, options: SimulationOptions) -> SimulationSource:

@@ -219,6 +219,7 @@ class ReplaySimulation(InterplaySimulation):
     """The Interplay user simulator judging a real recommender's turns; see the module doc."""
 
     name = "replay"
+    grounding_roles = (Role.USER.value,)  # the recommender's turns are the real ones
     summary = "replay real dialogues to the user simulator and score its accepts as SR/ET/FR (Interplay 4.3.1)"
     description = """\
 Replay real dialogues to the Interplay user simulator and score its decisions (Interplay section 4.3.1). Each

@@ -62,12 +62,28 @@ class InterplayTrainConfig(TrainConfig):
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
     lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA path"})
+    lora_layers: int = field(
+        default=0,
+        metadata={
+            "help": "LoRA on the top N decoder layers only (0: every layer); backpropagation then stops below "
+            "them, which is what makes it faster"
+        },
+    )
     learning_rate: float = field(default=3e-4, metadata={"help": "peak learning rate (LoRA wants ~1e-4 to 5e-4)"})
     epochs: float = field(default=1.0, metadata={"help": "passes over the training sequences (when max_steps is -1)"})
     batch_size: int = field(default=4, metadata={"help": "sequences per device and step"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps accumulated per optimizer step"})
     warmup_ratio: float = field(default=0.05, metadata={"help": "share of the steps with a rising learning rate"})
     bf16: bool = field(default=True, metadata={"help": "bfloat16 autocast (CPU and A100 alike)"})
+    bucketing: bool = field(
+        default=True, metadata={"help": "batches of sequences of similar length (less padding); false: random"}
+    )
+    save_steps: int = field(
+        default=25,
+        metadata={
+            "help": "checkpoint every N optimizer steps into OUT/.trainer; the same command resumes from the last"
+        },
+    )
     logging_steps: int = field(default=5, metadata={"help": "log the loss every N optimizer steps"})
     threads: int = field(default=0, metadata={"help": "CPU threads for torch (0: torch's choice)"})
     eval_size: int = field(
@@ -445,6 +461,7 @@ class TrainRun:
     trainable_parameters: int
     total_parameters: int
     device: str
+    resumed_from_step: int = 0  # the checkpoint this process started from (0: a fresh run)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -474,7 +491,11 @@ def train_sequences(
         torch.set_num_threads(config.threads)
     dataset = datasets.Dataset.from_dict({"input_ids": data.input_ids, "labels": data.labels})
     cuda = torch.cuda.is_available()
+    # Checkpoints live in the output folder until the run ends, so a killed run resumes with the same command.
     scratch = Path(config.out) / ".trainer"
+    checkpoints = sorted(int(c.name.split("-")[-1]) for c in scratch.glob("checkpoint-*")) if scratch.is_dir() else []
+    resume = bool(checkpoints)
+    first_step = checkpoints[-1] if checkpoints else 0  # this process's figures count only the steps it ran
     args = SFTConfig(
         output_dir=str(scratch),
         max_steps=config.max_steps,
@@ -485,14 +506,16 @@ def train_sequences(
         lr_scheduler_type="cosine",
         warmup_steps=config.warmup_ratio,
         logging_steps=config.logging_steps,
-        save_strategy="no",
+        save_strategy="steps" if config.save_steps > 0 else "no",
+        save_steps=max(config.save_steps, 1),
+        save_total_limit=1,
         report_to="none",
         bf16=config.bf16,
         use_cpu=not cuda,
         gradient_checkpointing=False,
         max_length=config.max_length,
         # Sequences of similar length share a batch, so little of each step is padding.
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy="group_by_length" if config.bucketing else "random",
         seed=config.seed,
         data_seed=config.seed,
         dataloader_num_workers=0,
@@ -505,8 +528,10 @@ def train_sequences(
             r=config.lora_r,
             lora_alpha=config.lora_alpha,
             lora_dropout=config.lora_dropout,
-            target_modules="all-linear",
+            # peft takes a layer subset only with the modules named (not "all-linear").
+            target_modules=linear_module_names(model) if config.lora_layers > 0 else "all-linear",
             task_type="CAUSAL_LM",
+            layers_to_transform=top_layers(model, config.lora_layers),
         )
     trainer = SFTTrainer(
         model=model,
@@ -520,7 +545,9 @@ def train_sequences(
     trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trained.parameters())
     started = time.perf_counter()
-    trainer.train()
+    if resume:
+        print(f"[crsdata train] resuming from the last checkpoint in {scratch}", flush=True)
+    trainer.train(resume_from_checkpoint=True if resume else None)
     seconds = time.perf_counter() - started
     state = trainer.state
     history = [
@@ -529,7 +556,7 @@ def train_sequences(
         if "loss" in h
     ]
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    sequences = state.global_step * config.batch_size * config.gradient_accumulation_steps * world
+    sequences = (state.global_step - first_step) * config.batch_size * config.gradient_accumulation_steps * world
     tokens = sequences * data.tokens / max(data.n, 1)
     losses = [h["loss"] for h in history]
     run = TrainRun(
@@ -543,6 +570,7 @@ def train_sequences(
         trainable_parameters=trainable,
         total_parameters=total,
         device="cuda" if cuda else "cpu",
+        resumed_from_step=first_step,
     )
     if is_main_process():
         save_trained(trained, tokenizer, config, hub_id=hub_id)
@@ -550,6 +578,28 @@ def train_sequences(
 
     shutil.rmtree(scratch, ignore_errors=True)
     return trained, run
+
+
+def linear_module_names(model: Any) -> list[str]:
+    """The names of the linear layers inside ``model``'s decoder blocks (what "all-linear" means to peft)."""
+    import torch
+
+    output = model.get_output_embeddings()
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and module is not output
+        }
+    )
+
+
+def top_layers(model: Any, count: int) -> list[int] | None:
+    """Indices of the top ``count`` decoder layers of ``model`` (None: every layer)."""
+    layers = getattr(model.config, "num_hidden_layers", 0)
+    if count <= 0 or count >= layers:
+        return None
+    return list(range(layers - count, layers))
 
 
 def save_trained(model: Any, tokenizer: Any, config: InterplayTrainConfig, *, hub_id: str) -> None:
@@ -701,16 +751,23 @@ class InterplayRecipe(Recipe):
         del model
         scored: dict[str, Any] = {}
         if is_main_process() and config.eval_size:
-            scored = self.evaluate(config, path, tokenizer, held_out, catalog)
+            scored = self.evaluate(config, path, tokenizer, held_out, catalog, grounded)
         return self.result(config, data, prepared, run, scored, len(train_records), overlap, hub_id)
 
     # -- scoring ---------------------------------------------------------------------------------------------
 
     def evaluate(
-        self, config: InterplayTrainConfig, base_path: str, tokenizer: Any, held_out: list[dict[str, Any]], catalog: Any
+        self,
+        config: InterplayTrainConfig,
+        base_path: str,
+        tokenizer: Any,
+        held_out: list[dict[str, Any]],
+        catalog: Any,
+        grounded: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Scores the trained model (the adapter merged into the base, as the embedded default loads it) and,
-        with ``compare_base``, the zero-shot base, on the same held-out examples."""
+        with ``compare_base``, the zero-shot base, on the same held-out examples, both in the grounding the model
+        was trained with (``grounded``: the simulation's grounding options)."""
         import shutil
         import tempfile
 
@@ -740,7 +797,13 @@ class InterplayRecipe(Recipe):
                     "local", model_path, max_batch_size=config.eval_batch_size, model_id=f"{label}:{config.base}"
                 )
                 result = evaluation.score(
-                    backend, style, examples, catalog, seed=config.seed, max_new_tokens=config.eval_max_new_tokens
+                    backend,
+                    style,
+                    examples,
+                    catalog,
+                    seed=config.seed,
+                    max_new_tokens=config.eval_max_new_tokens,
+                    grounded=grounded,
                 )
                 backend.close()
                 scored[label] = {**dataclasses.asdict(result), "seconds": time.perf_counter() - started}

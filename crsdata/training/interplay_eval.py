@@ -40,8 +40,16 @@ class ScoredModel:
     counts: dict[str, int]
 
 
-def _simulation(backend: Any, style: str, catalog: Any, max_new_tokens: int, kind: type | None = None) -> Any:
-    """The Interplay simulation (or a subclass: ``kind``, e.g. replay) with both roles on ``backend``."""
+def _simulation(
+    backend: Any,
+    style: str,
+    catalog: Any,
+    max_new_tokens: int,
+    kind: type | None = None,
+    grounded: dict[str, Any] | None = None,
+) -> Any:
+    """The Interplay simulation (or a subclass: ``kind``, e.g. replay) with both roles on ``backend``;
+    ``grounded`` holds the catalog-grounding options the model was trained with (none: Interplay's layout)."""
     from crsdata.backends.base import SamplingParams
     from crsdata.simulate.interplay import InterplaySimulation
 
@@ -54,6 +62,7 @@ def _simulation(backend: Any, style: str, catalog: Any, max_new_tokens: int, kin
         {Role.USER.value: params, Role.RECOMMENDER.value: params},
         catalog=catalog,
         style=style,
+        **(grounded or {}),
     )
 
 
@@ -82,14 +91,21 @@ def replay_records(records: list[dict[str, Any]], catalog: Any, limit: int, *, s
 
 
 def score_user(
-    backend: Any, style: str, records: list[dict[str, Any]], catalog: Any, *, seed: int, max_new_tokens: int
+    backend: Any,
+    style: str,
+    records: list[dict[str, Any]],
+    catalog: Any,
+    *,
+    seed: int,
+    max_new_tokens: int,
+    grounded: dict[str, Any] | None = None,
 ) -> ScoredModel:
     """SR / ET / FR by replay and the clean-parse rate of the answers (see the module doc)."""
     import tempfile
 
     from crsdata.simulate.replay import ReplaySimulation, replay_dialogues
 
-    simulation = _simulation(backend, style, catalog, max_new_tokens, kind=ReplaySimulation)
+    simulation = _simulation(backend, style, catalog, max_new_tokens, kind=ReplaySimulation, grounded=grounded)
     with tempfile.TemporaryDirectory(prefix="crsdata-replay-") as work_dir:
         outcome = replay_dialogues(simulation, records, work_dir, seed=seed)
     counters = outcome["counters"]
@@ -132,6 +148,7 @@ def score_recommender(
     *,
     seed: int,
     max_new_tokens: int,
+    grounded: dict[str, Any] | None = None,
 ) -> ScoredModel:
     """Recall@1, Match Score and the clean-parse rate on recommendation turns (see the module doc)."""
     from crsdata.metrics import match_score, turn_recall_at_1
@@ -139,7 +156,7 @@ def score_recommender(
     from crsdata.simulate.base import DialogueState
     from crsdata.simulate.persona import Persona, all_target_titles
 
-    simulation = _simulation(backend, style, catalog, max_new_tokens)
+    simulation = _simulation(backend, style, catalog, max_new_tokens, grounded=grounded)
     requests = []
     for record, turn in examples:
         state = DialogueState(dialogue_id=str(record["dialogue_id"]), record=record, seed=seed)
@@ -186,7 +203,7 @@ class RoleEvaluation:
     """How one simulator role is scored: which held-out examples, and the scoring function."""
 
     examples: Callable[..., list[Any]]  # (records, catalog, limit, *, seed) -> examples
-    score: Callable[..., ScoredModel]  # (backend, style, examples, catalog, *, seed, max_new_tokens)
+    score: Callable[..., ScoredModel]  # (backend, style, examples, catalog, *, seed, max_new_tokens, grounded)
 
 
 EVALUATIONS: dict[str, RoleEvaluation] = {
