@@ -24,8 +24,8 @@ from fixtures.tiny_models import build_tiny_encoder
 from huggingface_hub import ModelCard
 
 from crsdata.cli import main
+from crsdata.models.intent_classifier.intents import load_intent_classifier
 from crsdata.publish import publish
-from crsdata.training.intents import load_intent_classifier
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")

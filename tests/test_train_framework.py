@@ -148,3 +148,39 @@ def test_the_a100_config_is_a_full_fine_tune(recipe: str, tmp_path: Path, capsys
     assert list(tmp_path.iterdir()) == []
     shipped = main(["train", recipe, "--print-config"])
     assert shipped == 0 and json.loads(capsys.readouterr().out)["lora"] is True
+
+
+@pytest.mark.parametrize("recipe", ["intent-classifier", "user-simulator", "recommender-simulator", "grsu-scorer"])
+def test_print_config_resolves_every_recipe_and_writes_nothing(
+    recipe: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """`crsdata train RECIPE --print-config` prints every field of the recipe's config, resolved from its
+    config.yaml and the flags, and creates no file or folder (not even --out) wherever it runs."""
+    import dataclasses
+
+    from crsdata.models import get_recipe
+    from crsdata.training.config import read_config_file
+
+    monkeypatch.chdir(tmp_path)
+    config_class = get_recipe(recipe).config_class
+    shipped = read_config_file(get_recipe(recipe).default_config, config_class)
+    code = main(["train", recipe, "--out", "model", "--data", "folder", "--seed", "3", "--print-config"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert list(printed) == [f.name for f in dataclasses.fields(config_class)]
+    assert printed["out"] == "model" and printed["data"] == ["folder"] and printed["seed"] == 3
+    assert all(printed[key] == value for key, value in shipped.items() if key != "seed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_llm_recipes_take_one_set_of_fine_tuning_flags(capsys: pytest.CaptureFixture) -> None:
+    """The shared fine-tuning flags have the same names in every LLM recipe (grsu-scorer's former
+    --gradient-accumulation is --gradient-accumulation-steps; the short form still parses as its prefix)."""
+    for recipe in ("user-simulator", "grsu-scorer"):
+        flags = ["--gradient-accumulation-steps", "3", "--warmup-ratio", "0.2", "--save-steps", "2"]
+        assert main(["train", recipe, *flags, "--lora-layers", "1", "--print-config"]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert (printed["gradient_accumulation_steps"], printed["warmup_ratio"]) == (3, 0.2)
+        assert (printed["save_steps"], printed["lora_layers"]) == (2, 1)
+    assert main(["train", "grsu-scorer", "--gradient-accumulation", "5", "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["gradient_accumulation_steps"] == 5

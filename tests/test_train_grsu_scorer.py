@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures.grsu_scorer import CATALOG, build_small_redial, build_tiny_base, train_tiny_scorer
+from fixtures.grsu_scorer import CATALOG, TINY_RUN, build_small_redial, build_tiny_base, train_tiny_scorer
 
 from crsdata.cli import main
 
@@ -211,3 +211,30 @@ def test_bad_options_are_one_line(
     code = main(["train", "grsu-scorer", "--data", str(redial_folder), "--out", str(tmp_path / "m"), *flags])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and expected in err[0]
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint(
+    redial_folder: Path, tiny_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scorer trains through the shared layer (crsdata.training.sft), so a run stopped after a checkpoint
+    (Ctrl-C: exit 130) resumes with the same command, and its results say from which step."""
+    import functools
+
+    from fixtures.stopping import InterruptAfterSave
+
+    from crsdata.training import sft
+
+    out = tmp_path / "scorer"
+    args = ["train", "grsu-scorer", "--data", str(redial_folder), "--out", str(out), "--base", str(tiny_base)]
+    args += [*TINY_RUN, "--save-steps", "1"]
+    fit = sft.fit_sft
+    with monkeypatch.context() as patch:
+        patch.setattr(sft, "fit_sft", functools.partial(fit, callbacks=[InterruptAfterSave(1)]))
+        assert main(args) == 130
+    assert [p.name for p in (out / ".trainer").glob("checkpoint-*")] == ["checkpoint-1"]
+    assert not (out / "results.json").exists()
+    assert main(args) == 0
+    training = json.loads((out / "results.json").read_text())["details"]["training"]
+    assert training["resumed_from_step"] == 1 and training["optimizer_steps"] == 2
+    assert [h["step"] for h in training["loss_history"]] == [1, 2]
+    assert not (out / ".trainer").exists()

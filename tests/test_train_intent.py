@@ -12,14 +12,14 @@ from fixtures.tiny_models import build_tiny_encoder
 from huggingface_hub import ModelCard
 
 from crsdata.cli import main
-from crsdata.training.data import load_data_folder
-from crsdata.training.intents import (
+from crsdata.models.intent_classifier.intents import (
     PAPER_TABLE3,
     intent_examples,
     intent_scores,
     load_intent_classifier,
     split_intents,
 )
+from crsdata.training.data import load_data_folder
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
@@ -52,7 +52,7 @@ def _tiny_encoder_argv(recllmsim: Path, base: Path, out: Path, limit: int, max_l
 
 
 def _test_texts_and_labels(recllmsim: Path, limit: int) -> tuple[list[str], list[str]]:
-    from crsdata.training.intents import sample_examples
+    from crsdata.models.intent_classifier.intents import sample_examples
 
     examples, _ = intent_examples([load_data_folder(recllmsim)], "simulated")
     splits = split_intents(sample_examples(examples, limit, 42), seed=42)

@@ -3,7 +3,9 @@
 A recipe (one per published model, in ``models/<name>/``) is a config dataclass plus a :class:`Recipe` whose
 ``train`` returns a :class:`TrainResult`; everything around it (config from YAML and flags, reading built data
 folders through the one schema, ``results.json``, ``crsdata.json`` and the model card) lives here, so every
-recipe writes the same layout.
+recipe writes the same layout. The LLM recipes fine-tune through one layer, :mod:`crsdata.training.sft` (TRL's
+trainer and LoRA, resumable), with the options of :class:`~crsdata.training.config.SFTTrainConfig`. Code of one
+recipe only lives in its ``models/<name>/`` folder.
 """
 
 from crsdata.training.config import TrainConfig, add_config_arguments, resolve_config

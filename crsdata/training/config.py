@@ -40,6 +40,51 @@ class TrainConfig:
     version: str = field(default="0.1.0", metadata={"help": "model version stamped on the folder (tag vX.Y.Z)"})
 
 
+@dataclass
+class SFTTrainConfig(TrainConfig):
+    """The fine-tuning options of every LLM recipe (TRL SFT, LoRA or full), one name each: the fields
+    :func:`crsdata.training.sft.fit_sft` reads. Defaults fit the Interplay simulators on a 2-core CPU; a recipe's
+    config.yaml sets its own values (grsu-scorer: models/grsu_scorer/config.yaml)."""
+
+    max_length: int = field(
+        default=1024, metadata={"help": "tokens per training example (see the recipe's --help for longer ones)"}
+    )
+    lora: bool = field(default=True, metadata={"help": "train a LoRA adapter (peft) instead of every weight"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA path"})
+    lora_layers: int = field(
+        default=0,
+        metadata={
+            "help": "LoRA on the top N decoder layers only (0: every layer); backpropagation then stops below "
+            "them, which is what makes it faster"
+        },
+    )
+    learning_rate: float = field(default=3e-4, metadata={"help": "peak learning rate (LoRA wants ~1e-4 to 5e-4)"})
+    min_lr_ratio: float = field(
+        default=0.0, metadata={"help": "the cosine decay ends at this share of the peak learning rate"}
+    )
+    warmup_ratio: float = field(default=0.05, metadata={"help": "share of the steps with a rising learning rate"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient norm clipping"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the training examples (when max_steps is -1)"})
+    batch_size: int = field(default=4, metadata={"help": "examples per device and step"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps accumulated per optimizer step"})
+    bf16: bool = field(default=True, metadata={"help": "bfloat16 autocast (CPU and A100 alike)"})
+    bucketing: bool = field(
+        default=True, metadata={"help": "batches of examples of similar length (less padding); false: random"}
+    )
+    save_steps: int = field(
+        default=25,
+        metadata={
+            "help": "checkpoint every N optimizer steps into OUT/.trainer (0: never); the same command resumes "
+            "from the last"
+        },
+    )
+    logging_steps: int = field(default=5, metadata={"help": "log the loss every N optimizer steps"})
+    threads: int = field(default=0, metadata={"help": "CPU threads for torch (0: torch's choice)"})
+
+
 def _field_type(cls: type, f: dataclasses.Field) -> Any:
     hints = typing.get_type_hints(cls)
     return hints[f.name]

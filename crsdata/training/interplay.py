@@ -29,8 +29,6 @@ From built dialogues to training sequences (Interplay section 3.5, on corpora su
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,51 +39,25 @@ from crsdata.errors import BadInputError
 from crsdata.schema import Action, Role
 from crsdata.simulate.turns import UNLABELLED, merge_consecutive_turns
 from crsdata.training.catalog import folders_catalog
-from crsdata.training.config import TrainConfig
+from crsdata.training.config import SFTTrainConfig
 from crsdata.training.data import DataFolder
 from crsdata.training.recipe import EvalScore, Recipe, TrainResult, is_main_process
+from crsdata.training.sft import TrainRun, check_sft_options
 
 IGNORE_INDEX = -100
 
 
 @dataclass
-class InterplayTrainConfig(TrainConfig):
-    """Settings of both Interplay recipes; defaults fit a 2-core CPU (see each recipe's config.yaml)."""
+class InterplayTrainConfig(SFTTrainConfig):
+    """Settings of both Interplay recipes: the shared fine-tuning options (:class:`SFTTrainConfig`, whose
+    defaults fit these recipes on a 2-core CPU) and the data and scoring options below (see each recipe's
+    config.yaml)."""
 
     split: str = field(default="train", metadata={"help": "split of the --data folders to train on"})
     eval_split: str = field(
         default="test",
         metadata={"help": "held-out split, from the --data folders that have it; records also trained on are left out"},
     )
-    max_length: int = field(default=1024, metadata={"help": "tokens per training sequence (one dialogue)"})
-    lora: bool = field(default=True, metadata={"help": "train a LoRA adapter (peft) instead of every weight"})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA path"})
-    lora_layers: int = field(
-        default=0,
-        metadata={
-            "help": "LoRA on the top N decoder layers only (0: every layer); backpropagation then stops below "
-            "them, which is what makes it faster"
-        },
-    )
-    learning_rate: float = field(default=3e-4, metadata={"help": "peak learning rate (LoRA wants ~1e-4 to 5e-4)"})
-    epochs: float = field(default=1.0, metadata={"help": "passes over the training sequences (when max_steps is -1)"})
-    batch_size: int = field(default=4, metadata={"help": "sequences per device and step"})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps accumulated per optimizer step"})
-    warmup_ratio: float = field(default=0.05, metadata={"help": "share of the steps with a rising learning rate"})
-    bf16: bool = field(default=True, metadata={"help": "bfloat16 autocast (CPU and A100 alike)"})
-    bucketing: bool = field(
-        default=True, metadata={"help": "batches of sequences of similar length (less padding); false: random"}
-    )
-    save_steps: int = field(
-        default=25,
-        metadata={
-            "help": "checkpoint every N optimizer steps into OUT/.trainer; the same command resumes from the last"
-        },
-    )
-    logging_steps: int = field(default=5, metadata={"help": "log the loss every N optimizer steps"})
-    threads: int = field(default=0, metadata={"help": "CPU threads for torch (0: torch's choice)"})
     eval_size: int = field(
         default=40,
         metadata={"help": "held-out examples to score: dialogues replayed (user), recommendation turns (recommender)"},
@@ -447,30 +419,6 @@ def load_tokenizer_and_model(path: str, name: str, *, dtype: Any = None) -> tupl
     return tokenizer, model
 
 
-@dataclass
-class TrainRun:
-    """What the TRL run measured."""
-
-    steps: int
-    epochs: float
-    seconds: float
-    tokens_per_second: float
-    loss_history: list[dict[str, float]]
-    first_loss: float
-    last_loss: float
-    trainable_parameters: int
-    total_parameters: int
-    device: str
-    resumed_from_step: int = 0  # the checkpoint this process started from (0: a fresh run)
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
-
-
 def train_sequences(
     config: InterplayTrainConfig,
     data: PreparedData,
@@ -480,126 +428,24 @@ def train_sequences(
     hub_id: str,
     callbacks: list[Any] | None = None,
 ) -> tuple[Any, TrainRun]:
-    """Fine-tunes ``model`` on ``data`` with TRL's SFTTrainer (labels as given: TRL keeps a ``labels`` column),
-    LoRA when ``config.lora``; writes the adapter or the full model and the tokenizer into ``config.out``
-    (:func:`save_trained`). Returns the trained model (adapters not merged) and the run's figures."""
+    """Fine-tunes ``model`` on ``data`` through the shared layer (:func:`crsdata.training.sft.fit_sft`; labels
+    as given: TRL keeps a ``labels`` column), LoRA when ``config.lora``; writes the adapter or the full model and
+    the tokenizer into ``config.out`` (:func:`save_trained`). Returns the trained model (adapters not merged) and
+    the run's figures."""
     import datasets
-    import torch
-    from trl import SFTConfig, SFTTrainer
 
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
+    from crsdata.training.sft import fit_sft
+
     dataset = datasets.Dataset.from_dict({"input_ids": data.input_ids, "labels": data.labels})
-    cuda = torch.cuda.is_available()
-    # Checkpoints live in the output folder until the run ends, so a killed run resumes with the same command.
-    scratch = Path(config.out) / ".trainer"
-    checkpoints = sorted(int(c.name.split("-")[-1]) for c in scratch.glob("checkpoint-*")) if scratch.is_dir() else []
-    resume = bool(checkpoints)
-    first_step = checkpoints[-1] if checkpoints else 0  # this process's figures count only the steps it ran
-    args = SFTConfig(
-        output_dir=str(scratch),
-        max_steps=config.max_steps,
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=config.warmup_ratio,
-        logging_steps=config.logging_steps,
-        save_strategy="steps" if config.save_steps > 0 else "no",
-        save_steps=max(config.save_steps, 1),
-        save_total_limit=1,
-        report_to="none",
-        bf16=config.bf16,
-        use_cpu=not cuda,
-        gradient_checkpointing=False,
-        max_length=config.max_length,
-        # Sequences of similar length share a batch, so little of each step is padding.
-        train_sampling_strategy="group_by_length" if config.bucketing else "random",
-        seed=config.seed,
-        data_seed=config.seed,
-        dataloader_num_workers=0,
-    )
-    peft_config = None
-    if config.lora:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            # peft takes a layer subset only with the modules named (not "all-linear").
-            target_modules=linear_module_names(model) if config.lora_layers > 0 else "all-linear",
-            task_type="CAUSAL_LM",
-            layers_to_transform=top_layers(model, config.lora_layers),
-        )
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
+    return fit_sft(
+        config,
+        model,
+        tokenizer,
+        dataset,
+        tokens=data.tokens,
+        save=lambda trained: save_trained(trained, tokenizer, config, hub_id=hub_id),
         callbacks=callbacks,
     )
-    trained = trainer.model
-    trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in trained.parameters())
-    started = time.perf_counter()
-    if resume:
-        print(f"[crsdata train] resuming from the last checkpoint in {scratch}", flush=True)
-    trainer.train(resume_from_checkpoint=True if resume else None)
-    seconds = time.perf_counter() - started
-    state = trainer.state
-    history = [
-        {"step": int(h["step"]), "loss": float(h["loss"]), "learning_rate": float(h.get("learning_rate", 0.0))}
-        for h in state.log_history
-        if "loss" in h
-    ]
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    sequences = (state.global_step - first_step) * config.batch_size * config.gradient_accumulation_steps * world
-    tokens = sequences * data.tokens / max(data.n, 1)
-    losses = [h["loss"] for h in history]
-    run = TrainRun(
-        steps=state.global_step,
-        epochs=float(state.epoch or 0.0),
-        seconds=seconds,
-        tokens_per_second=tokens / seconds if seconds else 0.0,
-        loss_history=history,
-        first_loss=_mean(losses[:1]),
-        last_loss=_mean(losses[-3:]),
-        trainable_parameters=trainable,
-        total_parameters=total,
-        device="cuda" if cuda else "cpu",
-        resumed_from_step=first_step,
-    )
-    if is_main_process():
-        save_trained(trained, tokenizer, config, hub_id=hub_id)
-    import shutil
-
-    shutil.rmtree(scratch, ignore_errors=True)
-    return trained, run
-
-
-def linear_module_names(model: Any) -> list[str]:
-    """The names of the linear layers inside ``model``'s decoder blocks (what "all-linear" means to peft)."""
-    import torch
-
-    output = model.get_output_embeddings()
-    return sorted(
-        {
-            name.rsplit(".", 1)[-1]
-            for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and module is not output
-        }
-    )
-
-
-def top_layers(model: Any, count: int) -> list[int] | None:
-    """Indices of the top ``count`` decoder layers of ``model`` (None: every layer)."""
-    layers = getattr(model.config, "num_hidden_layers", 0)
-    if count <= 0 or count >= layers:
-        return None
-    return list(range(layers - count, layers))
 
 
 def save_trained(model: Any, tokenizer: Any, config: InterplayTrainConfig, *, hub_id: str) -> None:
@@ -678,16 +524,12 @@ class InterplayRecipe(Recipe):
         return f"{self.summary}\n\n{about}\n\n" + USAGE.format(name=self.name, folder=self.folder.name)
 
     def check(self, config: InterplayTrainConfig) -> None:
-        minimums = {"max_length": 64, "batch_size": 1, "gradient_accumulation_steps": 1, "lora_r": 1, "eval_size": 0}
-        for name, least in minimums.items():
+        check_sft_options(config)
+        for name, least in {"max_length": 64, "eval_size": 0}.items():
             if getattr(config, name) < least:
                 raise BadInputError(
                     "", "", name, f"must be at least {least}, got {getattr(config, name)}", "bad-config"
                 )
-        if not 0 < config.learning_rate < 1:
-            raise BadInputError(
-                "", "", "learning_rate", f"expected a value in (0, 1), got {config.learning_rate}", "bad-config"
-            )
 
     def train(self, config: InterplayTrainConfig, data: list[DataFolder]) -> TrainResult:
         train_records = training_records(data, config.split)

@@ -54,6 +54,24 @@ class BiEncoderScorer(ItemScorer):
         return {"name": self.name, "embedder": self.embedder.name}
 
 
+def trainer_options(config: Any, steps: int, cuda: bool) -> dict[str, Any]:
+    """Trainer arguments of the cross-encoder run: ``steps`` optimizer steps, seeded, logged ~25 times, nothing
+    saved on the way (the LLM kind trains through :func:`crsdata.training.sft.fit_sft`)."""
+    return {
+        "weight_decay": config.weight_decay,
+        "max_grad_norm": config.max_grad_norm,
+        "max_steps": steps,
+        "bf16": config.bf16,
+        "use_cpu": not cuda,
+        "logging_steps": max(1, steps // 25),
+        "save_strategy": "no",
+        "report_to": "none",
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "dataloader_num_workers": 0,
+    }
+
+
 def fit(
     config: Any, pairs: Sequence[ins.ScoringPair], items: ItemTable, base_path: str, work: Path, out: Path
 ) -> dict[str, Any]:
@@ -68,8 +86,6 @@ def fit(
         Trainer,
         TrainingArguments,
     )
-
-    from .recipe import trainer_options
 
     tokenizer = AutoTokenizer.from_pretrained(base_path, truncation_side="left")
     order = np.random.default_rng(config.seed).permutation(len(pairs))

@@ -21,7 +21,6 @@ Validation turns come from the folders' ``validation`` split, or, when none has 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import tempfile
 import time
@@ -34,20 +33,23 @@ from typing import Any
 import numpy as np
 
 from crsdata.errors import BadInputError
-from crsdata.training import EvalScore, Recipe, TrainConfig, TrainResult
+from crsdata.training import EvalScore, Recipe, TrainResult
+from crsdata.training.config import SFTTrainConfig
 from crsdata.training.data import DataFolder
+from crsdata.training.sft import check_sft_options
 
 from . import instructions as ins
 
 HUB_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the embedded GGUF was converted from
-# The linear layers of Llama-style decoders (SmolLM2 and the tests' tiny model): attention and MLP.
 KINDS = ("llm", "cross-encoder")
 METRIC_LABELS = {"recall": "Recall", "ndcg": "NDCG", "mrr": "MRR"}
-LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass
-class GrsuScorerConfig(TrainConfig):
+class GrsuScorerConfig(SFTTrainConfig):
+    """grsu-scorer's data and evaluation options; the fine-tuning ones (LoRA, learning rate, steps, ...) are
+    the shared :class:`SFTTrainConfig`, set for this recipe in its config.yaml."""
+
     kind: str = field(
         default="llm",
         metadata={"help": "`llm`: P(Yes) SFT of a causal LM; `cross-encoder`: fine-tuned MiniLM (the --ce-* options)"},
@@ -60,27 +62,9 @@ class GrsuScorerConfig(TrainConfig):
     similar_negatives: int = field(default=1, metadata={"help": "negatives near the target (MiniLM) per target"})
     critique_fraction: float = field(default=0.2, metadata={"help": "share of turns that also get a critique example"})
     critique_list_size: int = field(default=3, metadata={"help": "items in a critiqued list (GRSU: 10)"})
-    max_length: int = field(default=384, metadata={"help": "longest example in tokens; longer ones are counted out"})
     validation_fraction: float = field(
         default=0.1, metadata={"help": "training conversations held out for validation when no validation split"}
     )
-    # training
-    lora: bool = field(default=True, metadata={"help": "train LoRA adapters (false: all weights)"})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
-    lora_layers: int = field(
-        default=6, metadata={"help": "adapt only the top N transformer layers (0: all; fewer is faster on a CPU)"}
-    )
-    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW)"})
-    epochs: float = field(default=1.0, metadata={"help": "epochs over the instruction data (unless --max-steps)"})
-    batch_size: int = field(default=4, metadata={"help": "examples per device step"})
-    gradient_accumulation: int = field(default=2, metadata={"help": "device steps per optimizer step"})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps with linear warm-up"})
-    min_lr_ratio: float = field(default=0.1, metadata={"help": "cosine decay ends at this share of the peak"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient norm clipping"})
-    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision"})
     # evaluation
     validation_turns: int = field(default=10, metadata={"help": "seeded sample of validation turns (0: all)"})
     test_turns: int = field(default=30, metadata={"help": "seeded sample of test turns (0: all)"})
@@ -134,24 +118,6 @@ def _score_in_batches(scorer: Any, pairs: list[tuple[Any, str]], what: str, per_
     return scores
 
 
-def trainer_options(config: GrsuScorerConfig, steps: int, cuda: bool) -> dict[str, Any]:
-    """The Trainer arguments both kinds share: ``steps`` optimizer steps, seeded, logged ~25 times, nothing saved
-    on the way."""
-    return {
-        "weight_decay": config.weight_decay,
-        "max_grad_norm": config.max_grad_norm,
-        "max_steps": steps,
-        "bf16": config.bf16,
-        "use_cpu": not cuda,
-        "logging_steps": max(1, steps // 25),
-        "save_strategy": "no",
-        "report_to": "none",
-        "seed": config.seed,
-        "data_seed": config.seed,
-        "dataloader_num_workers": 0,
-    }
-
-
 def rerank(lists: Sequence[Sequence[str]], scores: Sequence[Sequence[float]]) -> list[list[str]]:
     """Each list re-ordered by its scores, highest first; ties keep the list's order."""
     return [
@@ -199,14 +165,14 @@ On a GPU, use all training turns and more test turns, e.g.
             )
         if config.kind == "cross-encoder" and min(config.ce_batch_size, config.ce_max_length) < 1:
             raise BadInputError("", "", "--ce-batch-size/--ce-max-length", "must be at least 1", "bad-option")
-        positive = ("batch_size", "gradient_accumulation", "max_length", "lora_r", "rerank_k", "eval_batch_size")
-        for name in positive:
+        check_sft_options(config)
+        for name in ("rerank_k", "eval_batch_size"):
             if getattr(config, name) < 1:
                 raise BadInputError("", "", "--" + name.replace("_", "-"), "must be at least 1", "bad-option")
         for name in ("random_negatives", "popular_negatives", "similar_negatives", "max_train_turns", "test_turns"):
             if getattr(config, name) < 0:
                 raise BadInputError("", "", "--" + name.replace("_", "-"), "must not be negative", "bad-option")
-        for name in ("critique_fraction", "validation_fraction", "warmup_ratio", "min_lr_ratio"):
+        for name in ("critique_fraction", "validation_fraction"):
             if not 0.0 <= getattr(config, name) <= 1.0:
                 raise BadInputError("", "", "--" + name.replace("_", "-"), "must be between 0 and 1", "bad-option")
         if not config.ks or min(config.ks) < 1 or max(config.ks) > config.rerank_k:
@@ -309,12 +275,17 @@ On a GPU, use all training turns and more test turns, e.g.
                 tokens += length
         return kept, left_out, tokens
 
-    def fit(self, config: GrsuScorerConfig, rows: list[dict[str, Any]], base_path: str, work: Path) -> dict[str, Any]:
-        """SFT of ``base_path`` on ``rows``; returns the trained model, tokenizer and the run's numbers."""
+    def fit(
+        self, config: GrsuScorerConfig, rows: list[dict[str, Any]], base_path: str, hub_base: str
+    ) -> dict[str, Any]:
+        """SFT of ``base_path`` on ``rows`` through the shared layer (:func:`crsdata.training.sft.fit_sft`, which
+        resumes from ``OUT/.trainer``); the adapter (or model) is saved into ``config.out`` (:meth:`save`).
+        Returns the trained model, the tokenizer and the run's numbers."""
         import datasets
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        from trl import SFTConfig, SFTTrainer
+
+        from crsdata.training.sft import fit_sft
 
         tokenizer = AutoTokenizer.from_pretrained(base_path)
         rows, left_out, tokens = self._fit_length(rows, tokenizer, config.max_length)
@@ -324,80 +295,51 @@ On a GPU, use all training turns and more test turns, e.g.
         dataset = datasets.Dataset.from_list(
             [{"prompt": rows[i]["prompt"], "completion": rows[i]["completion"]} for i in random_order]
         )
-        cuda = torch.cuda.is_available()
-        per_step = config.batch_size * config.gradient_accumulation
-        steps = config.max_steps if config.max_steps > 0 else math.ceil(len(rows) * config.epochs / per_step)
-        args = SFTConfig(
-            output_dir=str(work / "trainer"),
-            per_device_train_batch_size=config.batch_size,
-            gradient_accumulation_steps=config.gradient_accumulation,
-            learning_rate=config.learning_rate,
-            lr_scheduler_type="cosine_with_min_lr",
-            lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
-            warmup_steps=max(0, round(config.warmup_ratio * steps)),
-            max_length=config.max_length,
-            gradient_checkpointing=False,
-            **trainer_options(config, steps, cuda),
-        )
         model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-        peft_config = None
-        if config.lora:
-            from peft import LoraConfig
-
-            layers = int(model.config.num_hidden_layers)
-            top = min(config.lora_layers, layers) if config.lora_layers > 0 else layers
-            peft_config = LoraConfig(
-                r=config.lora_r,
-                lora_alpha=config.lora_alpha,
-                lora_dropout=config.lora_dropout,
-                target_modules=list(LORA_MODULES),
-                # Adapters in the top layers only: the backward pass stops at the lowest adapted layer.
-                layers_to_transform=list(range(layers - top, layers)),
-                task_type="CAUSAL_LM",
-            )
-        trainer = SFTTrainer(
-            model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
+        trained, run = fit_sft(
+            config,
+            model,
+            tokenizer,
+            dataset,
+            tokens=tokens,
+            save=lambda trained: self.save(config, trained, tokenizer, hub_base),
         )
-        started = time.perf_counter()
-        output = trainer.train()
-        seconds = time.perf_counter() - started
-        history = [
-            {k: round(v, 5) if isinstance(v, float) else v for k, v in entry.items()}
-            for entry in trainer.state.log_history
-            if "loss" in entry
-        ]
-        seen = next((e["num_tokens"] for e in reversed(trainer.state.log_history) if "num_tokens" in e), None)
-        trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
         return {
-            "model": trainer.model,
+            "model": trained,
             "tokenizer": tokenizer,
             "numbers": {
                 "examples": len(rows),
                 "examples_left_out_too_long": dict(left_out),
                 "example_tokens": tokens,
-                "optimizer_steps": steps,
-                "train_seconds": round(seconds, 1),
-                "tokens_seen": int(seen) if seen is not None else None,
-                "tokens_per_second": round(seen / seconds, 1) if seen else None,
-                "final_train_loss": round(float(output.training_loss), 4),
-                "loss_history": history,
-                "trainable_parameters": int(trainable),
-                "device": "cuda" if cuda else "cpu",
+                "optimizer_steps": run.steps,
+                "train_seconds": round(run.seconds, 1),
+                "tokens_per_second": round(run.tokens_per_second, 1) or None,
+                "final_train_loss": round(run.train_loss, 4),
+                "loss_history": run.loss_history,
+                "trainable_parameters": run.trainable_parameters,
+                "device": run.device,
+                "resumed_from_step": run.resumed_from_step,
             },
         }
 
-    def save(self, config: GrsuScorerConfig, model: Any, tokenizer: Any, hub_base: str, work: Path) -> Path:
-        """Writes the adapter (or the whole model) and the tokenizer into ``config.out``; returns a folder that
-        ``LocalBackend`` loads as a plain model (the merged copy, for LoRA)."""
+    def save(self, config: GrsuScorerConfig, model: Any, tokenizer: Any, hub_base: str) -> None:
+        """Writes the adapter (or the whole model) and the tokenizer into ``config.out``; the adapter names
+        ``hub_base`` as its base, the Hub id a user loads, not this machine's cache path."""
         out = Path(config.out)
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
+        if config.lora:
+            adapter_config = out / "adapter_config.json"
+            saved = json.loads(adapter_config.read_text(encoding="utf-8"))
+            saved["base_model_name_or_path"] = hub_base
+            adapter_config.write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")
+
+    @staticmethod
+    def loadable(config: GrsuScorerConfig, model: Any, tokenizer: Any, work: Path) -> Path:
+        """A folder that ``LocalBackend`` loads as a plain model: ``config.out`` itself, or for LoRA a merged copy
+        in ``work``."""
         if not config.lora:
-            return out
-        adapter_config = out / "adapter_config.json"
-        saved = json.loads(adapter_config.read_text(encoding="utf-8"))
-        saved["base_model_name_or_path"] = hub_base  # the Hub id a user loads, not this machine's cache path
-        adapter_config.write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")
+            return Path(config.out)
         merged = work / "merged"
         model.merge_and_unload().save_pretrained(merged)
         tokenizer.save_pretrained(merged)
@@ -491,8 +433,8 @@ On a GPU, use all training turns and more test turns, e.g.
         hub_base = HUB_BASE_MODEL if embedded else str(config.base)
         work = Path(tempfile.mkdtemp(prefix="grsu-scorer-"))
         try:
-            fitted = self.fit(config, prepared["rows"], base_path, work)
-            tuned_path = self.save(config, fitted["model"], fitted["tokenizer"], hub_base, work)
+            fitted = self.fit(config, prepared["rows"], base_path, hub_base)
+            tuned_path = self.loadable(config, fitted["model"], fitted["tokenizer"], work)
             del fitted["model"]
             eval_started = time.perf_counter()
             backends = {

@@ -1,6 +1,6 @@
 """``crsdata train intent-classifier``: RecLLMSim's user-intent classifiers (paper section 5.1, Tables 3 and 4).
 
-Three kinds on the same 8:1:1 split of the labelled user utterances (``crsdata.training.intents``):
+Three kinds on the same 8:1:1 split of the labelled user utterances (:mod:`.intents`):
 
 - ``tfidf-svm``: TF-IDF features and a linear SVM (scikit-learn), tuned on the validation split over a small grid;
   saved as ``model.skops``. The untuned ``TfidfVectorizer() + LinearSVC()`` is scored too: it is the paper's
@@ -20,7 +20,8 @@ from pathlib import Path
 from crsdata.errors import BadInputError
 from crsdata.training import EvalScore, Recipe, TrainConfig, TrainResult
 from crsdata.training.data import DataFolder
-from crsdata.training.intents import (
+
+from .intents import (
     INTENT_KINDS,
     PAPER_TABLE3,
     PAPER_TABLE4,

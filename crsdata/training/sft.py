@@ -1,0 +1,238 @@
+"""The one fine-tuning layer of the LLM recipes: TRL's ``SFTConfig``, peft's ``LoraConfig`` and the
+``SFTTrainer`` are built here, from the options of :class:`~crsdata.training.config.SFTTrainConfig`, and nowhere
+else.
+
+Both kinds of training data TRL takes go through :func:`fit_sft` unchanged:
+
+- ``input_ids`` + ``labels`` (the Interplay simulators: one tokenized dialogue per row, -100 where no loss);
+- ``prompt`` + ``completion`` conversations (grsu-scorer: TRL applies the chat template, loss on the answer).
+
+Checkpoints: every ``save_steps`` optimizer steps the trainer writes ``OUT/.trainer/checkpoint-N`` (the last one
+kept). A run that stops before its end (killed, out of time) leaves them there, and the same command resumes from
+the last one: the optimizer, the scheduler and the data order go on where they were. The folder is removed once
+the recipe has saved the trained model, so a finished model folder holds no checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crsdata.errors import BadInputError
+from crsdata.training.config import SFTTrainConfig
+from crsdata.training.recipe import is_main_process
+
+CHECKPOINTS = ".trainer"  # under the output folder, until the recipe has saved the trained model
+
+
+@dataclass
+class TrainRun:
+    """What one fine-tuning run measured (results.json's ``details.training``)."""
+
+    steps: int
+    epochs: float
+    seconds: float
+    tokens_per_second: float
+    loss_history: list[dict[str, float]]
+    first_loss: float
+    last_loss: float
+    trainable_parameters: int
+    total_parameters: int
+    device: str
+    resumed_from_step: int = 0  # the checkpoint this process started from (0: a fresh run)
+    train_loss: float = math.nan  # the trainer's mean loss over the steps this process ran
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def check_sft_options(config: SFTTrainConfig) -> None:
+    """Refuses options no fine-tuning run can use (BadInputError naming the flag), before any data is read."""
+    for name in ("batch_size", "gradient_accumulation_steps", "lora_r", "max_length", "logging_steps"):
+        if getattr(config, name) < 1:
+            raise BadInputError(
+                "", "", "--" + name.replace("_", "-"), f"must be at least 1, got {getattr(config, name)}", "bad-option"
+            )
+    for name in ("lora_layers", "save_steps", "threads", "weight_decay", "max_grad_norm"):
+        if getattr(config, name) < 0:
+            raise BadInputError("", "", "--" + name.replace("_", "-"), "must not be negative", "bad-option")
+    if not 0 < config.learning_rate < 1:
+        raise BadInputError(
+            "", "", "--learning-rate", f"expected a value in (0, 1), got {config.learning_rate}", "bad-option"
+        )
+    # transformers reads a warm-up below 1 as a share of the steps, 1 or more as a number of steps.
+    if not 0 <= config.warmup_ratio < 1:
+        raise BadInputError("", "", "--warmup-ratio", "must be at least 0 and below 1", "bad-option")
+    if not 0 <= config.min_lr_ratio <= 1:
+        raise BadInputError("", "", "--min-lr-ratio", "must be between 0 and 1", "bad-option")
+
+
+def checkpoint_folder(out: str | Path) -> Path:
+    return Path(out) / CHECKPOINTS
+
+
+def last_checkpoint_step(out: str | Path) -> int:
+    """The step of the newest checkpoint in ``OUT/.trainer`` (0: none, a fresh run)."""
+    folder = checkpoint_folder(out)
+    steps = [int(c.name.rsplit("-", 1)[-1]) for c in folder.glob("checkpoint-*")] if folder.is_dir() else []
+    return max(steps, default=0)
+
+
+def linear_module_names(model: Any) -> list[str]:
+    """The names of the linear layers inside ``model``'s decoder blocks (what "all-linear" means to peft)."""
+    import torch
+
+    output = model.get_output_embeddings()
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and module is not output
+        }
+    )
+
+
+def top_layers(model: Any, count: int) -> list[int] | None:
+    """Indices of the top ``count`` decoder layers of ``model`` (None: every layer)."""
+    layers = getattr(model.config, "num_hidden_layers", 0)
+    if count <= 0 or count >= layers:
+        return None
+    return list(range(layers - count, layers))
+
+
+def lora_config(config: SFTTrainConfig, model: Any) -> Any:
+    """peft's LoraConfig of ``config`` for ``model`` (None for a full fine-tune): every linear layer of the
+    decoder blocks, or of the top ``lora_layers`` only, where the backward pass then stops."""
+    if not config.lora:
+        return None
+    from peft import LoraConfig
+
+    layers = top_layers(model, config.lora_layers)
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        # peft takes a layer subset only with the modules named (not "all-linear").
+        target_modules=linear_module_names(model) if layers is not None else "all-linear",
+        layers_to_transform=layers,
+        task_type="CAUSAL_LM",
+    )
+
+
+def sft_config(config: SFTTrainConfig, *, cuda: bool) -> Any:
+    """TRL's SFTConfig of ``config``: cosine decay (to ``min_lr_ratio`` of the peak) after a linear warm-up,
+    checkpoints into ``OUT/.trainer``, seeded data order, nothing reported anywhere."""
+    from trl import SFTConfig
+
+    schedule: dict[str, Any] = {"lr_scheduler_type": "cosine"}
+    if config.min_lr_ratio > 0:
+        schedule = {
+            "lr_scheduler_type": "cosine_with_min_lr",
+            "lr_scheduler_kwargs": {"min_lr_rate": config.min_lr_ratio},
+        }
+    return SFTConfig(
+        output_dir=str(checkpoint_folder(config.out)),
+        max_steps=config.max_steps,
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        **schedule,
+        warmup_steps=config.warmup_ratio,  # below 1: a share of the steps
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        logging_steps=config.logging_steps,
+        save_strategy="steps" if config.save_steps > 0 else "no",
+        save_steps=max(config.save_steps, 1),
+        save_total_limit=1,
+        report_to="none",
+        bf16=config.bf16,
+        use_cpu=not cuda,
+        gradient_checkpointing=False,
+        max_length=config.max_length,
+        # Examples of similar length share a batch, so little of each step is padding.
+        train_sampling_strategy="group_by_length" if config.bucketing else "random",
+        seed=config.seed,
+        data_seed=config.seed,
+        dataloader_num_workers=0,
+    )
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def fit_sft(
+    config: SFTTrainConfig,
+    model: Any,
+    tokenizer: Any,
+    dataset: Any,
+    *,
+    tokens: int,
+    save: Callable[[Any], None],
+    callbacks: list[Any] | None = None,
+) -> tuple[Any, TrainRun]:
+    """Fine-tunes ``model`` on ``dataset`` (``input_ids``/``labels`` or ``prompt``/``completion`` rows, see the
+    module doc) with TRL's SFTTrainer, LoRA when ``config.lora``, resuming from ``OUT/.trainer`` when an earlier
+    run left a checkpoint there. ``tokens`` (of the whole dataset) gives the throughput. On the main process
+    ``save(trained_model)`` writes the model into ``config.out``; the checkpoints are removed after it.
+    Returns the trained model (adapters not merged) and the run's figures."""
+    import torch
+    from trl import SFTTrainer
+
+    check_sft_options(config)
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    cuda = torch.cuda.is_available()
+    first_step = last_checkpoint_step(config.out)  # this process's figures count only the steps it runs
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(config, cuda=cuda),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora_config(config, model),
+        callbacks=callbacks,
+    )
+    trained = trainer.model
+    trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trained.parameters())
+    if first_step:
+        print(f"[crsdata train] resuming from step {first_step} in {checkpoint_folder(config.out)}", flush=True)
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=True if first_step else None)
+    seconds = time.perf_counter() - started
+    state = trainer.state
+    history = [
+        {"step": int(h["step"]), "loss": float(h["loss"]), "learning_rate": float(h.get("learning_rate", 0.0))}
+        for h in state.log_history
+        if "loss" in h
+    ]
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    examples = (state.global_step - first_step) * config.batch_size * config.gradient_accumulation_steps * world
+    seen = examples * tokens / max(len(dataset), 1)
+    losses = [h["loss"] for h in history]
+    run = TrainRun(
+        steps=state.global_step,
+        epochs=float(state.epoch or 0.0),
+        seconds=seconds,
+        tokens_per_second=seen / seconds if seconds else 0.0,
+        loss_history=history,
+        first_loss=_mean(losses[:1]),
+        last_loss=_mean(losses[-3:]),
+        trainable_parameters=trainable,
+        total_parameters=total,
+        device="cuda" if cuda else "cpu",
+        resumed_from_step=first_step,
+        train_loss=float(output.training_loss),
+    )
+    if is_main_process():
+        save(trained)
+        shutil.rmtree(checkpoint_folder(config.out), ignore_errors=True)
+    return trained, run
