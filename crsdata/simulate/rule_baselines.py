@@ -35,6 +35,7 @@ from crsdata.backends.base import Backend, BackendError, ChatRequest, Generation
 from crsdata.errors import BadInputError
 from crsdata.schema import load_extra
 from crsdata.simulate.grounding import MAX_PLOT_CHARS, film_facts
+from crsdata.simulate.grounding import _people as people_of
 from crsdata.simulate.leak import normalize_text
 from crsdata.simulate.persona import catalog_row
 
@@ -70,14 +71,6 @@ def _contains(text: str, value: str) -> bool:
     return bool(value) and f" {value} " in f" {text} "
 
 
-def _people(row: Mapping[str, Any], roles: tuple[str, ...]) -> list[str]:
-    return [
-        str(p.get("name"))
-        for p in row.get("people") or []
-        if isinstance(p, Mapping) and p.get("name") and str(p.get("role", "")).lower().startswith(roles)
-    ]
-
-
 def fact_matches(cues: str, row: Mapping[str, Any]) -> frozenset[str]:
     """The field families of ``row``'s shown facts that ``cues`` write out as whole words (normalised text):
     ``genre_list`` (every genre), ``genre`` (any genre), ``decade`` ("1990s" or "90s"), ``year``, ``director``,
@@ -94,9 +87,9 @@ def fact_matches(cues: str, row: Mapping[str, Any]) -> frozenset[str]:
         found.add("decade")
     if year and _contains(text, str(year)):
         found.add("year")
-    if any(_contains(text, name) for name in _people(row, ("direct",))[:1]):
+    if any(_contains(text, name) for name in people_of(row, ("direct",))[:1]):
         found.add("director")
-    if any(_contains(text, name) for name in _people(row, ("star", "actor", "actress", "cast"))[:2]):
+    if any(_contains(text, name) for name in people_of(row, ("star", "actor", "actress", "cast"))[:2]):
         found.add("star")
     shown = normalize_text(" ".join(str(row.get("plot") or "").split())[:MAX_PLOT_CHARS])
     phrases = [normalize_text(p) for p in cues.replace('"', ".").replace(":", ".").replace(",", ".").split(".")]
