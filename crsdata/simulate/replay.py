@@ -663,7 +663,8 @@ def replay_card(results: dict[str, Any], dialogues: list[dict[str, Any]]) -> str
     for name, rates in baselines.items():
         pairs = (results.get("baseline_intervals") or {}).get(name) or {}
         lines.append(
-            f"| baseline `{name}` ({notes.get(name, '')}{_rule_detail(rates)}): SR / ET / FR | "
+            f"| baseline `{name}` ({notes.get(name, '')}{';' if 'rule' in rates or 'tau' in rates else ''}"
+            f"{_rule_detail(rates)}): SR / ET / FR | "
             f"{_share(rates['sr'])} / {_share(rates['et'])} / {_share(rates['fr'])} | "
             + " / ".join(f"[{pairs[r][0]:.3f}, {pairs[r][1]:.3f}]" for r in RATES if r in pairs)
             + " |"
