@@ -7,6 +7,8 @@ simulator needs; prints SR/ET/FR with their intervals and the accounting::
     crsdata replay --source out/redial-test --split test --n 100 --out out/replay-embedded
     crsdata replay --source out/pearl --split test --out out/replay-usersim --user-model models/usersim \\
         --prompt-style finetuned
+
+``--baselines-only`` scores the baselines alone (no model loaded; :mod:`crsdata.simulate.rule_baselines`).
 """
 
 from __future__ import annotations
@@ -43,12 +45,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_command(args: argparse.Namespace) -> int:
     from crsdata.backends.threads import prefer_passive_waiting
     from crsdata.simulate.job import simulate
-    from crsdata.simulate.replay import RESULTS_NAME, summary_line
+    from crsdata.simulate.replay import RESULTS_NAME, baselines_line, summary_line
 
     prefer_passive_waiting()  # before anything loads torch: see crsdata.backends.threads
     # Only the user simulator speaks: the recommender role shares its model, so nothing else is loaded.
     args.recommender_model = args.user_model
-    outcome = simulate(config_from_args(args, "replay"))
+    config = config_from_args(args, "replay")
+    if args.baselines_only:
+        from crsdata.simulate.rule_baselines import BASELINES_NAME, baselines_only
+
+        results = baselines_only(config)
+        print(
+            f"baselines on {results['split']} of {results['source']} (persona history {results['persona_history']}, "
+            f"grounding {results['grounding']}; no model loaded) into {config.out}/{BASELINES_NAME}"
+        )
+        print(baselines_line(results).split("\n")[0])
+        print(f"over {results['n_dialogues']} dialogues; {results['n_skipped']} skipped {results['skipped']}")
+        return 0
+    outcome = simulate(config)
     results = json.loads((outcome.exported.path / RESULTS_NAME).read_text(encoding="utf-8"))
     stats = outcome.result.stats
     resumed = f", {stats.resumed_dialogues} from an earlier run" if stats.resumed_dialogues else ""

@@ -246,7 +246,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         show_profile: bool = False,
         first_speaker: str = Role.RECOMMENDER.value,
         max_parse_failures: int = 3,
-        n_watched: int = 3,
+        n_watched: int | None = 3,
         infer_actions: bool = False,
         grounding: str = "none",
         candidates: int = 5,

@@ -172,8 +172,9 @@ def _opinion(cand: _Candidate, quote_utterances: bool = True) -> str:
     return opinion
 
 
-def _pick_watched(cands: list[_Candidate], n: int, rng: random.Random) -> list[_Candidate]:
-    """Up to ``n`` candidates, the most telling first (see the module doc), returned in their original order."""
+def _pick_watched(cands: list[_Candidate], n: int | None, rng: random.Random) -> list[_Candidate]:
+    """Up to ``n`` candidates (all with None), the most telling first (see the module doc), returned in their
+    original order."""
     tiers: list[list[_Candidate]] = [[], [], []]
     for cand in cands:
         tiers[0 if cand.liked is not False and cand.utterances else 1 if cand.liked is True else 2].append(cand)
@@ -243,11 +244,13 @@ def build_persona(
     record: Mapping[str, Any],
     catalog: CatalogLike | None = None,
     *,
-    n_watched: int = 3,
+    n_watched: int | None = 3,
     seed: int = 0,
     quote_utterances: bool = True,
 ) -> Persona:
-    """The persona of ``record``'s user (see the module doc); raises BadInputError when it cannot be built."""
+    """The persona of ``record``'s user (see the module doc); raises BadInputError when it cannot be built.
+    ``n_watched``: Interplay's three watched items by default; None keeps every candidate (every film the user
+    reported or talked about, replay's ``--persona-history reported``)."""
     target_items = record.get("target_items") or []
     if not target_items:
         raise _bad(record, "target_items", "no target items: a persona needs target attributes", "no-target")

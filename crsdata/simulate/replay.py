@@ -55,7 +55,9 @@ Export (:meth:`ReplaySimulation.export`) writes, instead of a dataset folder:
   ``n_skipped`` and ``skipped`` (by reason), class counts, answer counters, the settings and the command;
   ``baselines`` (``accept_first``, ``never``, ``random``, each ``{sr, et, fr}`` on the same dialogues; see
   :func:`crsdata.metrics.outcomes.baseline_rates`; ``random`` accepts each proposal with the simulator's own
-  observed accepts per answer, ``baseline_random_accept_rate``, seeded by ``--seed``) and the per-proposal
+  observed accepts per answer, ``baseline_random_accept_rate``, seeded by ``--seed``; and the rules with the
+  persona's knowledge, ``exact_match`` and ``similarity``, chosen on the source's train split:
+  :mod:`crsdata.simulate.rule_baselines`), ``persona_history`` (``--persona-history``) and the per-proposal
   scores ``decision_accuracy``, ``decision_balanced_accuracy``, ``accept_precision``, ``accept_recall``
   (:func:`crsdata.metrics.outcomes.decision_scores`, with ``decision_counts``);
 - ``decisions.json``: one entry per scored dialogue, ``{"source_dialogue_id", "replay_id", "target_ids",
@@ -206,12 +208,32 @@ def _decision(item: dict[str, str], accepted: bool, turn_index: int) -> dict[str
     return {"item_id": item["item_id"], "accepted": accepted, "round": turn_index}
 
 
+# What the persona knows it has watched (``--persona-history``): Interplay's three films (the persona's default,
+# chosen among every film the seeker reported or talked about, liked and talked-about ones first), or all of them.
+PERSONA_HISTORIES = {"interplay": 3, "reported": None}
+
+
 @dataclass
 class ReplayOptions(InterplayOptions):
-    """``crsdata replay`` options: the user simulator's prompt options, and the intervals."""
+    """``crsdata replay`` options: the user simulator's prompt options, the persona's history, and the
+    intervals."""
 
     bootstrap: int = option(
         1000, "bootstrap resamples for the 95%% intervals (default 1000; 0: none)", in_run_config=False
+    )
+    persona_history: str = option(
+        "interplay",
+        "the films the persona lists as watched: interplay (the default, as in Interplay: three of the films the "
+        "seeker reported seeing or talked about, liked and talked-about ones first) or reported (every one of "
+        "them; in ReDial the questionnaire marks films the recommender proposes later, so the persona knows "
+        "which proposals it has seen). The rule baselines decline the same films",
+        choices=tuple(PERSONA_HISTORIES),
+    )
+    baselines_only: bool = option(
+        False,
+        "score only the baselines (the trivial accept_first and the rules exact_match and similarity) on every "
+        "usable dialogue of the split, loading no language model; writes OUT/baselines.json",
+        in_run_config=False,
     )
 
 
@@ -261,6 +283,16 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
     options: ReplayOptions
 
     @classmethod
+    def constructor_options(cls, options: SimulationOptions, source: SimulationSource) -> dict[str, Any]:
+        history = options.persona_history if isinstance(options, ReplayOptions) else "interplay"
+        return {**super().constructor_options(options, source), "n_watched": PERSONA_HISTORIES[history]}
+
+    @property
+    def persona_history(self) -> str:
+        """``interplay`` or ``reported`` (:data:`PERSONA_HISTORIES`), from the number of watched films kept."""
+        return next((k for k, n in PERSONA_HISTORIES.items() if n == self.n_watched), f"{self.n_watched} films")
+
+    @classmethod
     def default_n(cls, source: SimulationSource) -> int:
         """Without ``--n`` every dialogue of the split is replayed once."""
         return len(source.records)
@@ -271,6 +303,7 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
         for key in ("first_speaker", "show_profile", "max_parse_failures"):
             settings.pop(key, None)
         settings["protocol"] = "teacher-forced real turns; target titles scrubbed from real user turns"
+        settings["persona_history"] = self.persona_history
         return settings
 
     # -- contract ------------------------------------------------------------------------------------------
@@ -405,13 +438,22 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
 
     def export(self, result: RunResult, source: SimulationSource, config: ExportTarget) -> Exported:
         from crsdata.simulate.base import Exported
+        from crsdata.simulate.rule_baselines import replayed_views, rule_baselines
 
         options = self.options if isinstance(self.options, ReplayOptions) else ReplayOptions()
         scored = score_replay(result.records, dict(result.skipped.counts), options.bootstrap, config.seed)
+        # The rules answer the same dialogues (those score_replay kept) with the same personas.
+        kept = [r for r in result.records if r["outcome"]["end_reason"] != EndReason.ERROR]
+        rules, rule_intervals, rule_info = rule_baselines(
+            self, replayed_views(kept), source.name, source.split, options.bootstrap, config.seed
+        )
         results = {
             **{k: scored[k] for k in ("sr", "et", "fr", "intervals", "n_dialogues", "n_skipped", "skipped")},
-            "baselines": scored["baselines"],
-            "baseline_intervals": scored.get("baseline_intervals", {}),
+            "baselines": {**scored["baselines"], **rules},
+            "baseline_intervals": {**scored.get("baseline_intervals", {}), **rule_intervals},
+            "rule_baselines": rule_info,
+            "persona_history": self.persona_history,
+            "grounding": self.grounding,
             "baseline_random_accept_rate": scored.get("baseline_random_accept_rate"),
             **{k: scored[k] for k in DECISION_KEYS},
             "decision_counts": scored.get("decision_counts", {}),
@@ -571,11 +613,19 @@ def baselines_line(results: dict[str, Any]) -> str:
     """The trivial policies on the same dialogues, and the per-proposal decision scores, in one line."""
     baselines = results.get("baselines") or {}
     parts = [
-        f"{name} SR {_share(rates['sr'])} ET {_share(rates['et'])} FR {_share(rates['fr'])}"
+        f"{name} SR {_share(rates['sr'])} ET {_share(rates['et'])} FR {_share(rates['fr'])}" + _rule_detail(rates)
         for name, rates in baselines.items()
     ]
     decisions = ", ".join(f"{key} {_share(results.get(key))}" for key in DECISION_KEYS)
     return "baselines on the same dialogues: " + ("; ".join(parts) or "none") + f"\ndecisions: {decisions}"
+
+
+def _rule_detail(rates: dict[str, Any]) -> str:
+    """The rule baselines' decision balanced accuracy and choice (rule or tau, and the split it was chosen on)."""
+    if "decision_balanced_accuracy" not in rates:
+        return ""
+    choice = f"rule {rates['rule']}" if "rule" in rates else f"tau {rates.get('tau', 0):.3f}"
+    return f" BA {_share(rates['decision_balanced_accuracy'])} ({choice} chosen on {rates.get('chosen_on', '?')})"
 
 
 def replay_card(results: dict[str, Any], dialogues: list[dict[str, Any]]) -> str:
@@ -606,11 +656,16 @@ def replay_card(results: dict[str, Any], dialogues: list[dict[str, Any]]) -> str
         "never": "accepts nothing",
         "random": f"accepts each proposal with p = {_share(results.get('baseline_random_accept_rate'))}, the "
         "simulator's own accepts per answer (seeded)",
+        "exact_match": "accepts the first proposed film, not seen by the persona, whose shown facts have the rule's "
+        "fields written in the cues",
+        "similarity": "accepts the first proposed film, not seen by the persona, whose facts have MiniLM cosine "
+        ">= tau with the cues",
     }
     for name, rates in baselines.items():
         pairs = (results.get("baseline_intervals") or {}).get(name) or {}
         lines.append(
-            f"| baseline `{name}` ({notes.get(name, '')}): SR / ET / FR | "
+            f"| baseline `{name}` ({notes.get(name, '')}{';' if 'rule' in rates or 'tau' in rates else ''}"
+            f"{_rule_detail(rates)}): SR / ET / FR | "
             f"{_share(rates['sr'])} / {_share(rates['et'])} / {_share(rates['fr'])} | "
             + " / ".join(f"[{pairs[r][0]:.3f}, {pairs[r][1]:.3f}]" for r in RATES if r in pairs)
             + " |"
@@ -657,6 +712,8 @@ def replay_card(results: dict[str, Any], dialogues: list[dict[str, Any]]) -> str
         "",
         f"- user model: `{results['user_model']}` (backend {results['backend']}), prompt style "
         f"{results['prompt_style']}, infer actions: {results['infer_actions']}",
+        f"- persona history: {results.get('persona_history', 'interplay')} (`--persona-history`); grounding: "
+        f"{results.get('grounding', 'none')}",
         f"- sampling: {json.dumps(results['sampling'])}; crsdata {results['crsdata_version']}",
         "",
     ]
