@@ -13,6 +13,7 @@ or a type a second time. :class:`CommandParser` is that parser as the sub-comman
   so a flag given on the command line overrides the file, and an option the file gives is no longer required.
   A key that is not an option, an unreadable file or bad YAML is one :class:`~crsdata.errors.BadInputError`
   naming the file and the key. A repeatable flag given on the command line replaces the file's list.
+- a list field's flag is repeatable (``--catalog A --catalog B``; TRL's alone keeps the last use);
 - metadata ``group``: the help section a flag is listed under; metadata ``type``: a parser of the flag's text
   where the annotation's type is not enough (``--n all``).
 - ``exclude``: fields the command fills itself (the kind, the card's command line), which are not flags;
@@ -70,8 +71,12 @@ class CommandParser(TrlParser):
         reads_config: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        if kwargs.get("formatter_class") in (None, argparse.RawDescriptionHelpFormatter):
-            kwargs["formatter_class"] = CommandHelpFormatter  # HfArgumentParser's would repeat every default
+        # argparse's own by default (HfArgumentParser's would repeat every default); ours where a command keeps its
+        # description's lines, which every command built from a dataclass does.
+        formatter = kwargs.get("formatter_class") or argparse.HelpFormatter
+        if formatter is argparse.RawDescriptionHelpFormatter:
+            formatter = CommandHelpFormatter
+        kwargs["formatter_class"] = formatter
         self._exclude = set(exclude)
         self._sections = sections or {}
         self._groups: dict[str, argparse._ArgumentGroup] = {}
@@ -104,13 +109,22 @@ class CommandParser(TrlParser):
             own = {k: f.metadata[k] for k in _OWN_KEYS if k in f.metadata}
             section = own.get("group") or self._sections.get(dtype)
             target = self.group(section) if section else self
-            if own:  # argparse would refuse our keys: hand TRL a copy of the field without them
+            is_list = typing.get_origin(f.type) is list
+            if own or (is_list and "action" not in f.metadata):
+                # argparse would refuse our keys: hand TRL a copy of the field without them; a list flag is
+                # repeatable (--catalog A --catalog B), where TRL's would keep only the last use
                 f = copy.copy(f)
-                f.metadata = types.MappingProxyType({k: v for k, v in f.metadata.items() if k not in _OWN_KEYS})
-                if "type" in own and typing.get_origin(f.type) is not list:
+                metadata = {k: v for k, v in f.metadata.items() if k not in _OWN_KEYS}
+                f.metadata = types.MappingProxyType({"action": "extend", **metadata} if is_list else metadata)
+                if "type" in own and not is_list:
                     f.type = str  # TRL reads only plain annotations; the flag's own parser is set below
             self._parse_dataclass_field(target, f)
             action = self._option_string_actions["--" + f.name]
+            # --max-turns first: the usage line and argparse's errors name a flag by its first spelling.
+            action.option_strings.sort(key=lambda option: "_" in option)
+            for complement in self._actions[-1:]:  # TRL's --no-NAME of a true-default switch, added after it
+                if complement.dest == f.name and complement is not action:
+                    complement.option_strings.sort(key=lambda option: "_" in option)
             if "type" in own:  # TRL sets the annotation's type; this field parses its text its own way
                 action.type = own["type"]
             if f.type is bool:

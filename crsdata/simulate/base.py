@@ -122,7 +122,7 @@ def option(
     if metavar:
         keys["metavar"] = metavar
     if repeat:
-        return flag(help=help, default_factory=list, action="extend", **keys)
+        return flag(help=help, default_factory=list, **keys)
     return flag(default, help, **keys)
 
 

@@ -156,7 +156,6 @@ class SimulateConfig:
         group=SCALE_OUT,
         default_factory=list,
         aliases=["--slurm-arg"],
-        action="extend",
         metavar="KEY=VALUE",
     )
     server_args: list[str] = flag(
@@ -164,7 +163,6 @@ class SimulateConfig:
         group=SCALE_OUT,
         default_factory=list,
         aliases=["--server-arg"],
-        action="extend",
         metavar="KEY[=VALUE]",
     )
 
