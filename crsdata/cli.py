@@ -39,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     from crsdata import __version__
 
     parser.add_argument("--version", action="version", version=f"crsdata {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from crsdata.commands.config_file import CommandParser
+
+    # A command whose options are a dataclass passes ``dataclass_types=`` to ``add_parser`` (TRL's TrlParser builds
+    # its flags and reads its --config); the others declare their flags by hand on the same parser class.
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for name in COMMANDS:
         importlib.import_module(f"crsdata.commands.{name}").register(subparsers)
     _add_debug(parser)
@@ -68,16 +72,15 @@ def main(argv: list[str] | None = None) -> int:
 
     datasets.disable_progress_bars()
     argv = list(sys.argv[1:] if argv is None else argv)
-    from crsdata.commands.config_file import apply_config_file
+    from crsdata.errors import BadInputError
 
     try:
-        apply_config_file(parser, argv)
-    except Exception as err:  # a bad config file is one line, like any other bad input
+        args = parser.parse_args(argv)  # a command's --config FILE.yaml is read here, by its parser
+    except BadInputError as err:  # a bad config file is one line, like any other bad input
         if "--debug" in argv:
             raise
         print(f"crsdata {argv[0] if argv else ''}: error: {error_line(err)}", file=sys.stderr)
         return 1
-    args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

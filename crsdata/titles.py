@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 # Articles that catalogs move to the end ("Shining, The"); moved back before anything else.
@@ -134,3 +134,103 @@ def item_key(ref: Mapping[str, Any] | str) -> str:
         return str(item_id)
     title = ref.get("title") or ""
     return "title:" + title_key(title) if title else ""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Finding and removing titles in free text: shared by the target-leak guard and detector
+# (crsdata.simulate.leak), persona building and catalog grounding, so it sits below all of them.
+
+MIN_BARE_CHARS = 4
+
+_TAG = re.compile(r"</?\s*[A-Za-z_][\w\-]*\s*/?>")
+# One word of the original text for scrubbing: letters or digits, possibly joined by apostrophes; "&" is a word
+# of its own. Each folds (fold_text) to the words normalize_text gives for it.
+_WORD = re.compile(r"[^\W_]+(?:['\u2019`\u00b4][^\W_]+)*|&")
+_fold_word = functools.lru_cache(maxsize=1 << 16)(fold_text)
+_ARTICLES = {"the", "a", "an"}
+
+
+def normalize_text(text: str) -> str:
+    """Lower-cased words of ``text`` joined by single spaces (tags, accents, punctuation removed)."""
+    return fold_text(_TAG.sub(" ", text))
+
+
+def title_variants(title: str, year: int | None = None, *, bare_article_drop: bool = True) -> list[str]:
+    """Normalised forms to search for ``title`` (see :mod:`crsdata.simulate.leak`); longest first, no duplicates.
+
+    ``bare_article_drop=False`` leaves out the one-word form left after dropping an article (``shining`` for
+    ``The Shining``): the prompt guard wants it (over-scrubbing a persona costs little), the output detector
+    does not (``the sun was shining`` is no leak).
+    """
+    return list(_title_variants(title, year, bare_article_drop))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _title_variants(title: str, year: int | None, bare_article_drop: bool) -> tuple[str, ...]:
+    base, parsed_year = split_title(title)
+    year = year or parsed_year
+    norm = normalize_text(base)
+    if not norm:
+        return ()
+    bases = [norm]
+    words = norm.split()
+    if len(words) > 1 and words[0] in _ARTICLES and (bare_article_drop or len(words) > 2):
+        bases.append(" ".join(words[1:]))
+    variants: list[str] = []
+    for form in bases:
+        if year:
+            variants.append(f"{form} {year}")
+        if " " in form or len(form) >= MIN_BARE_CHARS:
+            variants.append(form)
+    return tuple(sorted(dict.fromkeys(variants), key=len, reverse=True))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _word_pattern(variant: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<!\S){re.escape(variant)}(?!\S)")
+
+
+def count_variant(variant: str, normalized: str) -> int:
+    """Whole-word occurrences of ``variant`` in ``normalized`` (both normalised), adjacent ones included."""
+    return len(_word_pattern(variant).findall(normalized)) if variant in normalized else 0
+
+
+def contains_title(text: str, title: str, year: int | None = None) -> bool:
+    """Exact whole-word containment of any variant of ``title`` in ``text`` (after normalisation)."""
+    norm = normalize_text(text)
+    return any(count_variant(v, norm) for v in title_variants(title, year))
+
+
+def scrub_titles(text: str, titles: Iterable[str], placeholder: str = "that movie") -> str:
+    """``text`` with every whole-word occurrence of a variant of ``titles`` replaced by ``placeholder``.
+
+    Works on the original text (keeping its casing and punctuation) but matches exactly what
+    :func:`normalize_text` would, so text that went through here passes the target-leak guard
+    (:func:`crsdata.simulate.leak.assert_no_target_leak`).
+    A year in parentheses right after a removed title goes too (``The Shining (1980)`` -> ``that movie``).
+    """
+    variants = sorted({v for t in titles for v in title_variants(t)}, key=lambda v: len(v.split()), reverse=True)
+    if not variants or not text:
+        return text
+    # A word may fold to several ("1½" -> "11 2"): each is matched, standing for the whole word's span.
+    words = [(m, w) for m in _WORD.finditer(text) for w in _fold_word(m.group()).split()]
+    norms = [w for _, w in words]
+    # One left-to-right pass; at each word the longest variant wins, so "the shining 1980" is removed whole.
+    spans: list[tuple[int, int]] = []
+    i = 0
+    while i < len(norms):
+        for variant in variants:
+            target = variant.split()
+            if norms[i : i + len(target)] == target:
+                start, end = words[i][0].start(), words[i + len(target) - 1][0].end()
+                # Take the year's brackets along: "(1980)" after the title, or the ")" closing a matched year.
+                pattern = r"\s*\)" if re.fullmatch(r"\d{4}", target[-1]) else r"\s*\(\s*\d{4}\s*\)"
+                year = re.match(pattern, text[end:])
+                spans.append((start, end + (year.end() if year else 0)))
+                i += len(target)
+                break
+        else:
+            i += 1
+    for start, end in reversed(spans):
+        text = text[:start] + placeholder + text[end:]
+    return text

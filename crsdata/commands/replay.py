@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from crsdata.commands.simulate import COMMON, _examples, common_options, config_from_args
+from crsdata.commands.simulate import COMMON, _examples, add_kind_parser, config_from_args
 
 N_HELP = (
     "score N dialogues: the first N that can be replayed in a seeded shuffle of the split, each source dialogue at "
@@ -26,19 +26,19 @@ N_HELP = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from crsdata.commands.config_file import add_config_option
     from crsdata.simulate.replay import ReplaySimulation
 
-    parser = subparsers.add_parser(
+    # Only the user simulator speaks (no --recommender-model); --n is optional, with its own meaning.
+    parser = add_kind_parser(
+        subparsers,
         "replay",
-        parents=[common_options(n_help=N_HELP, recommender=False)],
+        ReplaySimulation,
+        exclude=("recommender_model",),
+        overrides={"n": {"required": False, "help": N_HELP}},
         help="replay real dialogues to a user simulator: SR/ET/FR with intervals (resumable)",
         description=ReplaySimulation.description + "\n\n" + COMMON,
         epilog=_examples(ReplaySimulation),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ReplaySimulation.options_class.add_arguments(parser.add_argument_group("replay options"))
-    add_config_option(parser)
     parser.set_defaults(func=run_command, kind=ReplaySimulation.name)
 
 

@@ -11,13 +11,9 @@ Parses the options shared by every kind and the kind's own (declared on its simu
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shlex
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
-
-from crsdata.backends.factory import MAX_MODEL_LEN_OPTION
 
 if TYPE_CHECKING:
     from crsdata.simulate.job import SimulateConfig
@@ -60,194 +56,46 @@ def _examples(*kinds: type) -> str:
     return "examples:\n" + "\n".join(f"  {line}" for line in lines) + "\n"
 
 
-def common_options(n_help: str = "", recommender: bool = True) -> argparse.ArgumentParser:
-    """The options every kind takes (a parent parser of each kind's parser). ``n_help``: ``--n`` is optional,
-    with that help (``crsdata replay``); ``recommender=False``: no ``--recommender-model`` (only the user
-    simulator speaks)."""
-    d = _job_defaults()
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument(
-        "--source", required=True, help="where personas or tasks come from (see the kind's description)"
+# SimulateConfig's fields that the command fills itself: the kind is the sub-command, its options are the kind's
+# dataclass, the command line goes to the card.
+NOT_FLAGS = ("kind", "options", "command")
+SCALE_OUT_HELP = (
+    "Run on a datatrove executor instead of this process: the same simulation, sharded over --tasks, against an "
+    "OpenAI-compatible server (--backend URL) or a vLLM each task starts (--server vllm, GPU machines). "
+    "--batch-size is then the dialogues in flight per task. Same dialogues as this process's engine against "
+    "that server; resumable: run the same command again."
+)
+
+
+def add_kind_parser(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    kind: type,
+    *,
+    exclude: tuple[str, ...] = (),
+    overrides: dict[str, dict[str, object]] | None = None,
+    **kwargs: object,
+) -> argparse.ArgumentParser:
+    """The parser of one simulation kind: the options every kind shares (the fields of
+    :class:`~crsdata.simulate.job.SimulateConfig`) and the kind's own (its ``options_class``), through one
+    :class:`~crsdata.commands.config_file.CommandParser`, with ``--config FILE.yaml``. ``exclude`` and
+    ``overrides``: shared options a command leaves out or shows its own way (``crsdata replay``)."""
+    from crsdata.simulate.job import SCALE_OUT, SimulateConfig
+
+    parser = subparsers.add_parser(
+        name,
+        dataclass_types=[SimulateConfig, kind.options_class],
+        exclude=NOT_FLAGS + exclude,
+        sections={kind.options_class: f"{kind.name} options"},
+        overrides=overrides,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kwargs,
     )
-    parser.add_argument(
-        "--n",
-        type=int,
-        required=not n_help,
-        help=n_help or "number of dialogues to write (a larger --n grows a run)",
-    )
-    parser.add_argument("--out", "-o", type=Path, required=True, help="output dataset folder (run files inside it)")
-    models = parser.add_argument_group("models")
-    models.add_argument("--user-model", help="model of the user simulator (default: the kind's, see models below)")
-    if recommender:
-        models.add_argument(
-            "--recommender-model", help="model of the recommender / assistant (default: the kind's, see models below)"
-        )
-    models.add_argument(
-        "--backend",
-        default=d["backend"],
-        help="`local` (transformers in this process) or the base URL of an OpenAI-compatible server",
-    )
-    models.add_argument("--max-model-len", **MAX_MODEL_LEN_OPTION)
-    models.add_argument(
-        "--threads",
-        type=int,
-        help="CPU threads for the local backend (default: torch's, one per core). Waiting threads sleep "
-        "(OMP_WAIT_POLICY=PASSIVE unless you set it): on a machine shared with other jobs, threads spinning while "
-        "they wait for a busy core stalled every step, see docs/benchmarks.md",
-    )
-    models.add_argument(
-        "--kv-cache-mb",
-        type=int,
-        default=d["kv_cache_mb"],
-        help="memory for the conversation states the local backend keeps between turns, so that a turn runs "
-        f"only its new text through the model (default {d['kv_cache_mb']}; 0 recomputes every prompt)",
-    )
-    models.add_argument(
-        "--dtype",
-        default=d["dtype"],
-        choices=("float32", "bfloat16", "float16", "auto"),
-        help=f"local backend weights (default {d['dtype']}: only float32 keeps a dialogue independent of batching, "
-        "which resuming and growing rely on; bfloat16 is faster but changes texts with the batch, see "
-        "docs/benchmarks.md)",
-    )
-    gen = parser.add_argument_group("generation")
-    gen.add_argument("--seed", type=int, default=d["seed"], help=f"run seed (default {d['seed']})")
-    gen.add_argument("--max-turns", type=int, help="turns per dialogue, both roles (default: the kind's)")
-    gen.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=d["max_new_tokens"],
-        help=f"tokens per generated turn (default {d['max_new_tokens']})",
-    )
-    gen.add_argument(
-        "--temperature",
-        type=float,
-        default=d["temperature"],
-        help=f"sampling temperature, 0 = greedy (default {d['temperature']})",
-    )
-    gen.add_argument("--top-p", type=float, default=d["top_p"], help=f"nucleus sampling mass (default {d['top_p']})")
-    gen.add_argument(
-        "--repetition-penalty",
-        type=float,
-        default=d["repetition_penalty"],
-        help="transformers' repetition penalty on the tokens of the turn being written, local backend (default "
-        f"{d['repetition_penalty']}, off)",
-    )
-    gen.add_argument(
-        "--no-repeat-ngram-size",
-        type=int,
-        default=d["no_repeat_ngram_size"],
-        help="ban any n-gram of this size from repeating within a turn, local backend (default "
-        f"{d['no_repeat_ngram_size']}, off)",
-    )
-    gen.add_argument(
-        "--max-retries",
-        type=int,
-        default=d["max_retries"],
-        help="retries of a turn whose generation fails (timeout, server error) before the dialogue "
-        f"ends with end_reason error (default {d['max_retries']})",
-    )
-    run = parser.add_argument_group("run")
-    run.add_argument(
-        "--batch-size",
-        type=int,
-        default=d["batch_size"],
-        help=f"dialogues in flight at once, one backend call per step (default {d['batch_size']}; on a CPU, larger "
-        "batches decode more tokens per second, see docs/benchmarks.md)",
-    )
-    run.add_argument(
-        "--shard-size",
-        type=int,
-        default=d["shard_size"],
-        help=f"finished dialogues per saved shard (default {d['shard_size']})",
-    )
-    run.add_argument(
-        "--split",
-        help="the one source split to draw from; the output split has its name (default: train, else the only "
-        "split with usable records; several and none named train is an error)",
-    )
-    run.add_argument("--run-dir", type=Path, help="run files (shards, manifest); default OUT/.simulate-run")
-    run.add_argument(
-        "--version", default=d["version"], help=f"dataset version stamped on the folder (default {d['version']})"
-    )
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _scale_out_options(parser, d)
+    parser.group(SCALE_OUT).description = SCALE_OUT_HELP
     return parser
 
 
-def _job_defaults() -> dict[str, object]:
-    """Each option's default, read from :class:`~crsdata.simulate.job.SimulateConfig` so that it is written once
-    (there), not again on the flag."""
-    from crsdata.simulate.job import SimulateConfig
-
-    return {
-        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        for f in dataclasses.fields(SimulateConfig)
-        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-    }
-
-
-def _scale_out_options(parser: argparse.ArgumentParser, d: dict[str, object]) -> None:
-    """The executor options (crsdata.scaleout, README "Scaling out"), common to every kind; ``d``: the defaults."""
-    from crsdata.scaleout.config import EXECUTORS, SERVERS
-
-    scale = parser.add_argument_group(
-        "scale-out",
-        "Run on a datatrove executor instead of this process: the same simulation, sharded over --tasks, against an "
-        "OpenAI-compatible server (--backend URL) or a vLLM each task starts (--server vllm, GPU machines). "
-        "--batch-size is then the dialogues in flight per task. Same dialogues as this process's engine against "
-        "that server; resumable: run the same command again.",
-    )
-    scale.add_argument("--executor", choices=EXECUTORS, help="local processes, a Slurm job array or a Ray cluster")
-    scale.add_argument(
-        "--tasks",
-        type=int,
-        default=d["tasks"],
-        metavar="T",
-        help=f"shards of the run, one datatrove task each (default {d['tasks']})",
-    )
-    scale.add_argument(
-        "--workers", type=int, default=d["workers"], metavar="W", help="tasks running at once (default: all)"
-    )
-    scale.add_argument("--server", choices=SERVERS, help="start this server in each task instead of --backend URL")
-    scale.add_argument(
-        "--logging-dir",
-        type=Path,
-        metavar="D",
-        help="datatrove's logs, stats and completion markers (default OUT/.simulate-run/scaleout/logs)",
-    )
-    scale.add_argument(
-        "--slurm-partition",
-        default=d["slurm_partition"],
-        metavar="P",
-        help="Slurm partition (required with --executor slurm)",
-    )
-    scale.add_argument(
-        "--slurm-time",
-        default=d["slurm_time"],
-        metavar="HH:MM:SS",
-        help=f"Slurm time limit per task (default {d['slurm_time']})",
-    )
-    scale.add_argument(
-        "--slurm-arg",
-        dest="slurm_args",
-        action="append",
-        default=d["slurm_args"],
-        metavar="KEY=VALUE",
-        help="an extra #SBATCH option (repeatable)",
-    )
-    scale.add_argument(
-        "--server-arg",
-        dest="server_args",
-        action="append",
-        default=d["server_args"],
-        metavar="KEY[=VALUE]",
-        help="a `vllm serve` option, e.g. gpu-memory-utilization=0.85 or enforce-eager (repeatable)",
-    )
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from crsdata.commands.config_file import add_config_option
     from crsdata.simulate.kinds import SIMULATIONS
 
     kinds_text = "\n".join(f"  {name:<11} {kind.summary}" for name, kind in SIMULATIONS.items())
@@ -259,34 +107,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True, help="which kind of conversation")
-    common = common_options()
     for name, kind in SIMULATIONS.items():
-        sub = kinds.add_parser(
+        sub = add_kind_parser(
+            kinds,
             name,
-            parents=[common],
+            kind,
             help=kind.summary,
             description=kind.description + "\n\n" + COMMON,
             epilog=_examples(kind),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        kind.options_class.add_arguments(sub.add_argument_group(f"{name} options"))
-        add_config_option(sub)
         sub.set_defaults(func=run_command)
 
 
 def config_from_args(args: argparse.Namespace, command: str) -> SimulateConfig:
     """The job of parsed ``args`` (shared options and the kind's own); ``command`` names the sub-command for the
     command line recorded in the card."""
+    from crsdata.commands.config_file import dataclass_values
     from crsdata.simulate.job import SimulateConfig
     from crsdata.simulate.kinds import SIMULATIONS
 
-    # The shared options have the names of SimulateConfig's fields; `command` there is the card's command line.
-    shared = {f.name for f in dataclasses.fields(SimulateConfig)} - {"kind", "options", "progress", "command"}
+    options_class = SIMULATIONS[args.kind].options_class
     return SimulateConfig(
-        **{name: getattr(args, name) for name in shared},
+        **dataclass_values(args, SimulateConfig, exclude=NOT_FLAGS),
         kind=args.kind,
-        options=SIMULATIONS[args.kind].options_class.from_namespace(args),
-        progress=not args.no_progress,
+        options=options_class(**dataclass_values(args, options_class)),
         command=_command_line(command),
     )
 

@@ -36,12 +36,12 @@ examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from crsdata.commands.config_file import add_config_option
     from crsdata.playground import DEFAULT_SAVE_DIR, PlaygroundConfig
 
     defaults = PlaygroundConfig()
     parser = subparsers.add_parser(
         "space",
+        reads_config=True,
         help="serve the playground Space (chat with and against the simulators) on this machine",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -119,7 +119,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--threads", type=int, help="CPU threads for the local backend (default: torch's choice)")
     parser.add_argument("--no-warm-up", action="store_true", help="do not load the models before serving")
-    add_config_option(parser)
     parser.set_defaults(func=run_command)
 
 

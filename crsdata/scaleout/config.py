@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from crsdata.errors import BadInputError
+from crsdata.simulate.job import EXECUTORS, SERVERS  # named with the job's options, which offer them
 
-EXECUTORS = ("local", "slurm", "ray")
-SERVERS = ("vllm",)
+__all__ = ["EXECUTORS", "SERVERS", "ScaleOutConfig", "parse_key_values"]
 
 
 @dataclass

@@ -32,7 +32,6 @@ Input and output hooks (class methods and instance methods with defaults)
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingParams
+from crsdata.options import flag
 from crsdata.simulate.results import NO_TURNS, Exported, RunResult
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class DialogueState:
 
 def option(
     default: Any = None,
-    help: str = "",  # noqa: A002 - the argparse word, read by add_option_arguments
+    help: str = "",  # noqa: A002 - the argparse word
     *,
     choices: tuple[str, ...] = (),
     type: Any = None,  # noqa: A002 - the argparse word
@@ -106,24 +106,24 @@ def option(
     in_run_config: bool = True,
     metavar: str | None = None,
 ) -> Any:
-    """A field of a :class:`SimulationOptions` dataclass and its flag ``--field-name``.
+    """A field of a :class:`SimulationOptions` dataclass and its flag ``--field-name`` (a
+    :func:`crsdata.options.flag`: the command's parser builds the flag from the field).
 
-    ``help`` is the flag's help; ``choices`` and ``type`` go to argparse (the type defaults to the default's);
+    ``help`` is the flag's help; ``choices`` and ``type`` go to argparse (the type defaults to the annotation's);
     a ``False`` default makes a switch; ``repeat`` collects every use of the flag into a list.
     ``in_run_config=False`` for an option that does not change a dialogue (only what is exported), so a resume
     may change it.
     """
-    metadata = {
-        "help": help,
-        "choices": tuple(choices),
-        "type": type,
-        "repeat": repeat,
-        "in_run_config": in_run_config,
-        "metavar": metavar,
-    }
+    keys: dict[str, Any] = {"in_run_config": in_run_config}
+    if choices:
+        keys["choices"] = tuple(choices)
+    if type is not None:
+        keys["type"] = type
+    if metavar:
+        keys["metavar"] = metavar
     if repeat:
-        return field(default_factory=list, metadata=metadata)
-    return field(default=default, metadata=metadata)
+        return flag(help=help, default_factory=list, **keys)
+    return flag(default, help, **keys)
 
 
 @dataclass
@@ -137,30 +137,6 @@ class SimulationOptions:
             for f in dataclasses.fields(self)
             if f.metadata.get("in_run_config", True)
         }
-
-    @classmethod
-    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
-        """Adds one flag per field to ``group``."""
-        for f in dataclasses.fields(cls):
-            meta = f.metadata
-            flag = "--" + f.name.replace("_", "-")
-            kwargs: dict[str, Any] = {"dest": f.name, "help": meta.get("help", "")}
-            if meta.get("metavar"):
-                kwargs["metavar"] = meta["metavar"]
-            if meta.get("repeat"):
-                group.add_argument(flag, action="append", default=[], type=meta.get("type") or str, **kwargs)
-            elif f.default is False:
-                group.add_argument(flag, action="store_true", **kwargs)
-            else:
-                value_type = meta.get("type") or (type(f.default) if f.default is not None else str)
-                if meta.get("choices"):
-                    kwargs["choices"] = meta["choices"]
-                group.add_argument(flag, default=f.default, type=value_type, **kwargs)
-
-    @classmethod
-    def from_namespace(cls, args: argparse.Namespace) -> SimulationOptions:
-        """The options parsed by :meth:`add_arguments`."""
-        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
 
 def _jsonable(value: Any) -> Any:

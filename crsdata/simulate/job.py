@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from crsdata.backends.base import DEFAULT_PREFIX_CACHE_MB, Backend, SamplingParams
+from crsdata.backends.factory import MAX_MODEL_LEN_OPTION
 from crsdata.errors import BadInputError
+from crsdata.options import flag
 from crsdata.simulate.base import _KNOWN_AFTER_LOADING, Exported, Simulation, SimulationOptions, simulation_parts
 from crsdata.simulate.engine import RunConfig, RunEngine, RunLock, check_resume
 from crsdata.simulate.kinds import SIMULATIONS
@@ -38,6 +40,11 @@ ScaledRun = Callable[["SimulateConfig", SimulationSource], "tuple[Simulation, Ru
 RUN_DIR = ".simulate-run"
 OUT_LOCK = ".simulate.lock"
 DTYPES = ("float32", "bfloat16", "float16", "auto")
+# The executors and servers of scale-out (crsdata.scaleout), named here so that the job's options can offer them
+# without importing scale-out (which sits above simulate).
+EXECUTORS = ("local", "slurm", "ray")
+SERVERS = ("vllm",)
+SCALE_OUT = "scale-out"
 
 
 @dataclass
@@ -54,42 +61,110 @@ class SimulateConfig:
     ``logging_dir`` holds datatrove's logs; ``slurm_*`` and ``server_args`` (``KEY[=VALUE]`` strings) go to
     ``sbatch`` and ``vllm serve``. See :class:`crsdata.scaleout.config.ScaleOutConfig`."""
 
-    kind: str
-    source: str
-    n: int | None  # None: the kind's default_n (replay: every record of the split)
-    out: Path
-    options: SimulationOptions | None = None
-    user_model: str | None = None  # None: the kind's default (Simulation.default_model)
-    recommender_model: str | None = None
-    backend: str = "local"
-    threads: int | None = None
-    kv_cache_mb: int = DEFAULT_PREFIX_CACHE_MB
-    max_model_len: int | None = None  # the model's context in tokens; None: the server's or the model's own
-    dtype: str = "float32"
-    seed: int = 0
-    max_turns: int | None = None
-    max_new_tokens: int = 128
-    temperature: float = 0.7
-    top_p: float = 0.95
-    repetition_penalty: float = 1.0  # 1.0: off (local backend only; see crsdata.backends.local)
-    no_repeat_ngram_size: int = 0  # 0: off
-    max_retries: int = 2
-    batch_size: int = 32
-    shard_size: int = 50
-    split: str | None = None
-    run_dir: Path | None = None
-    version: str = "0.1.0"
-    progress: bool = True
-    command: str = ""
-    executor: str | None = None
-    tasks: int = 1
-    workers: int = -1
-    server: str | None = None
-    logging_dir: Path | None = None
-    slurm_partition: str = ""
-    slurm_time: str = "24:00:00"
-    slurm_args: list[str] = field(default_factory=list)
-    server_args: list[str] = field(default_factory=list)
+    kind: str  # the sub-command (simulate KIND), not a flag
+    source: str = flag(help="where personas or tasks come from (see the kind's description)")
+    n: int | None = flag(help="number of dialogues to write (a larger --n grows a run)")  # None: the kind's default_n
+    out: Path = flag(help="output dataset folder (run files inside it)", aliases=["-o"])
+    options: SimulationOptions | None = None  # the kind's own flags
+    # None: the kind's default (Simulation.default_model)
+    user_model: str | None = flag(None, "model of the user simulator (default: the kind's, see models below)", "models")
+    recommender_model: str | None = flag(
+        None, "model of the recommender / assistant (default: the kind's, see models below)", "models"
+    )
+    backend: str = flag(
+        "local", "`local` (transformers in this process) or the base URL of an OpenAI-compatible server", "models"
+    )
+    threads: int | None = flag(
+        None,
+        "CPU threads for the local backend (default: torch's, one per core). Waiting threads sleep "
+        "(OMP_WAIT_POLICY=PASSIVE unless you set it): on a machine shared with other jobs, threads spinning while "
+        "they wait for a busy core stalled every step, see docs/benchmarks.md",
+        "models",
+    )
+    kv_cache_mb: int = flag(
+        DEFAULT_PREFIX_CACHE_MB,
+        "memory for the conversation states the local backend keeps between turns, so that a turn runs only its new "
+        "text through the model (default %(default)s; 0 recomputes every prompt)",
+        "models",
+    )
+    # the model's context in tokens; None: the server's or the model's own
+    max_model_len: int | None = flag(None, group="models", **MAX_MODEL_LEN_OPTION)
+    dtype: str = flag(
+        "float32",
+        "local backend weights (default %(default)s: only float32 keeps a dialogue independent of batching, which "
+        "resuming and growing rely on; bfloat16 is faster but changes texts with the batch, see docs/benchmarks.md)",
+        "models",
+        choices=DTYPES,
+    )
+    seed: int = flag(0, "run seed (default %(default)s)", "generation")
+    max_turns: int | None = flag(None, "turns per dialogue, both roles (default: the kind's)", "generation")
+    max_new_tokens: int = flag(128, "tokens per generated turn (default %(default)s)", "generation")
+    temperature: float = flag(0.7, "sampling temperature, 0 = greedy (default %(default)s)", "generation")
+    top_p: float = flag(0.95, "nucleus sampling mass (default %(default)s)", "generation")
+    repetition_penalty: float = flag(  # 1.0: off (local backend only; see crsdata.backends.local)
+        1.0,
+        "transformers' repetition penalty on the tokens of the turn being written, local backend (default "
+        "%(default)s, off)",
+        "generation",
+    )
+    no_repeat_ngram_size: int = flag(
+        0,
+        "ban any n-gram of this size from repeating within a turn, local backend (default %(default)s, off)",
+        "generation",
+    )
+    max_retries: int = flag(
+        2,
+        "retries of a turn whose generation fails (timeout, server error) before the dialogue ends with end_reason "
+        "error (default %(default)s)",
+        "generation",
+    )
+    batch_size: int = flag(
+        32,
+        "dialogues in flight at once, one backend call per step (default %(default)s; on a CPU, larger batches "
+        "decode more tokens per second, see docs/benchmarks.md)",
+        "run",
+    )
+    shard_size: int = flag(50, "finished dialogues per saved shard (default %(default)s)", "run")
+    split: str | None = flag(
+        None,
+        "the one source split to draw from; the output split has its name (default: train, else the only split "
+        "with usable records; several and none named train is an error)",
+        "run",
+    )
+    run_dir: Path | None = flag(None, "run files (shards, manifest); default OUT/.simulate-run", "run")
+    version: str = flag("0.1.0", "dataset version stamped on the folder (default %(default)s)", "run")
+    progress: bool = flag(True, "no progress bar", "run")
+    command: str = ""  # the command line recorded in the card, not a flag
+    executor: str | None = flag(
+        None, "local processes, a Slurm job array or a Ray cluster", SCALE_OUT, choices=EXECUTORS
+    )
+    tasks: int = flag(1, "shards of the run, one datatrove task each (default %(default)s)", SCALE_OUT, metavar="T")
+    workers: int = flag(-1, "tasks running at once (default: all)", SCALE_OUT, metavar="W")
+    server: str | None = flag(
+        None, "start this server in each task instead of --backend URL", SCALE_OUT, choices=SERVERS
+    )
+    logging_dir: Path | None = flag(
+        None,
+        "datatrove's logs, stats and completion markers (default OUT/.simulate-run/scaleout/logs)",
+        SCALE_OUT,
+        metavar="D",
+    )
+    slurm_partition: str = flag("", "Slurm partition (required with --executor slurm)", SCALE_OUT, metavar="P")
+    slurm_time: str = flag("24:00:00", "Slurm time limit per task (default %(default)s)", SCALE_OUT, metavar="HH:MM:SS")
+    slurm_args: list[str] = flag(
+        help="an extra #SBATCH option (repeatable)",
+        group=SCALE_OUT,
+        default_factory=list,
+        aliases=["--slurm-arg"],
+        metavar="KEY=VALUE",
+    )
+    server_args: list[str] = flag(
+        help="a `vllm serve` option, e.g. gpu-memory-utilization=0.85 or enforce-eager (repeatable)",
+        group=SCALE_OUT,
+        default_factory=list,
+        aliases=["--server-arg"],
+        metavar="KEY[=VALUE]",
+    )
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)

@@ -35,14 +35,25 @@ recommender naming the target is never a leak: finding it is its job.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rapidfuzz import fuzz, process
 
-from crsdata.titles import fold_text, split_title
+# The title matching that the guard, the detector and persona scrubbing share lives below simulate, in
+# crsdata.titles; its names stay importable from here.
+from crsdata.titles import (
+    MIN_BARE_CHARS,
+    contains_title,
+    count_variant,
+    normalize_text,
+    scrub_titles,
+    split_title,
+    title_variants,
+)
+
+__all__ = ["MIN_BARE_CHARS", "contains_title", "normalize_text", "scrub_titles", "title_variants"]
 
 if TYPE_CHECKING:
     from crsdata.backends.base import ChatRequest
@@ -51,109 +62,16 @@ if TYPE_CHECKING:
 # 90 accepts one typo in a ten-letter title ("shinning" for "shining" scores 95) and rejects a different title
 # sharing a prefix ("the ringing" against "the ring" scores 84).
 LEAK_THRESHOLD = 90.0
-MIN_BARE_CHARS = 4
-
-_TAG = re.compile(r"</?\s*[A-Za-z_][\w\-]*\s*/?>")
-# One word of the original text for scrubbing: letters or digits, possibly joined by apostrophes; "&" is a word
-# of its own. Each folds (fold_text) to the words normalize_text gives for it.
-_WORD = re.compile(r"[^\W_]+(?:['\u2019`\u00b4][^\W_]+)*|&")
-_fold_word = functools.lru_cache(maxsize=1 << 16)(fold_text)
-_ARTICLES = {"the", "a", "an"}
 
 
 class TargetLeakError(RuntimeError):
     """A request built for a simulator contains a target title outside the conversation."""
 
 
-def normalize_text(text: str) -> str:
-    """Lower-cased words of ``text`` joined by single spaces (tags, accents, punctuation removed)."""
-    return fold_text(_TAG.sub(" ", text))
-
-
-def title_variants(title: str, year: int | None = None, *, bare_article_drop: bool = True) -> list[str]:
-    """Normalised forms to search for ``title`` (see the module doc); longest first, no duplicates.
-
-    ``bare_article_drop=False`` leaves out the one-word form left after dropping an article (``shining`` for
-    ``The Shining``): the prompt guard wants it (over-scrubbing a persona costs little), the output detector
-    does not (``the sun was shining`` is no leak).
-    """
-    return list(_title_variants(title, year, bare_article_drop))
-
-
-@functools.lru_cache(maxsize=1 << 14)
-def _title_variants(title: str, year: int | None, bare_article_drop: bool) -> tuple[str, ...]:
-    base, parsed_year = split_title(title)
-    year = year or parsed_year
-    norm = normalize_text(base)
-    if not norm:
-        return ()
-    bases = [norm]
-    words = norm.split()
-    if len(words) > 1 and words[0] in _ARTICLES and (bare_article_drop or len(words) > 2):
-        bases.append(" ".join(words[1:]))
-    variants: list[str] = []
-    for form in bases:
-        if year:
-            variants.append(f"{form} {year}")
-        if " " in form or len(form) >= MIN_BARE_CHARS:
-            variants.append(form)
-    return tuple(sorted(dict.fromkeys(variants), key=len, reverse=True))
-
-
-@functools.lru_cache(maxsize=1 << 14)
-def _word_pattern(variant: str) -> re.Pattern[str]:
-    return re.compile(rf"(?<!\S){re.escape(variant)}(?!\S)")
-
-
-def _count(variant: str, normalized: str) -> int:
-    """Whole-word occurrences of ``variant`` in ``normalized`` (both normalised), adjacent ones included."""
-    return len(_word_pattern(variant).findall(normalized)) if variant in normalized else 0
-
-
-def contains_title(text: str, title: str, year: int | None = None) -> bool:
-    """Exact whole-word containment of any variant of ``title`` in ``text`` (after normalisation)."""
-    norm = normalize_text(text)
-    return any(_count(v, norm) for v in title_variants(title, year))
-
-
-def scrub_titles(text: str, titles: Iterable[str], placeholder: str = "that movie") -> str:
-    """``text`` with every whole-word occurrence of a variant of ``titles`` replaced by ``placeholder``.
-
-    Works on the original text (keeping its casing and punctuation) but matches exactly what
-    :func:`normalize_text` would, so text that went through here passes :func:`assert_no_target_leak`.
-    A year in parentheses right after a removed title goes too (``The Shining (1980)`` -> ``that movie``).
-    """
-    variants = sorted({v for t in titles for v in title_variants(t)}, key=lambda v: len(v.split()), reverse=True)
-    if not variants or not text:
-        return text
-    # A word may fold to several ("1½" -> "11 2"): each is matched, standing for the whole word's span.
-    words = [(m, w) for m in _WORD.finditer(text) for w in _fold_word(m.group()).split()]
-    norms = [w for _, w in words]
-    # One left-to-right pass; at each word the longest variant wins, so "the shining 1980" is removed whole.
-    spans: list[tuple[int, int]] = []
-    i = 0
-    while i < len(norms):
-        for variant in variants:
-            target = variant.split()
-            if norms[i : i + len(target)] == target:
-                start, end = words[i][0].start(), words[i + len(target) - 1][0].end()
-                # Take the year's brackets along: "(1980)" after the title, or the ")" closing a matched year.
-                pattern = r"\s*\)" if re.fullmatch(r"\d{4}", target[-1]) else r"\s*\(\s*\d{4}\s*\)"
-                year = re.match(pattern, text[end:])
-                spans.append((start, end + (year.end() if year else 0)))
-                i += len(target)
-                break
-        else:
-            i += 1
-    for start, end in reversed(spans):
-        text = text[:start] + placeholder + text[end:]
-    return text
-
-
 def _allowed_count(variant: str, turn_texts: Sequence[str], labels: Sequence[str], static: Sequence[str]) -> int:
     """Occurrences of ``variant`` that the conversation turns and the fixed templates can account for
     (all arguments normalised)."""
-    return sum(_count(variant, text) for group in (turn_texts, labels, static) for text in group)
+    return sum(count_variant(variant, text) for group in (turn_texts, labels, static) for text in group)
 
 
 @functools.cache
@@ -187,7 +105,7 @@ def assert_no_target_leak(request: ChatRequest, state: DialogueState, allowed: S
     static = tuple(_normalized_static_parts()) + tuple(normalize_text(text) for text in allowed)
     for title in target_titles(state):
         for variant in title_variants(title):
-            found = sum(_count(variant, text) for text in normalized)
+            found = sum(count_variant(variant, text) for text in normalized)
             if found and found > _allowed_count(variant, turn_texts, labels, static):
                 raise TargetLeakError(
                     f"dialogue {state.dialogue_id}: target title {title!r} (as {variant!r}) appears in the request "
@@ -209,7 +127,7 @@ def fuzzy_title_match(text: str, title: str, threshold: float = LEAK_THRESHOLD) 
     if not norm:
         return False
     base, year = split_title(title)
-    if year and _count(f"{normalize_text(base)} {year}", norm):
+    if year and count_variant(f"{normalize_text(base)} {year}", norm):
         return True
     words = norm.split()
     for variant in title_variants(base, bare_article_drop=False):

@@ -22,7 +22,7 @@ A persona has the three parts of Interplay (section 3.3):
   keywords and plot. A target the catalog does not know is not replaced by another.
 
 No persona text may name a target: watched candidates whose title contains a target title are dropped, and
-every text is passed through :func:`crsdata.simulate.leak.scrub_titles` with every known form of the target
+every text is passed through :func:`crsdata.titles.scrub_titles` with every known form of the target
 titles (record titles and catalog titles with their year). A record with no target items, with no describable
 target, or with neither history nor general preferences raises :class:`~crsdata.errors.BadInputError` naming
 the record and the field, so the run engine can skip and count it.
@@ -38,8 +38,7 @@ from typing import Any, Protocol
 
 from crsdata.errors import BadInputError
 from crsdata.seeds import derive_seed
-from crsdata.simulate.leak import contains_title, scrub_titles
-from crsdata.titles import item_key
+from crsdata.titles import contains_title, item_key, scrub_titles
 
 MAX_REVIEW_CHARS = 300
 
