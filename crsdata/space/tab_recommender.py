@@ -32,13 +32,7 @@ class RecommenderTab:
         import gradio as gr
 
         user_model, recommender_model = (list(models_chosen) + ["", ""])[:2]
-        chat = self.space.start_chat(
-            "recommender",
-            corpus=corpus or "",
-            dialogue_id=dialogue_id or "",
-            user_model=user_model or "",
-            recommender_model=recommender_model or "",
-        )
+        chat = self.page.start_chat("recommender", corpus, dialogue_id, user_model, recommender_model)
         label = f"Persona: {chat.persona_source}"
         return (
             chat,

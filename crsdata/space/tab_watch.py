@@ -30,13 +30,7 @@ class WatchTab:
     def watch(
         self, corpus: str, dialogue_id: str, user_model: str, recommender_model: str
     ) -> Iterator[tuple[Any, ...]]:
-        chat = self.space.start_chat(
-            "watch",
-            corpus=corpus or "",
-            dialogue_id=dialogue_id or "",
-            user_model=user_model or "",
-            recommender_model=recommender_model or "",
-        )
+        chat = self.page.start_chat("watch", corpus, dialogue_id, user_model, recommender_model)
         preview = f"Persona: {chat.persona_source}\n\n{render.persona_preview(chat)}"
         yield chat, [], preview, "Running...", ""
         for _ in self.space.watch(chat):

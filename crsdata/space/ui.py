@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from crsdata.space.chat import Chat
 from crsdata.space.config import SpaceError
 from crsdata.space.session import Space
 
@@ -29,6 +30,18 @@ class Page:
         first = corpora[0] if corpora else None
         personas = space.persona_choices(space.corpus(first)) if first else []
         return cls(space, corpora, first, personas, space.models())
+
+    def start_chat(
+        self, mode: str, corpus: str | None, dialogue_id: str | None, user_model: str = "", recommender_model: str = ""
+    ) -> Chat:
+        """A chat from a persona picker's values (Gradio sends None for an empty dropdown: the defaults)."""
+        return self.space.start_chat(
+            mode,
+            corpus=corpus or "",
+            dialogue_id=dialogue_id or "",
+            user_model=user_model or "",
+            recommender_model=recommender_model or "",
+        )
 
     # The persona dropdown for a chosen dataset (tabs 1 and 3). Handlers carry no docstring: Gradio would show it
     # as the endpoint's description in the API page.
