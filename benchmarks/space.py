@@ -1,4 +1,4 @@
-"""How fast the playground Space answers in tab 1 (the person recommends, the user simulator replies).
+"""How fast the Space answers in tab 1 (the person recommends, the user simulator replies).
 
     python benchmarks/space.py                          # embedded model, out/redial, 3 chats of 4 turns
     python benchmarks/space.py --chats 5 --threads 1
@@ -9,7 +9,7 @@ exactly as ``crsdata space`` serves it, so each figure includes the Gradio queue
 personas, seeds and messages:
 
 (a) served      the local backend keeps conversation states between turns and the instructions every chat shares
-                were run once at start (``Playground.warm_up``), as ``crsdata space`` does.
+                were run once at start (``Space.warm_up``), as ``crsdata space`` does.
 (b) baseline    no stored states (``--kv-cache-mb 0``) and no warm-up: every prompt runs through the model whole.
 
 Reported per setting: time to the first simulator reply of a chat (from pressing Send), time per later reply,
@@ -59,12 +59,13 @@ def measure(args: argparse.Namespace, personas: list[str], *, keep_states: bool)
     from gradio_client import Client
 
     from crsdata.backends import make_backend
-    from crsdata.playground import Playground, PlaygroundConfig
-    from crsdata.playground_ui import build_app
+    from crsdata.space.app import build_app
+    from crsdata.space.config import SpaceConfig
+    from crsdata.space.session import Space
 
     local = make_backend("local", args.model, prefix_cache_mb=args.kv_cache_mb if keep_states else 0)
     counting = Counting(local)
-    config = PlaygroundConfig(
+    config = SpaceConfig(
         data=[args.source],
         user_model="embedded",
         recommender_model="embedded",
@@ -74,17 +75,17 @@ def measure(args: argparse.Namespace, personas: list[str], *, keep_states: bool)
         save_dir=args.save_dir,
         seed=args.seed,  # chats get seeds seed, seed+1, ... in order: both settings generate from the same seeds
     )
-    playground = Playground(config, backends={"embedded": counting})
-    warm = playground.warm_up() if keep_states else 0.0
+    space = Space(config, backends={"embedded": counting})
+    warm = space.warm_up() if keep_states else 0.0
     local.prompt_stats.prompt_tokens = local.prompt_stats.reused_tokens = 0
     counting.completion_tokens = 0
-    demo = build_app(playground)
+    demo = build_app(space)
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     first, later, first_cpu, later_cpu = [], [], [], []
     try:
         for persona in personas:
             client = Client(demo.local_url, verbose=False)
-            client.predict(playground.corpus_names()[0], persona, api_name="/start_recommender_chat")
+            client.predict(space.corpus_names()[0], persona, api_name="/start_recommender_chat")
             for i, message in enumerate(MESSAGES):
                 started, cpu = time.perf_counter(), time.process_time()
                 chat, _, outcome = client.predict(message, "auto", api_name="/send_as_recommender")
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from crsdata.playground import Playground, PlaygroundConfig
+    from crsdata.space.config import SpaceConfig
+    from crsdata.space.session import Space
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             f"benchmarks/space.py: {args.source} is not a folder; build it first (see docs/space.md)", file=sys.stderr
         )
         return 1
-    probe = Playground(PlaygroundConfig(data=[args.source], save_dir=args.save_dir))
+    probe = Space(SpaceConfig(data=[args.source], save_dir=args.save_dir))
     personas = probe.persona_choices(probe.corpus(probe.corpus_names()[0]), limit=args.chats)
     print(
         f"load average before: {os.getloadavg()[0]:.2f} (1 min); torch threads {torch.get_num_threads()}; "

@@ -64,7 +64,7 @@ from crsdata.catalog import Catalog
 from crsdata.errors import BadInputError, SkipLog
 from crsdata.readers import require
 from crsdata.schema import Role, item_ref, new_dialogue, new_turn, validate_dialogue
-from crsdata.titles import clean_spaces
+from crsdata.titles import collapse_whitespace
 
 SOURCE = "redial"
 
@@ -316,7 +316,7 @@ def _mentions(value: Any, path: Path, record: str) -> dict[str, str]:
                 f"expected a string, got {type(title).__name__}",
                 "wrong-type",
             )
-        out[str(movie_id)] = clean_spaces(title or "")
+        out[str(movie_id)] = collapse_whitespace(title or "")
     return out
 
 

@@ -35,7 +35,7 @@ from crsdata.catalog import Catalog
 from crsdata.errors import BadInputError, SkipLog
 from crsdata.readers import require
 from crsdata.schema import Role, item_ref, new_dialogue, new_turn, validate_dialogue
-from crsdata.titles import clean_spaces
+from crsdata.titles import collapse_whitespace
 
 SOURCE = "redial-eval"
 # dialogue.extra["sample"] of a turn sample: the dialogue is the context of one recommendation, target_items is it.
@@ -130,14 +130,14 @@ class RedialEvalBuilder(Builder):
             raise BadInputError(path, record, "rec", "empty: a recommendation names at least one movie", "no-target")
         if not any(text.strip() for text in context):
             raise BadInputError(path, record, "context", "no utterance before the recommendation", "empty-context")
-        movies = [clean_spaces(e) for e in dict.fromkeys(entities) if _MOVIE.search(e.strip())]
+        movies = [collapse_whitespace(e) for e in dict.fromkeys(entities) if _MOVIE.search(e.strip())]
         others = [e for e in dict.fromkeys(entities) if not _MOVIE.search(e.strip())]
 
         turns = []
         for position, text in enumerate(context):
             if not text.strip():
                 continue
-            clean = clean_spaces(text)
+            clean = collapse_whitespace(text)
             role = Role.USER if position % 2 == 0 else Role.RECOMMENDER
             found = sorted((clean.find(m), m) for m in movies if m in clean)
             items = [item_ref(catalog.link(title) or "", title) for _, title in found]
@@ -145,7 +145,7 @@ class RedialEvalBuilder(Builder):
             turns.append(new_turn(len(turns), role, clean, items=items, extra={"entities": named} if named else None))
 
         targets = []
-        for title in dict.fromkeys(clean_spaces(t) for t in recommended):
+        for title in dict.fromkeys(collapse_whitespace(t) for t in recommended):
             item_id = catalog.link(title) or ""
             stats.add(bool(item_id))
             targets.append(item_ref(item_id, title))

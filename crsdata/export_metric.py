@@ -10,7 +10,7 @@ needs, with the imports rewritten to point at those copies::
                                         ``from .crsdata_metrics_diversity import f``
     OUT/crsdata_metrics_diversity.py    a copy of crsdata.metrics.diversity (named after its module path, so no
                                         copy can shadow the module or another copy)
-    OUT/app.py                          the Space, importing its helpers as ``from crsdata_metrics_space import ...``
+    OUT/app.py                          the Space, importing its helpers as ``from crsdata_metrics_widget import ...``
     OUT/README.md, examples.json        as in the source folder
     OUT/requirements.txt                the source's, without crsdata, plus every package the copies import
     OUT/crsdata.json                    {"kind": "space", "version", "module" (OUT's name), "vendored", ...}

@@ -32,14 +32,14 @@ _NON_WORD = re.compile(r"[^\w\s]|_")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 
-def clean_spaces(text: str) -> str:
+def collapse_whitespace(text: str) -> str:
     """Collapses runs of white space ("The Shining  (1980)" -> "The Shining (1980)")."""
     return " ".join(text.split())
 
 
 def split_year(raw: str) -> tuple[str, int | None]:
     """``"The Shining  (1980)"`` -> ``("The Shining", 1980)``; no year -> ``(title, None)``."""
-    text = clean_spaces(raw)
+    text = collapse_whitespace(raw)
     match = _YEAR.search(text) if text.endswith(")") else None
     if not match:
         return text, None
@@ -48,7 +48,7 @@ def split_year(raw: str) -> tuple[str, int | None]:
 
 def display_title(title: str) -> str:
     """Puts a trailing article back in front: ``"Shining, The"`` -> ``"The Shining"``."""
-    text = clean_spaces(title)
+    text = collapse_whitespace(title)
     match = _TRAILING_ARTICLE.match(text) if "," in text else None
     if match:
         article = match.group(2)

@@ -206,7 +206,7 @@ def test_spaces_build_and_answer() -> None:
     pytest.importorskip("gradio")
     from gradio_client import Client
 
-    from crsdata.metrics.space import compute_from_json
+    from crsdata.metrics.widget import compute_from_json
 
     demos = {name: runpy.run_path(str(ROOT / "metrics" / name / "app.py"))["demo"] for name in MODULES}
     assert all(hasattr(demo, "launch") for demo in demos.values())

@@ -1,4 +1,4 @@
-"""The playground Space (spaces/playground, ``crsdata space``) through its API, on a built ReDial folder.
+"""The Space (spaces/playground, ``crsdata space``) through its API, on a built ReDial folder.
 
 The app runs on 127.0.0.1 and is driven with ``gradio_client`` the way the page drives it. Models: a tiny random
 LM (tests/fixtures/tiny_models.py) through the real local backend, or scripted backends where a test needs
@@ -27,15 +27,18 @@ from gradio_client import Client  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingParams  # noqa: E402
-from crsdata.playground import Playground, PlaygroundConfig, PlaygroundError, SharedBackend  # noqa: E402
-from crsdata.playground_ui import build_app  # noqa: E402
+from crsdata.backends.shared import SharedBackend  # noqa: E402
 from crsdata.schema import item_ref  # noqa: E402
 from crsdata.simulate.interplay import InterplaySimulation  # noqa: E402
+from crsdata.space import render  # noqa: E402
+from crsdata.space.app import build_app  # noqa: E402
+from crsdata.space.config import SpaceConfig, SpaceError  # noqa: E402
+from crsdata.space.session import Space  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 SPACE = ROOT / "spaces" / "playground"
-FAKE_TOKEN = "hf_playgroundTestToken0123456789"
+FAKE_TOKEN = "hf_spaceTestToken0123456789abc"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -80,9 +83,9 @@ def long_tiny_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
 class Served:
     """An app launched on 127.0.0.1 (``demo``: an already built page, e.g. the Space's own app.py)."""
 
-    def __init__(self, playground: Playground, demo: Any = None) -> None:
-        self.playground = playground
-        self.demo = demo if demo is not None else build_app(playground)
+    def __init__(self, space: Space, demo: Any = None) -> None:
+        self.space = space
+        self.demo = demo if demo is not None else build_app(space)
         self.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
         self.url = self.demo.local_url
 
@@ -100,7 +103,7 @@ def served(redial_folder: Path, long_tiny_model: Path, tmp_path_factory: pytest.
     save_dir = tmp_path_factory.mktemp("saves") / "space-saved"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_TOKEN", FAKE_TOKEN)
-        config = PlaygroundConfig(
+        config = SpaceConfig(
             data=[str(redial_folder)],
             user_model=str(long_tiny_model),
             recommender_model=str(long_tiny_model),
@@ -109,20 +112,20 @@ def served(redial_folder: Path, long_tiny_model: Path, tmp_path_factory: pytest.
             max_new_tokens=12,
             timeout_s=60,
         )
-        app = Served(Playground(config))
+        app = Served(Space(config))
     yield app
     app.close()
 
 
 def _scripted_app(tmp_path: Path, redial_folder: Path, backend: Backend, **options: Any) -> Served:
-    config = PlaygroundConfig(
+    config = SpaceConfig(
         data=[str(redial_folder)],
         user_model="scripted",
         recommender_model="scripted",
         save_dir=str(tmp_path / "saved"),
         **options,
     )
-    return Served(Playground(config, backends={"scripted": backend}))
+    return Served(Space(config, backends={"scripted": backend}))
 
 
 def _texts(messages: list[dict[str, Any]]) -> list[str]:
@@ -173,15 +176,17 @@ def test_app_imports_only_what_requirements_provide() -> None:
     lines = (SPACE / "requirements.txt").read_text().splitlines()
     provided = {_distribution(line) for line in lines if line.strip() and not line.startswith("#")}
     assert _top_level_imports(SPACE / "app.py") <= provided
-    # crsdata's playground modules import only crsdata's own dependencies (the core and the demo extra) and
+    # The crsdata.space modules import only crsdata's own dependencies (the core and the demo extra) and
     # modules those bring (yaml is pyyaml; gradio brings gradio_client).
     allowed = {_distribution(r) for r in importlib.metadata.requires("crsdata") or []} | {"crsdata", "yaml"}
-    for module in ("playground.py", "playground_ui.py"):
-        assert _top_level_imports(ROOT / "crsdata" / module) <= allowed, module
+    modules = sorted((ROOT / "crsdata" / "space").glob("*.py"))
+    assert len(modules) > 5
+    for module in modules:
+        assert _top_level_imports(module) <= allowed, module.name
 
 
 def test_app_reads_its_configuration_from_space_variables() -> None:
-    config = PlaygroundConfig.from_env(
+    config = SpaceConfig.from_env(
         {
             "CRSDATA_SPACE_DATA": "org/redial-crsdata, org/inspired-crsdata",
             "CRSDATA_USER_MODEL": "org/user-sim",
@@ -198,16 +203,16 @@ def test_app_reads_its_configuration_from_space_variables() -> None:
         8,
         30.0,
     )
-    assert PlaygroundConfig.from_env({}) == PlaygroundConfig()
+    assert SpaceConfig.from_env({}) == SpaceConfig()
 
 
-def test_a_seeded_playground_gives_chats_consecutive_seeds(redial_folder: Path, tmp_path: Path) -> None:
+def test_a_seeded_space_gives_chats_consecutive_seeds(redial_folder: Path, tmp_path: Path) -> None:
     backend = ScriptedBackend("scripted", user())
-    config = PlaygroundConfig(
+    config = SpaceConfig(
         data=[str(redial_folder)], user_model="scripted", recommender_model="scripted", save_dir=str(tmp_path), seed=7
     )
-    playground = Playground(config, backends={"scripted": backend})
-    chats = [playground.start_chat("recommender", corpus="redial") for _ in range(2)]
+    space = Space(config, backends={"scripted": backend})
+    chats = [space.start_chat("recommender", corpus="redial") for _ in range(2)]
     assert [c.state.seed for c in chats] == [7, 8]
 
 
@@ -275,7 +280,7 @@ def test_tab1_person_recommends_and_the_simulated_user_answers(served: Served) -
     client = served.client()
     chat, preview, outcome, picked = client.predict("redial", "", api_name="/start_recommender_chat")
     dialogue_id = picked["value"]
-    record = served.playground.corpus("redial").by_id[dialogue_id]
+    record = served.space.corpus("redial").by_id[dialogue_id]
     assert chat == [] and outcome == "" and "Taste:" in preview
     target = record["target_items"][0]["title"]
     # The title with its year: a short title ("It") also occurs inside other titles of the persona's history.
@@ -298,18 +303,17 @@ def test_tab1_typing_before_starting_chats_with_the_persona_shown(served: Served
     chat, text, outcome = client.predict('Have you seen "Heat (1995)"?', "auto", api_name="/send_as_recommender")
     texts = _texts(chat)
     assert len(texts) == 2 and text == "" and "Heat (1995)" in texts[0] and "Catalog:" in texts[0]
-    shown = served.playground.persona_choices(served.playground.corpus("redial"))[0]
-    target = served.playground.corpus("redial").by_id[shown]["target_items"][0]["title"]
+    shown = served.space.persona_choices(served.space.corpus("redial"))[0]
+    target = served.space.corpus("redial").by_id[shown]["target_items"][0]["title"]
     outcome = outcome or client.predict(api_name="/end_recommender_chat")
     assert target.split(" (")[0] in outcome
 
 
 def test_a_film_named_by_either_side_shows_its_catalog_facts(served: Served) -> None:
-    pg = served.playground
-    catalog = pg.corpus("redial").catalog
+    catalog = served.space.corpus("redial").catalog
     row = next(r for r in catalog.rows() if r["genres"] and r["plot"] and r["year"])
     turn = {"role": "user", "action": "feedback", "text": "I loved it", "items": [item_ref(row["item_id"], "it")]}
-    card = pg.turn_markdown(turn, catalog)
+    card = render.turn_markdown(turn, catalog)
     assert "Catalog: " in card and f"{row['title']} ({row['year']})" in card and row["genres"][0] in card
 
 
@@ -349,7 +353,7 @@ def test_tab3_watch_streams_to_the_end_and_saves_a_loadable_folder(served: Serve
     import datasets
 
     client = served.client()
-    job = client.submit("redial", "", served.playground.models()[0], served.playground.models()[0], api_name="/watch")
+    job = client.submit("redial", "", served.space.models()[0], served.space.models()[0], api_name="/watch")
     job.result()
     updates = job.outputs()  # every yield of the generator: the opening one, then one per turn
     chat, _, outcome, _ = updates[-1]
@@ -359,11 +363,11 @@ def test_tab3_watch_streams_to_the_end_and_saves_a_loadable_folder(served: Serve
 
     first, _, _ = client.predict(api_name="/save")
     assert "it now holds 1 dialogue" in first
-    client.predict("redial", "", served.playground.models()[0], served.playground.models()[0], api_name="/watch")
+    client.predict("redial", "", served.space.models()[0], served.space.models()[0], api_name="/watch")
     second, browse_choices, _ = client.predict(api_name="/save")
     assert "it now holds 2 dialogue" in second
 
-    folder = served.playground.save_dir
+    folder = served.space.save_dir
     saved = datasets.load_dataset(str(folder), "dialogues", split="train")
     assert len(saved) == 2 and set(saved["source"]) == {"interplay-sim"}
     from crsdata.schema import validate_dialogue
@@ -372,7 +376,7 @@ def test_tab3_watch_streams_to_the_end_and_saves_a_loadable_folder(served: Serve
         validate_dialogue(row)
         assert row["target_items"] and row["provenance"]["user_model"]
     # The saved folder is now a corpus of the page.
-    assert folder.name in served.playground.corpus_names()
+    assert folder.name in served.space.corpus_names()
 
 
 def test_tab4_browse_filter_and_read(served: Served) -> None:
@@ -404,7 +408,7 @@ def test_browse_a_hub_id_at_a_revision_fails_visibly_offline(served: Served, mon
 def test_input_length_is_capped_with_a_visible_message(served: Served) -> None:
     client = served.client()
     client.predict("redial", "", api_name="/start_recommender_chat")
-    limit = served.playground.config.max_input_chars
+    limit = served.space.config.max_input_chars
     with pytest.raises(AppError, match=f"has {limit + 1} characters; the limit is {limit}"):
         client.predict("x" * (limit + 1), "auto", api_name="/send_as_recommender")
     chat, _, _ = client.predict("x" * limit, "auto", api_name="/send_as_recommender")
@@ -520,8 +524,8 @@ def test_no_token_or_local_path_reaches_the_page(served: Served, redial_folder: 
 
 def test_public_removes_tokens_and_paths(tmp_path: Path, redial_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
-    playground = Playground(PlaygroundConfig(data=[str(redial_folder)], save_dir=str(tmp_path / "s")))
-    text = playground.public(
+    space = Space(SpaceConfig(data=[str(redial_folder)], save_dir=str(tmp_path / "s")))
+    text = space.public(
         f"failed reading {redial_folder}/dialogues/x.parquet with {FAKE_TOKEN} and sk_{'a' * 20}; "
         "see /usr/lib/python3/site.py or http://127.0.0.1:8000/v1"
     )
@@ -546,16 +550,16 @@ def test_shared_backend_decodes_concurrent_requests_together() -> None:
 def test_a_chat_reuses_its_conversation_states(redial_folder: Path, long_tiny_model: Path, tmp_path: Path) -> None:
     """Each simulator prompt of a chat starts with the whole previous prompt, so the local backend's store of
     key/value states serves it and only the new text runs through the model."""
-    config = PlaygroundConfig(
+    config = SpaceConfig(
         data=[str(redial_folder)],
         user_model=str(long_tiny_model),
         recommender_model=str(long_tiny_model),
         save_dir=str(tmp_path / "s"),
         max_new_tokens=8,
     )
-    playground = Playground(config)
-    backend = playground.backend("tiny-chat").inner
-    chat = playground.start_chat("recommender", corpus="redial", seed=3)
+    space = Space(config)
+    backend = space.backend("tiny-chat").inner
+    chat = space.start_chat("recommender", corpus="redial", seed=3)
     calls: list[tuple[list[int], int]] = []  # (prompt ids, prompt tokens served from stored states)
     generate = backend.generate
 
@@ -567,7 +571,7 @@ def test_a_chat_reuses_its_conversation_states(redial_folder: Path, long_tiny_mo
 
     backend.generate = counting
     for text in ("Hello! What do you like?", "Any favourite actors?", "Do you like old films?"):
-        playground.reply(chat, text)
+        space.reply(chat, text)
     assert len(calls) >= 3
     for (previous, _), (current, reused) in zip(calls, calls[1:], strict=False):
         assert current[: len(previous)] == previous, "a chat's prompt extends the one before"
@@ -575,9 +579,9 @@ def test_a_chat_reuses_its_conversation_states(redial_folder: Path, long_tiny_mo
 
 
 def test_a_person_cannot_choose_an_unconfigured_model(served: Served) -> None:
-    with pytest.raises(PlaygroundError, match="Unknown model"):
-        served.playground.backend("gpt2")
-    client = served.client()  # the page's dropdown refuses it before the playground is asked
+    with pytest.raises(SpaceError, match="Unknown model"):
+        served.space.backend("gpt2")
+    client = served.client()  # the page's dropdown refuses it before the Space is asked
     with pytest.raises(AppError, match="not in the list of choices"):
         client.predict("redial", "", "gpt2", "gpt2", api_name="/watch")
 
@@ -602,7 +606,7 @@ def test_options_come_from_a_config_file_and_a_flag_overrides_it(
     served: dict[str, Any] = {}
 
     class Recorded:
-        def __init__(self, config: PlaygroundConfig) -> None:
+        def __init__(self, config: SpaceConfig) -> None:
             served["config"] = config
 
         def corpus_names(self) -> list[str]:
@@ -612,8 +616,8 @@ def test_options_come_from_a_config_file_and_a_flag_overrides_it(
         def launch(self, **kwargs: Any) -> None:
             served["launch"] = kwargs
 
-    monkeypatch.setattr("crsdata.playground.Playground", Recorded)
-    monkeypatch.setattr("crsdata.playground_ui.build_app", lambda playground: App())
+    monkeypatch.setattr("crsdata.space.session.Space", Recorded)
+    monkeypatch.setattr("crsdata.space.app.build_app", lambda space: App())
     config = tmp_path / "space.yaml"
     config.write_text(f"port: 8081\nmax-turns: 5\nmax_new_tokens: 33\ndata: [{tmp_path}]\nno_warm_up: true\n")
     assert main(["space", "--config", str(config), "--max-turns", "7", "--data", str(redial_folder)]) == 0

@@ -1,6 +1,6 @@
 """The Spaces in a real headless browser: Playwright for Python driving Debian's Chromium (no browser download).
 
-The playground runs on the embedded model and a ReDial folder built by ``crsdata build``; each test saves a
+The crsdata Space runs on the embedded model and a ReDial folder built by ``crsdata build``; each test saves a
 screenshot under ``out/test-artifacts/space/`` (``$CRSDATA_TEST_ARTIFACTS`` to change it), the pictures in
 docs/space.md. Every metric Space (``metrics/<name>/app.py``) is opened too and computes its first example.
 ``.ci/run`` installs Chromium when it is missing; without it these tests are skipped with the reason.
@@ -61,8 +61,8 @@ def app(redial_folder: Path, embedded_model_dir: Path, tmp_path_factory: pytest.
     with pytest.MonkeyPatch.context() as patch:
         for name, value in variables.items():
             patch.setenv(name, value)
-        space = runpy.run_path(str(ROOT / "spaces" / "playground" / "app.py"))
-    served = Served(space["playground"], space["demo"])
+        module = runpy.run_path(str(ROOT / "spaces" / "playground" / "app.py"))
+    served = Served(module["space"], module["demo"])
     yield served
     served.close()
 
@@ -107,7 +107,7 @@ def _messages(page: Any, chat: str, who: str) -> list[str]:
 
 def _no_local_paths(page: Any, app: Served) -> None:
     text = page.content()
-    for path in (*app.playground.config.data, app.playground.config.save_dir, str(Path.home()) + "/"):
+    for path in (*app.space.config.data, app.space.config.save_dir, str(Path.home()) + "/"):
         assert path not in text, path
 
 
@@ -124,7 +124,7 @@ def test_tab1_a_recommendation_gets_a_reply_from_the_simulated_user(page: Any, a
     _shot(page, "tab1-recommender")
 
     # A message over the limit is refused with a visible message, and nothing is sent.
-    limit = app.playground.config.max_input_chars
+    limit = app.space.config.max_input_chars
     page.fill("#rec-text textarea", "a" * (limit + 1))
     page.click("#rec-send")
     page.get_by_text(f"the limit is {limit}").first.wait_for(timeout=30_000)
@@ -163,7 +163,7 @@ def test_tab3_watch_runs_to_the_end_and_saves(page: Any, app: Served) -> None:
     _shot(page, "tab3-watch")
     import datasets
 
-    saved = datasets.load_dataset(app.playground.config.save_dir, "dialogues", split="train")
+    saved = datasets.load_dataset(app.space.config.save_dir, "dialogues", split="train")
     assert len(saved) == 1 and len(saved[0]["turns"]) == turns
 
 

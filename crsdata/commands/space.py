@@ -36,9 +36,9 @@ examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from crsdata.playground import DEFAULT_SAVE_DIR, PlaygroundConfig
+    from crsdata.space.config import DEFAULT_SAVE_DIR, SpaceConfig
 
-    defaults = PlaygroundConfig()
+    defaults = SpaceConfig()
     parser = subparsers.add_parser(
         "space",
         reads_config=True,
@@ -123,11 +123,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from crsdata.playground import Playground, PlaygroundConfig, default_data_folders
+    from crsdata.space.config import SpaceConfig
+    from crsdata.space.corpora import default_data_folders
+    from crsdata.space.session import Space
 
     data = args.data or default_data_folders()
     try:
-        config = PlaygroundConfig(
+        config = SpaceConfig(
             data=data,
             backend=args.backend,
             user_model=args.user_model,
@@ -147,14 +149,14 @@ def run_command(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    playground = Playground(config)
+    space = Space(config)
     if not args.no_warm_up:
-        seconds = playground.warm_up()
+        seconds = space.warm_up()
         print(f"models ready in {seconds:.1f}s", file=sys.stderr)
-    from crsdata.playground_ui import build_app
+    from crsdata.space.app import build_app
 
-    demo = build_app(playground)
-    names = ", ".join(playground.corpus_names()) or "none (pass --data FOLDER)"
+    demo = build_app(space)
+    names = ", ".join(space.corpus_names()) or "none (pass --data FOLDER)"
     print(f"crsdata space: datasets {names}; serving on http://{args.host}:{args.port}", file=sys.stderr)
     demo.launch(server_name=args.host, server_port=args.port)
     return 0

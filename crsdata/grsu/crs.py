@@ -31,7 +31,7 @@ from crsdata.backends.base import Backend, ChatRequest, SamplingParams
 from crsdata.grsu.data import ItemTable
 from crsdata.grsu.prompts import parse_titles, recommendation_messages
 from crsdata.grsu.search import CrsQuery
-from crsdata.grsu.vectors import ItemSpace
+from crsdata.grsu.vectors import ItemVectors
 
 # Sampled lists are drawn from the best SAMPLING_POOL * k items only: over a whole catalog of thousands, even a
 # low temperature leaves most of the mass on items far down the ranking.
@@ -154,25 +154,25 @@ class PopularityCRS(_ScoredCatalog):
 
 
 class RetrievalCRS(_ScoredCatalog):
-    """Dense retrieval: cosine between a turn's preference vector (:meth:`ItemSpace.preferences`: the seeker's
+    """Dense retrieval: cosine between a turn's preference vector (:meth:`ItemVectors.preferences`: the seeker's
     words, with the critique appended, and the mentioned movies) and every item's catalog-text vector."""
 
     name = "retrieval"
 
-    def __init__(self, space: ItemSpace, temperature: float = 0.05) -> None:
-        super().__init__(space.items, temperature)
-        self.space = space
+    def __init__(self, vectors: ItemVectors, temperature: float = 0.05) -> None:
+        super().__init__(vectors.items, temperature)
+        self.vectors = vectors
         self._everything = np.ones(len(self.ids), dtype=bool)
 
     def _scores(self, queries: list[CrsQuery]) -> list[tuple[np.ndarray, np.ndarray]]:
         if not queries:
             return []
         critiques = [q.critique.text if q.critique is not None else "" for q in queries]
-        vectors = self.space.preferences([q.turn for q in queries], critiques).astype(np.float32)
-        return [(row, self._everything) for row in vectors @ self.space.matrix.T]
+        vectors = self.vectors.preferences([q.turn for q in queries], critiques).astype(np.float32)
+        return [(row, self._everything) for row in vectors @ self.vectors.matrix.T]
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "embedder": self.space.name, "temperature": self.temperature}
+        return {"name": self.name, "embedder": self.vectors.name, "temperature": self.temperature}
 
 
 class TitleGrounder:

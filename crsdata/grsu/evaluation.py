@@ -40,7 +40,7 @@ from crsdata.grsu.report import (
     update_source_card,
 )
 from crsdata.grsu.search import SEARCH_METHODS, CrsQuery, SearchOutcome, SearchPlan, run_search
-from crsdata.grsu.vectors import ItemSpace
+from crsdata.grsu.vectors import ItemVectors
 from crsdata.options import flag
 from crsdata.seeds import derive_seed
 
@@ -273,7 +273,7 @@ def popularity_counts_for(config: CrsEvalConfig, items: ItemTable) -> tuple[dict
     return popularity_from_turns([t.targets for t in turns]), f"{folder} ({split}, {len(turns):,} turns)"
 
 
-def build_crs(config: CrsEvalConfig, items: ItemTable, backends: _Backends, space: Any) -> Any:
+def build_crs(config: CrsEvalConfig, items: ItemTable, backends: _Backends, vectors: Any) -> Any:
     from crsdata.grsu.crs import LLMCRS, PopularityCRS, RetrievalCRS
 
     if config.crs == "popularity":
@@ -282,11 +282,11 @@ def build_crs(config: CrsEvalConfig, items: ItemTable, backends: _Backends, spac
             raise BadInputError(origin, "", "--popularity-source", "no recommended item of the catalog is counted")
         return PopularityCRS(items, counts, config.temperature, origin)
     if config.crs == "retrieval":
-        return RetrievalCRS(space(), temperature=config.temperature)
+        return RetrievalCRS(vectors(), temperature=config.temperature)
     return LLMCRS(backends.get(config.crs_backend, config.crs_model), items, config.temperature)
 
 
-def build_user(config: CrsEvalConfig, items: ItemTable, backends: _Backends, space: Any) -> Any:
+def build_user(config: CrsEvalConfig, items: ItemTable, backends: _Backends, vectors: Any) -> Any:
     from crsdata.grsu.user import (
         AttributeCritic,
         CrossEncoderScorer,
@@ -303,7 +303,7 @@ def build_user(config: CrsEvalConfig, items: ItemTable, backends: _Backends, spa
             config.scorer_model, "", "--critic", "model critiques need a language model, not a cross-encoder scorer"
         )
     if config.scorer_model in EMBEDDING_SCORERS:
-        scorer: Any = EmbeddingScorer(space())
+        scorer: Any = EmbeddingScorer(vectors())
     elif cross_encoder:
         scorer = CrossEncoderScorer(config.scorer_model, items)
     else:
@@ -578,9 +578,9 @@ def run_crs_eval(config: CrsEvalConfig) -> dict[str, Any]:
     backends = _Backends(config.max_batch_size, config.max_model_len)
     k_max = max(config.ks)
     try:
-        space = functools.cache(lambda: ItemSpace(eval_set.items))  # built on first use, shared by CRS and user
-        crs = build_crs(config, eval_set.items, backends, space)
-        user = build_user(config, eval_set.items, backends, space) if config.protocol == "grsu" else None
+        vectors = functools.cache(lambda: ItemVectors(eval_set.items))  # built on first use, shared by CRS and user
+        crs = build_crs(config, eval_set.items, backends, vectors)
+        user = build_user(config, eval_set.items, backends, vectors) if config.protocol == "grsu" else None
         todo = [t for t in eval_set.turns if t.key not in done]
         bar = tqdm(
             total=len(eval_set.turns),

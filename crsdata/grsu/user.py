@@ -38,7 +38,7 @@ from crsdata.backends.base import Backend, ChatRequest, SamplingParams
 from crsdata.grsu.data import CRITIQUE_ATTRIBUTES, EvalTurn, ItemTable
 from crsdata.grsu.prompts import SCORE_OPTIONS, critique_messages, scoring_context, scoring_messages
 from crsdata.grsu.search import Critique, Node
-from crsdata.grsu.vectors import ItemSpace
+from crsdata.grsu.vectors import ItemVectors
 
 _WORD = re.compile(r"[\w'’.-]+")
 MAX_NGRAM = 4  # words in the longest attribute value looked up in text ("Samuel L. Jackson": 3)
@@ -206,13 +206,13 @@ def shared_prefix_probabilities(
 
 
 class EmbeddingScorer(ItemScorer):
-    """``(1 + cos(user, item)) / 2`` in an :class:`~crsdata.grsu.vectors.ItemSpace` (default all-MiniLM-L6-v2):
+    """``(1 + cos(user, item)) / 2`` in an :class:`~crsdata.grsu.vectors.ItemVectors` (default all-MiniLM-L6-v2):
     the user is the turn's preference vector (the seeker's words and the movies mentioned)."""
 
     name = "embedding"
 
-    def __init__(self, space: ItemSpace) -> None:
-        self.space = space
+    def __init__(self, vectors: ItemVectors) -> None:
+        self.vectors = vectors
         self._users: dict[str, np.ndarray] = {}
 
     def score(self, pairs: Sequence[tuple[EvalTurn, str]]) -> list[float]:
@@ -220,8 +220,8 @@ class EmbeddingScorer(ItemScorer):
             return []
         missing = list({turn.key: turn for turn, _ in pairs if turn.key not in self._users}.values())
         if missing:
-            self._users.update(zip([t.key for t in missing], self.space.preferences(missing), strict=True))
-        items = self.space.matrix[[self.space.index[item] for _, item in pairs]].astype(np.float64)
+            self._users.update(zip([t.key for t in missing], self.vectors.preferences(missing), strict=True))
+        items = self.vectors.matrix[[self.vectors.index[item] for _, item in pairs]].astype(np.float64)
         users = np.stack([self._users[turn.key] for turn, _ in pairs])
         return ((1.0 + np.einsum("ij,ij->i", users, items)) / 2.0).tolist()
 
@@ -230,7 +230,7 @@ class EmbeddingScorer(ItemScorer):
             self._users.pop(turn.key, None)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "embedder": self.space.name}
+        return {"name": self.name, "embedder": self.vectors.name}
 
 
 def cross_encoder_texts(turn: EvalTurn, items: ItemTable, item_id: str) -> tuple[str, str]:

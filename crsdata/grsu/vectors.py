@@ -21,7 +21,7 @@ from crsdata.grsu.data import EvalTurn, ItemTable
 PREFERENCE_CHARS = 700
 
 
-class ItemSpace:
+class ItemVectors:
     """Unit vectors of every catalog item (``matrix``, rows in ``ids`` order) and of turns' preferences."""
 
     def __init__(self, items: ItemTable, embedder: Any = None, cache_dir: Any = None) -> None:
@@ -52,3 +52,4 @@ class ItemSpace:
                 vectors[row] += mean / max(np.linalg.norm(mean), 1e-12)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms > 0, norms, 1.0)
+

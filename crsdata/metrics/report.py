@@ -30,7 +30,7 @@ from crsdata.metrics.common import MetricError
 from crsdata.metrics.diversity import ngram_stats
 from crsdata.metrics.match import ItemEmbeddings, match_score
 from crsdata.metrics.ranking import ranking_metrics
-from crsdata.titles import clean_spaces
+from crsdata.titles import collapse_whitespace
 
 # The shared data folder sits next to the project checkout (see the data README), so from the checkout it is
 # ../shared/data; --data (or CRSDATA_SHARED_DATA) names another. Never found through this file's location, which
@@ -66,7 +66,7 @@ def _mention_counts(path: Path) -> Counter[str]:
     with open(path, encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
             # The release writes "Cosmos  (2015)" with two spaces where iEvaLM writes one.
-            counts[clean_spaces(row["movieName"])] += int(row["nbMentions"])
+            counts[collapse_whitespace(row["movieName"])] += int(row["nbMentions"])
     return counts
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import evaluate
 
-from crsdata.metrics.space import build_demo
+from crsdata.metrics.widget import build_demo
 
 HERE = Path(__file__).resolve().parent
 # Load by file path: on a Space the folder is not named after the module, so a folder path would not resolve.

@@ -212,11 +212,11 @@ On a GPU, use all training turns and more test turns, e.g.
             raise BadInputError(data[0].path, "split train", "", "too few conversations to hold out a validation set")
         sizes = self.sizes(config)
         used_train = ins.sample_turns(train, sizes["train"] or None, config.seed)
-        from crsdata.grsu.vectors import ItemSpace
+        from crsdata.grsu.vectors import ItemVectors
 
-        space = ItemSpace(items)
+        vectors = ItemVectors(items)
         counts = ins.popularity(train)
-        sampler = ins.NegativeSampler(items, counts, ins.embedding_neighbours(space.matrix, space.ids))
+        sampler = ins.NegativeSampler(items, counts, ins.embedding_neighbours(vectors.matrix, vectors.ids))
         negatives = {
             "random": config.random_negatives,
             "popular": config.popular_negatives,

@@ -1,4 +1,7 @@
-"""The Gradio 6 page shared by the metric Spaces (``metrics/<name>/app.py``).
+"""The Gradio 6 page shared by the metric Spaces (``metrics/<name>/app.py``): evaluate's "widget".
+
+Named after ``evaluate``'s widget so that "space" in a module name means only the simulators' Space
+(:mod:`crsdata.space`).
 
 ``evaluate.utils.launch_gradio_widget`` targets Gradio 3 and no longer runs, so each Space builds this page:
 a JSON editor for the module's inputs, one for the keyword options of ``compute``, and the result as JSON.
