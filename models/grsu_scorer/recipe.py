@@ -243,7 +243,7 @@ On a GPU, use all training turns and more test turns, e.g.
         }
         return {
             "items": items,
-            "space": space,
+            "vectors": vectors,
             "rows": rows,
             "pairs": pairs,
             "critiques": critiques,
@@ -360,7 +360,7 @@ On a GPU, use all training turns and more test turns, e.g.
                 scores = _score_in_batches(scorer, [(p.turn, p.item_id) for p in pairs], f"{split} AUC, {name}")
                 aucs.setdefault(split, {})[name] = pair_aucs(pairs, scores)
         turns = prepared["eval_turns"]["test"]
-        crs = RetrievalCRS(prepared["space"])
+        crs = RetrievalCRS(prepared["vectors"])
         queries = [CrsQuery(t, k=config.rerank_k, seed=0, exclude=frozenset(t.mentioned)) for t in turns]
         lists = crs.recommend(queries)
         # A turn without a ground-truth item among its candidates scores 0 at every k however they are ordered,
