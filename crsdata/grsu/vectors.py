@@ -52,4 +52,3 @@ class ItemVectors:
                 vectors[row] += mean / max(np.linalg.norm(mean), 1e-12)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms > 0, norms, 1.0)
-
