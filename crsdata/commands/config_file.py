@@ -1,7 +1,7 @@
 """A command's options from its config dataclass, through TRL's ``TrlParser``, with ``--config FILE.yaml``.
 
-Every command that runs a job (``simulate KIND``, ``replay``, ``crs-eval``, ``space``, ``train RECIPE``) declares its options once,
-as the fields of one dataclass: the field's name is the flag (``max_turns`` is ``--max-turns`` and
+Every command that runs a job (``simulate KIND``, ``replay``, ``crs-eval``, ``space``, ``train RECIPE``) declares
+its options once, as the fields of one dataclass: the field's name is the flag (``max_turns`` is ``--max-turns`` and
 ``--max_turns``), its annotation the type, its default the default, and its ``metadata`` the flag's help and
 anything else argparse takes (``choices``, ``metavar``, ``aliases``, ``action``, ``required``). TRL's
 ``TrlParser`` (a ``transformers.HfArgumentParser``) turns the fields into flags, so no command writes a default
