@@ -6,7 +6,6 @@ these settings exist to change. References are hand-rolled greedy loops over the
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
@@ -98,10 +97,10 @@ def test_processed_rows_do_not_depend_on_the_batch(tiny: LocalBackend) -> None:
 
 
 def test_flags_reach_the_run_config_and_servers_refuse_them(tmp_path: Path) -> None:
-    from crsdata.commands.simulate import config_from_args, register
+    from crsdata.cli import build_parser
+    from crsdata.commands.simulate import config_from_args
 
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     base = ["simulate", "interplay", "--source", str(tmp_path / "src"), "--n", "1", "--out", str(tmp_path / "o")]
     args = parser.parse_args([*base, "--repetition-penalty", "1.2", "--no-repeat-ngram-size", "4"])
     config = config_from_args(args, "simulate")

@@ -1,7 +1,7 @@
-"""Options from one dataclass per command (crsdata.commands.config_file.CommandParser, TRL's TrlParser): the flags of
-`simulate KIND`, `replay` and `crs-eval` are their config dataclasses' fields, with the fields' defaults; `--config
-FILE.yaml` fills the same fields and a flag on the command line overrides it. Parsing only: the runs themselves are
-tested in test_simulate_cli.py, test_replay_command.py and test_grsu_eval.py."""
+"""Options from one dataclass per command (crsdata.commands.config_file.CommandParser, TRL's TrlParser): the
+flags of `simulate KIND`, `replay`, `crs-eval` and `space` are their config dataclasses' fields, with the fields'
+defaults; `--config FILE.yaml` fills the same fields and a flag on the command line overrides it. Parsing only: the
+runs themselves are tested in test_simulate_cli.py, test_replay_command.py, test_grsu_eval.py and test_space.py."""
 
 from __future__ import annotations
 
@@ -46,6 +46,17 @@ def test_every_simulate_flag_defaults_to_its_field(kind: str) -> None:
     assert {name: getattr(args, name) for name in expected} == expected
     config = simulate.config_from_args(args, "simulate")
     assert (config.kind, config.n, str(config.out), config.source) == (kind, 2, "o", "s")
+
+
+def test_space_flags_are_the_space_config_and_serving_fields() -> None:
+    from crsdata.commands.space import ServeOptions
+    from crsdata.space.config import SpaceConfig
+
+    args = parse("space")
+    expected = {**field_defaults(SpaceConfig), **field_defaults(ServeOptions)}
+    assert {name: getattr(args, name) for name in expected} == expected
+    args = parse("space", "--timeout", "5", "--data", "a", "--data", "b", "--no-warm-up", "--port", "9")
+    assert (args.timeout_s, args.data, args.no_warm_up, args.port) == (5.0, ["a", "b"], True, 9)
 
 
 def test_crs_eval_flags_are_the_config_fields() -> None:

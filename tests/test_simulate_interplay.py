@@ -376,14 +376,14 @@ def test_run_engine_drives_the_simulation(tmp_path):
 
 def test_tiny_random_model_plays_both_roles(tmp_path):
     tiny = pytest.importorskip("tests.fixtures.tiny_models", reason="tiny model fixture not available")
-    from crsdata.backends.local import LocalBackend
+    from crsdata.backends import make_backend
 
     folder = tiny.build_tiny_chat_model(tmp_path / "tiny")
     # The fixture's 512 positions are too few for a persona prompt in its byte-level vocabulary.
     config = json.loads((folder / "config.json").read_text())
     config["max_position_embeddings"] = 8192
     (folder / "config.json").write_text(json.dumps(config))
-    backend = LocalBackend(str(folder), device="cpu", model_id="tiny")
+    backend = make_backend("local", str(folder), device="cpu", model_id="tiny")
     params = {r: SamplingParams(max_new_tokens=16, temperature=1.0) for r in ("user", "recommender")}
     for style in ("instruct", "finetuned"):
         sim = InterplaySimulation(

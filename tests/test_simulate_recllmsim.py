@@ -445,10 +445,10 @@ def short_scenarios(tmp_path: Path) -> Path:
 
 
 def run_tiny(tmp_path: Path, model_dir: Path, batch_size: int, out: str) -> list[dict]:
-    from crsdata.backends.local import LocalBackend
+    from crsdata.backends import make_backend
 
     scenarios = short_scenarios(tmp_path)
-    backend = LocalBackend(model_dir, device="cpu")
+    backend = make_backend("local", str(model_dir), device="cpu")
     params = {r: SamplingParams(max_new_tokens=12, temperature=0.8) for r in ("user", "recommender")}
     sim = RecLLMSimSimulation(
         {"user": backend, "recommender": backend}, params, 4, profile_pool=load_profiles(tmp_path / "pool.txt")

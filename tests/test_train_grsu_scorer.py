@@ -151,8 +151,8 @@ def test_adapter_loads_with_peft_and_scores_like_the_backend(trained: Path, tiny
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from crsdata.backends import make_backend
     from crsdata.backends.base import ChatRequest
-    from crsdata.backends.local import LocalBackend
     from crsdata.grsu.prompts import SCORE_OPTIONS
 
     assert json.loads((trained / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_base)
@@ -167,7 +167,7 @@ def test_adapter_loads_with_peft_and_scores_like_the_backend(trained: Path, tiny
     merged = tmp_path / "merged"
     model.merge_and_unload().save_pretrained(merged)
     tokenizer.save_pretrained(merged)
-    backend = LocalBackend(merged, device="cpu")
+    backend = make_backend("local", str(merged), device="cpu")
     (probs,) = backend.option_probabilities([ChatRequest(messages=messages)], SCORE_OPTIONS)
     assert probs["Yes"] == pytest.approx(p_yes, abs=1e-5)
 

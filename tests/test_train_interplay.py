@@ -197,8 +197,7 @@ def test_bad_input_is_one_line(
 
 
 def test_embedded_registry_defaults_styles_and_merge(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    from crsdata.backends import embedded
-    from crsdata.backends.local import LocalBackend
+    from crsdata.backends import embedded, make_backend
     from crsdata.training.interplay import InterplayTrainConfig, prepare_sequences, train_sequences
 
     assert embedded.embedded_style("embedded") == "instruct" and embedded.embedded_style("Embedded-Base") == "instruct"
@@ -224,7 +223,7 @@ def test_embedded_registry_defaults_styles_and_merge(tiny_model_dir: Path, tmp_p
     marker = (merged / embedded._MARKER).read_text()
     assert embedded.merge_adapter(tiny_model_dir, tmp_path / "adapter", tmp_path / "merged") == merged
     assert (merged / embedded._MARKER).read_text() == marker  # reused, not rebuilt
-    backend = LocalBackend(merged)
+    backend = make_backend("local", str(merged))
     assert backend.model.config.num_hidden_layers == 2
 
 

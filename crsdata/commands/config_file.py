@@ -1,7 +1,7 @@
 """A command's options from its config dataclass, through TRL's ``TrlParser``, with ``--config FILE.yaml``.
 
-Every command that runs a job (``simulate KIND``, ``replay``, ``crs-eval``, ``space``) declares its options once,
-as the fields of one dataclass: the field's name is the flag (``max_turns`` is ``--max-turns`` and
+Every command that runs a job (``simulate KIND``, ``replay``, ``crs-eval``, ``space``, ``train RECIPE``) declares
+its options once, as the fields of one dataclass: the field's name is the flag (``max_turns`` is ``--max-turns`` and
 ``--max_turns``), its annotation the type, its default the default, and its ``metadata`` the flag's help and
 anything else argparse takes (``choices``, ``metavar``, ``aliases``, ``action``, ``required``). TRL's
 ``TrlParser`` (a ``transformers.HfArgumentParser``) turns the fields into flags, so no command writes a default
@@ -59,7 +59,7 @@ class CommandParser(TrlParser):
 
     Without ``dataclass_types`` it is a plain ``argparse.ArgumentParser`` (the commands that declare their flags
     by hand, and the parser that only chooses a simulation kind); ``reads_config=True`` gives such a parser
-    ``--config`` too (``crsdata space``, whose config dataclass does not declare its flags yet)."""
+    ``--config`` too."""
 
     def __init__(
         self,

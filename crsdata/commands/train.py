@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
+from typing import Any
 
 DESCRIPTION = """\
 Train one of the models crsdata publishes from built dataset folders, and write a Hub-layout model folder:
@@ -28,11 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # The recipes' parsers are crsdata's command parser (TRL's TrlParser): a recipe's config fields are its flags.
     recipes = parser.add_subparsers(dest="recipe", metavar="RECIPE", required=True)
     for name in RECIPES:
         recipe = get_recipe(name)
         sub = recipes.add_parser(
             name,
+            dataclass_types=[recipe.config_class],
+            reads_config=False,  # --config is layered over the recipe's config.yaml below (resolve_config)
             help=recipe.summary,
             description=recipe.description or recipe.summary,
             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -43,14 +48,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             action="store_true",
             help="print the resolved config (config.yaml, then --config, then flags) as JSON and exit; writes nothing",
         )
-        from crsdata.training import add_config_arguments
         from crsdata.training.config import read_config_file
 
         defaults = (
             read_config_file(recipe.default_config, recipe.config_class) if recipe.default_config.is_file() else {}
         )
-        add_config_arguments(sub, recipe.config_class, defaults=defaults)
+        only_typed_flags(sub, recipe.config_class, defaults)
         sub.set_defaults(func=run)
+
+
+def only_typed_flags(parser: argparse.ArgumentParser, cls: type, defaults: dict[str, Any]) -> None:
+    """The config fields' flags leave out what was not typed, so that ``resolve_config`` layers exactly the typed
+    flags over the YAML files; their help shows the recipe's default (its config.yaml, else the field's)."""
+    from crsdata.training.config import parse_bool
+
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for action in parser._actions:
+        if action.dest not in fields or not action.option_strings:
+            continue
+        f = fields[action.dest]
+        shown = defaults.get(f.name, f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
+        negation = all(o.startswith("--no") and o[4:].replace("-", "_") == f.name for o in action.option_strings)
+        if action.help and action.help is not argparse.SUPPRESS and not negation:
+            flag = "--" + f.name.replace("_", "-")
+            switch = f"; {flag} true|false" if isinstance(shown, bool) else ""
+            action.help = f"{action.help} (default: {shown}{switch})"
+        if action.type is bool:  # a list of booleans: bool("false") would be True
+            action.type = parse_bool
+        action.default = argparse.SUPPRESS
 
 
 def run(args: argparse.Namespace) -> int:

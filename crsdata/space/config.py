@@ -6,10 +6,12 @@ import dataclasses
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from crsdata.backends.base import DEFAULT_PREFIX_CACHE_MB
+from crsdata.backends.factory import MAX_MODEL_LEN_OPTION
+from crsdata.options import flag
 from crsdata.simulate.interplay import InterplaySimulation
 
 MODES = ("recommender", "user", "watch")  # whom the person plays: tab 1, tab 2, nobody (tab 3)
@@ -25,24 +27,56 @@ class SpaceError(Exception):
 
 @dataclass
 class SpaceConfig:
-    """Everything ``crsdata space`` and the Space's ``app.py`` can set (see :meth:`from_env`)."""
+    """Everything ``crsdata space`` and the Space's ``app.py`` can set (see :meth:`from_env`); each field is also
+    a flag of ``crsdata space`` (:mod:`crsdata.commands.config_file`)."""
 
-    data: list[str] = field(default_factory=list)  # built folders or Hub dataset ids offered on the page
-    backend: str = "local"  # "local" or the base URL of an OpenAI-compatible server
+    data: list[str] = flag(
+        help="built or simulated dataset folders (or Hub dataset ids) for personas and browsing "
+        "(default: every built folder under ./out)",
+        metavar="FOLDER",
+        default_factory=list,
+    )
+    backend: str = flag(
+        "local", "`local` (transformers in this process, default) or the base URL of an OpenAI-compatible server"
+    )
     # The shipped fine-tuned pair, as `crsdata simulate interplay` (the zero-shot base where this install lacks it).
-    user_model: str = field(default_factory=lambda: InterplaySimulation.default_model("user"))
-    recommender_model: str = field(default_factory=lambda: InterplaySimulation.default_model("recommender"))
-    save_dir: str = DEFAULT_SAVE_DIR
-    max_input_chars: int = 500
-    max_turns: int = 12  # per chat, both sides together
-    timeout_s: float = 60.0  # per generation, waiting in line included
-    concurrency: int = 2  # generations at once (the Gradio queue's default_concurrency_limit)
-    max_new_tokens: int = 64
-    temperature: float = 0.7
-    top_p: float = 0.95
-    kv_cache_mb: int = DEFAULT_PREFIX_CACHE_MB
-    max_model_len: int | None = None  # the models' context in tokens (None: the server's, or the model's own)
-    seed: int | None = None  # None: each chat draws a seed; N: chats get N, N+1, ... in the order they start
+    user_model: str = flag(
+        help="user simulator model (default: the shipped fine-tuned user simulator, as crsdata simulate)",
+        default_factory=lambda: InterplaySimulation.default_model("user"),
+    )
+    recommender_model: str = flag(
+        help="recommender simulator model (default: the shipped fine-tuned recommender simulator)",
+        default_factory=lambda: InterplaySimulation.default_model("recommender"),
+    )
+    save_dir: str = flag(
+        DEFAULT_SAVE_DIR, "folder that Save in the Watch tab appends dialogues to (default %(default)s)"
+    )
+    max_input_chars: int = flag(500, "longest message a visitor may send (default %(default)s)", "limits")
+    max_turns: int = flag(12, "turns per chat, both sides together (default %(default)s)", "limits")
+    timeout_s: float = flag(
+        60.0,
+        "seconds a generation may take, waiting in line included, before the page shows an error (default %(default)s)",
+        "limits",
+        aliases=["--timeout"],
+    )
+    concurrency: int = flag(
+        2, "generations at once (the Gradio queue's default_concurrency_limit; default %(default)s)", "limits"
+    )
+    max_new_tokens: int = flag(64, "tokens per simulator turn (default %(default)s)", "limits")
+    temperature: float = flag(0.7, "sampling temperature of the simulators (default %(default)s)", "sampling")
+    top_p: float = flag(0.95, "nucleus sampling share (default %(default)s)", "sampling")
+    kv_cache_mb: int = flag(
+        DEFAULT_PREFIX_CACHE_MB,
+        "memory for the conversation states the local backend keeps between turns (default %(default)s)",
+        "sampling",
+    )
+    # the models' context in tokens (None: the server's, or the model's own)
+    max_model_len: int | None = flag(None, **MAX_MODEL_LEN_OPTION)
+    seed: int | None = flag(
+        None,
+        "seed of the first chat, the next chats get the following numbers, so a session can be replayed "
+        "(default: a random seed per chat)",
+    )
 
     def __post_init__(self) -> None:
         for name in ("max_input_chars", "max_turns", "concurrency", "max_new_tokens"):

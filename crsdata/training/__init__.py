@@ -8,7 +8,7 @@ trainer and LoRA, resumable), with the options of :class:`~crsdata.training.conf
 recipe only lives in its ``models/<name>/`` folder.
 """
 
-from crsdata.training.config import TrainConfig, add_config_arguments, resolve_config
+from crsdata.training.config import TrainConfig, resolve_config
 from crsdata.training.data import DataFolder, load_data_folders
 from crsdata.training.model_folder import write_model_folder
 from crsdata.training.recipe import EvalScore, Recipe, TrainResult, run_recipe
@@ -19,7 +19,6 @@ __all__ = [
     "Recipe",
     "TrainConfig",
     "TrainResult",
-    "add_config_arguments",
     "load_data_folders",
     "resolve_config",
     "run_recipe",

@@ -1,14 +1,14 @@
 """Recipe configs: one dataclass per recipe, filled from its default YAML, an optional ``--config`` file and flags.
 
 Like TRL's scripts, the flags and the YAML file fill the same fields: every dataclass field is a flag
-(``max_steps`` is ``--max-steps``), documented by its ``metadata["help"]``. Precedence: the recipe's shipped
+(``max_steps`` is ``--max-steps``), documented by its ``metadata["help"]``, made by crsdata's command parser
+(TRL's ``TrlParser``, :mod:`crsdata.commands.config_file`). Precedence: the recipe's shipped
 ``config.yaml`` < ``--config FILE`` < flags given on the command line. A key that is not a field, or a value of
 the wrong type, is bad input naming the file (or flag) and the key.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import types
 import typing
@@ -102,41 +102,13 @@ def _scalar(kind: Any) -> tuple[type, bool]:
     return kind, False
 
 
-def _parse_bool(text: str) -> bool:
+def parse_bool(text: str) -> bool:
     lowered = str(text).strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"expected true or false, got {text!r}")
-
-
-def add_config_arguments(
-    parser: argparse.ArgumentParser,
-    cls: type[TrainConfig],
-    *,
-    skip: tuple[str, ...] = (),
-    defaults: dict[str, Any] | None = None,
-) -> None:
-    """One flag per config field. Defaults are suppressed so that only flags given on the command line
-    override the YAML files (``resolve_config`` sees exactly what the user typed); the help shows ``defaults``
-    (the recipe's config.yaml) where it sets a field, else the dataclass default."""
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        kind, is_list = _scalar(_field_type(cls, f))
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        default = (defaults or {}).get(f.name, default)
-        help_text = f.metadata.get("help", "")
-        if kind is bool:
-            parser.add_argument(
-                flag, type=_parse_bool, metavar="true|false", default=argparse.SUPPRESS, help=f"{help_text} ({default})"
-            )
-        elif is_list:
-            parser.add_argument(flag, type=kind, nargs="+", action="extend", default=argparse.SUPPRESS, help=help_text)
-        else:
-            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=f"{help_text} (default: {default})")
 
 
 def _coerce(cls: type[TrainConfig], name: str, value: Any, where: str) -> Any:
@@ -155,7 +127,7 @@ def _coerce(cls: type[TrainConfig], name: str, value: Any, where: str) -> Any:
 
 def _coerce_one(kind: type, value: Any) -> Any:
     if kind is bool:
-        return value if isinstance(value, bool) else _parse_bool(value)
+        return value if isinstance(value, bool) else parse_bool(value)
     if kind is float and isinstance(value, int | float | str):
         return float(value)
     if kind is int and isinstance(value, bool):
