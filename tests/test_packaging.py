@@ -33,3 +33,20 @@ def test_mapped_folders_import_inside_the_namespace() -> None:
 
     assert "redial" in BUILDERS
     assert template_path("dataset").is_file()
+
+
+def test_every_shipped_adapter_is_package_data() -> None:
+    """A named embedded simulator's adapter files go into the wheel (package data), not only into a checkout."""
+    from fnmatch import fnmatch
+
+    from crsdata.backends.embedded import EMBEDDED_MODELS
+
+    patterns = _config()["package-data"]["crsdata.models"]
+    adapters = [m.adapter for m in EMBEDDED_MODELS.values() if m.adapter]
+    assert adapters
+    for adapter in adapters:
+        files = [p for p in (ROOT / "models" / adapter).iterdir() if p.is_file()]
+        assert files, adapter
+        for path in files:
+            relative = path.relative_to(ROOT / "models").as_posix()
+            assert any(fnmatch(relative, pattern) for pattern in patterns), relative
