@@ -118,6 +118,32 @@ def test_tokenized_labels_cover_exactly_the_trained_turns(redial_folder: Path, r
     _check_sequences(tokenizer, records, folders_catalog([load_data_folder(redial_folder)]))
 
 
+def test_reported_history_lists_every_watched_film_in_the_training_personas(
+    redial_folder: Path, records: list[dict]
+) -> None:
+    """`--persona-history reported` (as in replay): the user's training personas list every film the seeker
+    reported, where Interplay's history keeps three; it is refused unless it is one of the two."""
+    from fixtures.tiny_models import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    catalog = folders_catalog([load_data_folder(redial_folder)])
+
+    def watched_lines(n_watched: int | None) -> list[int]:
+        data = prepare_sequences(records, "user", tokenizer, catalog, max_length=4096, seed=0, n_watched=n_watched)
+        texts = [tokenizer.decode(ids) for ids in data.input_ids]
+        return [t.split("[CONVERSATION]")[0].count("\n- ") for t in texts]
+
+    three, every = watched_lines(3), watched_lines(None)
+    assert len(three) == len(every) > 0
+    assert max(three) <= 3 and all(e >= t for e, t in zip(every, three, strict=True)) and sum(every) > sum(three)
+    from crsdata.errors import BadInputError
+    from crsdata.models import get_recipe
+    from crsdata.training.interplay import InterplayTrainConfig
+
+    with pytest.raises(BadInputError, match="persona_history"):
+        get_recipe("user-simulator").check(InterplayTrainConfig(persona_history="everything"))
+
+
 @pytest.mark.slow
 def test_sequences_with_the_real_tokenizer(redial_folder: Path, records: list[dict], embedded_model_dir: Path) -> None:
     from transformers import AutoTokenizer

@@ -76,6 +76,13 @@ class InterplayTrainConfig(SFTTrainConfig):
     )
     candidates: int = field(default=5, metadata={"help": "films in each recommender list with grounding catalog"})
     tags: str = field(default="", metadata={"help": "MovieLens tags.csv for the user's cues (grounding catalog)"})
+    persona_history: str = field(
+        default="interplay",
+        metadata={
+            "help": "the films the user's persona lists as watched, as `crsdata replay --persona-history`: interplay "
+            "(three of them, as in Interplay) or reported (every film the seeker's questionnaire or turns report)"
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -283,10 +290,12 @@ def prepare_sequences(
     retriever: Any = None,
     tags: dict[str, list[str]] | None = None,
     candidates: int = 5,
+    n_watched: int | None = 3,
 ) -> PreparedData:
     """The training sequences of ``role``'s simulator from ``records`` (see the module doc); with
     ``grounding="catalog"`` in the grounded layout (:func:`grounded_training_view`, the user's target attributes
-    as cues: :func:`~crsdata.simulate.grounding.record_cues`)."""
+    as cues: :func:`~crsdata.simulate.grounding.record_cues`). ``n_watched``: the watched films a persona lists
+    (:func:`~crsdata.simulate.persona.build_persona`; None keeps every one reported)."""
     from crsdata.backends.base import ChatRequest
     from crsdata.simulate.grounding import record_cues
     from crsdata.simulate.leak import TargetLeakError, assert_no_target_leak
@@ -309,7 +318,9 @@ def prepare_sequences(
                 turns, origins = turns[: end + 1], origins[: end + 1]
                 record = targets_first(record, accepted_item(turns, end))
             try:
-                persona = build_persona(record, catalog, seed=seed, quote_utterances=PERSONA_QUOTES["finetuned"])
+                persona = build_persona(
+                    record, catalog, n_watched=n_watched, seed=seed, quote_utterances=PERSONA_QUOTES["finetuned"]
+                )
             except BadInputError as err:
                 data.skipped[err.reason or "bad-record"] += 1
                 data.examples.append(str(err))
@@ -530,6 +541,16 @@ class InterplayRecipe(Recipe):
                 raise BadInputError(
                     "", "", name, f"must be at least {least}, got {getattr(config, name)}", "bad-config"
                 )
+        from crsdata.simulate.replay import PERSONA_HISTORIES
+
+        if config.persona_history not in PERSONA_HISTORIES:
+            raise BadInputError(
+                "",
+                "",
+                "persona_history",
+                f"must be one of {', '.join(PERSONA_HISTORIES)}, not {config.persona_history!r}",
+                "bad-config",
+            )
 
     def train(self, config: InterplayTrainConfig, data: list[DataFolder]) -> TrainResult:
         train_records = training_records(data, config.split)
@@ -562,6 +583,10 @@ class InterplayRecipe(Recipe):
             }
         elif config.grounding != "none":
             raise BadInputError("", "", "grounding", f"must be none or catalog, not {config.grounding!r}", "bad-option")
+        from crsdata.simulate.replay import PERSONA_HISTORIES
+
+        # The options a simulation of this model takes (held-out scoring): its grounding and its persona's history.
+        grounded["n_watched"] = PERSONA_HISTORIES[config.persona_history]
         prepared = prepare_sequences(
             train_records,
             self.role,
