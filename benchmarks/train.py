@@ -52,6 +52,7 @@ def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
         folders_catalog,
         load_tokenizer_and_model,
         prepare_sequences,
+        simulation_options,
         train_sequences,
         training_records,
     )
@@ -89,15 +90,8 @@ def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
     catalog = folders_catalog([folder])
     path, hub_id = base_model("embedded")
     tokenizer, model = load_tokenizer_and_model(path, "embedded")
-    grounded: dict[str, Any] = {}
-    if args.grounding == "catalog":
-        from crsdata.simulate.grounding import CatalogRetriever, read_tags
-
-        grounded = {
-            "grounding": "catalog",
-            "retriever": CatalogRetriever(catalog.rows()) if args.role == "recommender" else None,
-            "tags": read_tags(args.tags, catalog) if args.tags else None,
-        }
+    options = InterplayTrainConfig(grounding=args.grounding, tags=args.tags)
+    grounded = simulation_options(options, args.role, catalog)
     records = training_records([folder], "train")
     if args.role == "recommender":
         records = records[: args.batch_size * (args.steps + 2) * 4]  # retrieval for every turn is slow

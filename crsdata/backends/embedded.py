@@ -329,17 +329,23 @@ def merged_adapter_folder(adapter: Path) -> Path:
     return merge_adapter(base_path, adapter, target)
 
 
+def _simulator_folder_metadata(name: str | Path) -> dict | None:
+    """The crsdata.json of a folder trained by an Interplay recipe; None for anything else."""
+    try:
+        metadata = json.loads((Path(str(name)).expanduser() / "crsdata.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return metadata if metadata.get("recipe") in FINETUNED_RECIPES else None
+
+
 def grounding_of(name: str | Path) -> str | None:
     """The Interplay grounding a model was trained on: a named embedded model's, the ``grounding`` of a folder
     trained by an Interplay recipe (its crsdata.json; ``none`` when it predates the option), None when unknown."""
     model = embedded_model(name)
     if model is not None:
         return model.grounding
-    try:
-        metadata = json.loads((Path(str(name)).expanduser() / "crsdata.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if metadata.get("recipe") not in FINETUNED_RECIPES:
+    metadata = _simulator_folder_metadata(name)
+    if metadata is None:
         return None
     return str((metadata.get("config") or {}).get("grounding") or "none")
 
@@ -350,8 +356,4 @@ def prompt_style_of(name: str | Path) -> str | None:
     style = embedded_style(name)
     if style is not None:
         return style
-    try:
-        metadata = json.loads((Path(str(name)).expanduser() / "crsdata.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return "finetuned" if metadata.get("recipe") in FINETUNED_RECIPES else None
+    return "finetuned" if _simulator_folder_metadata(name) is not None else None

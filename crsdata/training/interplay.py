@@ -518,6 +518,29 @@ with the shipped accelerate and GPU configs:
 """
 
 
+def simulation_options(config: InterplayTrainConfig, role: str, catalog: Any) -> dict[str, Any]:
+    """What a simulation of the model takes, and what its training sequences are made with
+    (:func:`prepare_sequences`' keywords): its grounding (a retriever for the recommender, the user's tags) and
+    its persona's history."""
+    from crsdata.simulate.replay import PERSONA_HISTORIES
+
+    options: dict[str, Any] = {"n_watched": PERSONA_HISTORIES[config.persona_history]}
+    if config.grounding == "catalog":
+        from crsdata.simulate.grounding import CatalogRetriever, read_tags
+
+        if catalog is None:
+            raise BadInputError("", "", "grounding", "grounding catalog needs --data folders with items", "bad-option")
+        options.update(
+            grounding="catalog",
+            retriever=CatalogRetriever(catalog.rows()) if role == Role.RECOMMENDER else None,
+            tags=read_tags(config.tags, catalog) if config.tags else None,
+            candidates=config.candidates,
+        )
+    elif config.grounding != "none":
+        raise BadInputError("", "", "grounding", f"must be none or catalog, not {config.grounding!r}", "bad-option")
+    return options
+
+
 class InterplayRecipe(Recipe):
     """Fine-tunes one Interplay simulator (``role``) on built dialogues and scores it against the base."""
 
@@ -567,26 +590,7 @@ class InterplayRecipe(Recipe):
         catalog = folders_catalog(data)
         path, hub_id = base_model(config.base)
         tokenizer, model = load_tokenizer_and_model(path, config.base)
-        grounded: dict[str, Any] = {}
-        if config.grounding == "catalog":
-            from crsdata.simulate.grounding import CatalogRetriever, read_tags
-
-            if catalog is None:
-                raise BadInputError(
-                    "", "", "grounding", "grounding catalog needs --data folders with items", "bad-option"
-                )
-            grounded = {
-                "grounding": "catalog",
-                "retriever": CatalogRetriever(catalog.rows()) if self.role == Role.RECOMMENDER else None,
-                "tags": read_tags(config.tags, catalog) if config.tags else None,
-                "candidates": config.candidates,
-            }
-        elif config.grounding != "none":
-            raise BadInputError("", "", "grounding", f"must be none or catalog, not {config.grounding!r}", "bad-option")
-        from crsdata.simulate.replay import PERSONA_HISTORIES
-
-        # The options a simulation of this model takes (held-out scoring): its grounding and its persona's history.
-        grounded["n_watched"] = PERSONA_HISTORIES[config.persona_history]
+        grounded = simulation_options(config, self.role, catalog)
         prepared = prepare_sequences(
             train_records,
             self.role,
