@@ -81,6 +81,28 @@ def answer(text: str) -> str:
     return first if first in ("yes", "no") else "other"
 
 
+def prompt_lengths(backend, scorer, pairs) -> dict[str, float]:
+    """Mean tokens of a turn's shared prefix (P) and of an item's own suffix (S), and what prefix sharing can gain
+    at most on these pairs: with m items a turn, m(P + S) / (P + mS) forward tokens fewer, which tends to
+    (P + S) / S however many items a turn has."""
+    from crsdata.grsu.user import common_prefix_length
+
+    rows: dict[str, list[list[int]]] = {}
+    for (turn, _), request in zip(pairs, scorer.requests(pairs), strict=True):
+        rows.setdefault(turn.key, []).append(backend.encode(request))
+    prefixes = {key: common_prefix_length(r) for key, r in rows.items()}
+    suffixes = [len(row) - prefixes[key] for key, r in rows.items() for row in r]
+    p, s = float(np.mean(list(prefixes.values()))), float(np.mean(suffixes))
+    m = len(pairs) / len(rows)
+    return {
+        "prefix_tokens": round(p, 1),
+        "suffix_tokens": round(s, 1),
+        "items_per_turn": round(m, 1),
+        "speedup_bound": round(m * (p + s) / (p + m * s), 2),
+        "speedup_bound_any_items": round((p + s) / s, 2),
+    }
+
+
 def scoring(args: argparse.Namespace) -> None:
     from crsdata.backends import ChatRequest, SamplingParams, make_backend
     from crsdata.grsu.user import GenerativeScorer
@@ -96,6 +118,12 @@ def scoring(args: argparse.Namespace) -> None:
 
     backend = make_backend("local", args.model, max_batch_size=args.batch_size)
     scorer = GenerativeScorer(backend, items, share_context=not args.no_shared_context)
+    lengths = prompt_lengths(backend, scorer, pairs)
+    print(
+        f"prompts: shared prefix {lengths['prefix_tokens']} tokens a turn, own suffix {lengths['suffix_tokens']} an "
+        f"item; prefix sharing can gain at most {lengths['speedup_bound']}x in forward tokens here "
+        f"({lengths['speedup_bound_any_items']}x with any number of items a turn)"
+    )
     started, cpu_started = time.perf_counter(), time.process_time()
     p_yes = scorer.score(pairs)
     batched, batched_cpu = time.perf_counter() - started, time.process_time() - cpu_started
@@ -156,6 +184,7 @@ def scoring(args: argparse.Namespace) -> None:
             "batched_cpu_seconds": round(same_cpu, 1),
             "generate_cpu_seconds": round(generated_cpu, 1),
             "auc": round(auc(p_yes, relevant), 4),
+            **lengths,
             "model": args.model,
             "load_average_before": load_before,
             "load_average_after": load_average(),
