@@ -144,6 +144,35 @@ def test_reported_history_lists_every_watched_film_in_the_training_personas(
         get_recipe("user-simulator").check(InterplayTrainConfig(persona_history="everything"))
 
 
+def test_action_loss_weight_falls_on_the_first_token_of_each_trained_action(
+    redial_folder: Path, records: list[dict]
+) -> None:
+    """`--action-loss-weight`: one weighted token per trained turn, the first of its action's name, on real
+    dialogues; a weight of 0 is refused."""
+    import torch
+    from fixtures.tiny_models import build_tiny_tokenizer
+
+    from crsdata.errors import BadInputError
+    from crsdata.models import get_recipe
+    from crsdata.training.interplay import InterplayTrainConfig, action_tag_ids
+    from crsdata.training.sft import TokenWeight
+
+    tokenizer = build_tiny_tokenizer()
+    catalog = folders_catalog([load_data_folder(redial_folder)])
+    data = prepare_sequences(records, "user", tokenizer, catalog, max_length=4096, seed=0)
+    weighting = TokenWeight(action_tag_ids(tokenizer), 5.0)
+    weighted = 0
+    for ids, labels in zip(data.input_ids, data.labels, strict=True):
+        weights = weighting.weights(torch.tensor([labels]))[0]
+        for j in (weights == 5.0).nonzero().flatten().tolist():
+            assert labels[j] == ids[j] and tokenizer.decode(ids[:j]).endswith("<action><")
+            weighted += 1
+        assert set(weights.tolist()) <= {1.0, 5.0}
+    assert weighted == data.trained_turns > 0
+    with pytest.raises(BadInputError, match="action_loss_weight"):
+        get_recipe("user-simulator").check(InterplayTrainConfig(action_loss_weight=0))
+
+
 @pytest.mark.slow
 def test_sequences_with_the_real_tokenizer(redial_folder: Path, records: list[dict], embedded_model_dir: Path) -> None:
     from transformers import AutoTokenizer

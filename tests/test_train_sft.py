@@ -16,12 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_trl_and_peft_configs_are_built_in_one_place() -> None:
-    """``SFTTrainer(``, ``SFTConfig(`` and ``LoraConfig(`` are called in crsdata/training/sft.py only."""
-    calls: dict[str, list[str]] = {"SFTTrainer(": [], "SFTConfig(": [], "LoraConfig(": []}
+    """``SFTConfig(`` and ``LoraConfig(`` are called, and ``SFTTrainer`` is subclassed (its one subclass is the
+    one trainer built), in crsdata/training/sft.py only."""
+    calls: dict[str, list[str]] = {"SFTTrainer)": [], "SFTTrainer(": [], "SFTConfig(": [], "LoraConfig(": []}
     for path in sorted([*(ROOT / "crsdata").rglob("*.py"), *(ROOT / "models").rglob("*.py")]):
         text = path.read_text(encoding="utf-8")
         for call, found in calls.items():
             found += [str(path.relative_to(ROOT))] * len(re.findall(rf"\b{re.escape(call)}", text))
+    assert calls.pop("SFTTrainer(") == []
     assert calls == {call: ["crsdata/training/sft.py"] for call in calls}
 
 
@@ -89,3 +91,37 @@ def test_bad_options_are_refused_before_training(tiny_model_dir: Path, tmp_path:
         check_sft_options(InterplayTrainConfig(out=str(tmp_path), warmup_ratio=1.0))
     with pytest.raises(BadInputError, match="--gradient-accumulation-steps"):
         check_sft_options(InterplayTrainConfig(out=str(tmp_path), gradient_accumulation_steps=0))
+
+
+def test_token_weights_fall_on_the_trained_tokens_after_the_tag() -> None:
+    import torch
+
+    from crsdata.training.sft import TokenWeight
+
+    labels = torch.tensor([[-100, 5, 6, 9, 3, 5, 6, 7], [5, 6, -100, -100, 1, 2, 5, 6]])
+    weights = TokenWeight((5, 6), 4.0).weights(labels)
+    assert weights.tolist() == [[1, 1, 1, 4, 1, 1, 1, 4], [1.0] * 8]
+
+
+def test_weighted_loss_is_the_model_loss_at_weight_one_and_weighs_the_tagged_tokens(tiny_model_dir: Path) -> None:
+    """At weight 1 the loss is transformers' own causal-LM loss; at weight w the tagged tokens' loss counts w
+    times (same divisor: the number of trained tokens)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from crsdata.training.sft import TokenWeight, weighted_token_loss
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    ids = torch.tensor([[11, 12, 13, 14, 15, 16, 13, 14, 17, 18]])
+    labels = ids.clone()
+    labels[0, :3] = -100
+    with torch.no_grad():
+        out = model(input_ids=ids, labels=labels)
+    tag = TokenWeight((13, 14), 3.0)
+    one = weighted_token_loss(out.logits, labels, torch.ones_like(labels, dtype=torch.float32))
+    assert float(one) == pytest.approx(float(out.loss), abs=1e-5)
+    heavy = weighted_token_loss(out.logits, labels, tag.weights(labels))
+    losses = torch.nn.functional.cross_entropy(out.logits[0, :-1].float(), labels[0, 1:], reduction="none")
+    tagged = [j for j in range(2, 10) if labels[0, j - 2] == 13 and labels[0, j - 1] == 14]
+    expected = (losses.sum() + 2 * sum(losses[j - 1] for j in tagged)) / (labels[0, 1:] != -100).sum()
+    assert tagged == [8] and float(heavy) == pytest.approx(float(expected), abs=1e-5)

@@ -42,7 +42,7 @@ from crsdata.training.catalog import folders_catalog
 from crsdata.training.config import SFTTrainConfig
 from crsdata.training.data import DataFolder
 from crsdata.training.recipe import EvalScore, Recipe, TrainResult, is_main_process
-from crsdata.training.sft import TrainRun, check_sft_options
+from crsdata.training.sft import TokenWeight, TrainRun, check_sft_options
 
 IGNORE_INDEX = -100
 
@@ -76,6 +76,13 @@ class InterplayTrainConfig(SFTTrainConfig):
     )
     candidates: int = field(default=5, metadata={"help": "films in each recommender list with grounding catalog"})
     tags: str = field(default="", metadata={"help": "MovieLens tags.csv for the user's cues (grounding catalog)"})
+    action_loss_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "weight on the loss of the first token of each trained turn's action (the user's accept or "
+            "not is one token in a turn of dozens; above 1 it weighs as much as the words around it)"
+        },
+    )
     persona_history: str = field(
         default="interplay",
         metadata={
@@ -448,6 +455,7 @@ def train_sequences(
     from crsdata.training.sft import fit_sft
 
     dataset = datasets.Dataset.from_dict({"input_ids": data.input_ids, "labels": data.labels})
+    weighted = TokenWeight(action_tag_ids(tokenizer), config.action_loss_weight)
     return fit_sft(
         config,
         model,
@@ -456,7 +464,24 @@ def train_sequences(
         tokens=data.tokens,
         save=lambda trained: save_trained(trained, tokenizer, config, hub_id=hub_id),
         callbacks=callbacks,
+        weighted=weighted if config.action_loss_weight != 1 else None,
     )
+
+
+def action_tag_ids(tokenizer: Any) -> tuple[int, ...]:
+    """The token ids a turn's body starts with before its action's name (`` <action><``, as the finetuned
+    layout writes it), found as what two turns with different actions share."""
+    from crsdata.simulate.actions import format_turn
+    from crsdata.simulate.prompts import FINETUNED_BODY
+
+    first, second = (
+        tokenizer(FINETUNED_BODY.format(turn=format_turn(action, "")), add_special_tokens=False)["input_ids"]
+        for action in (Action.ACCEPT.value, Action.FEEDBACK.value)
+    )
+    n = 0
+    while n < min(len(first), len(second)) and first[n] == second[n]:
+        n += 1
+    return tuple(first[:n])
 
 
 def save_trained(model: Any, tokenizer: Any, config: InterplayTrainConfig, *, hub_id: str) -> None:
@@ -564,6 +589,10 @@ class InterplayRecipe(Recipe):
                 raise BadInputError(
                     "", "", name, f"must be at least {least}, got {getattr(config, name)}", "bad-config"
                 )
+        if not config.action_loss_weight > 0:
+            raise BadInputError(
+                "", "", "action_loss_weight", f"must be above 0, got {config.action_loss_weight}", "bad-config"
+            )
         from crsdata.simulate.replay import PERSONA_HISTORIES
 
         if config.persona_history not in PERSONA_HISTORIES:

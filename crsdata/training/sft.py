@@ -7,6 +7,12 @@ Both kinds of training data TRL takes go through :func:`fit_sft` unchanged:
 - ``input_ids`` + ``labels`` (the Interplay simulators: one tokenized dialogue per row, -100 where no loss);
 - ``prompt`` + ``completion`` conversations (grsu-scorer: TRL applies the chat template, loss on the answer).
 
+Token weights: ``fit_sft(..., weighted=TokenWeight(tag, weight))`` multiplies the loss of every trained token
+that follows the token ids ``tag`` by ``weight`` (the Interplay recipes' ``--action-loss-weight``: the first
+token of each turn's action, whose accept-or-not is one token among a hundred in a turn and so is barely learned
+at weight 1). The loss is still summed over the trained tokens and divided by their number, so at weight 1 it is
+the model's own loss.
+
 Checkpoints: every ``save_steps`` optimizer steps the trainer writes ``OUT/.trainer/checkpoint-N`` (the last one
 kept). A run that stops before its end (killed, out of time) leaves them there, and the same command resumes from
 the last one: the optimizer, the scheduler and the data order go on where they were. The folder is removed once
@@ -51,6 +57,46 @@ class TrainRun:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TokenWeight:
+    """Weight ``weight`` on the loss of each trained token that comes right after the token ids ``tag``."""
+
+    tag: tuple[int, ...]
+    weight: float
+
+    def weights(self, labels: Any) -> Any:
+        """A float tensor shaped like ``labels`` (-100 where untrained): ``weight`` at the tokens that follow
+        ``tag`` inside the trained tokens, 1 elsewhere."""
+        import torch
+
+        n = len(self.tag)
+        follows = torch.zeros_like(labels, dtype=torch.bool)
+        if labels.shape[-1] > n:
+            match = torch.ones_like(labels[..., n:], dtype=torch.bool)
+            for k, token in enumerate(self.tag):
+                match &= labels[..., k : labels.shape[-1] - n + k] == token
+            follows[..., n:] = match & (labels[..., n:] != -100)
+        ones = torch.ones_like(labels, dtype=torch.float32)
+        return torch.where(follows, ones * self.weight, ones)
+
+
+def weighted_token_loss(logits: Any, labels: Any, weights: Any, num_items_in_batch: Any = None) -> Any:
+    """Next-token cross-entropy summed with ``weights`` over the trained positions of ``labels`` and divided by
+    their number (``num_items_in_batch`` across accumulated batches when given, as transformers' own loss)."""
+    import torch
+
+    target = labels[..., 1:]
+    losses = torch.nn.functional.cross_entropy(
+        logits[..., :-1, :].float().reshape(-1, logits.shape[-1]),
+        target.reshape(-1),
+        ignore_index=-100,
+        reduction="none",
+    ).view_as(target)
+    trained = target != -100
+    count = num_items_in_batch if num_items_in_batch is not None else trained.sum()
+    return (losses * weights[..., 1:] * trained).sum() / count
 
 
 def check_sft_options(config: SFTTrainConfig) -> None:
@@ -178,21 +224,32 @@ def fit_sft(
     tokens: int,
     save: Callable[[Any], None],
     callbacks: list[Any] | None = None,
+    weighted: TokenWeight | None = None,
 ) -> tuple[Any, TrainRun]:
     """Fine-tunes ``model`` on ``dataset`` (``input_ids``/``labels`` or ``prompt``/``completion`` rows, see the
     module doc) with TRL's SFTTrainer, LoRA when ``config.lora``, resuming from ``OUT/.trainer`` when an earlier
     run left a checkpoint there. ``tokens`` (of the whole dataset) gives the throughput. On the main process
     ``save(trained_model)`` writes the model into ``config.out``; the checkpoints are removed after it.
+    ``weighted``: a weight on the loss of some tokens (see the module doc).
     Returns the trained model (adapters not merged) and the run's figures."""
     import torch
     from trl import SFTTrainer
+
+    class Trainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
+            if weighted is None or weighted.weight == 1:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs["labels"]
+            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+            loss = weighted_token_loss(outputs.logits, labels, weighted.weights(labels), num_items_in_batch)
+            return (loss, outputs) if return_outputs else loss
 
     check_sft_options(config)
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     cuda = torch.cuda.is_available()
     first_step = last_checkpoint_step(config.out)  # this process's figures count only the steps it runs
-    trainer = SFTTrainer(
+    trainer = Trainer(
         model=model,
         args=sft_config(config, cuda=cuda),
         train_dataset=dataset,
