@@ -76,6 +76,7 @@ def test_bi_encoder_is_the_default_and_saves_a_plain_encoder(trained: Path, tiny
     assert training["groups"] == found["results"]["n_train"] // 4
     assert training["groups_trained"] == min(training["groups"], 2 * 8)
     assert json.loads((trained / "config.json").read_text())["architectures"] == ["BertModel"]
+    assert [m["path"] for m in json.loads((trained / "modules.json").read_text())] == ["", "1_Pooling", "2_Normalize"]
     card = found["card"]
     assert card.data.pipeline_tag == "sentence-similarity" and "AutoModel.from_pretrained" in card.text
 

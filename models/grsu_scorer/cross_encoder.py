@@ -201,8 +201,8 @@ def fit_bi_encoder(
     config: Any, pairs: Sequence[ins.ScoringPair], items: ItemTable, base_path: str, work: Path, out: Path
 ) -> dict[str, Any]:
     """Fine-tunes ``base_path`` as a bi-encoder (:func:`contrastive_model`, transformers Trainer) on the
-    groups of ``pairs``, ``ce_batch_size`` groups a step, and saves the encoder (a plain ``AutoModel``, with the
-    base folder's sentence-transformers files) and its tokenizer into ``out``."""
+    groups of ``pairs``, ``ce_batch_size`` groups a step, and saves the encoder (a plain ``AutoModel``, with
+    sentence-transformers' files) and its tokenizer into ``out``."""
     import torch
     from transformers import AutoModel, AutoTokenizer, Trainer, TrainingArguments
 
@@ -236,7 +236,7 @@ def fit_bi_encoder(
     seconds = time.perf_counter() - started
     encoder.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
-    copy_sentence_transformers_files(Path(base_path), out, config.ce_max_length)
+    write_sentence_transformers_files(out, encoder.config.hidden_size, config.ce_max_length)
     history = [
         {k: round(v, 5) if isinstance(v, float) else v for k, v in entry.items()}
         for entry in trainer.state.log_history
@@ -256,19 +256,23 @@ def fit_bi_encoder(
     }
 
 
-def copy_sentence_transformers_files(base: Path, out: Path, max_length: int) -> None:
-    """The base folder's sentence-transformers layout (mean pooling, normalisation), so that
-    ``SentenceTransformer(out)`` loads the fine-tuned encoder as it loads the base; the recorded maximum length
-    becomes the trained one."""
-    import json
-    import shutil
+SENTENCE_MODULES = [
+    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+]
 
-    for name in ("modules.json", "config_sentence_transformers.json"):
-        if (base / name).is_file():
-            shutil.copyfile(base / name, out / name)
-    for folder in sorted(p for p in base.iterdir() if p.is_dir() and (p / "config.json").is_file()):
-        shutil.copytree(folder, out / folder.name, dirs_exist_ok=True)
-    if (base / "sentence_bert_config.json").is_file():
-        settings = json.loads((base / "sentence_bert_config.json").read_text(encoding="utf-8"))
-        settings["max_seq_length"] = max_length
-        (out / "sentence_bert_config.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+def write_sentence_transformers_files(out: Path, hidden_size: int, max_length: int) -> None:
+    """The sentence-transformers layout of the scorer (mean pooling, then normalisation, as all-MiniLM-L6-v2
+    ships it), so that ``SentenceTransformer(out)`` embeds as :class:`crsdata.grsu.user.BiEncoderScorer` does."""
+    import json
+
+    def write(path: Path, value: Any) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+
+    write(out / "modules.json", SENTENCE_MODULES)
+    write(out / "sentence_bert_config.json", {"max_seq_length": max_length, "do_lower_case": False})
+    pooling = {f"pooling_mode_{mode}": mode == "mean_tokens" for mode in ("cls_token", "mean_tokens", "max_tokens")}
+    write(out / "1_Pooling" / "config.json", {"word_embedding_dimension": hidden_size, **pooling})
