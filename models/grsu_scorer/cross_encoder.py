@@ -56,6 +56,49 @@ def trainer_options(config: Any, steps: int, cuda: bool) -> dict[str, Any]:
     }
 
 
+def training_arguments(config: Any, examples: int, work: Path, cuda: bool, **extra: Any) -> tuple[int, Any]:
+    """The optimizer steps (``ce_max_steps``, or ``ce_epochs`` over ``examples`` in batches of ``ce_batch_size``)
+    and the ``TrainingArguments`` of either architecture: linear decay after the warm-up."""
+    from transformers import TrainingArguments
+
+    steps = (
+        config.ce_max_steps
+        if config.ce_max_steps > 0
+        else math.ceil(examples * config.ce_epochs / config.ce_batch_size)
+    )
+    args = TrainingArguments(
+        output_dir=str(work / "trainer"),
+        per_device_train_batch_size=config.ce_batch_size,
+        learning_rate=config.ce_learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=max(0, round(config.warmup_ratio * steps)),
+        **trainer_options(config, steps, cuda),
+        **extra,
+    )
+    return steps, args
+
+
+def run_numbers(config: Any, trainer: Any, model: Any, loss: float, steps: int, seconds: float) -> dict[str, Any]:
+    """What either architecture's run reports: steps, time, throughput, losses (the Trainer's log, rounded), the
+    trainable parameters of ``model`` and the device."""
+    import torch
+
+    history = [
+        {k: round(v, 5) if isinstance(v, float) else v for k, v in entry.items()}
+        for entry in trainer.state.log_history
+        if "loss" in entry
+    ]
+    return {
+        "optimizer_steps": steps,
+        "train_seconds": round(seconds, 1),
+        "examples_per_second": round(steps * config.ce_batch_size / seconds, 1),
+        "final_train_loss": round(float(loss), 4),
+        "loss_history": history,
+        "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+    }
+
+
 def fit(
     config: Any, pairs: Sequence[ins.ScoringPair], items: ItemTable, base_path: str, work: Path, out: Path
 ) -> dict[str, Any]:
@@ -78,7 +121,6 @@ def fit_cross_encoder(
         AutoTokenizer,
         DataCollatorWithPadding,
         Trainer,
-        TrainingArguments,
     )
 
     tokenizer = AutoTokenizer.from_pretrained(base_path, truncation_side="left")
@@ -90,19 +132,7 @@ def fit_cross_encoder(
     lengths = [len(ids) for ids in encoded["input_ids"]]
     dataset = datasets.Dataset.from_dict({**encoded, "labels": [[1.0 if pairs[i].label else 0.0] for i in order]})
     cuda = torch.cuda.is_available()
-    steps = (
-        config.ce_max_steps
-        if config.ce_max_steps > 0
-        else math.ceil(len(pairs) * config.ce_epochs / config.ce_batch_size)
-    )
-    args = TrainingArguments(
-        output_dir=str(work / "trainer"),
-        per_device_train_batch_size=config.ce_batch_size,
-        learning_rate=config.ce_learning_rate,
-        lr_scheduler_type="linear",
-        warmup_steps=max(0, round(config.warmup_ratio * steps)),
-        **trainer_options(config, steps, cuda),
-    )
+    steps, args = training_arguments(config, len(pairs), work, cuda)
     # multi_label_classification with one label: BCEWithLogitsLoss on the single logit (num_labels=1 alone is MSE).
     model = AutoModelForSequenceClassification.from_pretrained(
         base_path, num_labels=1, problem_type="multi_label_classification", dtype=torch.float32
@@ -116,22 +146,11 @@ def fit_cross_encoder(
     trainer.model.config.id2label, trainer.model.config.label2id = {0: "accept"}, {"accept": 0}
     trainer.model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
-    history = [
-        {k: round(v, 5) if isinstance(v, float) else v for k, v in entry.items()}
-        for entry in trainer.state.log_history
-        if "loss" in entry
-    ]
     return {
         "examples": len(pairs),
         "examples_cut_to_max_length": int(sum(n >= config.ce_max_length for n in lengths)),
         "example_tokens": int(sum(lengths)),
-        "optimizer_steps": steps,
-        "train_seconds": round(seconds, 1),
-        "examples_per_second": round(steps * config.ce_batch_size / seconds, 1),
-        "final_train_loss": round(float(output.training_loss), 4),
-        "loss_history": history,
-        "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
-        "device": "cuda" if cuda else "cpu",
+        **run_numbers(config, trainer, model, output.training_loss, steps, seconds),
     }
 
 
@@ -204,27 +223,15 @@ def fit_bi_encoder(
     groups of ``pairs``, ``ce_batch_size`` groups a step, and saves the encoder (a plain ``AutoModel``, with
     sentence-transformers' files) and its tokenizer into ``out``."""
     import torch
-    from transformers import AutoModel, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoModel, AutoTokenizer, Trainer
 
     tokenizer = AutoTokenizer.from_pretrained(base_path, truncation_side="left")
     groups = contrastive_groups(pairs)
     order = np.random.default_rng(config.seed).permutation(len(groups))
     dataset = [groups[i] for i in order]
     cuda = torch.cuda.is_available()
-    steps = (
-        config.ce_max_steps
-        if config.ce_max_steps > 0
-        else math.ceil(len(groups) * config.ce_epochs / config.ce_batch_size)
-    )
-    args = TrainingArguments(
-        output_dir=str(work / "trainer"),
-        per_device_train_batch_size=config.ce_batch_size,
-        learning_rate=config.ce_learning_rate,
-        lr_scheduler_type="linear",
-        warmup_steps=max(0, round(config.warmup_ratio * steps)),
-        remove_unused_columns=False,
-        **trainer_options(config, steps, cuda),
-    )
+    # The collator reads whole groups, so the Trainer must pass them on untouched.
+    steps, args = training_arguments(config, len(groups), work, cuda, remove_unused_columns=False)
     encoder = AutoModel.from_pretrained(base_path, dtype=torch.float32)
     if config.ce_freeze_embeddings:
         encoder.get_input_embeddings().weight.requires_grad_(False)
@@ -237,22 +244,11 @@ def fit_bi_encoder(
     encoder.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     write_sentence_transformers_files(out, encoder.config.hidden_size, config.ce_max_length)
-    history = [
-        {k: round(v, 5) if isinstance(v, float) else v for k, v in entry.items()}
-        for entry in trainer.state.log_history
-        if "loss" in entry
-    ]
     return {
         "examples": len(pairs),
         "groups": len(groups),
         "groups_trained": min(len(groups) * math.ceil(config.ce_epochs), steps * config.ce_batch_size),
-        "optimizer_steps": steps,
-        "train_seconds": round(seconds, 1),
-        "examples_per_second": round(steps * config.ce_batch_size / seconds, 1),
-        "final_train_loss": round(float(output.training_loss), 4),
-        "loss_history": history,
-        "trainable_parameters": int(sum(p.numel() for p in encoder.parameters() if p.requires_grad)),
-        "device": "cuda" if cuda else "cpu",
+        **run_numbers(config, trainer, encoder, output.training_loss, steps, seconds),
     }
 
 
