@@ -9,7 +9,8 @@ back in a separate process, by repo id and revision only, as a user would:
   folder saved as the Interplay simulator recipes save theirs;
 - the GRSU scorer (``crsdata train grsu-scorer``: LoRA adapters on a tiny base, trained on real ReDial turns) loads
   with ``PeftModel.from_pretrained(base, "crs/grsu-scorer", revision="v0.1.0")`` and gives its P("Yes"); its
-  cross-encoder kind (``--kind cross-encoder`` on a tiny BERT) loads with ``AutoModelForSequenceClassification``;
+  ``--kind cross-encoder`` (on a tiny BERT) loads with ``AutoModel`` in its default architecture (a fine-tuned
+  bi-encoder) and with ``AutoModelForSequenceClassification`` with ``--ce-architecture cross-encoder``;
 - ``evaluate.load("crs/distinct_n", revision=tag)`` gives the examples' numbers, in a process without crsdata.
 
 The server runs for this module only and is stopped by its PID, also when a test fails.
@@ -67,7 +68,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         publish(ROOT / "metrics" / "distinct_n", "crs/distinct_n", tag=tag, client=hub, verify=False)
     adapter = adapter_folder(work / "adapter", models[TAGS[0]], TAGS[0][1:])
     publish(adapter, "crs/tiny-simulator", tag=TAGS[0], client=hub)
-    scorer = cross_encoder = None
+    scorer = cross_encoder = logit_encoder = None
     if CATALOG.is_file():
         scorer_base = build_tiny_base(work / "scorer-base")
         redial = build_small_redial(work)
@@ -76,6 +77,10 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         cross_base = build_tiny_encoder(work / "cross-encoder-base")
         cross_encoder = train_tiny_cross_encoder(redial, cross_base, work / "grsu-cross-encoder")
         publish(cross_encoder, "crs/grsu-cross-encoder", tag="v0.1.0", client=hub)
+        logit_encoder = train_tiny_cross_encoder(
+            redial, cross_base, work / "grsu-cross-encoder-logit", "--ce-architecture", "cross-encoder"
+        )
+        publish(logit_encoder, "crs/grsu-cross-encoder-logit", tag="v0.1.0", client=hub)
 
     requests: dict[str, dict[str, Any]] = {}
     for tag in TAGS:
@@ -105,10 +110,23 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "classifier": "crs/grsu-cross-encoder",
             "revision": "v0.1.0",
             "local": str(cross_encoder),
+            "files": ["crsdata.json", "config.json", "tokenizer.json", "modules.json"],
+            "encoder": True,
+        }
+        requests["cross-encoder-logit@v0.1.0"] = {
+            "classifier": "crs/grsu-cross-encoder-logit",
+            "revision": "v0.1.0",
+            "local": str(logit_encoder),
             "files": ["crsdata.json", "config.json", "tokenizer.json"],
         }
     answers = dict(zip(requests, olah_server.consume(work / "mirrors", work, list(requests.values())), strict=True))
-    return {"answers": answers, "models": models, "scorer": scorer, "cross_encoder": cross_encoder}
+    return {
+        "answers": answers,
+        "models": models,
+        "scorer": scorer,
+        "cross_encoder": cross_encoder,
+        "logit_encoder": logit_encoder,
+    }
 
 
 def _answer(published: dict[str, Any], name: str) -> dict[str, Any]:
@@ -144,15 +162,28 @@ def test_grsu_scorer_adapter_loads_with_peft(published: dict[str, Any]) -> None:
     assert 0.0 < answer["p_yes"] < 1.0
 
 
-def test_grsu_cross_encoder_loads_as_a_sequence_classifier(published: dict[str, Any]) -> None:
+def test_grsu_cross_encoder_loads_as_a_sentence_encoder(published: dict[str, Any]) -> None:
+    """The default architecture of ``--kind cross-encoder``: a fine-tuned bi-encoder, a plain ``AutoModel``."""
     import json
 
     if published["cross_encoder"] is None:
         pytest.skip(f"ReDial data not found: {CATALOG}")
     answer = _answer(published, "cross-encoder@v0.1.0")
     assert answer["weights_equal"] and all(answer["files_equal"].values())
-    assert answer["card"]["pipeline_tag"] == "text-classification" and answer["id2label"] == {"0": "accept"}
+    assert answer["card"]["pipeline_tag"] == "sentence-similarity"
     results = json.loads((published["cross_encoder"] / "results.json").read_text())
+    assert answer["card"]["results"]["auc"] == pytest.approx(results["auc"], abs=1e-4)
+
+
+def test_grsu_cross_encoder_logit_loads_as_a_sequence_classifier(published: dict[str, Any]) -> None:
+    import json
+
+    if published["logit_encoder"] is None:
+        pytest.skip(f"ReDial data not found: {CATALOG}")
+    answer = _answer(published, "cross-encoder-logit@v0.1.0")
+    assert answer["weights_equal"] and all(answer["files_equal"].values())
+    assert answer["card"]["pipeline_tag"] == "text-classification" and answer["id2label"] == {"0": "accept"}
+    results = json.loads((published["logit_encoder"] / "results.json").read_text())
     assert answer["card"]["results"]["auc"] == pytest.approx(results["auc"], abs=1e-4)
 
 

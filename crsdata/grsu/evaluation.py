@@ -289,12 +289,12 @@ def build_crs(config: CrsEvalConfig, items: ItemTable, backends: _Backends, vect
 def build_user(config: CrsEvalConfig, items: ItemTable, backends: _Backends, vectors: Any) -> Any:
     from crsdata.grsu.user import (
         AttributeCritic,
-        CrossEncoderScorer,
         EmbeddingScorer,
         GenerativeScorer,
         ModelCritic,
         SimulatedUser,
         is_cross_encoder,
+        minilm_scorer,
     )
 
     cross_encoder = config.scorer_backend == "local" and is_cross_encoder(config.scorer_model)
@@ -305,7 +305,7 @@ def build_user(config: CrsEvalConfig, items: ItemTable, backends: _Backends, vec
     if config.scorer_model in EMBEDDING_SCORERS:
         scorer: Any = EmbeddingScorer(vectors())
     elif cross_encoder:
-        scorer = CrossEncoderScorer(config.scorer_model, items)
+        scorer = minilm_scorer(config.scorer_model, items)
     else:
         scorer = GenerativeScorer(backends.get(config.scorer_backend, config.scorer_model), items)
     if config.critic == "model":

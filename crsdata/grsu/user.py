@@ -30,6 +30,7 @@ import random
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -233,12 +234,21 @@ class EmbeddingScorer(ItemScorer):
         return {"name": self.name, "embedder": self.vectors.name}
 
 
-def cross_encoder_texts(turn: EvalTurn, items: ItemTable, item_id: str) -> tuple[str, str]:
-    """The (conversation, item facts) pair a cross-encoder scorer reads: the same conversation and item description
-    as the P("Yes") prompt, without the instructions (a small encoder learns the task from its head)."""
-    from crsdata.grsu.prompts import conversation_text
+SEEKER_CHARS = 400  # the seeker's most recent words a MiniLM scorer reads (its pair fits 128 word pieces)
+MENTIONED_FILMS = 5  # the most recently mentioned films a MiniLM scorer reads, with their genres
 
-    return conversation_text(turn) or " ", items.describe(item_id)
+
+def cross_encoder_texts(turn: EvalTurn, items: ItemTable, item_id: str) -> tuple[str, str]:
+    """The (conversation, item facts) pair a MiniLM scorer reads. The conversation side is the seeker's side of
+    it: what the seeker said (the last :data:`SEEKER_CHARS` characters) and one ``Title (Year): genres`` line per
+    film mentioned (the last :data:`MENTIONED_FILMS`); the recommender's lines are left out. On ReDial this gives
+    the zero-shot MiniLM cosine a higher validation AUC than the raw ``User:``/``System:`` lines (0.664 against
+    0.638, docs/grsu_scorer.md). The item side is the item as the GRSU prompts describe it (title, genre, actors,
+    writer, director)."""
+    said = turn.user_text()[-SEEKER_CHARS:]
+    films = [m for m in turn.mentioned if m in items][-MENTIONED_FILMS:]
+    lines = [f"{items.title(m)}: {', '.join(items.attributes(m)['genre'])}" for m in films]
+    return "\n".join([said, *lines]).strip() or " ", items.describe(item_id)
 
 
 def is_cross_encoder(folder: str) -> bool:
@@ -259,15 +269,88 @@ def is_cross_encoder(folder: str) -> bool:
     return False
 
 
-def _trained_length(folder: str) -> int | None:
-    """The pair length the scorer was trained with (``ce_max_length`` in its crsdata.json), if recorded."""
+def _trained_config(folder: str) -> dict[str, Any]:
+    """The ``config`` recorded in the folder's ``crsdata.json`` (empty when there is none)."""
     import json
     from pathlib import Path
 
     metadata = Path(folder) / "crsdata.json"
     if not metadata.is_file():
-        return None
-    return (json.loads(metadata.read_text(encoding="utf-8")).get("config") or {}).get("ce_max_length")
+        return {}
+    return json.loads(metadata.read_text(encoding="utf-8")).get("config") or {}
+
+
+def _trained_length(folder: str) -> int | None:
+    """The pair length the scorer was trained with (``ce_max_length`` in its crsdata.json), if recorded."""
+    return _trained_config(folder).get("ce_max_length")
+
+
+def minilm_scorer(folder: str, items: ItemTable) -> ItemScorer:
+    """The scorer of a ``crsdata train grsu-scorer --kind cross-encoder`` folder: :class:`BiEncoderScorer` when
+    its crsdata.json records ``ce_architecture: bi-encoder`` (the recipe's default), else
+    :class:`CrossEncoderScorer` (a one-logit sequence classifier, also a folder copied without crsdata.json)."""
+    if _trained_config(folder).get("ce_architecture") == "bi-encoder":
+        return BiEncoderScorer(items, folder, max_length=_trained_length(folder))
+    return CrossEncoderScorer(folder, items)
+
+
+class BiEncoderScorer(ItemScorer):
+    """``(1 + cos) / 2`` of the mean-pooled, normalised embeddings of the two texts of :func:`cross_encoder_texts`,
+    each encoded on its own (sentence-transformers' all-MiniLM-L6-v2 recipe). With the wheel's MiniLM it is the
+    zero-shot base of the cross-encoder kind; with a folder of ``--ce-architecture bi-encoder`` it is the
+    fine-tuned scorer. A text longer than ``max_length`` word pieces loses its oldest words, as in training."""
+
+    name = "bi-encoder"
+
+    def __init__(
+        self, items: ItemTable, model_dir: str | Path | None = None, batch_size: int = 64, max_length: int | None = None
+    ) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        from crsdata.metrics.match import default_model_dir
+
+        self.folder = str(model_dir or default_model_dir())
+        self.items = items
+        self.batch_size = batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(self.folder, truncation_side="left")
+        self.model = AutoModel.from_pretrained(self.folder).eval()
+        self.max_length = max_length or min(int(self.model.config.max_position_embeddings), 256)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors of ``texts`` (mean pooling over real tokens), in their order."""
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                out.append(
+                    mean_pooled(self.model, self.tokenizer, texts[start : start + self.batch_size], self.max_length)
+                )
+        return torch.cat(out).numpy() if out else np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
+
+    def score(self, pairs: Sequence[tuple[EvalTurn, str]]) -> list[float]:
+        if not pairs:
+            return []
+        texts = [cross_encoder_texts(turn, self.items, item) for turn, item in pairs]
+        # Each distinct text once: a turn's conversation is shared by all its items, an item by many turns.
+        unique = list(dict.fromkeys(text for pair in texts for text in pair))
+        vectors = dict(zip(unique, self.encode(unique).astype(np.float64), strict=True))
+        return [(1.0 + float(vectors[a] @ vectors[b])) / 2.0 for a, b in texts]
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "model": self.folder}
+
+
+def mean_pooled(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int) -> Any:
+    """The L2-normalised mean of ``model``'s last hidden states over the real tokens of each text (a torch
+    tensor; gradients flow when called outside inference mode, as in training)."""
+    import torch
+
+    batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    batch = {k: v.to(model.device) for k, v in batch.items()}
+    hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
 
 
 class CrossEncoderScorer(ItemScorer):

@@ -72,14 +72,24 @@ class GrsuScorerConfig(SFTTrainConfig):
     ks: list[int] = field(default_factory=lambda: [10, 50], metadata={"help": "cut-offs of Recall/NDCG/MRR"})
     eval_batch_size: int = field(default=8, metadata={"help": "prompts per scoring forward pass"})
     # --kind cross-encoder (its own sizes: an encoder of 22M parameters learns from far more pairs on a CPU)
-    ce_max_train_turns: int = field(default=250, metadata={"help": "cross-encoder: training turns (0: all)"})
-    ce_validation_turns: int = field(default=50, metadata={"help": "cross-encoder: validation turns (0: all)"})
+    ce_max_train_turns: int = field(default=2000, metadata={"help": "cross-encoder: training turns (0: all)"})
+    ce_validation_turns: int = field(default=300, metadata={"help": "cross-encoder: validation turns (0: all)"})
     ce_test_turns: int = field(default=200, metadata={"help": "cross-encoder: test turns (0: all)"})
     ce_max_length: int = field(default=128, metadata={"help": "cross-encoder: word pieces per pair (conversation cut)"})
-    ce_learning_rate: float = field(default=1e-4, metadata={"help": "cross-encoder: peak learning rate (AdamW)"})
-    ce_batch_size: int = field(default=16, metadata={"help": "cross-encoder: pairs per optimizer step"})
+    ce_learning_rate: float = field(default=5e-5, metadata={"help": "cross-encoder: peak learning rate (AdamW)"})
+    ce_batch_size: int = field(
+        default=16, metadata={"help": "cross-encoder: pairs (bi-encoder: targets with their negatives) per step"}
+    )
     ce_epochs: float = field(default=1.0, metadata={"help": "cross-encoder: epochs over the pairs"})
     ce_max_steps: int = field(default=-1, metadata={"help": "cross-encoder: optimizer steps (-1: --ce-epochs)"})
+    ce_architecture: str = field(
+        default="bi-encoder",
+        metadata={"help": "cross-encoder kind: `bi-encoder` (contrastive, the default) or `cross-encoder` (one logit)"},
+    )
+    ce_freeze_embeddings: bool = field(default=True, metadata={"help": "cross-encoder: keep the word embeddings"})
+    ce_context_chars: int = field(
+        default=0, metadata={"help": "cross-encoder: characters of conversation loaded (0: all; the text keeps less)"}
+    )
 
 
 def auc(labels: Sequence[bool], scores: Sequence[float]) -> float:
@@ -165,6 +175,16 @@ On a GPU, use all training turns and more test turns, e.g.
             )
         if config.kind == "cross-encoder" and min(config.ce_batch_size, config.ce_max_length) < 1:
             raise BadInputError("", "", "--ce-batch-size/--ce-max-length", "must be at least 1", "bad-option")
+        from .cross_encoder import ARCHITECTURES
+
+        if config.ce_architecture not in ARCHITECTURES:
+            raise BadInputError(
+                "",
+                "",
+                "--ce-architecture",
+                f"must be one of {', '.join(ARCHITECTURES)}, not {config.ce_architecture!r}",
+                "bad-option",
+            )
         check_sft_options(config)
         for name in ("rerank_k", "eval_batch_size"):
             if getattr(config, name) < 1:
@@ -196,14 +216,15 @@ On a GPU, use all training turns and more test turns, e.g.
     def prepare(self, config: GrsuScorerConfig, data: list[DataFolder]) -> dict[str, Any]:
         """Turns of each split, the catalog, the negative sampler, the instruction rows; bad input first."""
         items = ins.catalog_of(data)
-        train, train_skipped = ins.split_turns(data, "train", items, config.context_chars)
+        context_chars = config.ce_context_chars if config.kind == "cross-encoder" else config.context_chars
+        train, train_skipped = ins.split_turns(data, "train", items, context_chars)
         ins.require_turns(data, "train", train, train_skipped)
         if not any(folder.has_split("test") for folder in data):
             data[0].records("test")  # the missing-split error naming the folder
-        test, test_skipped = ins.split_turns(data, "test", items, config.context_chars)
+        test, test_skipped = ins.split_turns(data, "test", items, context_chars)
         ins.require_turns(data, "test", test, test_skipped)
         if any(folder.has_split("validation") for folder in data):
-            validation, _ = ins.split_turns(data, "validation", items, config.context_chars)
+            validation, _ = ins.split_turns(data, "validation", items, context_chars)
             validation_from = "validation split"
         else:
             train, validation = ins.hold_out(train, config.validation_fraction, config.seed)
@@ -394,7 +415,7 @@ On a GPU, use all training turns and more test turns, e.g.
         """MiniLM cross-encoder on the scoring pairs (:mod:`.cross_encoder`), evaluated beside the zero-shot
         MiniLM bi-encoder."""
         from crsdata.backends.embedded import EMBEDDED_NAMES
-        from crsdata.grsu.user import CrossEncoderScorer
+        from crsdata.grsu.user import BiEncoderScorer, CrossEncoderScorer
         from crsdata.metrics.match import default_model_dir
 
         from . import cross_encoder as ce
@@ -410,10 +431,13 @@ On a GPU, use all training turns and more test turns, e.g.
         finally:
             shutil.rmtree(work, ignore_errors=True)
         eval_started = time.perf_counter()
-        scorers = {
-            "base": ce.BiEncoderScorer(prepared["items"], base_path),
-            "tuned": CrossEncoderScorer(config.out, prepared["items"], max_length=config.ce_max_length),
-        }
+        items, length = prepared["items"], config.ce_max_length
+        tuned = (
+            BiEncoderScorer(items, config.out, max_length=length)
+            if config.ce_architecture == "bi-encoder"
+            else CrossEncoderScorer(config.out, items, max_length=length)
+        )
+        scorers = {"base": BiEncoderScorer(items, base_path, max_length=length), "tuned": tuned}
         evaluation = self.evaluate(config, prepared, scorers)
         timings = {
             "eval_seconds": round(time.perf_counter() - eval_started, 1),
@@ -473,7 +497,14 @@ On a GPU, use all training turns and more test turns, e.g.
     ) -> TrainResult:
         aucs, ranking = evaluation["auc"], evaluation["ranking"]
         cross = config.kind == "cross-encoder"
-        score_name = "sigmoid of the cross-encoder's logit" if cross else "P(Yes)"
+        bi = cross and config.ce_architecture == "bi-encoder"
+        score_name = (
+            "(1 + cos) / 2 of the fine-tuned bi-encoder"
+            if bi
+            else "sigmoid of the cross-encoder's logit"
+            if cross
+            else "P(Yes)"
+        )
         metrics: dict[str, float] = {
             "auc": aucs["test"]["tuned"]["all"],
             "auc_base": aucs["test"]["base"]["all"],
@@ -537,9 +568,13 @@ On a GPU, use all training turns and more test turns, e.g.
                 "similar": f"{config.similar_negatives} from the {ins.SIMILAR_POOL} MiniLM neighbours of the target",
             },
             "kind": config.kind,
+            "architecture": config.ce_architecture if cross else "causal-lm",
             "score": (
-                "sigmoid(logit) of MiniLM with a one-logit head on (conversation, item facts); base: (1 + cos) / 2 "
-                "of the mean-pooled zero-shot MiniLM embeddings of the same two texts"
+                "(1 + cos) / 2 of the mean-pooled embeddings of (conversation, item facts) from MiniLM fine-tuned "
+                "contrastively; base: the same cos from the zero-shot MiniLM"
+                if bi
+                else "sigmoid(logit) of MiniLM with a one-logit head on (conversation, item facts); base: "
+                "(1 + cos) / 2 of the mean-pooled zero-shot MiniLM embeddings of the same two texts"
                 if cross
                 else "P(Yes) = softmax over the first tokens of 'Yes' and 'No' after the chat prompt"
             ),
@@ -548,9 +583,9 @@ On a GPU, use all training turns and more test turns, e.g.
             metrics=metrics,
             split_sizes=split_sizes,
             base_model=hub_base,
-            library_name="peft" if config.lora and not cross else "transformers",
+            library_name="peft" if config.lora and not cross else "sentence-transformers" if bi else "transformers",
             scores=scores,
-            pipeline_tag="text-classification" if cross else "text-generation",
+            pipeline_tag="sentence-similarity" if bi else "text-classification" if cross else "text-generation",
             card={
                 "aucs": aucs,
                 "ranking": ranking,
@@ -569,6 +604,8 @@ On a GPU, use all training turns and more test turns, e.g.
                 "hits": evaluation["turns_with_a_target_in_candidates"],
                 "lora": config.lora and not cross,
                 "cross_encoder": cross,
+                "bi_encoder": bi,
+                "max_length": config.ce_max_length,
             },
             details=details,
         )
