@@ -100,6 +100,12 @@ def compact_line(row: Mapping[str, Any]) -> str:
 
 def film_facts(row: Mapping[str, Any]) -> str:
     """What the user learns about a film the recommender named: title, year, genres, director, stars, plot."""
+    return f"{display(row)}: " + "; ".join(film_fact_parts(row))
+
+
+def film_fact_parts(row: Mapping[str, Any]) -> list[str]:
+    """The facts of :func:`film_facts` after the title, one string each (the Space shows them beside a linked
+    title, so the page and the simulated user read the same facts)."""
     parts = []
     if row.get("genres"):
         parts.append(", ".join(str(g).lower() for g in row["genres"]))
@@ -111,7 +117,7 @@ def film_facts(row: Mapping[str, Any]) -> str:
     plot = " ".join(str(row.get("plot") or "").split())
     if plot:
         parts.append(plot if len(plot) <= MAX_PLOT_CHARS else plot[: MAX_PLOT_CHARS - 3].rsplit(" ", 1)[0] + "...")
-    return f"{display(row)}: " + "; ".join(parts)
+    return parts
 
 
 def fact_fields(row: Mapping[str, Any]) -> list[str]:
