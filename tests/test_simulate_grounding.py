@@ -205,6 +205,28 @@ def test_batched_queries_give_the_same_lists_as_one_by_one(records, retriever, m
     assert sum(bool(listed) for listed in expected) > 100
 
 
+def test_prepare_sequences_encodes_the_splits_queries_in_one_call(
+    records, retriever, tiny_model_dir, monkeypatch
+) -> None:
+    """The recommender's grounded training data asks the embedder once for every query of the split, not once per
+    turn (the item vectors are read before, from the shared store)."""
+    from transformers import AutoTokenizer
+
+    from crsdata.training.interplay import prepare_sequences
+
+    fresh = CatalogRetriever(retriever.rows.values(), embeddings=retriever.embeddings)
+    fresh.matrix  # noqa: B018 - the item vectors, before counting
+    calls: list[int] = []
+    embedder = fresh.embeddings.embedder
+    original = embedder.encode
+    monkeypatch.setattr(embedder, "encode", lambda texts: calls.append(len(texts)) or original(texts))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    data = prepare_sequences(
+        records[:20], "recommender", tokenizer, catalog(), max_length=4096, seed=0, grounding="catalog", retriever=fresh
+    )
+    assert data.n > 10 and len(calls) == 1 and calls[0] > 20, calls
+
+
 def test_none_is_the_ungrounded_layout_and_modes_are_recorded(records) -> None:
     record = records[2]
     plain, none = (
