@@ -27,6 +27,7 @@ from crsdata.simulate.grounding import (
     read_tags,
     record_cues,
     training_candidates,
+    training_queries,
     user_query,
 )
 from crsdata.simulate.interplay import InterplaySimulation
@@ -178,6 +179,52 @@ def test_training_lists_hold_the_named_films_and_hard_negatives(records, retriev
     record = records[1]
     view = grounded_training_view(record, record["turns"], "recommender", catalog(), retriever, k=5, seed=1)
     assert view.candidates and not view.facts
+
+
+def test_batched_queries_give_the_same_lists_as_one_by_one(records, retriever, monkeypatch) -> None:
+    """A split's queries encoded ahead in batches (as prepare_sequences does) give exactly the lists that one
+    forward pass per turn gave, on real ReDial dialogues, and no query is encoded again."""
+    from crsdata.training.interplay import label_turns
+
+    dialogues = [label_turns(record)[0] for record in records]
+    reference, batched = (CatalogRetriever(retriever.rows.values(), embeddings=retriever.embeddings) for _ in "ab")
+    turns_at = [(turns, i) for turns in dialogues for i, turn in enumerate(turns) if turn["role"] == "recommender"]
+    expected = [training_candidates(reference, turns, i, k=5, seed=3) for turns, i in turns_at]
+    view = grounded_training_view(records[1], dialogues[1], "recommender", catalog(), reference, k=5, seed=1)
+
+    queries = training_queries(batched, dialogues, 5)
+    assert len(queries) == len(turns_at)
+    assert batched.encode_queries(queries) == len({q for q in queries if q.strip()}) > 100
+    embedder = batched.embeddings.embedder
+    calls: list[list[str]] = []
+    original = embedder.encode
+    monkeypatch.setattr(embedder, "encode", lambda texts: calls.append(texts) or original(texts))
+    assert [training_candidates(batched, turns, i, k=5, seed=3) for turns, i in turns_at] == expected
+    assert grounded_training_view(records[1], dialogues[1], "recommender", catalog(), batched, k=5, seed=1) == view
+    assert not calls, "a query encoded ahead was encoded again"
+    assert sum(bool(listed) for listed in expected) > 100
+
+
+def test_prepare_sequences_encodes_the_splits_queries_in_one_call(
+    records, retriever, tiny_model_dir, monkeypatch
+) -> None:
+    """The recommender's grounded training data asks the embedder once for every query of the split, not once per
+    turn (the item vectors are read before, from the shared store)."""
+    from transformers import AutoTokenizer
+
+    from crsdata.training.interplay import prepare_sequences
+
+    fresh = CatalogRetriever(retriever.rows.values(), embeddings=retriever.embeddings)
+    fresh.matrix  # noqa: B018 - the item vectors, before counting
+    calls: list[int] = []
+    embedder = fresh.embeddings.embedder
+    original = embedder.encode
+    monkeypatch.setattr(embedder, "encode", lambda texts: calls.append(len(texts)) or original(texts))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    data = prepare_sequences(
+        records[:20], "recommender", tokenizer, catalog(), max_length=4096, seed=0, grounding="catalog", retriever=fresh
+    )
+    assert data.n > 10 and len(calls) == 1 and calls[0] > 20, calls
 
 
 def test_none_is_the_ungrounded_layout_and_modes_are_recorded(records) -> None:

@@ -28,7 +28,6 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingParams  # noqa: E402
 from crsdata.backends.shared import SharedBackend  # noqa: E402
-from crsdata.schema import item_ref  # noqa: E402
 from crsdata.simulate.interplay import InterplaySimulation  # noqa: E402
 from crsdata.space import render  # noqa: E402
 from crsdata.space.app import build_app  # noqa: E402
@@ -309,12 +308,90 @@ def test_tab1_typing_before_starting_chats_with_the_persona_shown(served: Served
     assert target.split(" (")[0] in outcome
 
 
-def test_a_film_named_by_either_side_shows_its_catalog_facts(served: Served) -> None:
-    catalog = served.space.corpus("redial").catalog
-    row = next(r for r in catalog.rows() if r["genres"] and r["plot"] and r["year"])
-    turn = {"role": "user", "action": "feedback", "text": "I loved it", "items": [item_ref(row["item_id"], "it")]}
-    card = render.turn_markdown(turn, catalog)
-    assert "Catalog: " in card and f"{row['title']} ({row['year']})" in card and row["genres"][0] in card
+def test_a_film_named_by_either_side_shows_its_catalog_facts(tmp_path: Path, redial_folder: Path) -> None:
+    """Through the page's API on the built ReDial folder: a film the person names and one the recommender names
+    each come with their catalog facts (title, year, genres, director, stars, plot), rendered by the grounded
+    simulators' own :func:`film_fact_parts`; a turn that names no film shows none."""
+    from crsdata.simulate.grounding import film_fact_parts
+
+    backend = ScriptedBackend("scripted", recommender("The Shining (1980)", inquiries=1))
+    app = _scripted_app(tmp_path, redial_folder, backend)
+    catalog = app.space.corpus("redial").catalog
+    try:
+        client = app.client()
+        chat, *_ = client.predict('I loved "Jaws (1975)". Anything like it?', "auto", api_name="/send_as_user")
+        chat, *_ = client.predict("Something from the eighties?", "auto", api_name="/send_as_user")
+        chat, _, recs, _ = client.predict("Tell me more.", "auto", api_name="/send_as_user")
+        texts = _texts(chat)
+        assert [("Catalog:" in t) for t in texts] == [True, False, False, False, False, True], texts
+        for text, title in ((texts[0], "Jaws (1975)"), (texts[5], "The Shining (1980)")):
+            row = catalog.get(catalog.link(title))
+            assert f"[**{title}**](https://www.imdb.com/title/{row['imdb_id']}/)" in text
+            parts = film_fact_parts(row)
+            assert len(parts) >= 4 and all(render.esc(part) in text for part in parts), (parts, text)
+        assert "directed by Stanley Kubrick" in texts[5] and "Jack Nicholson" in texts[5]
+        assert "directed by Steven Spielberg" in texts[0] and "directed by Stanley Kubrick" in recs
+    finally:
+        app.close()
+
+
+def test_the_space_simulate_replay_and_the_quick_start_share_one_default(tmp_path: Path) -> None:
+    """With no model options every entry point runs the kind's default pair (the shipped fine-tuned one, never the
+    zero-shot base in this checkout) and, as ``crsdata simulate``, the grounding those models were trained with."""
+    from crsdata.backends.embedded import BASE_MODEL, grounding_of
+    from crsdata.simulate.job import SimulateConfig
+    from crsdata.simulate.replay import ReplaySimulation
+
+    pair = (InterplaySimulation.default_model("user"), InterplaySimulation.default_model("recommender"))
+    assert BASE_MODEL not in pair
+    assert (
+        (SpaceConfig().user_model, SpaceConfig().recommender_model)
+        == pair
+        == (
+            SpaceConfig.from_env({}).user_model,
+            SpaceConfig.from_env({}).recommender_model,
+        )
+    )
+    simulate = SimulateConfig(kind="interplay", source="x", n=1, out=tmp_path / "s")
+    assert (simulate.user_model, simulate.recommender_model) == pair
+    replay = SimulateConfig(kind="replay", source="x", n=1, out=tmp_path / "r")
+    assert replay.user_model == ReplaySimulation.default_model("user") == pair[0]
+    assert simulate.options.grounding == InterplaySimulation.trained_grounding(
+        {"user": pair[0], "recommender": pair[1]}
+    )
+    assert simulate.options.grounding == (grounding_of(pair[0]) or "none")
+    quickstart = (ROOT / "scripts" / "quickstart.sh").read_text()
+    assert "simulate interplay" in quickstart and "-model" not in quickstart and "--grounding" not in quickstart
+
+
+def test_a_chat_uses_the_grounding_its_simulator_was_trained_with(tmp_path: Path, redial_folder: Path) -> None:
+    """The catalog-grounded user (tab 1) wants cues and is told the facts of a film the person names; the
+    shipped recommender (tab 2) is ungrounded; two simulators trained on different groundings do not talk."""
+    from crsdata.backends.embedded import RECOMMENDER_SIMULATOR, USER_SIMULATOR_CATALOG
+    from crsdata.simulate.grounding import film_facts
+
+    backends = {
+        USER_SIMULATOR_CATALOG: ScriptedBackend(USER_SIMULATOR_CATALOG, user(accept=False)),
+        RECOMMENDER_SIMULATOR: ScriptedBackend(RECOMMENDER_SIMULATOR, recommender("The Shining (1980)")),
+    }
+    config = SpaceConfig(
+        data=[str(redial_folder)],
+        user_model=USER_SIMULATOR_CATALOG,
+        recommender_model=RECOMMENDER_SIMULATOR,
+        save_dir=str(tmp_path / "saved"),
+    )
+    space = Space(config, backends=backends)
+    chat = space.start_chat("recommender", corpus="redial")
+    assert chat.sim.grounding == "catalog"
+    assert chat.sim.persona(chat.state).target_attributes.startswith("Looking for")
+    space.reply(chat, 'Have you seen "The Shining (1980)"?')
+    catalog = chat.catalog
+    facts = film_facts(catalog.get(catalog.link("The Shining (1980)")))
+    assert facts in backends[USER_SIMULATOR_CATALOG].requests[-1].prompt
+    person = space.start_chat("user")
+    assert person.sim.grounding == "none"
+    with pytest.raises(SpaceError, match="different groundings"):
+        space.start_chat("watch", corpus="redial")
 
 
 def test_tab1_written_persona(served: Served) -> None:
@@ -333,7 +410,7 @@ def test_tab1_written_persona(served: Served) -> None:
 
 
 def test_tab2_person_is_the_user_and_recommendations_link_to_the_catalog(tmp_path: Path, redial_folder: Path) -> None:
-    """A scripted recommender names a title; the page links it to its catalog entry with year, genres and plot."""
+    """A scripted recommender names a title; the page links it to its catalog entry with its facts."""
     backend = ScriptedBackend("scripted", recommender("The Shining (1980)", inquiries=0))
     app = _scripted_app(tmp_path, redial_folder, backend)
     try:

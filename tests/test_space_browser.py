@@ -132,6 +132,25 @@ def test_tab1_a_recommendation_gets_a_reply_from_the_simulated_user(page: Any, a
     _no_local_paths(page, app)
 
 
+def test_tab1_typing_before_starting_chats_with_the_persona_shown(page: Any, app: Served) -> None:
+    """A visitor who types and presses Enter without pressing "Chat with this persona" gets a chat with the
+    persona the dropdown shows, not a red error."""
+    shown = page.locator("#rec-persona input").input_value()
+    assert shown, "the page opens with a persona shown"
+    page.fill("#rec-text textarea", 'Hi! Have you seen "The Shining (1980)"? It is a scary classic.')
+    page.press("#rec-text textarea", "Enter")
+    _until(
+        page,
+        "document.querySelectorAll(\"#rec-chat [data-testid='bot']\").length >= 1 || "
+        "[...document.querySelectorAll('.toast-body')].some(e => e.innerText.trim())",
+    )
+    errors = [t for t in page.locator(".toast-body").all_inner_texts() if t.strip()]
+    assert not errors, errors
+    assert "The Shining (1980)" in _messages(page, "#rec-chat", "user")[0]
+    _wait_text(page, "#rec-persona-preview", f"Persona: redial / {shown}", timeout=30_000)
+    _no_local_paths(page, app)
+
+
 def test_tab2_the_recommender_simulator_answers_the_person(page: Any, app: Served) -> None:
     page.get_by_role("tab", name="2 · Be the user").click()
     page.fill("#user-text textarea", "Hi! I want a scary movie tonight, something like The Shining.")

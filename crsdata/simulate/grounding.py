@@ -100,6 +100,12 @@ def compact_line(row: Mapping[str, Any]) -> str:
 
 def film_facts(row: Mapping[str, Any]) -> str:
     """What the user learns about a film the recommender named: title, year, genres, director, stars, plot."""
+    return f"{display(row)}: " + "; ".join(film_fact_parts(row))
+
+
+def film_fact_parts(row: Mapping[str, Any]) -> list[str]:
+    """The facts of :func:`film_facts` after the title, one string each (the Space shows them beside a linked
+    title, so the page and the simulated user read the same facts)."""
     parts = []
     if row.get("genres"):
         parts.append(", ".join(str(g).lower() for g in row["genres"]))
@@ -111,7 +117,7 @@ def film_facts(row: Mapping[str, Any]) -> str:
     plot = " ".join(str(row.get("plot") or "").split())
     if plot:
         parts.append(plot if len(plot) <= MAX_PLOT_CHARS else plot[: MAX_PLOT_CHARS - 3].rsplit(" ", 1)[0] + "...")
-    return f"{display(row)}: " + "; ".join(parts)
+    return parts
 
 
 def fact_fields(row: Mapping[str, Any]) -> list[str]:
@@ -264,6 +270,7 @@ class CatalogRetriever:
         self.embeddings = embeddings if embeddings is not None else ItemEmbeddings(list(self.rows.values()))
         self.ids = sorted(self.rows)
         self._matrix: np.ndarray | None = None
+        self._queries: dict[str, np.ndarray] = {}  # query -> unit vector, filled by encode_queries
 
     @property
     def matrix(self) -> np.ndarray:
@@ -271,16 +278,41 @@ class CatalogRetriever:
             self._matrix = self.embeddings.vectors(self.ids)
         return self._matrix
 
+    def encode_queries(self, queries: Iterable[str]) -> int:
+        """Encodes the queries not encoded yet in the embedder's batches and keeps their vectors, so that
+        :meth:`search` finds them instead of running one forward pass per query: a training split's thousands of
+        recommender turns (:func:`training_queries`) took minutes one by one. Returns how many were encoded."""
+        missing = list(dict.fromkeys(q for q in queries if q.strip() and q not in self._queries))
+        if missing:
+            vectors = np.asarray(self.embeddings.embedder.encode(missing), dtype=np.float32)
+            if vectors.shape[0] != len(missing):
+                raise ValueError(f"the embedder returned {vectors.shape[0]} vectors for {len(missing)} queries")
+            for query, vector in zip(missing, vectors, strict=True):
+                self._queries[query] = vector / (np.linalg.norm(vector) or 1.0)
+        return len(missing)
+
+    def _query_vector(self, query: str) -> np.ndarray:
+        vector = self._queries.get(query)
+        if vector is None:  # not encoded ahead (a simulation's turn): this query alone
+            vector = np.asarray(self.embeddings.embedder.encode([query]), dtype=np.float32)[0]
+            vector = vector / (np.linalg.norm(vector) or 1.0)
+        return vector
+
     def search(self, query: str, k: int = DEFAULT_K, exclude: Iterable[str] = ()) -> list[str]:
         """The ``k`` most similar item ids, best first (ties by id), leaving out ``exclude``; [] for no query."""
         if not query.strip() or k <= 0:
             return []
-        vector = np.asarray(self.embeddings.embedder.encode([query]), dtype=np.float32)[0]
-        vector = vector / (np.linalg.norm(vector) or 1.0)
-        scores = self.matrix @ vector
+        scores = self.matrix @ self._query_vector(query)
         skip = set(exclude)
-        order = sorted(range(len(self.ids)), key=lambda i: (-float(scores[i]), self.ids[i]))
-        return [self.ids[i] for i in order if self.ids[i] not in skip][:k]
+        # ``ids`` are sorted, so a stable sort of the negated scores breaks ties by id.
+        order = np.argsort(-scores, kind="stable")
+        found: list[str] = []
+        for i in order:
+            if self.ids[i] not in skip:
+                found.append(self.ids[i])
+                if len(found) == k:
+                    break
+        return found
 
 
 def named_ids(turns: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -292,6 +324,27 @@ def inference_candidates(retriever: CatalogRetriever, turns: Sequence[Mapping[st
     """The list before a simulated recommender turn: pure retrieval on the user's words, films already named in
     the conversation left out. Nothing else goes in: a target is there only if retrieval found it."""
     return retriever.search(user_query(turns), k, exclude=named_ids(turns))
+
+
+def training_query(
+    retriever: CatalogRetriever, turns: Sequence[Mapping[str, Any]], index: int, k: int = DEFAULT_K
+) -> str:
+    """The retrieval query of real recommender turn ``turns[index]`` (see :func:`training_candidates`)."""
+    named = [i for i in named_ids([turns[index]]) if i in retriever.rows][:k]
+    return user_query(turns[:index]) or " ".join(retriever.embeddings.texts.get(i, "") for i in named)
+
+
+def training_queries(
+    retriever: CatalogRetriever, dialogues: Iterable[Sequence[Mapping[str, Any]]], k: int = DEFAULT_K
+) -> list[str]:
+    """The query of every recommender turn of ``dialogues`` (lists of turns), in order: what
+    :meth:`CatalogRetriever.encode_queries` encodes in batches before a training split's candidate lists."""
+    return [
+        training_query(retriever, turns, i, k)
+        for turns in dialogues
+        for i, turn in enumerate(turns)
+        if turn.get("role") == "recommender"
+    ]
 
 
 def training_candidates(
@@ -308,7 +361,7 @@ def training_candidates(
     spoken yet."""
     before, turn = turns[:index], turns[index]
     named = [i for i in named_ids([turn]) if i in retriever.rows][:k]
-    query = user_query(before) or " ".join(retriever.embeddings.texts.get(i, "") for i in named)
+    query = training_query(retriever, turns, index, k)
     negatives = retriever.search(query, k, exclude=[*named, *named_ids(before)])
     chosen = (named + negatives)[:k] if named else negatives
     random.Random(derive_seed("grounding-candidates", seed, index)).shuffle(chosen)

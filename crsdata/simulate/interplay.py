@@ -43,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -307,12 +307,13 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
     grounding_roles: tuple[str, ...] = ROLES
 
     @classmethod
-    def trained_grounding(cls, models: dict[str, str]) -> str:
-        """The grounding the models of :attr:`grounding_roles` were trained on; refused when they disagree,
-        since one run has one grounding."""
+    def trained_grounding(cls, models: dict[str, str], roles: Sequence[str] | None = None) -> str:
+        """The grounding the models of ``roles`` (default :attr:`grounding_roles`: the roles a simulator plays)
+        were trained on; refused when they disagree, since one run has one grounding. ``--grounding``'s default
+        in ``crsdata simulate`` and ``replay``, and the grounding of a Space chat (its simulated roles)."""
         from crsdata.backends.embedded import grounding_of
 
-        found = {role: grounding_of(models[role]) or "none" for role in cls.grounding_roles}
+        found = {role: grounding_of(models[role]) or "none" for role in (roles or cls.grounding_roles)}
         if len(set(found.values())) > 1:
             raise BadInputError(
                 "",

@@ -15,12 +15,12 @@ from typing import Any
 
 from crsdata.catalog import Catalog
 from crsdata.schema import Role
+from crsdata.simulate.grounding import film_fact_parts
 from crsdata.simulate.leak import find_leaks, fuzzy_title_match
 from crsdata.simulate.persona import Persona, catalog_row, display_title
 from crsdata.space.chat import Chat
 from crsdata.space.corpora import Corpus
 
-SNIPPET_CHARS = 220
 _END_REASONS = {
     "accept": "accepted",
     "max_turns": "not accepted: the turn limit was reached or the chat was ended",
@@ -39,19 +39,15 @@ def item_text(catalog: Catalog | None, item: Mapping[str, str]) -> str:
 
 
 def item_card(catalog: Catalog | None, item: Mapping[str, str]) -> str:
-    """Markdown for a recommended item: its title linked to its catalog entry, year, genres and plot."""
+    """Markdown for a film named in a chat: its title linked to its catalog entry, then the facts the grounded
+    user simulator is shown (:func:`crsdata.simulate.grounding.film_fact_parts`: genres, director, stars, plot)."""
     row = catalog_row(catalog, item.get("item_id", ""))
     title = esc(display_title(row, item.get("title", "")))
     if row is None:
         return f"**{title}** (not in the catalog)"
     link = f"https://www.imdb.com/title/{row['imdb_id']}/" if row.get("imdb_id") else ""
     head = f"[**{title}**]({link})" if link else f"**{title}**"
-    genres = ", ".join(row.get("genres") or [])
-    plot = " ".join(str(row.get("plot") or "").split())
-    if len(plot) > SNIPPET_CHARS:
-        plot = plot[: SNIPPET_CHARS - 3].rsplit(" ", 1)[0] + "..."
-    parts = [head] + [p for p in (genres and esc(genres), plot and esc(plot)) if p]
-    return " · ".join(parts)
+    return " · ".join([head, *(esc(part) for part in film_fact_parts(row))])
 
 
 def turn_markdown(turn: Mapping[str, Any], catalog: Catalog | None, show_role: bool = True) -> str:

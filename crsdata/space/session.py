@@ -11,7 +11,7 @@ exactly as ``crsdata simulate`` runs them):
   built corpus (or a Hub dataset) or is written on the page; the simulated user knows the target's attributes,
   never its title (the leak guard checks every prompt), and the page reveals the target when the chat ends.
 - ``mode="user"``: the person is the user, the recommender simulator answers; titles it names are linked to the
-  catalog and shown with their year, genres and plot.
+  catalog and shown with their year, genres, director, stars and plot.
 - ``mode="watch"``: both simulators, turn by turn, ending with the outcome, whether the target was reached and
   the leak check; the dialogue can be appended to a local folder in the crsdata schema.
 
@@ -45,6 +45,7 @@ from crsdata.catalog import Catalog
 from crsdata.errors import BadInputError
 from crsdata.schema import Action
 from crsdata.simulate.actions import INTERPLAY_ACTIONS, format_turn, parse_turn
+from crsdata.simulate.grounding import CatalogRetriever
 from crsdata.simulate.interplay import InterplaySimulation
 from crsdata.space.chat import Chat, person_record, written_record
 from crsdata.space.config import MODES, SpaceConfig, SpaceError
@@ -70,6 +71,8 @@ class Space:
         self.corpora = Corpora(config.data, self.save_dir, self.public, load_lock)
         self._redactor = Redactor(self.corpora.folders, self.save_dir, (config.user_model, config.recommender_model))
         self.pool = Models(config, backends, self.public, load_lock)
+        self._retrievers: dict[int, tuple[Catalog, CatalogRetriever]] = {}
+        self._retriever_lock = threading.Lock()
 
     def public(self, text: str) -> str:
         """``text`` with tokens and local paths taken out: every message for the page goes through here."""
@@ -126,6 +129,7 @@ class Space:
         # The person speaks first in both person chats, so every prompt of the simulator extends its last one. When
         # two simulators talk, a fine-tuned user opens: they were trained on ReDial, where the seeker does.
         opens_user = mode == "user" or (mode == "watch" and styles["user"] == "finetuned")
+        grounding = self._grounding(mode, labels)
         sim = InterplaySimulation(
             backends,
             {"user": params, "recommender": params},
@@ -134,6 +138,8 @@ class Space:
             style=styles,
             first_speaker="user" if opens_user else "recommender",
             infer_actions=True,
+            grounding=grounding,
+            retriever=self._retriever(catalog) if grounding == "catalog" and mode != "recommender" else None,
         )
         if seed is None:
             started = next(self._chats_started)
@@ -144,6 +150,32 @@ class Space:
         except BadInputError as exc:
             raise SpaceError(self.public(f"This persona cannot be used: {exc.message}")) from None
         return Chat(mode, sim, state, catalog, source)
+
+    def _grounding(self, mode: str, labels: Mapping[str, str]) -> str:
+        """The grounding of a chat: what its simulated roles' models were trained on, as ``crsdata simulate``
+        chooses ``--grounding`` when it is not given (:meth:`InterplaySimulation.trained_grounding`). Only the
+        simulators count: in tab 1 the user simulator's, in tab 2 the recommender simulator's."""
+        simulated = {"recommender": ("user",), "user": ("recommender",)}.get(mode, ("user", "recommender"))
+        specs = {role: self.pool.spec(label) for role, label in labels.items()}
+        try:
+            return InterplaySimulation.trained_grounding(specs, simulated)
+        except BadInputError as exc:
+            raise SpaceError(self.public(f"These two simulators cannot talk: {exc.message}")) from None
+
+    def _retriever(self, catalog: Catalog) -> CatalogRetriever:
+        """The recommender simulator's retrieval over ``catalog``, one per catalog for every chat (its item vectors
+        are read or encoded once)."""
+        with self._retriever_lock:
+            kept = self._retrievers.get(id(catalog))
+            if kept is None or kept[0] is not catalog:
+                try:
+                    kept = (catalog, CatalogRetriever(catalog.rows()))
+                except BadInputError as exc:
+                    raise SpaceError(
+                        self.public(f"This dataset cannot ground the recommender: {exc.message}")
+                    ) from None
+                self._retrievers[id(catalog)] = kept
+            return kept[1]
 
     def _source(
         self, mode: str, corpus: str, dialogue_id: str, written: dict[str, str] | None, revision: str

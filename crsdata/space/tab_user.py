@@ -1,5 +1,5 @@
 """Tab 2, **Be the user**: the person chats with the recommender simulator; the titles it recommends come with
-their catalog card (year, genres, plot)."""
+their catalog card (year, genres, director, stars, plot)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from crsdata.space.ui import Page, errors_visible, turn_box
 USER_ACTIONS = ("auto", "greeting", "disclose-goal", "inquire", "feedback", "accept")
 INTRO = (
     "You are the user: say what you feel like watching. The recommender simulator knows only this "
-    "conversation. Titles it recommends are linked to the catalog, with year, genres and plot. "
+    "conversation. Titles it recommends are linked to the catalog, with year, genres, director, stars and plot. "
     "Choose the action `accept` to take the last recommendation."
 )
 NO_RECOMMENDATION = "No recommendation yet."

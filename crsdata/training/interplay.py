@@ -304,16 +304,19 @@ def prepare_sequences(
     as cues: :func:`~crsdata.simulate.grounding.record_cues`). ``n_watched``: the watched films a persona lists
     (:func:`~crsdata.simulate.persona.build_persona`; None keeps every one reported)."""
     from crsdata.backends.base import ChatRequest
-    from crsdata.simulate.grounding import record_cues
+    from crsdata.simulate.grounding import record_cues, training_queries
     from crsdata.simulate.leak import TargetLeakError, assert_no_target_leak
     from crsdata.simulate.persona import Persona, all_target_titles, build_persona
     from crsdata.simulate.prompts import NO_GROUNDING, PERSONA_QUOTES, finetuned_pieces
 
     data = PreparedData(role)
     empty = Persona("", [], "")
-    for record in records:
+    labelled = [label_turns(record) for record in records]
+    if grounding == "catalog" and role == Role.RECOMMENDER and retriever is not None:
+        # Every candidate list's query at once, in batches: one forward pass per turn took minutes on a split.
+        retriever.encode_queries(training_queries(retriever, (turns for turns, _ in labelled), candidates))
+    for record, (turns, origins) in zip(records, labelled, strict=True):
         data.dialogues_read += 1
-        turns, origins = label_turns(record)
         if not any(t["role"] == role for t in turns):
             data.skipped[f"no-{role}-turns"] += 1
             continue
