@@ -62,7 +62,8 @@ def card_metadata(recipe: Recipe, config: TrainConfig, data: list[DataFolder], r
         license=recipe.license,
         model_name=f"crsdata-{recipe.name}",
         pipeline_tag=result.pipeline_tag,
-        tags=["crsdata", "conversational-recommendation", *recipe.tags],
+        tags=["crsdata", "conversational-recommendation", *recipe.tags]
+        + (["peft"] if result.library_name == "peft" and "peft" not in recipe.tags else []),
     )
 
 

@@ -166,7 +166,7 @@ On a GPU, use all training turns and more test turns, e.g.
   crsdata train grsu-scorer --data data/redial --out OUT --max-train-turns 0 --test-turns 0 --bf16 true
 """
     license = "cc-by-4.0"  # ReDial's licence; the base model's (Apache-2.0) is named in the card
-    tags = ("grsu", "user-simulator", "reward-model", "peft")
+    tags = ("grsu", "user-simulator", "reward-model")  # "peft" is added when the folder holds adapters
 
     def check(self, config: GrsuScorerConfig) -> None:
         if config.kind not in KINDS:
@@ -525,7 +525,10 @@ On a GPU, use all training turns and more test turns, e.g.
             "n_test_turns": len(prepared["eval_turns"]["test"]),
         }
         source = data[0].source
-        scores = [EvalScore("auc", metrics["auc"], f"AUC of {score_name}, test pairs", source, "test")]
+        pipeline = "sentence-similarity" if bi else "text-classification" if cross else "text-generation"
+        scores = [
+            EvalScore("auc", metrics["auc"], f"AUC of {score_name}, test pairs", source, "test", task_type=pipeline)
+        ]
         for key in ("recall", "ndcg", "mrr"):
             for k in config.ks:
                 scores.append(
@@ -535,6 +538,7 @@ On a GPU, use all training turns and more test turns, e.g.
                         f"{METRIC_LABELS[key]}@{k}, re-ranking retrieval top {config.rerank_k}",
                         source,
                         "test",
+                        task_type=pipeline,
                     )
                 )
         task_counts = (
@@ -585,7 +589,7 @@ On a GPU, use all training turns and more test turns, e.g.
             base_model=hub_base,
             library_name="peft" if config.lora and not cross else "sentence-transformers" if bi else "transformers",
             scores=scores,
-            pipeline_tag="sentence-similarity" if bi else "text-classification" if cross else "text-generation",
+            pipeline_tag=pipeline,
             card={
                 "aucs": aucs,
                 "ranking": ranking,
