@@ -255,14 +255,11 @@ def is_cross_encoder(folder: str) -> bool:
     """Whether ``folder`` holds a cross-encoder scorer: its ``crsdata.json`` says ``kind: cross-encoder``, or its
     ``config.json`` names a sequence-classification architecture (a folder copied without crsdata.json)."""
     import json
-    from pathlib import Path
 
-    root = Path(folder)
-    metadata, config = root / "crsdata.json", root / "config.json"
-    if metadata.is_file():
-        kind = (json.loads(metadata.read_text(encoding="utf-8")).get("config") or {}).get("kind")
-        if kind:
-            return kind == "cross-encoder"
+    kind = _trained_config(folder).get("kind")
+    if kind:
+        return kind == "cross-encoder"
+    config = Path(folder) / "config.json"
     if config.is_file():
         architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
         return any(a.endswith("ForSequenceClassification") for a in architectures)
@@ -272,7 +269,6 @@ def is_cross_encoder(folder: str) -> bool:
 def _trained_config(folder: str) -> dict[str, Any]:
     """The ``config`` recorded in the folder's ``crsdata.json`` (empty when there is none)."""
     import json
-    from pathlib import Path
 
     metadata = Path(folder) / "crsdata.json"
     if not metadata.is_file():
@@ -289,8 +285,9 @@ def minilm_scorer(folder: str, items: ItemTable) -> ItemScorer:
     """The scorer of a ``crsdata train grsu-scorer --kind cross-encoder`` folder: :class:`BiEncoderScorer` when
     its crsdata.json records ``ce_architecture: bi-encoder`` (the recipe's default), else
     :class:`CrossEncoderScorer` (a one-logit sequence classifier, also a folder copied without crsdata.json)."""
-    if _trained_config(folder).get("ce_architecture") == "bi-encoder":
-        return BiEncoderScorer(items, folder, max_length=_trained_length(folder))
+    trained = _trained_config(folder)
+    if trained.get("ce_architecture") == "bi-encoder":
+        return BiEncoderScorer(items, folder, max_length=trained.get("ce_max_length"))
     return CrossEncoderScorer(folder, items)
 
 

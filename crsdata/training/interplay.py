@@ -458,7 +458,6 @@ def train_sequences(
     from crsdata.training.sft import fit_sft
 
     dataset = datasets.Dataset.from_dict({"input_ids": data.input_ids, "labels": data.labels})
-    weighted = TokenWeight(action_tag_ids(tokenizer), config.action_loss_weight)
     return fit_sft(
         config,
         model,
@@ -467,24 +466,23 @@ def train_sequences(
         tokens=data.tokens,
         save=lambda trained: save_trained(trained, tokenizer, config, hub_id=hub_id),
         callbacks=callbacks,
-        weighted=weighted if config.action_loss_weight != 1 else None,
+        weighted=TokenWeight(action_tag_ids(tokenizer), config.action_loss_weight),
     )
 
 
 def action_tag_ids(tokenizer: Any) -> tuple[int, ...]:
     """The token ids a turn's body starts with before its action's name (`` <action><``, as the finetuned
     layout writes it), found as what two turns with different actions share."""
+    import os
+
     from crsdata.simulate.actions import format_turn
     from crsdata.simulate.prompts import FINETUNED_BODY
 
-    first, second = (
+    bodies = [
         tokenizer(FINETUNED_BODY.format(turn=format_turn(action, "")), add_special_tokens=False)["input_ids"]
         for action in (Action.ACCEPT.value, Action.FEEDBACK.value)
-    )
-    n = 0
-    while n < min(len(first), len(second)) and first[n] == second[n]:
-        n += 1
-    return tuple(first[:n])
+    ]
+    return tuple(os.path.commonprefix(bodies))  # commonprefix compares any sequences element by element
 
 
 def save_trained(model: Any, tokenizer: Any, config: InterplayTrainConfig, *, hub_id: str) -> None:
