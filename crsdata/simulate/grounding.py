@@ -284,18 +284,19 @@ class CatalogRetriever:
         recommender turns (:func:`training_queries`) took minutes one by one. Returns how many were encoded."""
         missing = list(dict.fromkeys(q for q in queries if q.strip() and q not in self._queries))
         if missing:
-            vectors = np.asarray(self.embeddings.embedder.encode(missing), dtype=np.float32)
-            if vectors.shape[0] != len(missing):
-                raise ValueError(f"the embedder returned {vectors.shape[0]} vectors for {len(missing)} queries")
-            for query, vector in zip(missing, vectors, strict=True):
-                self._queries[query] = vector / (np.linalg.norm(vector) or 1.0)
+            self._queries.update(zip(missing, self._unit_vectors(missing), strict=True))
         return len(missing)
+
+    def _unit_vectors(self, queries: list[str]) -> list[np.ndarray]:
+        vectors = np.asarray(self.embeddings.embedder.encode(queries), dtype=np.float32)
+        if vectors.shape[0] != len(queries):
+            raise ValueError(f"the embedder returned {vectors.shape[0]} vectors for {len(queries)} queries")
+        return [vector / (np.linalg.norm(vector) or 1.0) for vector in vectors]
 
     def _query_vector(self, query: str) -> np.ndarray:
         vector = self._queries.get(query)
-        if vector is None:  # not encoded ahead (a simulation's turn): this query alone
-            vector = np.asarray(self.embeddings.embedder.encode([query]), dtype=np.float32)[0]
-            vector = vector / (np.linalg.norm(vector) or 1.0)
+        if vector is None:  # not encoded ahead (a simulation's turn): this query alone, and not kept
+            vector = self._unit_vectors([query])[0]
         return vector
 
     def search(self, query: str, k: int = DEFAULT_K, exclude: Iterable[str] = ()) -> list[str]:
