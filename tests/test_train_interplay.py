@@ -441,3 +441,102 @@ def test_held_out_records_never_include_a_training_record(tmp_path: Path) -> Non
     held_out, excluded = split_records(folders, "validation", exclude=record_keys(trained))
     assert excluded == 88 and len(held_out) == 10
     assert not record_keys(held_out) & record_keys(trained)
+
+
+def _simulated(
+    dialogue_id: str, target: dict, lines: list[tuple[str, str, str, list[dict]]], accepted: dict | None
+) -> dict:
+    """A record shaped like `crsdata simulate interplay`'s: (role, action, text, items) turns, the outcome."""
+    from crsdata.schema import item_ref, new_dialogue, new_turn
+
+    turns = [new_turn(i, role, text, action, items) for i, (role, action, text, items) in enumerate(lines)]
+    outcome = {"accepted_item": accepted or item_ref(), "end_reason": "accept" if accepted else "max_turns"}
+    return new_dialogue(dialogue_id, "interplay-sim", "test", turns, target_items=[target], outcome=outcome)
+
+
+def test_self_play_figures_count_catalog_titles_accepts_and_greeting_loops(
+    redial_folder: Path, tmp_path: Path, capsys
+) -> None:
+    """Issue 21's self-play measures on hand-made dialogues about real ReDial films: the folder's catalog decides
+    which named titles are films, the record's target which accept is of the target, greetings are counted by
+    label and by text."""
+    from crsdata.build import BuildResult
+    from crsdata.catalog import load_catalog
+    from crsdata.export import export_folder
+    from crsdata.schema import item_ref
+    from crsdata.simulate.replay import replay_target
+    from crsdata.training.interplay_eval import dialogue_figures, is_greeting_turn
+    from crsdata.training.interplay_eval import main as eval_main
+
+    catalog = load_catalog([redial_folder])
+    held_out = load_data_folder(redial_folder).records("test")
+    target_id = next(t for t in (replay_target(r)[0] for r in held_out) if t and t in catalog)
+    target = item_ref(target_id, catalog.get(target_id)["title"])
+    other = next(r for r in catalog.rows() if r["item_id"] != target_id)
+    film = item_ref(other["item_id"], other["title"])
+    invented = item_ref("", "The Mask of a Masquerade")
+    unknown = item_ref("no-such-film", "Not In The Catalog")  # an id the catalog does not know
+    user, rec = "user", "recommender"
+    records = [
+        # A catalog film and an invented title, then the target, accepted: 3 titles, 2 of them films.
+        _simulated("target", target, [
+            (user, "greeting", "Hi! I want a film to watch.", []),
+            (rec, "recommend", "Hello! Try Film or The Mask of a Masquerade.", [film, invented]),
+            (user, "feedback", "Something else?", []),
+            (rec, "recommend", "Then Target.", [target]),
+            (user, "accept", "Great!", []),  # an accept is never a greeting by its text
+        ], target),
+        # A catalog film that is not the target, accepted; an id the catalog does not know.
+        _simulated("film", target, [
+            (rec, "recommend", "Not In The Catalog, or Film?", [unknown, film]),
+            (user, "accept", "Film it is.", []),
+        ], film),
+        # An invented title, accepted: an accept, not of a catalog film.
+        _simulated("invented", target, [(rec, "recommend", "The Mask of a Masquerade.", [invented]),
+                                        (user, "accept", "Sure.", [])], invented),
+        # A greeting loop mislabelled as other acts: 6 greeting turns, three of them repeats.
+        _simulated("loop", target, [
+            (user, "greeting", "Hello!", []),
+            (rec, "recommend", "Hi there!", []),
+            (user, "feedback", "Hello!", []),
+            (rec, "feedback", "Great!", []),
+            (user, "feedback", "Hello!", []),
+            (rec, "feedback", "Hi there!", []),
+            (user, "feedback", "Great, I'll watch that one tonight.", []),
+        ], None),
+    ]  # fmt: skip
+    folder = export_folder(BuildResult(source="interplay-sim", splits={"test": records}), tmp_path / "sim")
+    figures = dialogue_figures(str(folder), "test", catalog)
+    counts = ("accepts", "repeated", "turns", "dialogues", "recommended_titles", "catalog_titles", "catalog_accepts")
+    counts += ("target_accepts", "greeting_turns", "greeting_loop_dialogues", "max_greeting_turns")
+    assert {k: figures[k] for k in counts} == {
+        "accepts": 3,
+        "repeated": 3,
+        "turns": 16,
+        "dialogues": 4,
+        "recommended_titles": 6,
+        "catalog_titles": 3,
+        "catalog_accepts": 2,
+        "target_accepts": 1,
+        "greeting_turns": 7,
+        "greeting_loop_dialogues": 1,
+        "max_greeting_turns": 6,
+    }  # fmt: skip
+    assert figures["catalog_title_share"] == 0.5
+    assert figures["catalog_accept_rate"] == 0.5 and figures["target_accept_rate"] == 0.25
+    assert figures["repeated_turns"] == 3 / 16 and figures["greeting_loop_rate"] == 0.25
+    # Without a catalog (a simulation's folder holds none) every linked id is a film: "no-such-film" counts too.
+    assert dialogue_figures(str(folder), "test")["catalog_titles"] == 4
+    assert not is_greeting_turn({"action": "feedback", "text": "Hello, I'm looking for a horror film.", "items": []})
+
+    # The command: a markdown row per folder, then the same figures as JSON.
+    out = tmp_path / "figures.json"
+    args = ["figures", str(folder), "--split", "test", "--catalog", str(redial_folder), "--json", str(out)]
+    assert eval_main(args) == 0
+    printed = capsys.readouterr().out
+    assert f"| {folder} | 4 | 6 | 3 (50.0%) | 2 (50.0%) | 1 (25.0%) | 3 (18.8%) | 1 (25.0%) | 6 |" in printed
+    assert json.loads(out.read_text()) == {str(folder): figures}
+    assert eval_main(["figures", str(folder), "--split", "validation"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"python -m crsdata.training.interplay_eval figures: error: {folder}, field 'split': no split "
+                   "'validation' (it has test)"]  # fmt: skip

@@ -22,8 +22,10 @@ training (:func:`crsdata.simulate.turns.merged_record`).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from crsdata.errors import BadInputError
@@ -231,41 +233,218 @@ def self_play(
     return dialogue_figures(out, split)
 
 
-def dialogue_figures(folder: str, split: str) -> dict[str, float]:
-    """What a folder of simulated Interplay dialogues shows: the share ending in an accept, the share of
-    generated turns parsed without repair (failed generations count), the share of turns that repeat an earlier
-    turn of the same speaker (:func:`crsdata.simulate.filters.repetition`, similarity >= 0.9), mean turns."""
+# Words of a turn that only greets: "Hi!", "Hello there.", "Good morning!", and the "Great!" / "Welcome!" that
+# small models trade in a greeting loop. A turn is a greeting when it is labelled `greeting`, or when it names
+# no item, is not an accept, and its text is one to four of these words and nothing else (punctuation aside).
+GREETING_WORDS = frozenset(
+    {"hi", "hello", "hey", "hiya", "howdy", "greetings", "welcome", "great", "good", "morning", "afternoon"}
+    | {"evening", "day", "there"}
+)
+GREETING_LOOP = 2  # a dialogue with more greeting turns than this is in a greeting loop (issue 21's target)
+
+
+def is_greeting_turn(turn: dict[str, Any]) -> bool:
+    """Whether ``turn`` only greets (the rule of :data:`GREETING_WORDS`): a loop of these is a conversation that
+    never starts, whatever the turns are labelled."""
+    if turn["action"] == "greeting":
+        return True
+    if turn["items"] or turn["action"] == "accept":
+        return False
+    words = re.findall(r"[a-z]+", turn["text"].lower())
+    return 1 <= len(words) <= 4 and all(w in GREETING_WORDS for w in words)
+
+
+def _catalog_of(folder: str, catalog: Any) -> Any:
+    """``catalog``, else the folder's own ``items`` configuration as a catalog, else None."""
+    if catalog is not None:
+        return catalog
+    from crsdata.catalog import Catalog, read_items
+
+    rows = read_items(folder)
+    return Catalog().add_rows(rows) if rows else None
+
+
+def _dialogue_records(folder: str, split: str) -> list[dict[str, Any]]:
+    """The ``dialogues`` split of a folder, refused with an error naming the folder and what is missing."""
     import datasets
 
+    parquet = Path(folder) / "dialogues"
+    if not parquet.is_dir():
+        raise BadInputError(folder, "", "dialogues", "no dialogues configuration (a folder from crsdata simulate?)")
+    splits = sorted({p.name.split("-")[0] for p in parquet.glob("*.parquet")})
+    if split not in splits:
+        raise BadInputError(folder, "", "split", f"no split {split!r} (it has {', '.join(splits) or 'none'})")
+    return datasets.load_dataset(folder, "dialogues", split=split).to_list()
+
+
+def dialogue_figures(folder: str, split: str, catalog: Any = None) -> dict[str, float]:
+    """What a folder of simulated Interplay dialogues (``crsdata simulate interplay``) shows.
+
+    - ``accepts`` / ``accept_rate``: dialogues ending in an accept (``outcome.end_reason``), of any item.
+    - ``parse_rate``: generated turns parsed without repair (failed generations count against it).
+    - ``repeated`` / ``repeated_turns``: turns, and their share, that repeat an earlier turn of the same speaker
+      (:func:`crsdata.simulate.filters.repetition`, similarity >= 0.9).
+    - ``turns``, ``mean_turns``, ``dialogues``.
+    - ``recommended_titles``: every title a recommender turn names, counted once per turn that names it (a turn
+      names a title once). These are the turn's ``items``: the simulation writes there every title its parser
+      found (tagged, quoted, or "Name (1999)"), linked or not, with ``item_id`` empty when the catalog does not
+      know it, and removes the title tags from the text, so nothing else in the text is a title. A title the
+      model wrote untagged and unquoted is found by nobody and not counted.
+    - ``catalog_titles`` / ``catalog_title_share``: those that are catalog films (share 0 when none is named).
+    - ``catalog_accepts`` / ``catalog_accept_rate``: dialogues ending in an accept of a catalog film (the
+      ``outcome.accepted_item``: the last item a recommender turn named, linked or not).
+    - ``target_accepts`` / ``target_accept_rate``: dialogues ending in an accept of the persona's target: the
+      record's first linked ``target_items`` entry, the one film the persona describes
+      (:func:`crsdata.simulate.replay.replay_target`).
+    - ``greeting_turns``, ``greeting_loop_dialogues`` (more than :data:`GREETING_LOOP` greeting turns, both
+      speakers together), ``greeting_loop_rate``, ``max_greeting_turns``: greetings by :func:`is_greeting_turn`.
+
+    A catalog film is an ``item_id`` that ``catalog`` knows (its row id or a source id merged into it); with no
+    ``catalog``, one that the folder's ``items`` configuration knows; when the folder has none (a simulation's
+    folder does not copy its catalog), any non-empty ``item_id``, since the simulation links titles only to the
+    catalog it ran with. Rates are over all dialogues of the split.
+    """
     from crsdata.schema import load_extra
     from crsdata.simulate.filters import repetition
+    from crsdata.simulate.replay import replay_target
 
-    records = datasets.load_dataset(folder, "dialogues", split=split).to_list()
+    records = _dialogue_records(folder, split)
+    catalog = _catalog_of(folder, catalog)
+
+    def film(item_id: str) -> str | None:
+        """The catalog id of ``item_id``; None when it is not a catalog film."""
+        if not item_id:
+            return None
+        return catalog.canonical_id(item_id) if catalog is not None else item_id
+
     turns = sum(len(r["turns"]) for r in records)
     counters = [load_extra(r["extra"]).get("counters", {}) for r in records]
     failures = sum(c.get("parse_failures", 0) for c in counters)
     repairs = sum(c.get("repairs", 0) for c in counters)
     repeated = sum(len(repetition(r["turns"])) for r in records)
-    accepts = sum(r["outcome"]["end_reason"] == "accept" for r in records)
+    accepts = catalog_accepts = target_accepts = 0
+    titles = catalog_titles = 0
+    greetings: list[int] = []
+    for record in records:
+        named = [i["item_id"] for t in record["turns"] if t["role"] == Role.RECOMMENDER.value for i in t["items"]]
+        titles += len(named)
+        catalog_titles += sum(film(i) is not None for i in named)
+        greetings.append(sum(is_greeting_turn(t) for t in record["turns"]))
+        if record["outcome"]["end_reason"] != "accept":
+            continue
+        accepts += 1
+        accepted = film(record["outcome"]["accepted_item"]["item_id"])
+        target = replay_target(record)[0]
+        catalog_accepts += accepted is not None
+        target_accepts += accepted is not None and accepted == (film(target) or target)
+    n = max(len(records), 1)
     return {
-        "accept_rate": accepts / max(len(records), 1),
+        "accept_rate": accepts / n,
         "accepts": accepts,
         "parse_rate": (turns - repairs) / max(turns + failures, 1),
         "repeated_turns": repeated / max(turns, 1),
         "repeated": repeated,
         "turns": turns,
-        "mean_turns": turns / max(len(records), 1),
+        "mean_turns": turns / n,
         "dialogues": len(records),
+        "recommended_titles": titles,
+        "catalog_titles": catalog_titles,
+        "catalog_title_share": catalog_titles / max(titles, 1),
+        "catalog_accepts": catalog_accepts,
+        "catalog_accept_rate": catalog_accepts / n,
+        "target_accepts": target_accepts,
+        "target_accept_rate": target_accepts / n,
+        "greeting_turns": sum(greetings),
+        "greeting_loop_dialogues": sum(g > GREETING_LOOP for g in greetings),
+        "greeting_loop_rate": sum(g > GREETING_LOOP for g in greetings) / n,
+        "max_greeting_turns": max(greetings, default=0),
     }
 
 
+FIGURE_COLUMNS = (
+    "dialogues",
+    "recommended titles",
+    "catalog films among them",
+    "accepts of a catalog film",
+    "accepts of the target",
+    "repeated utterances",
+    f"dialogues with > {GREETING_LOOP} greeting turns",
+    "most greeting turns",
+)
+
+
+def figures_row(label: str, figures: dict[str, float]) -> str:
+    """One markdown table row of :data:`FIGURE_COLUMNS` (counts with their share over the dialogues)."""
+    n = figures["dialogues"]
+    cells = [
+        label,
+        str(n),
+        str(figures["recommended_titles"]),
+        f"{figures['catalog_titles']} ({100 * figures['catalog_title_share']:.1f}%)",
+        f"{figures['catalog_accepts']} ({100 * figures['catalog_accept_rate']:.1f}%)",
+        f"{figures['target_accepts']} ({100 * figures['target_accept_rate']:.1f}%)",
+        f"{figures['repeated']} ({100 * figures['repeated_turns']:.1f}%)",
+        f"{figures['greeting_loop_dialogues']} ({100 * figures['greeting_loop_rate']:.1f}%)",
+        str(figures["max_greeting_turns"]),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def figures_main(argv: list[str]) -> int:
+    """``python -m crsdata.training.interplay_eval figures FOLDER [FOLDER...] --split test [--json OUT]``: the
+    self-play figures of :func:`dialogue_figures` for folders written by ``crsdata simulate interplay``, as a
+    markdown table (one row per folder) and JSON (folder -> figures)."""
+    import argparse
+    import json
+    import sys
+
+    from crsdata.catalog import load_catalog
+
+    parser = argparse.ArgumentParser(
+        prog="python -m crsdata.training.interplay_eval figures", description=figures_main.__doc__
+    )
+    parser.add_argument("folders", nargs="+", help="folders written by crsdata simulate interplay")
+    parser.add_argument("--split", default="test")
+    parser.add_argument(
+        "--catalog",
+        action="append",
+        default=[],
+        help="catalog files or built folders the simulation linked to (repeat for several); without it an item "
+        "linked by the simulation is a catalog film",
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    try:
+        catalog = load_catalog(args.catalog) if args.catalog else None
+        report = {folder: dialogue_figures(folder, args.split, catalog) for folder in args.folders}
+    except BadInputError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
+    print("| folder | " + " | ".join(FIGURE_COLUMNS) + " |")
+    print("|" + " --- |" * (len(FIGURE_COLUMNS) + 1))
+    for folder, figures in report.items():
+        print(figures_row(folder, figures))
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m crsdata.training.interplay_eval --data FOLDER``: the base pair against the fine-tuned pair."""
+    """``python -m crsdata.training.interplay_eval --data FOLDER``: the base pair against the fine-tuned pair.
+    ``python -m crsdata.training.interplay_eval figures FOLDER...``: the self-play figures of simulated folders
+    (:func:`figures_main`)."""
+    if argv is None:
+        import sys
+
+        argv = sys.argv[1:]
+    if argv[:1] == ["figures"]:
+        return figures_main(argv[1:])
     import argparse
     import json
     import tempfile
     import time
-    from pathlib import Path
 
     import torch
 
