@@ -148,7 +148,7 @@ class SimulatorCRS(Recommender):
         self.replies = 0
         self.named = 0  # replies that named at least one catalog film that could be recommended
         self.unparsed = 0  # replies with an error or no readable response
-        self.last_prompts: list[str] = []  # the prompts of the last call, to read and to test
+        self.last_prompts: list[str] = []  # the prompts of the last call, in query order, to read and to test
 
     @property
     def retriever(self) -> Any:
@@ -177,10 +177,14 @@ class SimulatorCRS(Recommender):
         return prompt + RECOMMEND_PREFIX, starts, shown
 
     def _grounding(self, query: CrsQuery, turns: list[dict[str, Any]]) -> tuple[list[str], Any]:
-        from crsdata.simulate.grounding import candidate_lines, named_ids, user_query
+        from crsdata.simulate.grounding import candidate_lines, named_ids, training_queries, user_query
         from crsdata.simulate.prompts import Grounding
         from crsdata.training.interplay import grounded_training_view
 
+        # The search asks about the same conversation dozens of times: its queries are encoded once, in a batch.
+        self.retriever.encode_queries(
+            [*training_queries(self.retriever, [turns], self.candidates_k), user_query(turns)]
+        )
         past = grounded_training_view(
             {"dialogue_id": query.turn.group}, turns, ROLE, self.catalog, self.retriever, k=self.candidates_k
         )
@@ -197,10 +201,12 @@ class SimulatorCRS(Recommender):
         if not queries:
             return out
         fills = self.fill.recommend(queries)
+        prompts = [self.prompt(query) for query in queries]
+        self.last_prompts = [prompt for prompt, _, _ in prompts]
+        # One generate call per sampling mode: the sampling parameters are per call.
         groups: dict[bool, list[int]] = {}
         for i, query in enumerate(queries):
             groups.setdefault(query.sample, []).append(i)
-        self.last_prompts = []
         for sample, members in groups.items():
             params = SamplingParams(
                 max_new_tokens=RESPONSE_TOKENS,
@@ -208,19 +214,16 @@ class SimulatorCRS(Recommender):
                 top_p=1.0,
                 stop=FINETUNED_STOP,
             )
-            requests, shown = [], []
-            for i in members:
-                prompt, starts, candidates = self.prompt(queries[i])
-                self.last_prompts.append(prompt)
-                requests.append(ChatRequest(prompt=prompt, seed=queries[i].seed, turn_starts=starts))
-                shown.append(candidates)
-            for i, candidates, reply in zip(members, shown, self.backend.generate(requests, params), strict=True):
+            requests = [
+                ChatRequest(prompt=prompts[i][0], seed=queries[i].seed, turn_starts=prompts[i][1]) for i in members
+            ]
+            for i, reply in zip(members, self.backend.generate(requests, params), strict=True):
                 named = self._named(reply.text) if reply.finish_reason != "error" else None
                 self.replies += 1
                 self.unparsed += named is None
                 named = self._allowed(named or [], queries[i])
                 self.named += bool(named)
-                ranking = dict.fromkeys([*named, *self._allowed(candidates, queries[i]), *fills[i]])
+                ranking = dict.fromkeys([*named, *self._allowed(prompts[i][2], queries[i]), *fills[i]])
                 out[i] = list(ranking)[: queries[i].k]
         return out
 
