@@ -447,6 +447,7 @@ def test_crs_eval_results_and_card_name_the_simulator_and_its_layout(
     details = results["crs_details"]
     assert results["crs"] == "llm" and details["model"] == str(folder) and details["grounding"] == "none"
     assert details["prompt_layout"].startswith("finetuned") and details["replies"] == 2
+    assert len(details["example_replies"]) == 2  # what the model wrote, for a reader of the card
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["crs_details"]["prompt_layout"] == details["prompt_layout"]
     card = (tmp_path / "run" / "README.md").read_text()

@@ -50,6 +50,7 @@ CANDIDATES = 5
 # A recommender turn is one or two sentences; ReDial's longest recommendations fit in this budget.
 RESPONSE_TOKENS = 64
 ROLE = "recommender"
+EXAMPLE_REPLIES = 3  # replies kept in crs_details, so a reader sees what the model wrote
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class SimulatorCRS(Recommender):
         self.named = 0  # replies that named at least one catalog film that could be recommended
         self.unparsed = 0  # replies with an error or no readable response
         self.last_prompts: list[str] = []  # the prompts of the last call, in query order, to read and to test
+        self.example_replies: list[str] = []  # the first few replies of the run, for its card
 
     @property
     def retriever(self) -> Any:
@@ -218,6 +220,8 @@ class SimulatorCRS(Recommender):
                 ChatRequest(prompt=prompts[i][0], seed=queries[i].seed, turn_starts=prompts[i][1]) for i in members
             ]
             for i, reply in zip(members, self.backend.generate(requests, params), strict=True):
+                if len(self.example_replies) < EXAMPLE_REPLIES:
+                    self.example_replies.append(reply.text.strip()[:300])
                 named = self._named(reply.text) if reply.finish_reason != "error" else None
                 self.replies += 1
                 self.unparsed += named is None
@@ -266,5 +270,6 @@ class SimulatorCRS(Recommender):
             replies=self.replies,
             replies_naming_a_film=self.named,
             replies_unparsed=self.unparsed,
+            example_replies=list(self.example_replies),
         )
         return details
