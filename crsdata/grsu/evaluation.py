@@ -285,8 +285,8 @@ def build_crs(config: CrsEvalConfig, items: ItemTable, backends: _Backends, vect
         return RetrievalCRS(vectors(), temperature=config.temperature)
     from crsdata.grsu.simulator import SimulatorCRS, simulator_layout
 
+    layout = simulator_layout(config.crs_model)  # first: a user simulator is refused before it is loaded
     backend = backends.get(config.crs_backend, config.crs_model)
-    layout = simulator_layout(config.crs_model)
     if layout is None:  # an instruction model: GRSU's Eq. 1
         return LLMCRS(backend, items, config.temperature)
     # An Interplay recommender simulator, in the layout it was trained on; the retrieval CRS completes its lists.

@@ -17,7 +17,7 @@ One CRS call for one query:
    conversation. Here they are two more turns, a recommender turn naming the previous list
    (``recommend``) and a user turn saying the critique (``feedback``).
 2. With catalog grounding, every recommender turn of the conversation gets the candidate list training gave such
-   turns (:func:`crsdata.training.interplay.grounded_training_view`), and the turn to write gets the
+   turns (:func:`crsdata.simulate.grounding.training_candidates`), and the turn to write gets the
    :data:`CANDIDATES` films that :class:`crsdata.simulate.grounding.CatalogRetriever` finds for the user's words, as
    in ``crsdata simulate`` (films that may not be recommended left out).
 3. The prompt ends with ``recommender:`` followed by :data:`RECOMMEND_PREFIX`: GRSU asks for a recommendation at
@@ -179,22 +179,32 @@ class SimulatorCRS(Recommender):
         return prompt + RECOMMEND_PREFIX, starts, shown
 
     def _grounding(self, query: CrsQuery, turns: list[dict[str, Any]]) -> tuple[list[str], Any]:
-        from crsdata.simulate.grounding import candidate_lines, named_ids, training_queries, user_query
+        from crsdata.seeds import derive_seed
+        from crsdata.simulate.grounding import (
+            candidate_lines,
+            named_ids,
+            training_candidates,
+            training_queries,
+            user_query,
+        )
         from crsdata.simulate.prompts import Grounding
-        from crsdata.training.interplay import grounded_training_view
 
         # The search asks about the same conversation dozens of times: its queries are encoded once, in a batch.
         self.retriever.encode_queries(
             [*training_queries(self.retriever, [turns], self.candidates_k), user_query(turns)]
         )
-        past = grounded_training_view(
-            {"dialogue_id": query.turn.group}, turns, ROLE, self.catalog, self.retriever, k=self.candidates_k
-        )
+        # Each earlier recommender turn gets the list training gave such turns (what it named plus retrieved
+        # negatives, shuffled); the turn to write gets pure retrieval, as in a simulation.
+        seed = derive_seed("grsu-candidates", query.turn.group)
+        lists = {
+            i: training_candidates(self.retriever, turns, i, self.candidates_k, seed)
+            for i, turn in enumerate(turns)
+            if turn["role"] == ROLE
+        }
         banned = [*named_ids(turns), *query.exclude, *(query.critique.avoid if query.critique else ())]
         shown = self.retriever.search(user_query(turns), self.candidates_k, exclude=banned)
-        lists = dict(past.candidates)
-        lists.update(candidate_lines({len(turns): shown}, self.catalog, set(), [], []))
-        return shown, Grounding(candidates=lists)
+        lists[len(turns)] = shown
+        return shown, Grounding(candidates=candidate_lines(lists, self.catalog, set(), [], []))
 
     def recommend(self, queries: list[CrsQuery]) -> list[list[str]]:
         from crsdata.simulate.prompts import FINETUNED_STOP
