@@ -357,3 +357,14 @@ def prompt_style_of(name: str | Path) -> str | None:
     if style is not None:
         return style
     return "finetuned" if _simulator_folder_metadata(name) is not None else None
+
+
+def simulator_recipe(name: str | Path) -> str | None:
+    """The Interplay recipe that trained a model (``user-simulator`` or ``recommender-simulator``): a named
+    embedded model's, from its adapter's recipe folder, or a train folder's crsdata.json; None for other models."""
+    model = embedded_model(name)
+    if model is not None:
+        recipe = model.adapter.split("/")[0].replace("_", "-")
+        return recipe if recipe in FINETUNED_RECIPES else None
+    metadata = _simulator_folder_metadata(name)
+    return str(metadata["recipe"]) if metadata is not None else None
