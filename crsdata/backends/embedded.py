@@ -197,6 +197,11 @@ USER_SIMULATOR = "smollm2-135m-interplay-user"
 RECOMMENDER_SIMULATOR = "smollm2-135m-interplay-recommender"
 USER_SIMULATOR_CATALOG = "smollm2-135m-interplay-user-catalog"
 RECOMMENDER_SIMULATOR_CATALOG = "smollm2-135m-interplay-recommender-catalog"
+# The shipped default pair: what `crsdata simulate interplay`, `crsdata replay` (its user), the quick start and
+# `crsdata space` run when no model is named (through InterplaySimulation.default_models), and so the grounding
+# they run in (`--grounding` defaults to what the models were trained on). Switch the default here alone; the
+# ungrounded pair (USER_SIMULATOR, RECOMMENDER_SIMULATOR) stays available by name.
+DEFAULT_PAIR = {"user": USER_SIMULATOR_CATALOG, "recommender": RECOMMENDER_SIMULATOR_CATALOG}
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     m.name: m
     for m in (
