@@ -17,9 +17,12 @@ $crsdata build inspired --input "$DATA/inspired/dev.tsv" --input "$DATA/inspired
     --out "$OUT/inspired"
 $crsdata build recllmsim --input "$DATA/recllmsim" --out "$OUT/recllmsim"
 
-# 20 dialogues by the fine-tuned simulators shipped with crsdata (the Interplay default; their adapters are
-# merged into the wheel's SmolLM2 once); source records without a usable persona are skipped, counted in the
-# card and replaced by the next one. Short turns keep this to a few minutes on 2 CPU cores.
+# 20 dialogues by the shipped default pair (crsdata.backends.embedded.DEFAULT_PAIR: the catalog-grounded user
+# and recommender simulators; their adapters are merged into the wheel's SmolLM2 once). Their grounding is
+# catalog, so out/redial must hold catalog facts: it is built with --catalog above. No --tags: MovieLens tags join
+# only a catalog that knows MovieLens ids, which id2info.json does not (the simulators were trained without them
+# in effect). Source records without a usable persona are skipped, counted in the card and replaced by the next
+# one. Short turns keep this to a few minutes on 2 CPU cores.
 $crsdata simulate interplay --source "$OUT/redial" --n 20 --out "$OUT/interplay-sim" --seed 0 \
     --max-turns 6 --max-new-tokens 64
 $crsdata info "$OUT/interplay-sim"

@@ -1,9 +1,12 @@
 """crs-eval end to end on real records: iEvaLM's ReDial turns and INSPIRED dialogues built with `crsdata build`,
-the search with the tiny test model as CRS and simulated user, resume, results and card, and bad input."""
+the search with the tiny test model as CRS and simulated user, resume, results and card, and bad input; an
+Interplay recommender simulator as `--crs llm`, asked in its finetuned layout (grounded or not)."""
 
 from __future__ import annotations
 
+import functools
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -284,3 +287,171 @@ def test_options_come_from_a_config_file_and_a_flag_overrides_it(
     run.write_text(f"source: {redial_folder}\ncrs: popularity\nprotocol: grsu\nout: {out}\nbeam_widht: 2\n")
     error = cli_error(["--config", str(run)], capsys)
     assert str(run) in error and "beam_widht" in error and "not an option of this command" in error
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The Interplay recommender simulator as `--crs llm` (crsdata.grsu.simulator)
+
+PROMPT_END = "\nrecommender: <action><recommend></action><response>"
+
+
+def simulator_folder(model: Path, root: Path, grounding: str, recipe: str = "recommender-simulator") -> Path:
+    """The tiny model as a `crsdata train` folder of an Interplay recipe: its crsdata.json names the recipe and the
+    grounding it was trained on, which is all crs-eval reads to choose the layout."""
+    from crsdata.folder_metadata import write_folder_metadata
+
+    folder = root / f"{recipe}-{grounding}"
+    shutil.copytree(model, folder)
+    write_folder_metadata(folder, "model", "0.1.0", recipe=recipe, config={"grounding": grounding})
+    return folder
+
+
+def simulator_crs(source: Path, out: Path, model: Path) -> tuple:
+    """The CRS that `crsdata crs-eval --crs llm --crs-model MODEL` builds, and the evaluation set (2 test turns)."""
+    from crsdata.grsu.evaluation import _Backends, build_crs
+    from crsdata.grsu.vectors import ItemVectors
+
+    config = tiny_config(source, out, model, protocol="zero-shot", n=2, max_model_len=2048)
+    eval_set = load_eval_set(source, "test", n=2, context_chars=600)
+    backends = _Backends(config.max_batch_size, config.max_model_len)
+    vectors = functools.cache(lambda: ItemVectors(eval_set.items))
+    return build_crs(config, eval_set.items, backends, vectors), eval_set
+
+
+def queries_for(eval_set, critique_text: str = "I would like a comedy instead.") -> list:
+    """A zero-shot query of 50 items and a revision of the first catalog items with a critique, as the search
+    asks (the revised list excluded on its path)."""
+    from crsdata.grsu.search import Critique, CrsQuery
+
+    turn = eval_set.turns[0]
+    previous = tuple(i for i in eval_set.items.ids() if i not in turn.mentioned)[:3]
+    zero_shot = CrsQuery(turn, 50, 1, exclude=frozenset(turn.mentioned))
+    revise = CrsQuery(
+        turn,
+        10,
+        2,
+        sample=True,
+        previous=previous,
+        critique=Critique(critique_text, "genre", "Comedy"),
+        exclude=frozenset(turn.mentioned) | frozenset(previous),
+    )
+    return [zero_shot, revise]
+
+
+def test_models_are_told_apart_as_simulate_tells_them() -> None:
+    from crsdata.grsu.simulator import SimulatorLayout, simulator_layout
+
+    assert simulator_layout("smollm2-135m-interplay-recommender") == SimulatorLayout("finetuned", "none")
+    assert simulator_layout("embedded") is None and simulator_layout("HuggingFaceTB/SmolLM2-135M-Instruct") is None
+    with pytest.raises(BadInputError, match="user simulator"):
+        simulator_layout("smollm2-135m-interplay-user")
+
+
+@pytest.mark.skipif(not (INSPIRED / "test.tsv").is_file(), reason="INSPIRED data not found")
+def test_recommender_simulator_is_asked_in_its_finetuned_layout(
+    inspired_folder: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    from crsdata.grsu.simulator import SimulatorCRS
+
+    folder = simulator_folder(tiny_model, tmp_path, "none")
+    crs, eval_set = simulator_crs(inspired_folder, tmp_path / "run", folder)
+    assert isinstance(crs, SimulatorCRS) and crs.grounding == "none"
+    queries = queries_for(eval_set)
+    lists = crs.recommend(queries)
+    zero_shot, revise = crs.last_prompts
+    turn = eval_set.turns[0]
+    # The bare layout: the recommender's header, one line a turn, the act given; nothing of GRSU's Eq. 1.
+    assert zero_shot.startswith("[ROLE] recommender\n[CONVERSATION]\n") and zero_shot.endswith(PROMPT_END)
+    assert "## Instruction" not in zero_shot and "[CANDIDATES]" not in zero_shot
+    lines = zero_shot.split("[CONVERSATION]\n", 1)[1].splitlines()[:-1]
+    assert len(lines) == len(turn.context)
+    for line, (role, text) in zip(lines, turn.context, strict=True):
+        assert line.startswith(f"{role}: <action><") and line.endswith("</response>")
+        assert " ".join(text.split())[:20] in line.replace("<movie_title>", "").replace("</movie_title>", "")
+    # Revising: the list being revised said by the recommender, then the critique as the user's turn.
+    titles = [eval_set.items.title(i) for i in queries[1].previous]
+    said = ", ".join(f"<movie_title>{t}</movie_title>" for t in titles)
+    critique = "user: <action><feedback></action><response>I would like a comedy instead.</response>"
+    assert revise.startswith(zero_shot[: -len(PROMPT_END)])
+    assert revise.endswith(
+        f"<action><recommend></action><response>You might like {said}.</response>\n{critique}{PROMPT_END}"
+    )
+    # Complete rankings: 50 and 10 films, each once, none mentioned or excluded.
+    for ranking, query in zip(lists, queries, strict=True):
+        assert len(ranking) == query.k == len(set(ranking)) and not set(ranking) & query.exclude
+    details = crs.describe()
+    assert details["model"] == str(folder) and details["prompt_layout"].startswith("finetuned")
+    assert details["replies"] == 2 and details["fill"]["name"] == "retrieval"
+
+
+@pytest.mark.skipif(not (INSPIRED / "test.tsv").is_file(), reason="INSPIRED data not found")
+def test_grounded_recommender_simulator_gets_its_candidates(
+    inspired_folder: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    from crsdata.simulate.grounding import compact_line
+
+    folder = simulator_folder(tiny_model, tmp_path, "catalog")
+    crs, eval_set = simulator_crs(inspired_folder, tmp_path / "run", folder)
+    assert crs.grounding == "catalog"
+    queries = queries_for(eval_set)
+    prompt, _, shown = crs.prompt(queries[0])
+    assert len(shown) == 5 and not set(shown) & queries[0].exclude
+    block = "".join(f"- {compact_line(crs.catalog.get(i))}\n" for i in shown)
+    assert prompt.endswith(f"[CANDIDATES]\n{block}recommender: <action><recommend></action><response>")
+    assert prompt.startswith("[ROLE] recommender\n[CONVERSATION]\n")
+    revise, _, revised_shown = crs.prompt(queries[1])
+    assert not set(revised_shown) & queries[1].exclude and revise.endswith(PROMPT_END)
+    lists = crs.recommend(queries)
+    assert crs.last_prompts == [prompt, revise]
+    # The films the turn names come first; the tiny model names none, so its candidates lead, in retrieval order.
+    if crs.named == 0:
+        assert lists[0][:5] == shown
+    assert len(lists[0]) == 50 == len(set(lists[0])) and crs.describe()["candidates"] == 5
+
+
+@pytest.mark.skipif(not (INSPIRED / "test.tsv").is_file(), reason="INSPIRED data not found")
+def test_simulator_ranking_puts_the_named_film_first(inspired_folder: Path, tmp_path: Path) -> None:
+    """A simulator turn that names the target (and a mentioned film, and the target again): the target is first,
+    the mentioned film is left out, and the retrieval CRS's order fills the list to 50 with no duplicate."""
+    from fixtures.fake_backends import FakeBackend
+
+    from crsdata.grsu.crs import RetrievalCRS
+    from crsdata.grsu.search import CrsQuery
+    from crsdata.grsu.simulator import SimulatorCRS
+    from crsdata.grsu.vectors import ItemVectors
+
+    eval_set = load_eval_set(inspired_folder, "test")
+    turn = next(t for t in eval_set.turns if t.mentioned and set(t.mentioned) <= set(eval_set.items.ids()))
+    items = eval_set.items
+    target, seen = items.title(turn.targets[0]), items.title(turn.mentioned[0])
+    text = f"Try <movie_title>{seen}</movie_title> or <movie_title>{target}</movie_title>!"
+    text += f" <movie_title>{target}</movie_title> is great."
+    backend = FakeBackend("fake-simulator", text=lambda request, digest: text)
+    fill = RetrievalCRS(ItemVectors(items))
+    crs = SimulatorCRS(backend, items, fill, model="fake-simulator")
+    query = CrsQuery(turn, 50, 0, exclude=frozenset(turn.mentioned))
+    (ranking,) = crs.recommend([query])
+    assert ranking[0] == turn.targets[0] and turn.mentioned[0] not in ranking
+    assert len(ranking) == 50 == len(set(ranking))
+    expected = [turn.targets[0], *(i for i in fill.recommend([query])[0] if i != turn.targets[0])][:50]
+    assert ranking == expected and crs.describe()["replies_naming_a_film"] == 1
+
+
+@pytest.mark.skipif(not (INSPIRED / "test.tsv").is_file(), reason="INSPIRED data not found")
+def test_crs_eval_results_and_card_name_the_simulator_and_its_layout(
+    inspired_folder: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    folder = simulator_folder(tiny_model, tmp_path, "none")
+    config = tiny_config(inspired_folder, tmp_path / "run", folder, protocol="zero-shot", n=2, max_model_len=2048)
+    results = run_crs_eval(config)
+    details = results["crs_details"]
+    assert results["crs"] == "llm" and details["model"] == str(folder) and details["grounding"] == "none"
+    assert details["prompt_layout"].startswith("finetuned") and details["replies"] == 2
+    assert len(details["example_replies"]) == 2  # what the model wrote, for a reader of the card
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["crs_details"]["prompt_layout"] == details["prompt_layout"]
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert f"model {folder}" in card and "prompt_layout finetuned" in card and "--crs-model" in card
+    user = simulator_folder(tiny_model, tmp_path, "none", recipe="user-simulator")
+    with pytest.raises(BadInputError, match="user simulator"):
+        run_crs_eval(tiny_config(inspired_folder, tmp_path / "user", user, protocol="zero-shot", n=2))

@@ -336,14 +336,17 @@ def test_a_film_named_by_either_side_shows_its_catalog_facts(tmp_path: Path, red
 
 
 def test_the_space_simulate_replay_and_the_quick_start_share_one_default(tmp_path: Path) -> None:
-    """With no model options every entry point runs the kind's default pair (the shipped fine-tuned one, never the
-    zero-shot base in this checkout) and, as ``crsdata simulate``, the grounding those models were trained with."""
-    from crsdata.backends.embedded import BASE_MODEL, grounding_of
+    """With no model options every entry point runs the kind's default pair (the shipped catalog-grounded one named
+    in ``DEFAULT_PAIR``, never the zero-shot base in this checkout) and, as ``crsdata simulate``, the grounding
+    those models were trained with: catalog."""
+    from crsdata.backends.embedded import BASE_MODEL, DEFAULT_PAIR, grounding_of
     from crsdata.simulate.job import SimulateConfig
     from crsdata.simulate.replay import ReplaySimulation
 
     pair = (InterplaySimulation.default_model("user"), InterplaySimulation.default_model("recommender"))
     assert BASE_MODEL not in pair
+    assert pair == (DEFAULT_PAIR["user"], DEFAULT_PAIR["recommender"])
+    assert pair == ("smollm2-135m-interplay-user-catalog", "smollm2-135m-interplay-recommender-catalog")
     assert (
         (SpaceConfig().user_model, SpaceConfig().recommender_model)
         == pair
@@ -359,14 +362,16 @@ def test_the_space_simulate_replay_and_the_quick_start_share_one_default(tmp_pat
     assert simulate.options.grounding == InterplaySimulation.trained_grounding(
         {"user": pair[0], "recommender": pair[1]}
     )
-    assert simulate.options.grounding == (grounding_of(pair[0]) or "none")
+    assert simulate.options.grounding == (grounding_of(pair[0]) or "none") == "catalog"
+    assert replay.options.grounding == "catalog"
     quickstart = (ROOT / "scripts" / "quickstart.sh").read_text()
     assert "simulate interplay" in quickstart and "-model" not in quickstart and "--grounding" not in quickstart
 
 
 def test_a_chat_uses_the_grounding_its_simulator_was_trained_with(tmp_path: Path, redial_folder: Path) -> None:
     """The catalog-grounded user (tab 1) wants cues and is told the facts of a film the person names; the
-    shipped recommender (tab 2) is ungrounded; two simulators trained on different groundings do not talk."""
+    ungrounded recommender (tab 2) chats without grounding; two simulators trained on different groundings do not
+    talk."""
     from crsdata.backends.embedded import RECOMMENDER_SIMULATOR, USER_SIMULATOR_CATALOG
     from crsdata.simulate.grounding import film_facts
 

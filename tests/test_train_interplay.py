@@ -367,13 +367,21 @@ def test_interplay_defaults_to_the_shipped_pair_in_their_style(tmp_path: Path) -
     from crsdata.simulate.job import SimulateConfig
 
     shipped = all(embedded._available(embedded.EMBEDDED_MODELS[n]) for n in InterplaySimulation.default_models.values())
-    assert shipped, "the fine-tuned adapters ship in models/<recipe>/adapter/"
+    assert shipped, "the fine-tuned adapters ship in models/<recipe>/adapter*/"
 
     def config(kind: str, **kwargs) -> SimulateConfig:
         return SimulateConfig(kind=kind, source="x", n=1, out=tmp_path / "o", **kwargs)
 
     default = config("interplay")
-    assert (default.user_model, default.recommender_model) == (embedded.USER_SIMULATOR, embedded.RECOMMENDER_SIMULATOR)
+    assert (default.user_model, default.recommender_model) == (
+        embedded.DEFAULT_PAIR["user"],
+        embedded.DEFAULT_PAIR["recommender"],
+    )
+    assert default.options.grounding == "catalog"  # the default pair's, as trained
+    # The ungrounded pair stays available by name, in Interplay's layout.
+    names = {"user_model": embedded.USER_SIMULATOR, "recommender_model": embedded.RECOMMENDER_SIMULATOR}
+    ungrounded = config("interplay", **names)
+    assert ungrounded.options.grounding == "none" and ungrounded.options.prompt_style == "finetuned"
     assert default.options.prompt_style == "finetuned"
     assert default.options.first_speaker == "user"  # ReDial's seeker opens; the recommender never learned to
     assert config("interplay", options=InterplayOptions(prompt_style="instruct")).options.prompt_style == "instruct"
@@ -409,8 +417,8 @@ def test_simulate_with_no_model_options_runs_the_fine_tuned_pair(tmp_path: Path)
     assert figures["accepts"] == sum(r["outcome"]["end_reason"] == "accept" for r in records)
     assert 0 <= figures["repeated_turns"] <= 1 and 0 <= figures["parse_rate"] <= 1
     for record in records:
-        assert "interplay-user" in record["provenance"]["user_model"]
-        assert "interplay-recommender" in record["provenance"]["recommender_model"]
+        assert "interplay-user-catalog" in record["provenance"]["user_model"]  # the default pair, grounded
+        assert "interplay-recommender-catalog" in record["provenance"]["recommender_model"]
         assert load_extra(record["extra"])["style"] == {"user": "finetuned", "recommender": "finetuned"}
         assert record["turns"] and record["turns"][0]["role"] == "user"  # the fine-tuned user opens
         assert record["outcome"]["end_reason"] in ("accept", "max_turns", "parse_error")

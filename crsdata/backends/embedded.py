@@ -196,6 +196,12 @@ BASE_MODEL = "smollm2-135m-instruct"
 USER_SIMULATOR = "smollm2-135m-interplay-user"
 RECOMMENDER_SIMULATOR = "smollm2-135m-interplay-recommender"
 USER_SIMULATOR_CATALOG = "smollm2-135m-interplay-user-catalog"
+RECOMMENDER_SIMULATOR_CATALOG = "smollm2-135m-interplay-recommender-catalog"
+# The shipped default pair: what `crsdata simulate interplay`, `crsdata replay` (its user), the quick start and
+# `crsdata space` run when no model is named (through InterplaySimulation.default_models), and so the grounding
+# they run in (`--grounding` defaults to what the models were trained on). Switch the default here alone; the
+# ungrounded pair (USER_SIMULATOR, RECOMMENDER_SIMULATOR) stays available by name.
+DEFAULT_PAIR = {"user": USER_SIMULATOR_CATALOG, "recommender": RECOMMENDER_SIMULATOR_CATALOG}
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     m.name: m
     for m in (
@@ -218,6 +224,15 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
             "user_simulator/adapter-catalog",
             "Interplay user simulator trained on the catalog-grounded layout (`crsdata train user-simulator "
             "--grounding catalog`): preference cues for a target, catalog facts of each film named",
+            grounding="catalog",
+        ),
+        EmbeddedModel(
+            RECOMMENDER_SIMULATOR_CATALOG,
+            "finetuned",
+            "recommender_simulator/adapter-catalog",
+            "Interplay recommender simulator trained on the catalog-grounded layout (`crsdata train "
+            "recommender-simulator --grounding catalog`): the catalog films retrieved for the conversation before "
+            "each turn",
             grounding="catalog",
         ),
     )
@@ -357,3 +372,14 @@ def prompt_style_of(name: str | Path) -> str | None:
     if style is not None:
         return style
     return "finetuned" if _simulator_folder_metadata(name) is not None else None
+
+
+def simulator_recipe(name: str | Path) -> str | None:
+    """The Interplay recipe that trained a model (``user-simulator`` or ``recommender-simulator``): a named
+    embedded model's, from its adapter's recipe folder, or a train folder's crsdata.json; None for other models."""
+    model = embedded_model(name)
+    if model is not None:
+        recipe = model.adapter.split("/")[0].replace("_", "-")
+        return recipe if recipe in FINETUNED_RECIPES else None
+    metadata = _simulator_folder_metadata(name)
+    return str(metadata["recipe"]) if metadata is not None else None

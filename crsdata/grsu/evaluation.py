@@ -283,7 +283,16 @@ def build_crs(config: CrsEvalConfig, items: ItemTable, backends: _Backends, vect
         return PopularityCRS(items, counts, config.temperature, origin)
     if config.crs == "retrieval":
         return RetrievalCRS(vectors(), temperature=config.temperature)
-    return LLMCRS(backends.get(config.crs_backend, config.crs_model), items, config.temperature)
+    from crsdata.grsu.simulator import SimulatorCRS, simulator_layout
+
+    layout = simulator_layout(config.crs_model)  # first: a user simulator is refused before it is loaded
+    backend = backends.get(config.crs_backend, config.crs_model)
+    if layout is None:  # an instruction model: GRSU's Eq. 1
+        return LLMCRS(backend, items, config.temperature)
+    # An Interplay recommender simulator, in the layout it was trained on; the retrieval CRS completes its lists.
+    fill = RetrievalCRS(vectors(), temperature=DEFAULT_TEMPERATURES["retrieval"])
+    grounding, temperature = layout.grounding, config.temperature
+    return SimulatorCRS(backend, items, fill, grounding=grounding, temperature=temperature, model=config.crs_model)
 
 
 def build_user(config: CrsEvalConfig, items: ItemTable, backends: _Backends, vectors: Any) -> Any:

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crsdata.backends.base import Backend, ChatRequest, Generation, SamplingParams
-from crsdata.backends.embedded import RECOMMENDER_SIMULATOR, USER_SIMULATOR
+from crsdata.backends.embedded import DEFAULT_PAIR
 from crsdata.catalog import load_catalog
 from crsdata.errors import BadInputError
 from crsdata.schema import Action, EndReason, Role, item_ref, load_extra, new_dialogue, new_turn
@@ -216,23 +216,29 @@ and parse repairs.
 
 --source is a folder built by `crsdata build` whose records have target items (PEARL, ReDial, INSPIRED).
 
-Models: by default the fine-tuned simulators shipped with crsdata (smollm2-135m-interplay-user and
-smollm2-135m-interplay-recommender: LoRA adapters of `crsdata train` over the wheel's SmolLM2-135M, in the
-finetuned prompt layout; docs/simulators.md compares them with the base). `base` (or `embedded`) names the
-zero-shot SmolLM2-135M-Instruct, which reads the instruct prompts and rarely writes the action tags
-(--infer-actions). A folder written by `crsdata train` runs as it is (its adapter merged into the base)."""
+Models: by default the catalog-grounded simulators shipped with crsdata (smollm2-135m-interplay-user-catalog
+and smollm2-135m-interplay-recommender-catalog: LoRA adapters of `crsdata train ... --grounding catalog` over the
+wheel's SmolLM2-135M, in the finetuned prompt layout), so --grounding defaults to catalog and --source needs
+catalog facts (a folder built with --catalog); docs/simulators.md compares them with the base. The ungrounded
+pair stays available as smollm2-135m-interplay-user and smollm2-135m-interplay-recommender (--grounding none).
+`base` (or `embedded`) names the zero-shot SmolLM2-135M-Instruct, which reads the instruct prompts and rarely
+writes the action tags (--infer-actions). A folder written by `crsdata train` runs as it is (its adapter merged
+into the base)."""
     examples = """\
 crsdata build redial --input ../shared/data/redial/redial__valid_data.jsonl --out out/redial \\
     --catalog ../shared/data/redial/redial__id2info.json
 crsdata simulate interplay --source out/redial --n 20 --out out/interplay-sim
+crsdata simulate interplay --source out/redial --n 20 --out out/interplay-ungrounded \\
+    --user-model smollm2-135m-interplay-user --recommender-model smollm2-135m-interplay-recommender
 crsdata simulate interplay --source out/redial --n 20 --out out/interplay-base \\
     --user-model base --recommender-model base --infer-actions
 crsdata simulate interplay --source out/pearl --split test --n 100 --out out/interplay-sim \\
     --user-model out/user-simulator --recommender-model out/recommender-simulator"""
     default_max_turns = 12
     # The fine-tuned simulators shipped with crsdata (LoRA adapters over the wheel's SmolLM2-135M, trained by
-    # `crsdata train user-simulator|recommender-simulator`); the zero-shot base stays available as `base`.
-    default_models = {Role.USER.value: USER_SIMULATOR, Role.RECOMMENDER.value: RECOMMENDER_SIMULATOR}
+    # `crsdata train user-simulator|recommender-simulator`), chosen in crsdata.backends.embedded.DEFAULT_PAIR; the
+    # zero-shot base stays available as `base`.
+    default_models = {Role.USER.value: DEFAULT_PAIR["user"], Role.RECOMMENDER.value: DEFAULT_PAIR["recommender"]}
     output_source = SOURCE
     card_info = {
         "name": "crsdata simulate interplay",

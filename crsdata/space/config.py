@@ -39,13 +39,13 @@ class SpaceConfig:
     backend: str = flag(
         "local", "`local` (transformers in this process, default) or the base URL of an OpenAI-compatible server"
     )
-    # The shipped fine-tuned pair, as `crsdata simulate interplay` (the zero-shot base where this install lacks it).
+    # The shipped default pair, as `crsdata simulate interplay` (the zero-shot base where this install lacks it).
     user_model: str = flag(
-        help="user simulator model (default: the shipped fine-tuned user simulator, as crsdata simulate)",
+        help="user simulator model (default: the shipped default user simulator, as crsdata simulate)",
         default_factory=lambda: InterplaySimulation.default_model("user"),
     )
     recommender_model: str = flag(
-        help="recommender simulator model (default: the shipped fine-tuned recommender simulator)",
+        help="recommender simulator model (default: the shipped default recommender simulator, as crsdata simulate)",
         default_factory=lambda: InterplaySimulation.default_model("recommender"),
     )
     save_dir: str = flag(
