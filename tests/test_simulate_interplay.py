@@ -425,3 +425,27 @@ def test_finetuned_requests_mark_where_each_turn_starts():
     fitted, dropped = fit_request(request, len(request.prompt) - 10, 0, lambda r: len(r.prompt))
     assert dropped == 1
     assert fitted.prompt == pieces[0][0] + request.prompt[request.turn_starts[1] :]
+
+
+def test_persona_history_reported_lists_every_watched_film():
+    """`--persona-history` (simulate and replay alike): Interplay's three watched films by default; `reported`
+    lists every film the seeker reported, so a user can decline a proposal it has seen."""
+    from crsdata.simulate.interplay import PERSONA_HISTORIES, InterplayOptions
+
+    assert InterplayOptions().persona_history == "interplay" and PERSONA_HISTORIES == {"interplay": 3, "reported": None}
+    records = redial_records(12)
+
+    def watched(n_watched: int | None) -> list[int]:
+        sim = _simulation(user(), recommender(), n_watched=n_watched)
+        counts = []
+        for i, record in enumerate(records):
+            try:
+                state = sim.start(record, f"sim-{i}", i)
+            except BadInputError:  # no usable history at all: the same records in both settings
+                continue
+            counts.append(len(state.context["persona"]["watched"]))
+        return counts
+
+    interplay, reported = watched(3), watched(None)
+    assert max(interplay) <= 3 and all(r >= i for r, i in zip(reported, interplay, strict=True))
+    assert sum(reported) > sum(interplay)

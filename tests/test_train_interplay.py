@@ -173,6 +173,83 @@ def test_action_loss_weight_falls_on_the_first_token_of_each_trained_action(
         get_recipe("user-simulator").check(InterplayTrainConfig(action_loss_weight=0))
 
 
+def test_decision_turns_are_the_answers_to_each_proposal() -> None:
+    """Hand-written turns: the first user turn after each recommender turn naming new catalog films; the accept
+    before the next proposal when the seeker asked first; a film named again is no new proposal."""
+    from crsdata.training.interplay import decision_turns
+
+    def turn(role: str, action: str, *ids: str) -> dict:
+        return {"role": role, "action": action, "items": [{"item_id": i, "title": i} for i in ids], "text": ""}
+
+    turns = [
+        turn("user", "greeting"),
+        turn("recommender", "recommend", "a"),  # 1: proposal
+        turn("user", "feedback"),  # 2: its answer
+        turn("recommender", "recommend", "a"),  # 3: named before, no proposal
+        turn("user", "feedback"),
+        turn("recommender", "recommend", "b", ""),  # 5: proposal (the unlinked title does not count)
+        turn("user", "inquire"),  # asks first...
+        turn("recommender", "feedback"),
+        turn("user", "accept"),  # 8: ...then accepts before the next proposal
+        turn("recommender", "recommend", "c"),  # 9: proposal with no user turn after it
+    ]
+    assert decision_turns(turns) == {2, 8}
+
+
+def test_decisions_objective_trains_only_the_action_of_each_answer(redial_folder: Path, records: list[dict]) -> None:
+    """`--objective decisions` on real dialogues: one trained token per answer to a proposal, the first of its
+    action's name, the accept among them; the same sequences as the dialogue objective otherwise."""
+    from fixtures.tiny_models import build_tiny_tokenizer
+
+    from crsdata.errors import BadInputError
+    from crsdata.models import get_recipe
+    from crsdata.training.interplay import InterplayTrainConfig, action_tag_ids
+
+    tokenizer = build_tiny_tokenizer()
+    catalog = folders_catalog([load_data_folder(redial_folder)])
+    tag = action_tag_ids(tokenizer)
+    options = {"max_length": 4096, "seed": 0}
+    dialogue = prepare_sequences(records, "user", tokenizer, catalog, **options)
+    decisions = prepare_sequences(records, "user", tokenizer, catalog, objective="decisions", action_tag=tag, **options)
+    assert decisions.input_ids == dialogue.input_ids
+    trained = [
+        (ids, j)
+        for ids, labels in zip(decisions.input_ids, decisions.labels, strict=True)
+        for j, label in enumerate(labels)
+        if label != IGNORE_INDEX
+    ]
+    assert len(trained) == decisions.trained_turns == decisions.trained_tokens > 0
+    assert decisions.trained_turns < dialogue.trained_turns
+    assert decisions.actions["accept"] == dialogue.actions["accept"] > 0
+    for ids, j in trained:
+        assert tokenizer.decode(ids[:j]).endswith("<action><")
+    with pytest.raises(BadInputError, match="objective"):
+        get_recipe("recommender-simulator").check(InterplayTrainConfig(objective="decisions"))
+    with pytest.raises(BadInputError, match="objective"):
+        get_recipe("user-simulator").check(InterplayTrainConfig(objective="accuracy"))
+
+
+def test_init_adapter_trains_the_given_adapter_further(
+    redial_folder: Path, wide_tiny_model: Path, tmp_path: Path
+) -> None:
+    """A second stage: `--init-adapter FOLDER --objective decisions` trains FOLDER's adapter (its layers and
+    rank, not the config's), and a folder without an adapter is one line of bad input."""
+    from safetensors.torch import load_file
+
+    first = tmp_path / "first"
+    assert _train("user-simulator", redial_folder, first, wide_tiny_model, "--eval-size", "0") == 0
+    second = tmp_path / "second"
+    extra = ("--eval-size", "0", "--init-adapter", str(first), "--objective", "decisions", "--lora-r", "4")
+    assert _train("user-simulator", redial_folder, second, wide_tiny_model, *extra) == 0
+    assert json.loads((second / "adapter_config.json").read_text())["r"] == 8
+    before, after = load_file(first / "adapter_model.safetensors"), load_file(second / "adapter_model.safetensors")
+    assert before.keys() == after.keys()
+    assert any(not before[k].equal(after[k]) for k in before)
+    assert (
+        _train("user-simulator", redial_folder, tmp_path / "bad", wide_tiny_model, "--init-adapter", str(tmp_path)) != 0
+    )
+
+
 @pytest.mark.slow
 def test_sequences_with_the_real_tokenizer(redial_folder: Path, records: list[dict], embedded_model_dir: Path) -> None:
     from transformers import AutoTokenizer

@@ -187,6 +187,19 @@ class InterplayOptions(SimulationOptions):
         "MovieLens tags.csv whose tags join the catalog keywords as themes of the user's cues (--grounding catalog)",
         type=Path,
     )
+    persona_history: str = option(
+        "interplay",
+        "the films the persona lists as watched: interplay (the default, as in Interplay: three of the films the "
+        "seeker reported seeing or talked about, liked and talked-about ones first) or reported (every one of "
+        "them; in ReDial the questionnaire marks films the recommender proposes later, so the persona knows "
+        "which proposals it has seen). The rule baselines decline the same films",
+        choices=("interplay", "reported"),
+    )
+
+
+# What the persona knows it has watched (``--persona-history``): Interplay's three films (the persona's default,
+# chosen among every film the seeker reported or talked about, liked and talked-about ones first), or all of them.
+PERSONA_HISTORIES = {"interplay": 3, "reported": None}
 
 
 class InterplaySimulation(Simulation):
@@ -358,6 +371,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "style": options.prompt_style or "instruct",
             "infer_actions": options.infer_actions,
             "first_speaker": options.first_speaker or Role.RECOMMENDER.value,
+            "n_watched": PERSONA_HISTORIES[options.persona_history],
             **grounded,
         }
 

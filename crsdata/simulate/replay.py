@@ -84,7 +84,7 @@ from crsdata.fileio import write_atomic
 from crsdata.schema import Action, EndReason, Role, dump_extra, item_ref
 from crsdata.simulate.actions import ParsedTurn
 from crsdata.simulate.base import DialogueState, SimulationOptions, option
-from crsdata.simulate.interplay import InterplayOptions, InterplaySimulation
+from crsdata.simulate.interplay import PERSONA_HISTORIES, InterplayOptions, InterplaySimulation
 from crsdata.simulate.leak import (
     assert_no_target_leak,
     fuzzy_title_match,
@@ -208,26 +208,13 @@ def _decision(item: dict[str, str], accepted: bool, turn_index: int) -> dict[str
     return {"item_id": item["item_id"], "accepted": accepted, "round": turn_index}
 
 
-# What the persona knows it has watched (``--persona-history``): Interplay's three films (the persona's default,
-# chosen among every film the seeker reported or talked about, liked and talked-about ones first), or all of them.
-PERSONA_HISTORIES = {"interplay": 3, "reported": None}
-
-
 @dataclass
 class ReplayOptions(InterplayOptions):
-    """``crsdata replay`` options: the user simulator's prompt options, the persona's history, and the
-    intervals."""
+    """``crsdata replay`` options: the user simulator's prompt options (the persona's history among them), and
+    the intervals."""
 
     bootstrap: int = option(
         1000, "bootstrap resamples for the 95%% intervals (default 1000; 0: none)", in_run_config=False
-    )
-    persona_history: str = option(
-        "interplay",
-        "the films the persona lists as watched: interplay (the default, as in Interplay: three of the films the "
-        "seeker reported seeing or talked about, liked and talked-about ones first) or reported (every one of "
-        "them; in ReDial the questionnaire marks films the recommender proposes later, so the persona knows "
-        "which proposals it has seen). The rule baselines decline the same films",
-        choices=tuple(PERSONA_HISTORIES),
     )
     baselines_only: bool = option(
         False,
@@ -281,11 +268,6 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
     }
     options_class = ReplayOptions
     options: ReplayOptions
-
-    @classmethod
-    def constructor_options(cls, options: SimulationOptions, source: SimulationSource) -> dict[str, Any]:
-        history = options.persona_history if isinstance(options, ReplayOptions) else "interplay"
-        return {**super().constructor_options(options, source), "n_watched": PERSONA_HISTORIES[history]}
 
     @property
     def persona_history(self) -> str:

@@ -83,6 +83,21 @@ class InterplayTrainConfig(SFTTrainConfig):
             "not is one token in a turn of dozens; above 1 it weighs as much as the words around it)"
         },
     )
+    objective: str = field(
+        default="dialogue",
+        metadata={
+            "help": "what the user's loss is on: dialogue (every token of its turns) or decisions (only the action "
+            "of its answer to each proposal, accept or not, with the whole dialogue as context: a second stage "
+            "for the decision, from --init-adapter)"
+        },
+    )
+    init_adapter: str = field(
+        default="",
+        metadata={
+            "help": "a LoRA adapter folder (a `crsdata train` out folder, or models/<recipe>/adapter-catalog) whose "
+            "adapter this run trains further, instead of a new one; its own layers and rank apply"
+        },
+    )
     persona_history: str = field(
         default="interplay",
         metadata={
@@ -90,6 +105,10 @@ class InterplayTrainConfig(SFTTrainConfig):
             "(three of them, as in Interplay) or reported (every film the seeker's questionnaire or turns report)"
         },
     )
+
+
+# What the user's loss is on (--objective): every token of its turns, or only its answers' actions.
+OBJECTIVES = ("dialogue", "decisions")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -133,6 +152,34 @@ def label_turns(record: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]
     for turn, action in zip(turns, actions, strict=True):
         turn["action"] = action
     return turns, origins
+
+
+def decision_turns(turns: list[dict[str, Any]]) -> frozenset[int]:
+    """The user turns that answer a proposal, as replay asks them (:func:`crsdata.simulate.replay.proposals`:
+    a recommender turn naming catalog films no recommender turn named before): the first user turn after it,
+    or the accept before the next proposal when the seeker first asked about the film."""
+    from crsdata.simulate.replay import proposals
+
+    starts = [index for index, _ in proposals(turns)[0]]
+    answers = set()
+    for k, start in enumerate(starts):
+        end = starts[k + 1] if k + 1 < len(starts) else len(turns)
+        users = [j for j in range(start + 1, end) if turns[j]["role"] == Role.USER]
+        accepts = [j for j in users if turns[j]["action"] == Action.ACCEPT]
+        if users:
+            answers.add(accepts[0] if accepts else users[0])
+    return frozenset(answers)
+
+
+def action_labels(labels: list[int], action_tag: tuple[int, ...]) -> list[int]:
+    """``labels`` with only the first token of each trained turn's action kept (the token after
+    ``action_tag``, :func:`action_tag_ids`), -100 elsewhere."""
+    import torch
+
+    from crsdata.training.sft import TokenWeight
+
+    keep = TokenWeight(action_tag, 1.0).positions(torch.tensor(labels)).tolist()
+    return [label if kept else IGNORE_INDEX for label, kept in zip(labels, keep, strict=True)]
 
 
 def accepted_item(turns: list[dict[str, Any]], end: int) -> str:
@@ -298,11 +345,15 @@ def prepare_sequences(
     tags: dict[str, list[str]] | None = None,
     candidates: int = 5,
     n_watched: int | None = 3,
+    objective: str = "dialogue",
+    action_tag: tuple[int, ...] = (),
 ) -> PreparedData:
     """The training sequences of ``role``'s simulator from ``records`` (see the module doc); with
     ``grounding="catalog"`` in the grounded layout (:func:`grounded_training_view`, the user's target attributes
     as cues: :func:`~crsdata.simulate.grounding.record_cues`). ``n_watched``: the watched films a persona lists
-    (:func:`~crsdata.simulate.persona.build_persona`; None keeps every one reported)."""
+    (:func:`~crsdata.simulate.persona.build_persona`; None keeps every one reported). With ``objective=
+    "decisions"`` only the first token of the action of each of the user's answers to a proposal
+    (:func:`decision_turns`) is trained, the token after ``action_tag``; the rest is context."""
     from crsdata.backends.base import ChatRequest
     from crsdata.simulate.grounding import record_cues, training_queries
     from crsdata.simulate.leak import TargetLeakError, assert_no_target_leak
@@ -336,6 +387,9 @@ def prepare_sequences(
                 data.examples.append(str(err))
                 continue
         untrained = _untrained_turns(record, turns) if role == Role.USER else frozenset()
+        if objective == "decisions":
+            answers = decision_turns(turns)
+            untrained = untrained | {i for i, t in enumerate(turns) if t["role"] == role and i not in answers}
         allowed: list[str] = []
         view = NO_GROUNDING
         if grounding == "catalog":
@@ -356,6 +410,8 @@ def prepare_sequences(
             data.examples.append(str(err))
             continue
         ids, labels = tokenize_pieces(tokenizer, pieces, max_length + 1)
+        if objective == "decisions":
+            labels = action_labels(labels, action_tag)
         if len(ids) > max_length:
             data.truncated += 1
             ids, labels = ids[:max_length], labels[:max_length]
@@ -485,6 +541,16 @@ def action_tag_ids(tokenizer: Any) -> tuple[int, ...]:
     return tuple(os.path.commonprefix(bodies))  # commonprefix compares any sequences element by element
 
 
+def load_trainable_adapter(model: Any, folder: str) -> Any:
+    """``model`` with the LoRA adapter in ``folder`` loaded for more training (peft's ``PeftModel``); bad input
+    naming the folder when it holds none."""
+    from peft import PeftModel
+
+    if not (Path(folder) / "adapter_config.json").is_file():
+        raise BadInputError(folder, "", "init_adapter", "no adapter_config.json: not a LoRA adapter", "bad-model")
+    return PeftModel.from_pretrained(model, folder, is_trainable=True)
+
+
 def save_trained(model: Any, tokenizer: Any, config: InterplayTrainConfig, *, hub_id: str) -> None:
     """The adapter (LoRA, in bfloat16: a few MB) or the full model, and the tokenizer, into ``config.out``.
     The folder names ``hub_id`` as its base (the adapter config's ``base_model_name_or_path``), not a local path."""
@@ -590,6 +656,16 @@ class InterplayRecipe(Recipe):
                 raise BadInputError(
                     "", "", name, f"must be at least {least}, got {getattr(config, name)}", "bad-config"
                 )
+        if config.objective not in OBJECTIVES:
+            raise BadInputError(
+                "", "", "objective", f"must be one of {', '.join(OBJECTIVES)}, not {config.objective!r}", "bad-config"
+            )
+        if config.objective == "decisions" and self.role != Role.USER:
+            raise BadInputError("", "", "objective", "decisions trains the user's accept; use dialogue", "bad-config")
+        if config.init_adapter and not config.lora:
+            raise BadInputError(
+                config.init_adapter, "", "init_adapter", "continues a LoRA adapter: drop --lora false", "bad-config"
+            )
         if not config.action_loss_weight > 0:
             raise BadInputError(
                 "", "", "action_loss_weight", f"must be above 0, got {config.action_loss_weight}", "bad-config"
@@ -620,6 +696,8 @@ class InterplayRecipe(Recipe):
         catalog = folders_catalog(data)
         path, hub_id = base_model(config.base)
         tokenizer, model = load_tokenizer_and_model(path, config.base)
+        if config.init_adapter:
+            model = load_trainable_adapter(model, config.init_adapter)
         grounded = simulation_options(config, self.role, catalog)
         prepared = prepare_sequences(
             train_records,
@@ -628,6 +706,8 @@ class InterplayRecipe(Recipe):
             catalog,
             max_length=config.max_length,
             seed=config.seed,
+            objective=config.objective,
+            action_tag=action_tag_ids(tokenizer),
             **grounded,
         )
         if not prepared.n:

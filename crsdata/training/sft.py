@@ -66,9 +66,9 @@ class TokenWeight:
     tag: tuple[int, ...]
     weight: float
 
-    def weights(self, labels: Any) -> Any:
-        """A float tensor shaped like ``labels`` (-100 where untrained): ``weight`` at the tokens that follow
-        ``tag`` inside the trained tokens, 1 elsewhere."""
+    def positions(self, labels: Any) -> Any:
+        """A bool tensor shaped like ``labels`` (-100 where untrained): True at the trained tokens that follow
+        ``tag`` (itself trained)."""
         import torch
 
         n = len(self.tag)
@@ -78,8 +78,14 @@ class TokenWeight:
             for k, token in enumerate(self.tag):
                 match &= labels[..., k : labels.shape[-1] - n + k] == token
             follows[..., n:] = match & (labels[..., n:] != -100)
+        return follows
+
+    def weights(self, labels: Any) -> Any:
+        """A float tensor shaped like ``labels``: ``weight`` at :meth:`positions`, 1 elsewhere."""
+        import torch
+
         ones = torch.ones_like(labels, dtype=torch.float32)
-        return torch.where(follows, ones * self.weight, ones)
+        return torch.where(self.positions(labels), ones * self.weight, ones)
 
 
 def weighted_token_loss(logits: Any, labels: Any, weights: Any, num_items_in_batch: Any = None) -> Any:
@@ -156,8 +162,8 @@ def top_layers(model: Any, count: int) -> list[int] | None:
 def lora_config(config: SFTTrainConfig, model: Any) -> Any:
     """peft's LoraConfig of ``config`` for ``model`` (None for a full fine-tune): every linear layer of the
     decoder blocks, or of the top ``lora_layers`` only, where the backward pass then stops."""
-    if not config.lora:
-        return None
+    if not config.lora or getattr(model, "peft_config", None):
+        return None  # a full fine-tune, or a model that carries its adapter already (a second stage)
     from peft import LoraConfig
 
     layers = top_layers(model, config.lora_layers)
