@@ -194,7 +194,8 @@ def test_a_replay_reports_the_rules_beside_the_model(redial_train_test, tmp_path
     stdout = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     assert set(results["baselines"]) == {"accept_first", "never", "random", "exact_match", "similarity"}
-    assert results["persona_history"] == "reported" and results["grounding"] == "none"
+    # With no model option the user is the shipped default's, trained on catalog grounding (DEFAULT_PAIR).
+    assert results["persona_history"] == "reported" and results["grounding"] == "catalog"
     assert results["baselines"]["similarity"]["tau_split"] == "train"
     assert set(results["baseline_intervals"]["similarity"]) == {"sr", "et", "fr"}
     manifest = json.loads((out / ".simulate-run" / "manifest.json").read_text())
