@@ -591,15 +591,16 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
 
         report = leak_report(records)
         grounding = {
-            "none": "`--grounding none` (the default): Interplay's layout. The user wants target attributes "
-            "described from the catalog and the recommender sees only the conversation. The default stays `none` "
-            "until simulators trained on the grounded layout ship: the shipped pair has never seen it.",
+            "none": "`--grounding none`: Interplay's layout. The user wants target attributes described from the "
+            "catalog and the recommender sees only the conversation. The ungrounded pair "
+            "(`smollm2-135m-interplay-user`, `smollm2-135m-interplay-recommender`) was trained on it; the default "
+            "pair is the catalog-grounded one.",
             "catalog": "`--grounding catalog`: the user wants preference cues (kinds of film, era, themes from "
             "keywords and tags, its own words without titles; never people or title words) and hears the catalog "
             "facts of each film a recommender turn names; before each recommender turn, the "
             f"{self.candidates_k} catalog films most similar to the user's words (MiniLM retrieval, never a "
-            "target that retrieval did not find) are listed for it. Simulators not trained on this layout (the "
-            "shipped pair is not) see it for the first time.",
+            "target that retrieval did not find) are listed for it. The shipped default pair was trained on this "
+            "layout; a simulator that was not sees it for the first time.",
         }[self.grounding]
         lists = [(t, load_extra(t.get("extra") or "").get("candidates")) for r in records for t in r["turns"]]
         listed = [(t, ids) for t, ids in lists if ids is not None]
