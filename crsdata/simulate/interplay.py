@@ -137,6 +137,11 @@ def _with_stops(params: SamplingParams, stops: tuple[str, ...]) -> SamplingParam
     return dataclasses.replace(params, stop=params.stop + missing) if missing else params
 
 
+# What the persona knows it has watched (``--persona-history``): Interplay's three films (the persona's default,
+# chosen among every film the seeker reported or talked about, liked and talked-about ones first), or all of them.
+PERSONA_HISTORIES = {"interplay": 3, "reported": None}
+
+
 @dataclass
 class InterplayOptions(SimulationOptions):
     """``crsdata simulate interplay`` options."""
@@ -193,13 +198,8 @@ class InterplayOptions(SimulationOptions):
         "seeker reported seeing or talked about, liked and talked-about ones first) or reported (every one of "
         "them; in ReDial the questionnaire marks films the recommender proposes later, so the persona knows "
         "which proposals it has seen). The rule baselines decline the same films",
-        choices=("interplay", "reported"),
+        choices=tuple(PERSONA_HISTORIES),
     )
-
-
-# What the persona knows it has watched (``--persona-history``): Interplay's three films (the persona's default,
-# chosen among every film the seeker reported or talked about, liked and talked-about ones first), or all of them.
-PERSONA_HISTORIES = {"interplay": 3, "reported": None}
 
 
 class InterplaySimulation(Simulation):

@@ -614,7 +614,7 @@ def simulation_options(config: InterplayTrainConfig, role: str, catalog: Any) ->
     """What a simulation of the model takes, and what its training sequences are made with
     (:func:`prepare_sequences`' keywords): its grounding (a retriever for the recommender, the user's tags) and
     its persona's history."""
-    from crsdata.simulate.replay import PERSONA_HISTORIES
+    from crsdata.simulate.interplay import PERSONA_HISTORIES
 
     options: dict[str, Any] = {"n_watched": PERSONA_HISTORIES[config.persona_history]}
     if config.grounding == "catalog":
@@ -670,7 +670,7 @@ class InterplayRecipe(Recipe):
             raise BadInputError(
                 "", "", "action_loss_weight", f"must be above 0, got {config.action_loss_weight}", "bad-config"
             )
-        from crsdata.simulate.replay import PERSONA_HISTORIES
+        from crsdata.simulate.interplay import PERSONA_HISTORIES
 
         if config.persona_history not in PERSONA_HISTORIES:
             raise BadInputError(
