@@ -422,7 +422,8 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             return Grounding()
         targets, titles = target_ids(state.record, self.catalog), target_titles(state)
         if role == Role.USER.value:
-            return Grounding(facts=user_facts(state.turns, self.catalog, targets, titles, allowed))
+            seen = [w.item_id for w in self.persona(state).watched]
+            return Grounding(facts=user_facts(state.turns, self.catalog, targets, titles, allowed, seen))
         lists: dict[str, list[str]] = state.context.setdefault("candidates", {})
         index = len(state.turns)
         if str(index) not in lists:
