@@ -472,8 +472,9 @@ def test_self_play_figures_count_catalog_titles_accepts_and_greeting_loops(
     from crsdata.catalog import load_catalog
     from crsdata.export import export_folder
     from crsdata.schema import item_ref
+    from crsdata.simulate.filters import is_greeting_turn
     from crsdata.simulate.replay import replay_target
-    from crsdata.training.interplay_eval import dialogue_figures, is_greeting_turn
+    from crsdata.training.interplay_eval import dialogue_figures
     from crsdata.training.interplay_eval import main as eval_main
 
     catalog = load_catalog([redial_folder])

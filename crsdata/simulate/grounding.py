@@ -232,12 +232,15 @@ def without_title_clauses(text: str, placeholder: str = "a film") -> list[str]:
     """The clauses of ``text`` that do not hold ``placeholder``, in order. A removed title leaves "i like a film
     and i watched a film", which says nothing, and a 135M user copied it with the placeholders dropped ("i like
     and i watched and"); the clauses around it still say what the seeker wants."""
-    clauses = [c.strip() for c in _CLAUSE_BREAK.split(text) if c.strip()]
-    kept = [c for c in clauses if not re.search(rf"\b{re.escape(placeholder)}\b", c, re.IGNORECASE)]
-    if kept:
-        # A kept clause may start with the word that joined it to a dropped one ("and so on" after a dropped
-        # first clause reads badly); drop such a leading joiner.
-        kept[0] = re.sub(r"^(?:and|but|or|so|because)\s+", "", kept[0], flags=re.IGNORECASE)
+    kept: list[str] = []
+    for clause in (c.strip() for c in _CLAUSE_BREAK.split(text) if c.strip()):
+        if not re.search(rf"\b{re.escape(placeholder)}\b", clause, re.IGNORECASE):
+            # A first clause may start with the word that joined it to a dropped one: that word goes.
+            kept.append(clause if kept else re.sub(r"^(?:and|but|or|so|because)\s+", "", clause, flags=re.I))
+        elif kept and kept[-1].endswith(",") and clause[-1] in ".!?":
+            kept[-1] = kept[-1][:-1] + clause[-1]  # the dropped clause ended the sentence: so does the kept one
+    if kept and kept[-1].endswith(","):
+        kept[-1] = kept[-1][:-1]
     return [c for c in kept if c]
 
 
