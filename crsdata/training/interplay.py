@@ -43,7 +43,7 @@ from crsdata.training.catalog import folders_catalog
 from crsdata.training.config import SFTTrainConfig
 from crsdata.training.data import DataFolder
 from crsdata.training.recipe import EvalScore, Recipe, TrainResult, is_main_process
-from crsdata.training.sft import TokenWeight, TrainRun, check_sft_options
+from crsdata.training.sft import TokenWeight, TrainRun, check_sft_options, finished_run
 
 IGNORE_INDEX = -100
 
@@ -728,7 +728,11 @@ class InterplayRecipe(Recipe):
             f"({summary['tokens']} tokens, {summary['trained_tokens']} trained; skipped {dict(prepared.skipped)}; "
             f"{prepared.truncated} cut at {config.max_length}; {prepared.with_accept} with an accept)"
         )
-        _, run = train_sequences(config, prepared, tokenizer, model, hub_id=hub_id)
+        run = finished_run(config)
+        if run is None:
+            _, run = train_sequences(config, prepared, tokenizer, model, hub_id=hub_id)
+        else:
+            log(f"{config.out} holds the model this command trained before; scoring it and writing the folder")
         log(
             f"trained {run.steps} steps in {run.seconds:.0f}s ({run.tokens_per_second:.0f} tokens/s), "
             f"loss {run.first_loss:.3f} -> {run.last_loss:.3f}"
