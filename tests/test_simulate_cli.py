@@ -423,6 +423,7 @@ def test_every_option_that_changes_a_dialogue_refuses_a_resume(tmp_path, redial_
         "temperature": ["--temperature", "0.5"],
         "top_p": ["--top-p", "0.5"],
         "max_retries": ["--max-retries", "1"],
+        "max_resamples": ["--max-resamples", "0"],
         # The default pair is catalog-grounded; a model that says nothing is taken as ungrounded unless told.
         "user_model": ["--user-model", "other", "--grounding", "catalog"],
         "recommender_model": ["--recommender-model", "other", "--grounding", "catalog"],

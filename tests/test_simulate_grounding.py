@@ -24,6 +24,7 @@ from crsdata.simulate.grounding import (
     fact_fields,
     film_facts,
     named_ids,
+    own_words,
     read_tags,
     record_cues,
     training_candidates,
@@ -33,7 +34,7 @@ from crsdata.simulate.grounding import (
 from crsdata.simulate.interplay import InterplaySimulation
 from crsdata.simulate.leak import TargetLeakError, normalize_text
 from crsdata.simulate.persona import all_target_titles, describe_target
-from crsdata.simulate.prompts import finetuned_prompt
+from crsdata.simulate.prompts import SEEN_NOTE, finetuned_prompt
 from crsdata.training.interplay import grounded_training_view
 
 TAGS = DATA / "movielens-latest-small" / "tags.csv"
@@ -121,6 +122,42 @@ def test_facts_reach_the_user_only_after_a_recommender_named_the_film(records) -
         after = text(sim.request(state, "user"))
         assert after.count(facts) == 1 and ("[FACTS] " + facts in after or "About the films named" in after)
         assert facts not in text(sim.request(state, "recommender")), "the recommender gets candidates, not facts"
+
+
+def test_a_proposed_film_the_persona_watched_says_so_where_the_user_decides(records) -> None:
+    """The persona's watched list is ~600 tokens above a proposal; the facts line right before the user's answer
+    says which proposed film it has seen, in the simulation and in the training view alike."""
+    sim = _sim("catalog")
+    record = records[3]
+    state = sim.start(record, "d", 0)
+    watched = [w["item_id"] for w in state.context["persona"]["watched"]]
+    assert watched, "this record's persona lists watched films"
+    fresh = next(row for row in _proposed_rows(record) if row["item_id"] not in watched)
+    proposed = [item_ref(watched[0], "x"), item_ref(fresh["item_id"], "y")]
+    state.turns.append(new_turn(0, "recommender", "Try these", "recommend", proposed))
+    prompt = sim.request(state, "user").prompt
+    seen_line = "[FACTS] " + film_facts(catalog().get(watched[0])) + SEEN_NOTE + "\n"
+    assert seen_line in prompt
+    assert "[FACTS] " + film_facts(fresh) + "\n" in prompt, "a film it has not watched has no note"
+    assert prompt.count(SEEN_NOTE) == 1
+    view = grounded_training_view(record, state.turns, "user", catalog(), None, seen=watched)
+    assert view.facts[0] == [film_facts(catalog().get(watched[0])) + SEEN_NOTE, film_facts(fresh)]
+    assert grounded_training_view(record, state.turns, "user", catalog(), None).facts[0][0].endswith(SEEN_NOTE) is False
+
+
+def test_own_words_drop_the_clauses_a_removed_title_leaves_empty() -> None:
+    # A 135M user copied "i like a film and i watched a film" with the placeholders dropped ("i like and ...").
+    record = {
+        "turns": [
+            {"role": "user", "text": "Hello! i love adventure movies, i like Jumanji and yesterday i watched Hook"},
+            {"role": "recommender", "text": "Try Zathura", "items": [{"title": "Zathura"}]},
+        ]
+    }
+    assert own_words(record, ["Jumanji", "Hook"]) == "Hello! i love adventure movies"
+    record["turns"][0]["text"] = "I want something scary, like Jaws. But not too gory."
+    assert own_words(record, ["Jaws"]) == "I want something scary. But not too gory."
+    record["turns"][0]["text"] = "Jaws"
+    assert own_words(record, ["Jaws"]) == ""
 
 
 def test_inference_candidates_are_pure_retrieval(records, retriever) -> None:

@@ -449,3 +449,59 @@ def test_persona_history_reported_lists_every_watched_film():
     interplay, reported = watched(3), watched(None)
     assert max(interplay) <= 3 and all(r >= i for r, i in zip(reported, interplay, strict=True))
     assert sum(reported) > sum(interplay)
+
+
+def _echo_then(answer: str, echoes: int):
+    """A user that copies the recommender's last response ``echoes`` times, then says ``answer``."""
+    calls = iter(range(10**6))
+
+    def policy(own: int, last: str) -> str:
+        said = re.search(r"<response>(.*?)</response>", last)
+        if said and next(calls) < echoes:
+            return f"<action><feedback></action><response>{said.group(1)}</response>"
+        return answer
+
+    return policy
+
+
+def test_a_turn_that_echoes_the_other_speaker_is_sampled_again_with_the_next_seed():
+    horror = "<action><disclose-goal></action><response>Horror please.</response>"
+    sim = _simulation(_echo_then(horror, 2), recommender(), max_turns=2, max_resamples=3)
+    (state,) = _run(sim, [redial_record("16162")])
+    assert [t["text"] for t in state.turns] == ["Hi! What kind of movie are you after?", "Horror please."]
+    assert state.counters["resampled"] == 2 and state.counters["resampled.repeat"] == 2
+    assert "resample_exhausted" not in state.counters
+    assert [r.seed for r in sim.backends["user"].requests] == [request_seed(7, 1, a) for a in range(3)]
+    # Off (the engine's own default, and --max-resamples 0): the echo is kept as written.
+    sim = _simulation(_echo_then(horror, 2), recommender(), max_turns=2)
+    (state,) = _run(sim, [redial_record("16162")])
+    assert state.turns[1]["text"] == state.turns[0]["text"] and "resampled" not in state.counters
+
+
+def test_a_second_greeting_is_resampled_and_the_last_try_kept_when_they_run_out():
+    greetings = iter(["Hello!", "Hi there!", "Hey!", "Good evening!", "Howdy!"])
+    sim = _simulation(
+        lambda own, last: f"<action><greeting></action><response>{next(greetings)}</response>",
+        recommender(inquiries=3),
+        max_turns=4,
+        max_resamples=2,
+    )
+    (state,) = _run(sim, [redial_record("16162")])
+    user_turns = [t for t in state.turns if t["role"] == "user"]
+    # The first greeting is kept; the second is tried three times (two resamples) and the last try kept, counted.
+    assert [t["text"] for t in user_turns] == ["Hello!", "Good evening!"]
+    assert state.counters["resampled.greeting"] == 2 and state.counters["resample_exhausted"] == 1
+    assert state.context["resamples"] == {"user": 0, "recommender": 0}
+
+
+def test_an_accept_is_never_resampled():
+    # The accept copies the recommender's sentence word for word; it ends the dialogue and is kept.
+    sim = _simulation(
+        lambda own, last: "<action><accept></action><response>Try The Shining (1980).</response>",
+        lambda own, last: (
+            "<action><recommend></action><response>Try <movie_title>The Shining (1980)</movie_title>.</response>"
+        ),
+        max_resamples=3,
+    )
+    (state,) = _run(sim, [redial_record("16162")])
+    assert state.end_reason == "accept" and len(state.turns) == 2 and "resampled" not in state.counters

@@ -307,6 +307,37 @@ def test_recipe_writes_an_adapter_folder_scored_against_the_base(
     assert not (out / ".trainer").exists()
 
 
+def test_a_command_stopped_while_scoring_scores_the_saved_model_when_run_again(
+    redial_folder: Path, wide_tiny_model: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A one-epoch run that failed in its held-out scoring lost nothing but the scoring: the same command scores the
+    saved model and writes the folder, without training again; other training options are refused."""
+    from crsdata.training import interplay as recipe_module
+
+    out = tmp_path / "stopped"
+
+    def scoring_fails(*args, **kwargs):
+        raise ImportError("the scoring code changed under the running command")
+
+    monkeypatch.setattr(recipe_module.InterplayRecipe, "evaluate", scoring_fails)
+    assert _train("user-simulator", redial_folder, out, wide_tiny_model) != 0
+    saved = (out / "adapter_model.safetensors").read_bytes()
+    assert (out / ".trainer" / "run.json").is_file() and not (out / "results.json").exists()
+    monkeypatch.undo()
+    assert _train("user-simulator", redial_folder, out, wide_tiny_model, "--learning-rate", "5e-4") != 0
+    assert "other options (learning_rate)" in capsys.readouterr().err
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(recipe_module, "train_sequences", no_training)
+    assert _train("user-simulator", redial_folder, out, wide_tiny_model) == 0
+    assert "holds the model this command trained before" in capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert results["details"]["training"]["steps"] == 2 and 0.0 <= results["success_rate"] <= 1.0
+    assert (out / "adapter_model.safetensors").read_bytes() == saved and not (out / ".trainer").exists()
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
@@ -472,8 +503,9 @@ def test_self_play_figures_count_catalog_titles_accepts_and_greeting_loops(
     from crsdata.catalog import load_catalog
     from crsdata.export import export_folder
     from crsdata.schema import item_ref
+    from crsdata.simulate.filters import is_greeting_turn
     from crsdata.simulate.replay import replay_target
-    from crsdata.training.interplay_eval import dialogue_figures, is_greeting_turn
+    from crsdata.training.interplay_eval import dialogue_figures
     from crsdata.training.interplay_eval import main as eval_main
 
     catalog = load_catalog([redial_folder])

@@ -102,6 +102,34 @@ def repetition(turns: list[dict[str, Any]], threshold: float = DEFAULT_SIMILARIT
     return hits
 
 
+def repeats_earlier(text: str, turns: list[dict[str, Any]], threshold: float = DEFAULT_SIMILARITY) -> bool:
+    """Whether ``text`` is at least ``threshold`` similar to the text of any of ``turns``, whoever spoke it: the
+    check a simulation makes before keeping a turn (a small user copies the recommender's sentence)."""
+    norm = _normalise(text)
+    return bool(norm) and any(fuzz.ratio(norm, _normalise(t["text"])) / 100.0 >= threshold for t in turns)
+
+
+# Words of a turn that only greets: "Hi!", "Hello there.", "Good morning!", and the "Great!" / "Welcome!" that
+# small models trade in a greeting loop. A turn is a greeting when it is labelled `greeting`, or when it names
+# no item, is not an accept, and its text is one to four of these words and nothing else (punctuation aside).
+GREETING_WORDS = frozenset(
+    {"hi", "hello", "hey", "hiya", "howdy", "greetings", "welcome", "great", "good", "morning", "afternoon"}
+    | {"evening", "day", "there"}
+)
+GREETING_LOOP = 2  # a dialogue with more greeting turns than this is in a greeting loop (issue 21's target)
+
+
+def is_greeting_turn(turn: dict[str, Any]) -> bool:
+    """Whether ``turn`` only greets (the rule of :data:`GREETING_WORDS`): a loop of these is a conversation that
+    never starts, whatever the turns are labelled."""
+    if turn["action"] == "greeting":
+        return True
+    if turn["items"] or turn["action"] == "accept":
+        return False
+    words = re.findall(r"[a-z]+", turn["text"].lower())
+    return 1 <= len(words) <= 4 and all(w in GREETING_WORDS for w in words)
+
+
 def check(turns: list[dict[str, Any]], similarity: float = DEFAULT_SIMILARITY) -> dict[str, list[int]]:
     """Every filter's hits (turn indices) for one dialogue, keyed by filter name, all filters present."""
     checks: dict[str, Callable[[list[dict[str, Any]]], list[int]]] = {

@@ -34,6 +34,7 @@ import numpy as np
 from crsdata.errors import BadInputError
 from crsdata.seeds import derive_seed
 from crsdata.simulate.leak import normalize_text, scrub_titles
+from crsdata.simulate.prompts import SEEN_NOTE
 from crsdata.titles import fold_text
 
 GROUNDING = ("none", "catalog")
@@ -101,6 +102,24 @@ def compact_line(row: Mapping[str, Any]) -> str:
 def film_facts(row: Mapping[str, Any]) -> str:
     """What the user learns about a film the recommender named: title, year, genres, director, stars, plot."""
     return f"{display(row)}: " + "; ".join(film_fact_parts(row))
+
+
+def seen_facts(row: Mapping[str, Any]) -> str:
+    """:func:`film_facts` of a film the persona has watched, with ``SEEN_NOTE``: the user's own memory, put where
+    the decision is taken. A 135M user did not learn to look a proposal up in a watched list ~600 tokens above it
+    (docs/simulators.md, round 5), and the films a seeker had seen are most of what it declines."""
+    return film_facts(row) + SEEN_NOTE
+
+
+def catalog_ids(catalog: Any, item_ids: Iterable[str]) -> set[str]:
+    """``item_ids`` as written and as the catalog's row ids (a ReDial id and its catalog row id are one film)."""
+    ids = set()
+    for item_id in item_ids:
+        if item_id:
+            ids.add(item_id)
+            canonical = catalog.canonical_id(item_id) if catalog is not None else None
+            ids.add(canonical or item_id)
+    return ids
 
 
 def film_fact_parts(row: Mapping[str, Any]) -> list[str]:
@@ -200,9 +219,29 @@ def own_words(record: Mapping[str, Any], titles: Iterable[str], row: Mapping[str
     # Words of the target's title go too ("a star wars movie" names the film as well as its title would).
     title_words = _words(str((row or {}).get("title") or "")) - _STOPWORDS
     kept = [w for w in text.split() if not (set(fold_text(w).split()) & title_words)]
-    text = " ".join(kept)
-    text = re.sub(r"@\d+", "a film", text)  # ReDial's movie-mention markers
+    text = re.sub(r"@\d+", "a film", " ".join(kept))  # ReDial's movie-mention markers
+    text = " ".join(without_title_clauses(text))
     return text if len(text) <= MAX_OWN_WORDS else text[: MAX_OWN_WORDS - 3].rsplit(" ", 1)[0] + "..."
+
+
+# A clause ends at a sentence or comma mark, or before a joining word.
+_CLAUSE_BREAK = re.compile(r"(?<=[.!?,;])\s+|\s+(?=(?:and|but|or|so|because)\b)", re.IGNORECASE)
+
+
+def without_title_clauses(text: str, placeholder: str = "a film") -> list[str]:
+    """The clauses of ``text`` that do not hold ``placeholder``, in order. A removed title leaves "i like a film
+    and i watched a film", which says nothing, and a 135M user copied it with the placeholders dropped ("i like
+    and i watched and"); the clauses around it still say what the seeker wants."""
+    kept: list[str] = []
+    for clause in (c.strip() for c in _CLAUSE_BREAK.split(text) if c.strip()):
+        if not re.search(rf"\b{re.escape(placeholder)}\b", clause, re.IGNORECASE):
+            # A first clause may start with the word that joined it to a dropped one: that word goes.
+            kept.append(clause if kept else re.sub(r"^(?:and|but|or|so|because)\s+", "", clause, flags=re.I))
+        elif kept and kept[-1].endswith(",") and clause[-1] in ".!?":
+            kept[-1] = kept[-1][:-1] + clause[-1]  # the dropped clause ended the sentence: so does the kept one
+    if kept and kept[-1].endswith(","):
+        kept[-1] = kept[-1][:-1]
+    return [c for c in kept if c]
 
 
 def target_cues(
@@ -382,14 +421,7 @@ def _row(catalog: Any, item_id: str) -> Mapping[str, Any] | None:
 
 def target_ids(record: Mapping[str, Any], catalog: Any) -> set[str]:
     """The record's target ids, as written and as the catalog's row ids."""
-    ids = set()
-    for item in record.get("target_items") or []:
-        item_id = item.get("item_id", "")
-        if item_id:
-            ids.add(item_id)
-            canonical = catalog.canonical_id(item_id) if catalog is not None else None
-            ids.add(canonical or item_id)
-    return ids
+    return catalog_ids(catalog, (item.get("item_id", "") for item in record.get("target_items") or []))
 
 
 def film_line(
@@ -409,15 +441,32 @@ def film_line(
 
 
 def user_facts(
-    turns: Sequence[Mapping[str, Any]], catalog: Any, targets: set[str], titles: Sequence[str], allowed: list[str]
+    turns: Sequence[Mapping[str, Any]],
+    catalog: Any,
+    targets: set[str],
+    titles: Sequence[str],
+    allowed: list[str],
+    seen: Iterable[str] = (),
 ) -> dict[int, list[str]]:
-    """Turn index -> the facts of the catalog films that recommender turn named; nothing for other turns."""
+    """Turn index -> the facts of the catalog films that recommender turn named; nothing for other turns. A film
+    in ``seen`` (the persona's watched item ids) has :data:`SEEN_NOTE` after its facts."""
+    seen_ids = catalog_ids(catalog, seen)
     facts: dict[int, list[str]] = {}
     for i, turn in enumerate(turns):
         if turn.get("role") != "recommender":
             continue
         ids = list(dict.fromkeys(item.get("item_id", "") for item in turn.get("items") or []))
-        lines = [film_line(catalog, item_id, film_facts, targets, titles, allowed) for item_id in ids]
+        lines = [
+            film_line(
+                catalog,
+                item_id,
+                seen_facts if catalog_ids(catalog, [item_id]) & seen_ids else film_facts,
+                targets,
+                titles,
+                allowed,
+            )
+            for item_id in ids
+        ]
         if any(lines):
             facts[i] = [line for line in lines if line]
     return facts

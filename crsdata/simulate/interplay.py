@@ -21,6 +21,11 @@ The loop
 - An unparseable turn is not appended: the same role tries again with a new seed. After
   ``max_parse_failures`` consecutive failures of one role the dialogue ends with ``parse_error``.
 - An empty generation, or a parsed turn with an empty response (other than an accept), ends it with ``empty``.
+- With ``max_resamples`` (``--max-resamples``, 3 by default in ``crsdata simulate``), a parsed turn that repeats an
+  earlier turn of either speaker (similarity >= 0.9, :func:`crsdata.simulate.filters.repeats_earlier`) or is a
+  role's second greeting is not appended: the role tries again with the next seed, at most that many times, and
+  the last try is kept (counters ``resampled``, ``resampled.<why>``, ``resample_exhausted``). Rejection sampling,
+  not an edit: every kept text is the model's own.
 - A user ``accept`` ends it with ``accept``; the accepted item is the last item a recommender turn named. An
   accept before any recommender turn has named an item has nothing to accept (a turn labelled ``recommend``
   without a title does not count): it is kept as ``feedback`` (counted as ``accept_without_recommendation``)
@@ -56,6 +61,7 @@ from crsdata.schema import Action, EndReason, Role, item_ref, load_extra, new_di
 from crsdata.seeds import derive_seed
 from crsdata.simulate.actions import ParsedTurn, parse_turn
 from crsdata.simulate.base import DialogueState, Simulation, SimulationOptions, option
+from crsdata.simulate.filters import is_greeting_turn, repeats_earlier
 from crsdata.simulate.grounding import (
     GROUNDING,
     CatalogRetriever,
@@ -140,6 +146,8 @@ def _with_stops(params: SamplingParams, stops: tuple[str, ...]) -> SamplingParam
 # What the persona knows it has watched (``--persona-history``): Interplay's three films (the persona's default,
 # chosen among every film the seeker reported or talked about, liked and talked-about ones first), or all of them.
 PERSONA_HISTORIES = {"interplay": 3, "reported": None}
+# How often a repeated turn or a second greeting is sampled again, unless told otherwise (--max-resamples; the Space).
+DEFAULT_MAX_RESAMPLES = 3
 
 
 @dataclass
@@ -191,6 +199,12 @@ class InterplayOptions(SimulationOptions):
         None,
         "MovieLens tags.csv whose tags join the catalog keywords as themes of the user's cues (--grounding catalog)",
         type=Path,
+    )
+    max_resamples: int = option(
+        DEFAULT_MAX_RESAMPLES,
+        "a turn that repeats an earlier turn of either speaker (similarity >= 0.9) or greets a second time is "
+        "sampled again with a new seed, at most this many times; the last try is kept and counted "
+        "(resample_exhausted). 0 keeps every parsed turn (default 3)",
     )
     persona_history: str = option(
         "interplay",
@@ -271,6 +285,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         candidates: int = 5,
         tags: Mapping[str, list[str]] | None = None,
         retriever: CatalogRetriever | None = None,
+        max_resamples: int = 0,
     ) -> None:
         missing = [r for r in ROLES if r not in backends]
         if missing:
@@ -283,6 +298,8 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             raise ValueError(f"first_speaker must be one of {', '.join(ROLES)}, got {first_speaker!r}")
         if max_turns < 1 or max_parse_failures < 1:
             raise ValueError("max_turns and max_parse_failures must be at least 1")
+        if max_resamples < 0:
+            raise ValueError(f"max_resamples must be 0 or more, got {max_resamples}")
         if grounding not in GROUNDING:
             raise ValueError(f"grounding must be one of {', '.join(GROUNDING)}, got {grounding!r}")
         if grounding == "catalog" and catalog is None:
@@ -305,6 +322,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         self.candidates_k = candidates
         self.tags = dict(tags or {})
         self._retriever = retriever
+        self.max_resamples = max_resamples
 
     @classmethod
     def complete_options(cls, options: SimulationOptions, models: dict[str, str]) -> None:
@@ -372,6 +390,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "infer_actions": options.infer_actions,
             "first_speaker": options.first_speaker or Role.RECOMMENDER.value,
             "n_watched": PERSONA_HISTORIES[options.persona_history],
+            "max_resamples": options.max_resamples,
             **grounded,
         }
 
@@ -381,6 +400,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "first_speaker": self.first_speaker,
             "show_profile": self.show_profile,
             "max_parse_failures": self.max_parse_failures,
+            **({"max_resamples": self.max_resamples} if self.max_resamples else {}),
             "n_watched": self.n_watched,
             "infer_actions": self.infer_actions,
             "catalog_items": len(self.catalog) if self.catalog is not None else 0,
@@ -401,6 +421,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "persona": persona.to_dict(),
             "target_titles": titles,
             "failures": {r: 0 for r in ROLES},
+            "resamples": {r: 0 for r in ROLES},
         }
         return state
 
@@ -422,7 +443,8 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             return Grounding()
         targets, titles = target_ids(state.record, self.catalog), target_titles(state)
         if role == Role.USER.value:
-            return Grounding(facts=user_facts(state.turns, self.catalog, targets, titles, allowed))
+            seen = [w.item_id for w in self.persona(state).watched]
+            return Grounding(facts=user_facts(state.turns, self.catalog, targets, titles, allowed, seen))
         lists: dict[str, list[str]] = state.context.setdefault("candidates", {})
         index = len(state.turns)
         if str(index) not in lists:
@@ -442,7 +464,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         persona = self.persona(state)
         # The recommender's prompt gets a persona whose target attributes are blanked, so no template can show them.
         shown = persona if role == Role.USER.value else dataclasses.replace(persona, target_attributes="")
-        attempt = state.context.get("failures", {}).get(role, 0)
+        attempt = state.context.get("failures", {}).get(role, 0) + state.context.get("resamples", {}).get(role, 0)
         seed = request_seed(state.seed, len(state.turns), attempt)
         allowed: list[str] = []
         grounding = self.grounding_of(state, role, allowed)
@@ -478,8 +500,30 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             if failures[role] >= self.max_parse_failures:
                 self._finish(state, EndReason.PARSE_ERROR)
             return
-        state.context["failures"][role] = 0
+        resamples = state.context.setdefault("resamples", {r: 0 for r in ROLES})
+        why = self.resample_reason(state, role, parsed)
+        if why and resamples[role] < self.max_resamples:
+            self._count(state, "resampled")
+            self._count(state, f"resampled.{why}")
+            resamples[role] += 1
+            return
+        if why and self.max_resamples:
+            self._count(state, "resample_exhausted")
+        state.context["failures"][role] = resamples[role] = 0
         self.append_turn(state, role, parsed)
+
+    def resample_reason(self, state: DialogueState, role: str, parsed: ParsedTurn) -> str:
+        """Why ``role``'s parsed turn should be sampled again (``repeat``, ``greeting``), or ``""``. A 135M pair
+        echoes the other speaker's sentence and trades greetings for whole dialogues (docs/simulators.md); a new
+        seed usually gives a turn that moves on. An accept is never resampled: it ends the dialogue."""
+        if not self.max_resamples or parsed.action == Action.ACCEPT:
+            return ""
+        if repeats_earlier(parsed.response, state.turns):
+            return "repeat"
+        turn = {"action": parsed.action, "text": parsed.response, "items": parsed.titles}
+        if is_greeting_turn(turn) and any(t["role"] == role and is_greeting_turn(t) for t in state.turns):
+            return "greeting"
+        return ""
 
     def parse_generation(self, generation: Generation, role: str) -> ParsedTurn | None:
         """The parsed turn of ``role``'s generation; None for a backend error, an empty text or an unparseable one."""

@@ -138,6 +138,9 @@ CANDIDATE_LINE = "- {film}"
 INSTRUCT_FACTS = "\n\nAbout the films named:\n{facts}"
 INSTRUCT_CANDIDATES = "\n\nCatalog films that may fit; recommend from these:\n{candidates}"
 _CUE_RULE = "target attributes: preference cues, no people, title words or shown fields"
+# A facts line of a film the persona has watched ends with this (crsdata.simulate.grounding.user_facts); said here
+# so that the grounded user's template hash covers it.
+SEEN_NOTE = "; you have seen it"
 
 # Whether the persona's reviews quote the user's own words about a movie (see the module doc), per style. The
 # finetuned user template's hash covers the choice (_PERSONA_RULE), since it changes every prompt.
@@ -151,9 +154,9 @@ _TEMPLATES: dict[str, tuple[str, ...]] = {
     "interplay.recommender.finetuned": (FINETUNED_RECOMMENDER_HEADER, FINETUNED_PROFILE, WATCHED_LINE, FINETUNED_TURN),
 }
 for _name, _extra in (
-    ("interplay.user.instruct", (INSTRUCT_FACTS, _CUE_RULE)),
+    ("interplay.user.instruct", (INSTRUCT_FACTS, _CUE_RULE, SEEN_NOTE)),
     ("interplay.recommender.instruct", (INSTRUCT_CANDIDATES, CANDIDATE_LINE)),
-    ("interplay.user.finetuned", (FINETUNED_FACTS, _CUE_RULE)),
+    ("interplay.user.finetuned", (FINETUNED_FACTS, _CUE_RULE, SEEN_NOTE)),
     ("interplay.recommender.finetuned", (FINETUNED_CANDIDATES, CANDIDATE_LINE)),
 ):
     _TEMPLATES[_name + ".catalog"] = _TEMPLATES[_name] + _extra

@@ -213,6 +213,9 @@ class ReplayOptions(InterplayOptions):
     """``crsdata replay`` options: the user simulator's prompt options (the persona's history among them), and
     the intervals."""
 
+    max_resamples: int = option(
+        0, "not used by replay: every answer is a decision, scored as the model wrote it", in_run_config=False
+    )
     bootstrap: int = option(
         1000, "bootstrap resamples for the 95%% intervals (default 1000; 0: none)", in_run_config=False
     )
@@ -282,7 +285,7 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
     def settings(self) -> dict[str, Any]:
         # Only the user simulator speaks; the recommender-side settings of Interplay do not apply.
         settings = super().settings()
-        for key in ("first_speaker", "show_profile", "max_parse_failures"):
+        for key in ("first_speaker", "show_profile", "max_parse_failures", "max_resamples"):
             settings.pop(key, None)
         settings["protocol"] = "teacher-forced real turns; target titles scrubbed from real user turns"
         settings["persona_history"] = self.persona_history

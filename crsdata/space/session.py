@@ -46,7 +46,7 @@ from crsdata.errors import BadInputError
 from crsdata.schema import Action
 from crsdata.simulate.actions import INTERPLAY_ACTIONS, format_turn, parse_turn
 from crsdata.simulate.grounding import CatalogRetriever
-from crsdata.simulate.interplay import InterplaySimulation
+from crsdata.simulate.interplay import DEFAULT_MAX_RESAMPLES, InterplaySimulation
 from crsdata.space.chat import Chat, person_record, written_record
 from crsdata.space.config import MODES, SpaceConfig, SpaceError
 from crsdata.space.corpora import PERSONA_CHOICES, Corpora, Corpus
@@ -139,6 +139,7 @@ class Space:
             first_speaker="user" if opens_user else "recommender",
             infer_actions=True,
             grounding=grounding,
+            max_resamples=DEFAULT_MAX_RESAMPLES,
             retriever=self._retriever(catalog) if grounding == "catalog" and mode != "recommender" else None,
         )
         if seed is None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,7 +43,7 @@ from crsdata.training.catalog import folders_catalog
 from crsdata.training.config import SFTTrainConfig
 from crsdata.training.data import DataFolder
 from crsdata.training.recipe import EvalScore, Recipe, TrainResult, is_main_process
-from crsdata.training.sft import TokenWeight, TrainRun, check_sft_options
+from crsdata.training.sft import TokenWeight, TrainRun, check_sft_options, finished_run
 
 IGNORE_INDEX = -100
 
@@ -309,12 +310,14 @@ def grounded_training_view(
     k: int = 5,
     seed: int = 0,
     allowed: list[str] | None = None,
+    seen: Sequence[str] = (),
 ) -> Any:
     """What catalog grounding shows ``role`` in a real dialogue (a :class:`~crsdata.simulate.prompts.Grounding`):
     the user gets the facts of each film a recommender turn named, after that turn; the recommender gets, before
     each of its turns, the films that turn named plus retrieved hard negatives, shuffled
     (:func:`~crsdata.simulate.grounding.training_candidates`), a retrieved list when it named none. Lines that may
-    name a target are added to ``allowed`` for the leak guard."""
+    name a target are added to ``allowed`` for the leak guard; a film in ``seen`` (the persona's watched ids) is
+    marked as seen, as in the simulation."""
     from crsdata.seeds import derive_seed
     from crsdata.simulate.grounding import candidate_lines, target_ids, training_candidates, user_facts
     from crsdata.simulate.persona import all_target_titles
@@ -323,7 +326,7 @@ def grounded_training_view(
     allowed = allowed if allowed is not None else []
     targets, titles = target_ids(record, catalog), all_target_titles(record, catalog)
     if role == Role.USER:
-        return Grounding(facts=user_facts(turns, catalog, targets, titles, allowed))
+        return Grounding(facts=user_facts(turns, catalog, targets, titles, allowed, seen))
     lists = {
         i: training_candidates(retriever, turns, i, k, derive_seed("train-candidates", record.get("dialogue_id"), seed))
         for i, turn in enumerate(turns)
@@ -396,8 +399,9 @@ def prepare_sequences(
             if role == Role.USER:
                 cues = record_cues(record, catalog, tags or {}, all_target_titles(record, catalog))
                 persona = dataclasses.replace(persona, target_attributes=cues or persona.target_attributes)
+            seen = [w.item_id for w in persona.watched]
             view = grounded_training_view(
-                record, turns, role, catalog, retriever, k=candidates, seed=seed, allowed=allowed
+                record, turns, role, catalog, retriever, k=candidates, seed=seed, allowed=allowed, seen=seen
             )
         pieces = finetuned_pieces(role, persona, turns, untrained=untrained, grounding=view)
         data.leak_checked += 1
@@ -724,7 +728,11 @@ class InterplayRecipe(Recipe):
             f"({summary['tokens']} tokens, {summary['trained_tokens']} trained; skipped {dict(prepared.skipped)}; "
             f"{prepared.truncated} cut at {config.max_length}; {prepared.with_accept} with an accept)"
         )
-        _, run = train_sequences(config, prepared, tokenizer, model, hub_id=hub_id)
+        run = finished_run(config)
+        if run is None:
+            _, run = train_sequences(config, prepared, tokenizer, model, hub_id=hub_id)
+        else:
+            log(f"{config.out} holds the model this command trained before; scoring it and writing the folder")
         log(
             f"trained {run.steps} steps in {run.seconds:.0f}s ({run.tokens_per_second:.0f} tokens/s), "
             f"loss {run.first_loss:.3f} -> {run.last_loss:.3f}"

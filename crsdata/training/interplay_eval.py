@@ -22,7 +22,6 @@ training (:func:`crsdata.simulate.turns.merged_record`).
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 from crsdata.errors import BadInputError
 from crsdata.schema import Role
+from crsdata.simulate.filters import GREETING_LOOP, is_greeting_turn
 
 
 @dataclass
@@ -231,27 +231,6 @@ def self_play(
     if cli(args) != 0:
         raise RuntimeError(f"crsdata {' '.join(args)} failed")
     return dialogue_figures(out, split)
-
-
-# Words of a turn that only greets: "Hi!", "Hello there.", "Good morning!", and the "Great!" / "Welcome!" that
-# small models trade in a greeting loop. A turn is a greeting when it is labelled `greeting`, or when it names
-# no item, is not an accept, and its text is one to four of these words and nothing else (punctuation aside).
-GREETING_WORDS = frozenset(
-    {"hi", "hello", "hey", "hiya", "howdy", "greetings", "welcome", "great", "good", "morning", "afternoon"}
-    | {"evening", "day", "there"}
-)
-GREETING_LOOP = 2  # a dialogue with more greeting turns than this is in a greeting loop (issue 21's target)
-
-
-def is_greeting_turn(turn: dict[str, Any]) -> bool:
-    """Whether ``turn`` only greets (the rule of :data:`GREETING_WORDS`): a loop of these is a conversation that
-    never starts, whatever the turns are labelled."""
-    if turn["action"] == "greeting":
-        return True
-    if turn["items"] or turn["action"] == "accept":
-        return False
-    words = re.findall(r"[a-z]+", turn["text"].lower())
-    return 1 <= len(words) <= 4 and all(w in GREETING_WORDS for w in words)
 
 
 def _catalog_of(folder: str, catalog: Any) -> Any:

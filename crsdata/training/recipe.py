@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,10 @@ from typing import Any, ClassVar
 from crsdata.errors import BadInputError
 from crsdata.training.config import TrainConfig
 from crsdata.training.data import DataFolder, load_data_folders
+
+# Checkpoints and the finished run's record, under the output folder until the folder is complete
+# (crsdata.training.sft).
+CHECKPOINTS = ".trainer"
 
 
 @dataclass
@@ -108,4 +113,6 @@ def run_recipe(recipe: Recipe, config: TrainConfig, *, data: list[DataFolder] | 
     result = recipe.train(config, folders)
     if is_main_process():
         write_model_folder(out, recipe, config, folders, result)
+        # The folder is complete: the finished run's record (crsdata.training.sft) has done its job.
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     return result

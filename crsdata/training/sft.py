@@ -15,13 +15,17 @@ the model's own loss.
 
 Checkpoints: every ``save_steps`` optimizer steps the trainer writes ``OUT/.trainer/checkpoint-N`` (the last one
 kept). A run that stops before its end (killed, out of time) leaves them there, and the same command resumes from
-the last one: the optimizer, the scheduler and the data order go on where they were. The folder is removed once
-the recipe has saved the trained model, so a finished model folder holds no checkpoints.
+the last one: the optimizer, the scheduler and the data order go on where they were. Once the trained model is
+saved the checkpoints go, and ``OUT/.trainer/run.json`` keeps the run's figures and training configuration until
+the recipe has written the whole folder (scores, card): a command stopped after training (its scoring failed or
+was killed) is run again as it was, and a recipe that reads :func:`finished_run` then scores the saved model
+instead of training again. A finished model folder holds no ``.trainer``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -33,9 +37,7 @@ from typing import Any
 
 from crsdata.errors import BadInputError
 from crsdata.training.config import SFTTrainConfig
-from crsdata.training.recipe import is_main_process
-
-CHECKPOINTS = ".trainer"  # under the output folder, until the recipe has saved the trained model
+from crsdata.training.recipe import CHECKPOINTS, is_main_process
 
 
 @dataclass
@@ -128,6 +130,50 @@ def check_sft_options(config: SFTTrainConfig) -> None:
 
 def checkpoint_folder(out: str | Path) -> Path:
     return Path(out) / CHECKPOINTS
+
+
+FINISHED_RUN = "run.json"
+# Options that change how a run is scored, logged or scheduled, not the model it trains: a finished run may be scored
+# again with other values.
+NOT_TRAINING = frozenset(
+    {"eval_size", "eval_split", "eval_batch_size", "eval_max_new_tokens", "compare_base", "threads", "logging_steps"}
+)
+
+
+def _training_options(config: SFTTrainConfig) -> dict[str, Any]:
+    as_json = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    return {k: v for k, v in as_json.items() if k not in NOT_TRAINING}
+
+
+def save_finished_run(config: SFTTrainConfig, run: TrainRun) -> None:
+    """Writes ``OUT/.trainer/run.json`` (atomically): the figures of a run whose model is saved in ``OUT``."""
+    folder = checkpoint_folder(config.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / (FINISHED_RUN + ".partial")
+    partial.write_text(json.dumps({"config": _training_options(config), "run": run.as_dict()}, indent=2))
+    partial.replace(folder / FINISHED_RUN)
+
+
+def finished_run(config: SFTTrainConfig) -> TrainRun | None:
+    """The figures of the run whose trained model ``OUT`` already holds, when the command stopped before the folder
+    was complete (see the module doc); None when there is none. Refused, naming the options, when that run was
+    trained with other options than ``config``'s."""
+    path = checkpoint_folder(config.out) / FINISHED_RUN
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    now = _training_options(config)
+    changed = sorted(k for k in set(saved["config"]) | set(now) if saved["config"].get(k) != now.get(k))
+    if changed:
+        raise BadInputError(
+            path,
+            "",
+            changed[0],
+            f"{config.out} holds a model trained with other options ({', '.join(changed)}): give another --out, or "
+            "remove the folder to train again",
+            "bad-option",
+        )
+    return TrainRun(**saved["run"])
 
 
 def last_checkpoint_step(out: str | Path) -> int:
@@ -298,4 +344,5 @@ def fit_sft(
     if is_main_process():
         save(trained)
         shutil.rmtree(checkpoint_folder(config.out), ignore_errors=True)
+        save_finished_run(config, run)
     return trained, run
