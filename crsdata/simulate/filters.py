@@ -19,7 +19,7 @@ accounting ``drawn = kept + skipped + dropped`` always holds.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from rapidfuzz import fuzz
@@ -96,7 +96,7 @@ def repetition(turns: list[dict[str, Any]], threshold: float = DEFAULT_SIMILARIT
         if not text:
             continue
         previous = earlier.setdefault(turn["role"], [])
-        if any(fuzz.ratio(text, old) / 100.0 >= threshold for old in previous):
+        if _near_any(text, previous, threshold):
             hits.append(turn["index"])
         previous.append(text)
     return hits
@@ -106,7 +106,12 @@ def repeats_earlier(text: str, turns: list[dict[str, Any]], threshold: float = D
     """Whether ``text`` is at least ``threshold`` similar to the text of any of ``turns``, whoever spoke it: the
     check a simulation makes before keeping a turn (a small user copies the recommender's sentence)."""
     norm = _normalise(text)
-    return bool(norm) and any(fuzz.ratio(norm, _normalise(t["text"])) / 100.0 >= threshold for t in turns)
+    return bool(norm) and _near_any(norm, (_normalise(t["text"]) for t in turns), threshold)
+
+
+def _near_any(norm: str, others: Iterable[str], threshold: float) -> bool:
+    """Whether the normalised ``norm`` is at least ``threshold`` similar to any of the normalised ``others``."""
+    return any(fuzz.ratio(norm, other) / 100.0 >= threshold for other in others)
 
 
 # Words of a turn that only greets: "Hi!", "Hello there.", "Good morning!", and the "Great!" / "Welcome!" that

@@ -697,6 +697,9 @@ class InterplayRecipe(Recipe):
                 "--eval-size 0 to train without scoring)",
                 "missing-split",
             )
+        # A model this command saved before (it stopped while scoring): refused now, before any loading, when the
+        # options differ; otherwise it is scored instead of trained again.
+        run = finished_run(config)
         catalog = folders_catalog(data)
         path, hub_id = base_model(config.base)
         tokenizer, model = load_tokenizer_and_model(path, config.base)
@@ -728,7 +731,6 @@ class InterplayRecipe(Recipe):
             f"({summary['tokens']} tokens, {summary['trained_tokens']} trained; skipped {dict(prepared.skipped)}; "
             f"{prepared.truncated} cut at {config.max_length}; {prepared.with_accept} with an accept)"
         )
-        run = finished_run(config)
         if run is None:
             _, run = train_sequences(config, prepared, tokenizer, model, hub_id=hub_id)
         else:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from crsdata.errors import BadInputError
+from crsdata.fileio import write_json_atomic
 from crsdata.training.config import SFTTrainConfig
 from crsdata.training.recipe import CHECKPOINTS, is_main_process
 
@@ -147,11 +148,8 @@ def _training_options(config: SFTTrainConfig) -> dict[str, Any]:
 
 def save_finished_run(config: SFTTrainConfig, run: TrainRun) -> None:
     """Writes ``OUT/.trainer/run.json`` (atomically): the figures of a run whose model is saved in ``OUT``."""
-    folder = checkpoint_folder(config.out)
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / (FINISHED_RUN + ".partial")
-    partial.write_text(json.dumps({"config": _training_options(config), "run": run.as_dict()}, indent=2))
-    partial.replace(folder / FINISHED_RUN)
+    path = checkpoint_folder(config.out) / FINISHED_RUN
+    write_json_atomic(path, {"config": _training_options(config), "run": run.as_dict()})
 
 
 def finished_run(config: SFTTrainConfig) -> TrainRun | None:
