@@ -478,6 +478,23 @@ def test_a_turn_that_echoes_the_other_speaker_is_sampled_again_with_the_next_see
     assert state.turns[1]["text"] == state.turns[0]["text"] and "resampled" not in state.counters
 
 
+def test_a_copy_with_another_title_in_it_is_still_a_repeat():
+    """Titles are left out of the comparison (round 6's self-play: the user copied the recommender's sentence
+    with another film in it, under the 0.9 bar); different words around the same title are not a repeat."""
+    from crsdata.simulate.filters import repeats_earlier
+
+    earlier = [
+        {
+            "text": "I've seen it all. You know what they say about the old adage. Titanic (1997) is a good movie.",
+            "items": [{"item_id": "1", "title": "Titanic (1997)"}],
+        }
+    ]
+    copy = "I've seen it all. You know what they say about the old adage. Battlefield Earth (2000) is a good movie."
+    assert repeats_earlier(copy, earlier, titles=["Battlefield Earth (2000)"])
+    assert not repeats_earlier("Have you seen Titanic (1997)? It is a long one.", earlier, titles=["Titanic (1997)"])
+    assert not repeats_earlier("Titanic (1997)", earlier, titles=["Titanic (1997)"])  # nothing but the title
+
+
 def test_a_second_greeting_is_resampled_and_the_last_try_kept_when_they_run_out():
     greetings = iter(["Hello!", "Hi there!", "Hey!", "Good evening!", "Howdy!"])
     sim = _simulation(

@@ -21,11 +21,12 @@ The loop
 - An unparseable turn is not appended: the same role tries again with a new seed. After
   ``max_parse_failures`` consecutive failures of one role the dialogue ends with ``parse_error``.
 - An empty generation, or a parsed turn with an empty response (other than an accept), ends it with ``empty``.
-- With ``max_resamples`` (``--max-resamples``, 3 by default in ``crsdata simulate``), a parsed turn that repeats an
-  earlier turn of either speaker (similarity >= 0.9, :func:`crsdata.simulate.filters.repeats_earlier`) or is a
-  role's second greeting is not appended: the role tries again with the next seed, at most that many times, and
-  the last try is kept (counters ``resampled``, ``resampled.<why>``, ``resample_exhausted``). Rejection sampling,
-  not an edit: every kept text is the model's own.
+- With ``max_resamples`` (``--max-resamples``, 3 by default in ``crsdata simulate``), a parsed turn is not
+  appended when it repeats an earlier turn of either speaker (similarity >= 0.9 with titles left out,
+  :func:`crsdata.simulate.filters.repeats_earlier`), is a role's second greeting, or (a catalog-grounded
+  recommender) names a title the catalog does not know: the role tries again with the next seed, at most that
+  many times, and the last try is kept (counters ``resampled``, ``resampled.<why>``, ``resample_exhausted``).
+  Rejection sampling, not an edit: every kept text is the model's own.
 - A user ``accept`` ends it with ``accept``; the accepted item is the last item a recommender turn named. An
   accept before any recommender turn has named an item has nothing to accept (a turn labelled ``recommend``
   without a title does not count): it is kept as ``feedback`` (counted as ``accept_without_recommendation``)
@@ -202,8 +203,9 @@ class InterplayOptions(SimulationOptions):
     )
     max_resamples: int = option(
         DEFAULT_MAX_RESAMPLES,
-        "a turn that repeats an earlier turn of either speaker (similarity >= 0.9) or greets a second time is "
-        "sampled again with a new seed, at most this many times; the last try is kept and counted "
+        "a turn that repeats an earlier turn of either speaker (similarity >= 0.9, titles left out), greets a "
+        "second time, or (a catalog-grounded recommender) names a film the catalog does not know is sampled again "
+        "with a new seed, at most this many times; the last try is kept and counted "
         "(resample_exhausted). 0 keeps every parsed turn (default 3)",
     )
     persona_history: str = option(
@@ -214,6 +216,13 @@ class InterplayOptions(SimulationOptions):
         "which proposals it has seen). The rule baselines decline the same films",
         choices=tuple(PERSONA_HISTORIES),
     )
+
+    def check(self) -> None:
+        for name, least in {"candidates": 1, "max_resamples": 0}.items():
+            value = getattr(self, name)
+            if value < least:
+                flag = "--" + name.replace("_", "-")
+                raise BadInputError("", "", flag, f"must be at least {least}, got {value}", "bad-option")
 
 
 class InterplaySimulation(Simulation):
@@ -513,13 +522,17 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         self.append_turn(state, role, parsed)
 
     def resample_reason(self, state: DialogueState, role: str, parsed: ParsedTurn) -> str:
-        """Why ``role``'s parsed turn should be sampled again (``repeat``, ``greeting``), or ``""``. A 135M pair
-        echoes the other speaker's sentence and trades greetings for whole dialogues (docs/simulators.md); a new
-        seed usually gives a turn that moves on. An accept is never resampled: it ends the dialogue."""
+        """Why ``role``'s parsed turn should be sampled again (``repeat``, ``greeting``, ``unknown-title``), or
+        ``""``. A 135M pair echoes the other speaker's sentence and trades greetings for whole dialogues
+        (docs/simulators.md); a grounded recommender that names a title the catalog does not know has invented it
+        (its list holds catalog films only). A new seed usually gives a turn that moves on. An accept is never
+        resampled: it ends the dialogue."""
         if not self.max_resamples or parsed.action == Action.ACCEPT:
             return ""
-        if repeats_earlier(parsed.response, state.turns):
+        if repeats_earlier(parsed.response, state.turns, titles=parsed.titles):
             return "repeat"
+        if role == Role.RECOMMENDER.value and self.grounding == "catalog" and not all(map(self._link, parsed.titles)):
+            return "unknown-title"
         turn = {"action": parsed.action, "text": parsed.response, "items": parsed.titles}
         if is_greeting_turn(turn) and any(t["role"] == role and is_greeting_turn(t) for t in state.turns):
             return "greeting"
