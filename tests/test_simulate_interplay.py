@@ -509,6 +509,10 @@ def test_a_second_greeting_is_resampled_and_the_last_try_kept_when_they_run_out(
     assert [t["text"] for t in user_turns] == ["Hello!", "Good evening!"]
     assert state.counters["resampled.greeting"] == 2 and state.counters["resample_exhausted"] == 1
     assert state.context["resamples"] == {"user": 0, "recommender": 0}
+    # Each retry may not use the greeting words already rejected; the kept turn clears them.
+    bans = [r.banned_words for r in sim.backends["user"].requests]
+    assert bans == [(), (), ("hi", "there"), ("hey", "hi", "there")]
+    assert state.context["banned"] == {}
 
 
 def test_an_accept_is_never_resampled():

@@ -137,6 +137,11 @@ GREETING_WORDS = frozenset(
 GREETING_LOOP = 2  # a dialogue with more greeting turns than this is in a greeting loop (issue 21's target)
 
 
+def greeting_words(text: str) -> list[str]:
+    """The words of :data:`GREETING_WORDS` in ``text``, lower-case, in order, each once."""
+    return list(dict.fromkeys(w for w in re.findall(r"[a-z]+", text.lower()) if w in GREETING_WORDS))
+
+
 def is_greeting_turn(turn: dict[str, Any]) -> bool:
     """Whether ``turn`` only greets (the rule of :data:`GREETING_WORDS`): a loop of these is a conversation that
     never starts, whatever the turns are labelled."""

@@ -26,6 +26,7 @@ The loop
   :func:`crsdata.simulate.filters.repeats_earlier`), is a role's second greeting, or (a catalog-grounded
   recommender) names a title the catalog does not know: the role tries again with the next seed, at most that
   many times, and the last try is kept (counters ``resampled``, ``resampled.<why>``, ``resample_exhausted``).
+  After a rejected greeting the next tries may not use its greeting words (the request's ``banned_words``).
   Rejection sampling, not an edit: every kept text is the model's own.
 - A user ``accept`` ends it with ``accept``; the accepted item is the last item a recommender turn named. An
   accept before any recommender turn has named an item has nothing to accept (a turn labelled ``recommend``
@@ -62,7 +63,7 @@ from crsdata.schema import Action, EndReason, Role, item_ref, load_extra, new_di
 from crsdata.seeds import derive_seed
 from crsdata.simulate.actions import ParsedTurn, parse_turn
 from crsdata.simulate.base import DialogueState, Simulation, SimulationOptions, option
-from crsdata.simulate.filters import is_greeting_turn, repeats_earlier
+from crsdata.simulate.filters import greeting_words, is_greeting_turn, repeats_earlier
 from crsdata.simulate.grounding import (
     GROUNDING,
     CatalogRetriever,
@@ -475,18 +476,19 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         shown = persona if role == Role.USER.value else dataclasses.replace(persona, target_attributes="")
         attempt = state.context.get("failures", {}).get(role, 0) + state.context.get("resamples", {}).get(role, 0)
         seed = request_seed(state.seed, len(state.turns), attempt)
+        banned = tuple(state.context.get("banned", {}).get(role, ()))
         allowed: list[str] = []
         grounding = self.grounding_of(state, role, allowed)
         if self.styles[role] == "instruct":
             messages = instruct_messages(role, shown, state.turns, show_profile=self.show_profile, grounding=grounding)
-            request = ChatRequest(messages=messages, seed=seed)
+            request = ChatRequest(messages=messages, seed=seed, banned_words=banned)
         else:
             # Where each turn starts: a backend may drop the oldest turns to fit its context, never the header
             # (crsdata.backends.context).
             prompt, starts = finetuned_prompt_and_turn_starts(
                 role, shown, state.turns, show_profile=self.show_profile, grounding=grounding
             )
-            request = ChatRequest(prompt=prompt, seed=seed, turn_starts=starts)
+            request = ChatRequest(prompt=prompt, seed=seed, turn_starts=starts, banned_words=banned)
         assert_no_target_leak(request, state, allowed)
         return request
 
@@ -511,14 +513,19 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             return
         resamples = state.context.setdefault("resamples", {r: 0 for r in ROLES})
         why = self.resample_reason(state, role, parsed)
+        banned = state.context.setdefault("banned", {})
         if why and resamples[role] < self.max_resamples:
             self._count(state, "resampled")
             self._count(state, f"resampled.{why}")
             resamples[role] += 1
+            if why == "greeting":
+                # The same words again would be rejected again: a 135M model writes "Hello." for every seed.
+                banned[role] = sorted(set(banned.get(role, ())) | set(greeting_words(parsed.response)))
             return
         if why and self.max_resamples:
             self._count(state, "resample_exhausted")
         state.context["failures"][role] = resamples[role] = 0
+        banned.pop(role, None)
         self.append_turn(state, role, parsed)
 
     def resample_reason(self, state: DialogueState, role: str, parsed: ParsedTurn) -> str:
