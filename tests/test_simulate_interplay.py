@@ -427,12 +427,35 @@ def test_finetuned_requests_mark_where_each_turn_starts():
     assert fitted.prompt == pieces[0][0] + request.prompt[request.turn_starts[1] :]
 
 
+def test_persona_history_defaults_to_the_one_the_user_model_was_trained_with(tmp_path):
+    """No --persona-history: the history in the user model's crsdata.json (a train folder's, or the shipped
+    adapter's), interplay for a model that does not say; the recommender's model plays no part."""
+    from crsdata.backends.embedded import DEFAULT_PAIR, persona_history_of
+    from crsdata.simulate.interplay import InterplayOptions, InterplaySimulation, trained_persona_history
+
+    folder = tmp_path / "user"
+    folder.mkdir()
+    (folder / "crsdata.json").write_text(
+        json.dumps({"recipe": "user-simulator", "config": {"persona_history": "reported", "grounding": "catalog"}})
+    )
+    assert trained_persona_history(str(folder)) == "reported"
+    assert trained_persona_history("base") == "interplay" and persona_history_of("base") is None
+    assert trained_persona_history(str(tmp_path)) == "interplay"  # no crsdata.json
+    shipped = persona_history_of(DEFAULT_PAIR["user"])
+    options = InterplayOptions()
+    InterplaySimulation.complete_options(options, {"user": str(folder), "recommender": DEFAULT_PAIR["recommender"]})
+    assert options.persona_history == "reported"
+    options = InterplayOptions()
+    InterplaySimulation.complete_options(options, {"user": DEFAULT_PAIR["user"], "recommender": str(folder)})
+    assert options.persona_history == (shipped or "interplay")
+
+
 def test_persona_history_reported_lists_every_watched_film():
     """`--persona-history` (simulate and replay alike): Interplay's three watched films by default; `reported`
     lists every film the seeker reported, so a user can decline a proposal it has seen."""
     from crsdata.simulate.interplay import PERSONA_HISTORIES, InterplayOptions
 
-    assert InterplayOptions().persona_history == "interplay" and PERSONA_HISTORIES == {"interplay": 3, "reported": None}
+    assert InterplayOptions().persona_history is None and PERSONA_HISTORIES == {"interplay": 3, "reported": None}
     records = redial_records(12)
 
     def watched(n_watched: int | None) -> list[int]:

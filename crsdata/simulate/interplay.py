@@ -150,6 +150,17 @@ def _with_stops(params: SamplingParams, stops: tuple[str, ...]) -> SamplingParam
 PERSONA_HISTORIES = {"interplay": 3, "reported": None}
 # How often a repeated turn or a second greeting is sampled again, unless told otherwise (--max-resamples; the Space).
 DEFAULT_MAX_RESAMPLES = 3
+# The persona history of a user model that does not say which it was trained with (the base, older folders).
+DEFAULT_PERSONA_HISTORY = "interplay"
+
+
+def trained_persona_history(user_model: str) -> str:
+    """The persona history ``user_model`` was trained with (:func:`crsdata.backends.embedded.persona_history_of`),
+    :data:`DEFAULT_PERSONA_HISTORY` when it does not say: ``--persona-history``'s default, and a Space chat's."""
+    from crsdata.backends.embedded import persona_history_of
+
+    history = persona_history_of(user_model)
+    return history if history in PERSONA_HISTORIES else DEFAULT_PERSONA_HISTORY
 
 
 @dataclass
@@ -209,13 +220,16 @@ class InterplayOptions(SimulationOptions):
         "with a new seed, at most this many times; the last try is kept and counted "
         "(resample_exhausted). 0 keeps every parsed turn (default 3)",
     )
-    persona_history: str = option(
-        "interplay",
-        "the films the persona lists as watched: interplay (the default, as in Interplay: three of the films the "
-        "seeker reported seeing or talked about, liked and talked-about ones first) or reported (every one of "
-        "them; in ReDial the questionnaire marks films the recommender proposes later, so the persona knows "
-        "which proposals it has seen). The rule baselines decline the same films",
+    # None until the models are known: then the history the user model was trained with (complete_options).
+    persona_history: str | None = option(
+        None,
+        "the films the persona lists as watched: interplay (as in Interplay: three of the films the seeker reported "
+        "seeing or talked about, liked and talked-about ones first) or reported (every one of them; in ReDial the "
+        "questionnaire marks films the recommender proposes later, so the persona knows which proposals it has "
+        "seen). The rule baselines decline the same films. Default: the history the user model was trained with "
+        "(its crsdata.json), interplay when it does not say",
         choices=tuple(PERSONA_HISTORIES),
+        type=str,
     )
 
     def check(self) -> None:
@@ -349,6 +363,8 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             options.first_speaker = Role.USER.value if user_style == "finetuned" else Role.RECOMMENDER.value
         if options.grounding is None:
             options.grounding = cls.trained_grounding(models)
+        if options.persona_history is None:
+            options.persona_history = trained_persona_history(models[Role.USER.value])
 
     #: The roles whose models choose the default grounding (replay: the user alone; the recommender is real).
     grounding_roles: tuple[str, ...] = ROLES
@@ -399,7 +415,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "style": options.prompt_style or "instruct",
             "infer_actions": options.infer_actions,
             "first_speaker": options.first_speaker or Role.RECOMMENDER.value,
-            "n_watched": PERSONA_HISTORIES[options.persona_history],
+            "n_watched": PERSONA_HISTORIES[options.persona_history or DEFAULT_PERSONA_HISTORY],
             "max_resamples": options.max_resamples,
             **grounded,
         }
