@@ -538,6 +538,20 @@ def test_a_second_greeting_is_resampled_and_the_last_try_kept_when_they_run_out(
     assert state.context["banned"] == {}
 
 
+def test_a_greeting_rejected_as_a_repeat_bans_its_words_too():
+    """Round 7's self-play: "Hello." from both speakers, rejected as a repeat (checked first), came back for every
+    seed; a rejected turn that only greets bans its words on the next tries, whatever the reason."""
+    sim = _simulation(
+        lambda own, last: "<action><greeting></action><response>Hello.</response>",
+        recommender(inquiries=3),
+        max_turns=4,
+        max_resamples=2,
+    )
+    (state,) = _run(sim, [redial_record("16162")])
+    assert state.counters["resampled.repeat"] == 2
+    assert [r.banned_words for r in sim.backends["user"].requests] == [(), (), ("hello",), ("hello",)]
+
+
 def test_an_accept_is_never_resampled():
     # The accept copies the recommender's sentence word for word; it ends the dialogue and is kept.
     sim = _simulation(

@@ -26,7 +26,7 @@ The loop
   :func:`crsdata.simulate.filters.repeats_earlier`), is a role's second greeting, or (a catalog-grounded
   recommender) names a title the catalog does not know: the role tries again with the next seed, at most that
   many times, and the last try is kept (counters ``resampled``, ``resampled.<why>``, ``resample_exhausted``).
-  After a rejected greeting the next tries may not use its greeting words (the request's ``banned_words``).
+  After a rejected turn that only greets, the next tries may not use its words (the request's ``banned_words``).
   Rejection sampling, not an edit: every kept text is the model's own.
 - A user ``accept`` ends it with ``accept``; the accepted item is the last item a recommender turn named. An
   accept before any recommender turn has named an item has nothing to accept (a turn labelled ``recommend``
@@ -238,6 +238,11 @@ class InterplayOptions(SimulationOptions):
             if value < least:
                 flag = "--" + name.replace("_", "-")
                 raise BadInputError("", "", flag, f"must be at least {least}, got {value}", "bad-option")
+
+
+def _draft_turn(parsed: ParsedTurn) -> dict[str, Any]:
+    """A parsed turn as the turn filters read it, before it is linked and appended."""
+    return {"action": parsed.action, "text": parsed.response, "items": parsed.titles}
 
 
 class InterplaySimulation(Simulation):
@@ -534,8 +539,9 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             self._count(state, "resampled")
             self._count(state, f"resampled.{why}")
             resamples[role] += 1
-            if why == "greeting":
-                # The same words again would be rejected again: a 135M model writes "Hello." for every seed.
+            if is_greeting_turn(_draft_turn(parsed)):
+                # A rejected greeting (a second one, or a repeat) would come back with the same words: a 135M model
+                # writes "Hello." for every seed.
                 banned[role] = sorted(set(banned.get(role, ())) | set(greeting_words(parsed.response)))
             return
         if why and self.max_resamples:
@@ -556,7 +562,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             return "repeat"
         if role == Role.RECOMMENDER.value and self.grounding == "catalog" and not all(map(self._link, parsed.titles)):
             return "unknown-title"
-        turn = {"action": parsed.action, "text": parsed.response, "items": parsed.titles}
+        turn = _draft_turn(parsed)
         if is_greeting_turn(turn) and any(t["role"] == role and is_greeting_turn(t) for t in state.turns):
             return "greeting"
         return ""
