@@ -110,3 +110,15 @@ def test_flags_reach_the_run_config_and_servers_refuse_them(tmp_path: Path) -> N
     served = parser.parse_args([*base, "--backend", "http://localhost:1/v1", "--repetition-penalty", "1.2"])
     with pytest.raises(BadInputError, match="local backend only"):
         config_from_args(served, "simulate").check()
+
+
+def test_banned_words_never_appear_and_leave_other_rows_alone(tiny: LocalBackend) -> None:
+    """A request's `banned_words` (a resampled turn's rejected greeting) ban that word's tokens in its row only:
+    the greedy answer's first word is gone from it, and the other rows of the batch are as before."""
+    greedy = SamplingParams(max_new_tokens=STEPS, temperature=0.0)
+    before = tiny.generate(PROMPTS, greedy)
+    word = before[0].text.split()[0]
+    banned = [ChatRequest(prompt=PROMPTS[0].prompt, seed=1, banned_words=(word,)), *PROMPTS[1:]]
+    after = tiny.generate(banned, greedy)
+    assert word not in after[0].text.split() and after[0].text != before[0].text
+    assert [g.text for g in after[1:]] == [g.text for g in before[1:]]

@@ -519,3 +519,13 @@ def test_options_come_from_a_config_file_and_a_flag_overrides_it(tmp_path, redia
     assert simulate("interplay", "--config", str(run)) == 1
     err = capsys.readouterr().err
     assert str(run) in err and "max_turnz" in err and "not an option of this command" in err
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--max-resamples", "-1"), ("--candidates", "0")])
+def test_interplay_options_out_of_range_are_refused_before_loading(tmp_path, built, capsys, flag, value):
+    """A kind's own options are checked with the command's: one line naming the flag, no model loaded."""
+    out = tmp_path / "o"
+    assert simulate("interplay", "--source", str(built), "--n", "1", flag, value, "--out", str(out)) == 1
+    err = capsys.readouterr().err
+    assert flag in err and "must be at least" in err and "Loading weights" not in err
+    assert not out.exists()

@@ -59,10 +59,12 @@ def retriever(records: list[dict]) -> CatalogRetriever:
     return CatalogRetriever(catalog().rows(sorted(ids)))
 
 
-def _sim(grounding: str, retriever: CatalogRetriever | None = None, style: str = "finetuned") -> InterplaySimulation:
+def _sim(
+    grounding: str, retriever: CatalogRetriever | None = None, style: str = "finetuned", **options
+) -> InterplaySimulation:
     backends = {"user": ScriptedBackend("u", lambda n, t: ""), "recommender": ScriptedBackend("r", lambda n, t: "")}
     return InterplaySimulation(
-        backends, catalog=catalog(), style=style, grounding=grounding, retriever=retriever, candidates=5
+        backends, catalog=catalog(), style=style, grounding=grounding, retriever=retriever, candidates=5, **options
     )
 
 
@@ -403,3 +405,27 @@ def test_the_default_grounding_is_the_one_the_models_were_trained_on(tmp_path) -
         InterplaySimulation.trained_grounding(mixed)
     # Replay plays the user alone against real recommender turns: the user's model decides.
     assert ReplaySimulation.trained_grounding(mixed) == "catalog"
+
+
+def test_a_grounded_recommender_naming_a_film_the_catalog_lacks_is_resampled(records, retriever) -> None:
+    """Its list holds catalog films only, so an unknown title was invented ("The Mask of a Masquerade", from the
+    quick start of round 4): sampled again. The ungrounded recommender and the user may name any title."""
+    from crsdata.simulate.actions import parse_turn
+
+    invented = parse_turn(
+        "<action><recommend></action><response>Try <movie_title>The Mask of a Masquerade (2003)</movie_title>"
+        "</response>",
+        "recommender",
+    )
+    known = parse_turn(
+        "<action><recommend></action><response>Try <movie_title>The Shining (1980)</movie_title></response>",
+        "recommender",
+    )
+    grounded = _sim("catalog", retriever, max_resamples=3)
+    state = grounded.start(records[0], "d", 0)
+    assert grounded.resample_reason(state, "recommender", invented) == "unknown-title"
+    assert grounded.resample_reason(state, "recommender", known) == ""
+    user_turn = dataclasses.replace(invented, action="feedback")
+    assert grounded.resample_reason(state, "user", user_turn) == ""
+    plain = _sim("none", max_resamples=3)
+    assert plain.resample_reason(plain.start(records[0], "d", 0), "recommender", invented) == ""

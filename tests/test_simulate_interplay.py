@@ -427,12 +427,35 @@ def test_finetuned_requests_mark_where_each_turn_starts():
     assert fitted.prompt == pieces[0][0] + request.prompt[request.turn_starts[1] :]
 
 
+def test_persona_history_defaults_to_the_one_the_user_model_was_trained_with(tmp_path):
+    """No --persona-history: the history in the user model's crsdata.json (a train folder's, or the shipped
+    adapter's), interplay for a model that does not say; the recommender's model plays no part."""
+    from crsdata.backends.embedded import DEFAULT_PAIR, persona_history_of
+    from crsdata.simulate.interplay import InterplayOptions, InterplaySimulation, trained_persona_history
+
+    folder = tmp_path / "user"
+    folder.mkdir()
+    (folder / "crsdata.json").write_text(
+        json.dumps({"recipe": "user-simulator", "config": {"persona_history": "reported", "grounding": "catalog"}})
+    )
+    assert trained_persona_history(str(folder)) == "reported"
+    assert trained_persona_history("base") == "interplay" and persona_history_of("base") is None
+    assert trained_persona_history(str(tmp_path)) == "interplay"  # no crsdata.json
+    shipped = persona_history_of(DEFAULT_PAIR["user"])
+    options = InterplayOptions()
+    InterplaySimulation.complete_options(options, {"user": str(folder), "recommender": DEFAULT_PAIR["recommender"]})
+    assert options.persona_history == "reported"
+    options = InterplayOptions()
+    InterplaySimulation.complete_options(options, {"user": DEFAULT_PAIR["user"], "recommender": str(folder)})
+    assert options.persona_history == (shipped or "interplay")
+
+
 def test_persona_history_reported_lists_every_watched_film():
     """`--persona-history` (simulate and replay alike): Interplay's three watched films by default; `reported`
     lists every film the seeker reported, so a user can decline a proposal it has seen."""
     from crsdata.simulate.interplay import PERSONA_HISTORIES, InterplayOptions
 
-    assert InterplayOptions().persona_history == "interplay" and PERSONA_HISTORIES == {"interplay": 3, "reported": None}
+    assert InterplayOptions().persona_history is None and PERSONA_HISTORIES == {"interplay": 3, "reported": None}
     records = redial_records(12)
 
     def watched(n_watched: int | None) -> list[int]:
@@ -478,6 +501,23 @@ def test_a_turn_that_echoes_the_other_speaker_is_sampled_again_with_the_next_see
     assert state.turns[1]["text"] == state.turns[0]["text"] and "resampled" not in state.counters
 
 
+def test_a_copy_with_another_title_in_it_is_still_a_repeat():
+    """Titles are left out of the comparison (round 6's self-play: the user copied the recommender's sentence
+    with another film in it, under the 0.9 bar); different words around the same title are not a repeat."""
+    from crsdata.simulate.filters import repeats_earlier
+
+    earlier = [
+        {
+            "text": "I've seen it all. You know what they say about the old adage. Titanic (1997) is a good movie.",
+            "items": [{"item_id": "1", "title": "Titanic (1997)"}],
+        }
+    ]
+    copy = "I've seen it all. You know what they say about the old adage. Battlefield Earth (2000) is a good movie."
+    assert repeats_earlier(copy, earlier, titles=["Battlefield Earth (2000)"])
+    assert not repeats_earlier("Have you seen Titanic (1997)? It is a long one.", earlier, titles=["Titanic (1997)"])
+    assert not repeats_earlier("Titanic (1997)", earlier, titles=["Titanic (1997)"])  # nothing but the title
+
+
 def test_a_second_greeting_is_resampled_and_the_last_try_kept_when_they_run_out():
     greetings = iter(["Hello!", "Hi there!", "Hey!", "Good evening!", "Howdy!"])
     sim = _simulation(
@@ -492,6 +532,24 @@ def test_a_second_greeting_is_resampled_and_the_last_try_kept_when_they_run_out(
     assert [t["text"] for t in user_turns] == ["Hello!", "Good evening!"]
     assert state.counters["resampled.greeting"] == 2 and state.counters["resample_exhausted"] == 1
     assert state.context["resamples"] == {"user": 0, "recommender": 0}
+    # Each retry may not use the greeting words already rejected; the kept turn clears them.
+    bans = [r.banned_words for r in sim.backends["user"].requests]
+    assert bans == [(), (), ("hi", "there"), ("hey", "hi", "there")]
+    assert state.context["banned"] == {}
+
+
+def test_a_greeting_rejected_as_a_repeat_bans_its_words_too():
+    """Round 7's self-play: "Hello." from both speakers, rejected as a repeat (checked first), came back for every
+    seed; a rejected turn that only greets bans its words on the next tries, whatever the reason."""
+    sim = _simulation(
+        lambda own, last: "<action><greeting></action><response>Hello.</response>",
+        recommender(inquiries=3),
+        max_turns=4,
+        max_resamples=2,
+    )
+    (state,) = _run(sim, [redial_record("16162")])
+    assert state.counters["resampled.repeat"] == 2
+    assert [r.banned_words for r in sim.backends["user"].requests] == [(), (), ("hello",), ("hello",)]
 
 
 def test_an_accept_is_never_resampled():

@@ -229,6 +229,44 @@ def test_decisions_objective_trains_only_the_action_of_each_answer(redial_folder
         get_recipe("user-simulator").check(InterplayTrainConfig(objective="accuracy"))
 
 
+def test_decision_figures_score_p_accept_beside_the_seen_rule() -> None:
+    """The AUC of P(accept) and of the seen rule on hand-made answers: a model that ranks every taken proposal
+    first scores 1; the rule scores by the seen marks alone."""
+    from crsdata.training.interplay_eval import DecisionPoint, decision_figures
+
+    points = [
+        DecisionPoint(accepted=True, p_accept=0.9, marked_seen=False),
+        DecisionPoint(accepted=True, p_accept=0.6, marked_seen=True),
+        DecisionPoint(accepted=False, p_accept=0.5, marked_seen=True),
+        DecisionPoint(accepted=False, p_accept=0.1, marked_seen=False),
+    ]
+    figures = decision_figures(points)
+    assert figures["auc"] == 1.0
+    # Rule scores (taken: 1, 0; other: 0, 1): of the four taken/other pairs one is won, two tie, one is lost.
+    assert figures["auc_seen_rule"] == 0.5
+    assert figures["decisions"] == 4 and figures["accepted"] == 2
+    assert figures["mean_p_accept_taken"] == pytest.approx(0.75)
+    assert figures["marked_seen_taken"] == figures["marked_seen_other"] == 1
+
+
+def test_decisions_command_reads_p_accept_at_each_held_out_answer(
+    redial_folder: Path, wide_tiny_model: Path, tmp_path: Path, capsys
+) -> None:
+    """`python -m crsdata.training.interplay_eval decisions` on real held-out dialogues and a tiny model: one
+    point per answer to a proposal, the taken ones among them, and the JSON the docs quote."""
+    from crsdata.training.interplay_eval import main
+
+    out = tmp_path / "decisions.json"
+    args = ["decisions", "--data", str(redial_folder), "--split", "test", "--user-model", str(wide_tiny_model)]
+    assert main([*args, "--threads", "1", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())["models"][str(wide_tiny_model)]
+    assert figures["decisions"] > figures["accepted"] > 0
+    assert 0.0 <= figures["auc"] <= 1.0 and 0.0 <= figures["auc_seen_rule"] <= 1.0
+    assert 0.0 < figures["mean_p_accept_taken"] < 1.0
+    assert "| user model | decisions |" in capsys.readouterr().out
+    assert main([*args[:-1], str(tmp_path / "missing"), "--threads", "1"]) != 0
+
+
 def test_init_adapter_trains_the_given_adapter_further(
     redial_folder: Path, wide_tiny_model: Path, tmp_path: Path
 ) -> None:
@@ -248,6 +286,61 @@ def test_init_adapter_trains_the_given_adapter_further(
     assert (
         _train("user-simulator", redial_folder, tmp_path / "bad", wide_tiny_model, "--init-adapter", str(tmp_path)) != 0
     )
+
+
+def test_stacked_adapters_equal_the_two_stages_applied_in_turn(wide_tiny_model: Path, tmp_path: Path) -> None:
+    """`stack_adapters`: a first adapter on the top layer (rank 4), a second on every layer (rank 2) trained on
+    the base with the first merged in; the one adapter written has ranks 6 and 2 and gives the same logits."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+
+    from crsdata.training.adapters import read_adapter, stack_adapters
+
+    def base():
+        return AutoModelForCausalLM.from_pretrained(wide_tiny_model, dtype=torch.float32).eval()
+
+    def adapter(model, r, layers):
+        config = LoraConfig(r=r, lora_alpha=3 * r, target_modules=["q_proj", "down_proj"], init_lora_weights=False)
+        config.layers_to_transform = layers
+        torch.manual_seed(r)
+        return get_peft_model(model, config)
+
+    first = adapter(base(), 4, [base().config.num_hidden_layers - 1])
+    first.save_pretrained(tmp_path / "first")
+    merged = first.merge_and_unload()
+    second = adapter(merged, 2, None)
+    ids = torch.tensor([[5, 9, 2, 7, 1, 3]])
+    with torch.no_grad():
+        expected = second(ids).logits
+    state = {k: v.float() for k, v in get_peft_model_state_dict(second).items()}
+    config, tensors = stack_adapters(read_adapter(tmp_path / "first"), (second.peft_config["default"], state))
+    out = tmp_path / "stacked"
+    out.mkdir()
+    save_file(tensors, str(out / "adapter_model.safetensors"))
+    (out / "adapter_config.json").write_text(json.dumps(config, default=str))
+    assert sorted(set(config["rank_pattern"].values())) == [2, 6]
+    with torch.no_grad():
+        got = PeftModel.from_pretrained(base(), out).eval()(ids).logits
+    assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
+
+
+def test_stack_adapter_trains_a_wider_second_stage_from_the_command(
+    redial_folder: Path, wide_tiny_model: Path, tmp_path: Path
+) -> None:
+    """`--init-adapter FOLDER --stack-adapter`: the folder holds one adapter with the first stage's rank added
+    where it was; without --init-adapter the option is one line of bad input."""
+    first = tmp_path / "first"
+    stage = ("--eval-size", "0", "--lora-layers", "1")
+    assert _train("user-simulator", redial_folder, first, wide_tiny_model, *stage) == 0
+    second = tmp_path / "second"
+    extra = ("--init-adapter", str(first), "--stack-adapter", "--objective", "decisions", "--lora-r", "4")
+    assert _train("user-simulator", redial_folder, second, wide_tiny_model, *extra) == 0
+    config = json.loads((second / "adapter_config.json").read_text())
+    assert sorted(set(config["rank_pattern"].values())) == [4, 12]
+    assert 0.0 <= json.loads((second / "results.json").read_text())["success_rate"] <= 1.0  # scored as one adapter
+    assert _train("user-simulator", redial_folder, tmp_path / "bad", wide_tiny_model, "--stack-adapter") != 0
 
 
 @pytest.mark.slow

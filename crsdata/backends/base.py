@@ -45,6 +45,9 @@ class ChatRequest:
     # first is the header). Lets a backend drop the oldest turns of a raw prompt that is too long for the model
     # (crsdata.backends.context); empty: the prompt fits whole or is refused.
     turn_starts: tuple[int, ...] = ()
+    # Words the answer may not contain, in any case, with or without a leading space (a resampled turn's
+    # rejected greeting: crsdata.simulate.interplay). The local backend bans their tokens; a server ignores them.
+    banned_words: tuple[str, ...] = ()
 
 
 @dataclass

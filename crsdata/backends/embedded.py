@@ -365,6 +365,20 @@ def grounding_of(name: str | Path) -> str | None:
     return str((metadata.get("config") or {}).get("grounding") or "none")
 
 
+def persona_history_of(name: str | Path) -> str | None:
+    """The persona history (``interplay`` or ``reported``, ``--persona-history``) a user simulator was trained
+    with: the ``config`` of its crsdata.json, a named embedded model's in its adapter folder; None when unknown
+    (the base, a model of another recipe, a folder that does not say)."""
+    model = embedded_model(name)
+    if model is not None:
+        if not model.adapter:
+            return None
+        name = adapter_folder(model)
+    metadata = _simulator_folder_metadata(name)
+    history = (metadata or {}).get("config", {}).get("persona_history")
+    return str(history) if history else None
+
+
 def prompt_style_of(name: str | Path) -> str | None:
     """The prompt style a model was made for: a named embedded model's, ``finetuned`` for a folder trained by an
     Interplay recipe (its crsdata.json says which), None when unknown."""

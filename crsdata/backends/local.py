@@ -22,7 +22,8 @@ invariance, which resuming relies on, is therefore a float32 property, and float
 (:func:`logits_processors`) on each row's logits with that row's answer so far as its history, one row at a
 time, since the rows of a batch have answers of different lengths; so they keep batch invariance. The prompt is
 not part of the history: it holds the action markup of every earlier turn, which a 3-gram ban would forbid.
-With both off (1.0 and 0, the defaults) the logits are not touched.
+With both off (1.0 and 0, the defaults) the logits are not touched. A request's ``banned_words`` run transformers'
+``NoBadWordsLogitsProcessor`` on its row alone, the same way.
 
 The keyword under which the model takes the cache follows the installed transformers
 (:func:`~crsdata.backends.kv_cache.cache_argument`: ``cache`` from 5.24, ``past_key_values`` before).
@@ -42,6 +43,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     LogitsProcessorList,
+    NoBadWordsLogitsProcessor,
     NoRepeatNGramLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
 )
@@ -144,16 +146,37 @@ def logits_processors(params: SamplingParams) -> LogitsProcessorList:
     return processors
 
 
-def process_rows(logits: torch.Tensor, histories: list[list[int]], processors: LogitsProcessorList) -> torch.Tensor:
+def banned_words_processor(tokenizer: Any, words: Sequence[str]) -> NoBadWordsLogitsProcessor | None:
+    """transformers' ban on the token sequences of ``words`` (lower-case, capitalised, as written; with and
+    without a leading space), None for no words."""
+    variants = {f"{space}{form}" for w in words for form in (w, w.lower(), w.capitalize()) for space in ("", " ")}
+    sequences = {tuple(tokenizer(v, add_special_tokens=False)["input_ids"]) for v in variants if v.strip()}
+    sequences = {s for s in sequences if s and s != (tokenizer.eos_token_id,)}
+    if not sequences:
+        return None
+    return NoBadWordsLogitsProcessor([list(s) for s in sorted(sequences)], eos_token_id=tokenizer.eos_token_id)
+
+
+def process_rows(
+    logits: torch.Tensor,
+    histories: list[list[int]],
+    processors: LogitsProcessorList,
+    bans: Sequence[tuple[list[int], NoBadWordsLogitsProcessor | None]] = (),
+) -> torch.Tensor:
     """``logits`` ``[rows, vocab]`` with ``processors`` applied to each row alone, given that row's token history
-    (so a row's result never depends on the other rows or on padding). Rows with no history are left as they are."""
-    if not processors:
+    (so a row's result never depends on the other rows or on padding); rows with no history are left as they
+    are. ``bans``: per row, a history (the end of its prompt and its answer so far) and that row's ban, if any."""
+    if not processors and not any(ban for _, ban in bans):
         return logits
     out = logits.clone()
     for row, history in enumerate(histories):
-        if history:
+        if history and processors:
             ids = torch.tensor([history], dtype=torch.long, device=logits.device)
-            out[row : row + 1] = processors(ids, logits[row : row + 1])
+            out[row : row + 1] = processors(ids, out[row : row + 1])
+    for row, (history, ban) in enumerate(bans):
+        if ban is not None:
+            ids = torch.tensor([history], dtype=torch.long, device=logits.device)
+            out[row : row + 1] = ban(ids, out[row : row + 1])
     return out
 
 
@@ -311,7 +334,12 @@ class LocalBackend(Backend):
             i: Generation("", "error", 0, msg, refused=i in self._refused) for i, msg in errors.items()
         }
         for chunk in self._chunks(prompts):
-            texts = self._decode_batch([prompts[i] for i in chunk], [requests[i].seed for i in chunk], params)
+            texts = self._decode_batch(
+                [prompts[i] for i in chunk],
+                [requests[i].seed for i in chunk],
+                params,
+                [requests[i].banned_words for i in chunk],
+            )
             results.update(zip(chunk, texts, strict=True))
         for i, dropped in self._dropped.items():
             if i in prompts:
@@ -319,8 +347,15 @@ class LocalBackend(Backend):
         return [results[i] for i in range(len(requests))]
 
     @torch.inference_mode()
-    def _decode_batch(self, rows: list[list[int]], seeds: list[int], params: SamplingParams) -> list[Generation]:
+    def _decode_batch(
+        self,
+        rows: list[list[int]],
+        seeds: list[int],
+        params: SamplingParams,
+        banned: Sequence[tuple[str, ...]] = (),
+    ) -> list[Generation]:
         n = len(rows)
+        bans = [banned_words_processor(self.tokenizer, words) if words else None for words in banned] or [None] * n
         budgets = [min(params.max_new_tokens, self.max_positions - len(r)) for r in rows]
         out_tokens: list[list[int]] = [[] for _ in range(n)]
         done: list[Generation | None] = [None] * n
@@ -359,7 +394,9 @@ class LocalBackend(Backend):
         next_position = torch.tensor([[len(rows[j])] for j in active], device=self.device)
 
         while True:
-            logits = process_rows(logits, [out_tokens[j] for j in active], processors)
+            # A banned word may start in the answer's first token: its history holds the prompt's last tokens.
+            ban_rows = [(rows[j][-8:] + out_tokens[j], bans[j]) for j in active]
+            logits = process_rows(logits, [out_tokens[j] for j in active], processors, ban_rows)
             tokens = self._sample(logits, [generators[j] for j in active], params, greedy)
             keep: list[int] = []
             for k, (j, token) in enumerate(zip(active, tokens.tolist(), strict=True)):

@@ -292,3 +292,17 @@ def turn_recall_at_1(
         count=len(firsts),
     )
     return float(hits.mean())
+
+
+def auc(labels: Sequence[bool], scores: Sequence[float]) -> float:
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (Mann-Whitney U with tied scores sharing
+    their mean rank); NaN without both classes."""
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    positives, negatives = int(y.sum()), int((~y).sum())
+    if not positives or not negatives:
+        return float("nan")
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    mean_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based mean rank of each distinct score
+    ranks = mean_rank[inverse]
+    return float((ranks[y].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))

@@ -130,6 +130,10 @@ def option(
 class SimulationOptions:
     """Options of a kind (subclass it with :func:`option` fields). The base has none."""
 
+    def check(self) -> None:
+        """Refuses values no run can use, as bad input naming the flag, before any model is loaded (a kind
+        overrides it; the base accepts anything)."""
+
     def run_config(self) -> dict[str, Any]:
         """The options that change dialogues, JSON-ready (paths as strings), for the run configuration."""
         return {

@@ -102,11 +102,24 @@ def repetition(turns: list[dict[str, Any]], threshold: float = DEFAULT_SIMILARIT
     return hits
 
 
-def repeats_earlier(text: str, turns: list[dict[str, Any]], threshold: float = DEFAULT_SIMILARITY) -> bool:
+def repeats_earlier(
+    text: str, turns: list[dict[str, Any]], threshold: float = DEFAULT_SIMILARITY, *, titles: Iterable[str] = ()
+) -> bool:
     """Whether ``text`` is at least ``threshold`` similar to the text of any of ``turns``, whoever spoke it: the
-    check a simulation makes before keeping a turn (a small user copies the recommender's sentence)."""
+    check a simulation makes before keeping a turn (a small user copies the recommender's sentence). Titles are
+    left out of both sides, ``titles`` (those ``text`` names) and each turn's ``items``: a copy with another
+    film's title in it is still a copy ("I've seen it all. ... Battlefield Earth (2000) is a good movie.")."""
+    norm = _without_titles(text, titles)
+    others = (_without_titles(t["text"], (i.get("title", "") for i in t.get("items") or [])) for t in turns)
+    return bool(norm) and _near_any(norm, others, threshold)
+
+
+def _without_titles(text: str, titles: Iterable[str]) -> str:
+    """The normalised ``text`` with each of ``titles`` (normalised) and any year in brackets taken out."""
     norm = _normalise(text)
-    return bool(norm) and _near_any(norm, (_normalise(t["text"]) for t in turns), threshold)
+    for title in sorted({_normalise(t) for t in titles if t.strip()}, key=len, reverse=True):
+        norm = norm.replace(title, " ")
+    return _normalise(re.sub(r"\(\d{4}\)", " ", norm))
 
 
 def _near_any(norm: str, others: Iterable[str], threshold: float) -> bool:
@@ -122,6 +135,11 @@ GREETING_WORDS = frozenset(
     | {"evening", "day", "there"}
 )
 GREETING_LOOP = 2  # a dialogue with more greeting turns than this is in a greeting loop (issue 21's target)
+
+
+def greeting_words(text: str) -> list[str]:
+    """The words of :data:`GREETING_WORDS` in ``text``, lower-case, in order, each once."""
+    return list(dict.fromkeys(w for w in re.findall(r"[a-z]+", text.lower()) if w in GREETING_WORDS))
 
 
 def is_greeting_turn(turn: dict[str, Any]) -> bool:

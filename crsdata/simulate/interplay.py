@@ -21,11 +21,13 @@ The loop
 - An unparseable turn is not appended: the same role tries again with a new seed. After
   ``max_parse_failures`` consecutive failures of one role the dialogue ends with ``parse_error``.
 - An empty generation, or a parsed turn with an empty response (other than an accept), ends it with ``empty``.
-- With ``max_resamples`` (``--max-resamples``, 3 by default in ``crsdata simulate``), a parsed turn that repeats an
-  earlier turn of either speaker (similarity >= 0.9, :func:`crsdata.simulate.filters.repeats_earlier`) or is a
-  role's second greeting is not appended: the role tries again with the next seed, at most that many times, and
-  the last try is kept (counters ``resampled``, ``resampled.<why>``, ``resample_exhausted``). Rejection sampling,
-  not an edit: every kept text is the model's own.
+- With ``max_resamples`` (``--max-resamples``, 3 by default in ``crsdata simulate``), a parsed turn is not
+  appended when it repeats an earlier turn of either speaker (similarity >= 0.9 with titles left out,
+  :func:`crsdata.simulate.filters.repeats_earlier`), is a role's second greeting, or (a catalog-grounded
+  recommender) names a title the catalog does not know: the role tries again with the next seed, at most that
+  many times, and the last try is kept (counters ``resampled``, ``resampled.<why>``, ``resample_exhausted``).
+  After a rejected turn that only greets, the next tries may not use its words (the request's ``banned_words``).
+  Rejection sampling, not an edit: every kept text is the model's own.
 - A user ``accept`` ends it with ``accept``; the accepted item is the last item a recommender turn named. An
   accept before any recommender turn has named an item has nothing to accept (a turn labelled ``recommend``
   without a title does not count): it is kept as ``feedback`` (counted as ``accept_without_recommendation``)
@@ -61,7 +63,7 @@ from crsdata.schema import Action, EndReason, Role, item_ref, load_extra, new_di
 from crsdata.seeds import derive_seed
 from crsdata.simulate.actions import ParsedTurn, parse_turn
 from crsdata.simulate.base import DialogueState, Simulation, SimulationOptions, option
-from crsdata.simulate.filters import is_greeting_turn, repeats_earlier
+from crsdata.simulate.filters import greeting_words, is_greeting_turn, repeats_earlier
 from crsdata.simulate.grounding import (
     GROUNDING,
     CatalogRetriever,
@@ -148,6 +150,17 @@ def _with_stops(params: SamplingParams, stops: tuple[str, ...]) -> SamplingParam
 PERSONA_HISTORIES = {"interplay": 3, "reported": None}
 # How often a repeated turn or a second greeting is sampled again, unless told otherwise (--max-resamples; the Space).
 DEFAULT_MAX_RESAMPLES = 3
+# The persona history of a user model that does not say which it was trained with (the base, older folders).
+DEFAULT_PERSONA_HISTORY = "interplay"
+
+
+def trained_persona_history(user_model: str) -> str:
+    """The persona history ``user_model`` was trained with (:func:`crsdata.backends.embedded.persona_history_of`),
+    :data:`DEFAULT_PERSONA_HISTORY` when it does not say: ``--persona-history``'s default, and a Space chat's."""
+    from crsdata.backends.embedded import persona_history_of
+
+    history = persona_history_of(user_model)
+    return history if history in PERSONA_HISTORIES else DEFAULT_PERSONA_HISTORY
 
 
 @dataclass
@@ -202,18 +215,34 @@ class InterplayOptions(SimulationOptions):
     )
     max_resamples: int = option(
         DEFAULT_MAX_RESAMPLES,
-        "a turn that repeats an earlier turn of either speaker (similarity >= 0.9) or greets a second time is "
-        "sampled again with a new seed, at most this many times; the last try is kept and counted "
+        "a turn that repeats an earlier turn of either speaker (similarity >= 0.9, titles left out), greets a "
+        "second time, or (a catalog-grounded recommender) names a film the catalog does not know is sampled again "
+        "with a new seed, at most this many times; the last try is kept and counted "
         "(resample_exhausted). 0 keeps every parsed turn (default 3)",
     )
-    persona_history: str = option(
-        "interplay",
-        "the films the persona lists as watched: interplay (the default, as in Interplay: three of the films the "
-        "seeker reported seeing or talked about, liked and talked-about ones first) or reported (every one of "
-        "them; in ReDial the questionnaire marks films the recommender proposes later, so the persona knows "
-        "which proposals it has seen). The rule baselines decline the same films",
+    # None until the models are known: then the history the user model was trained with (complete_options).
+    persona_history: str | None = option(
+        None,
+        "the films the persona lists as watched: interplay (as in Interplay: three of the films the seeker reported "
+        "seeing or talked about, liked and talked-about ones first) or reported (every one of them; in ReDial the "
+        "questionnaire marks films the recommender proposes later, so the persona knows which proposals it has "
+        "seen). The rule baselines decline the same films. Default: the history the user model was trained with "
+        "(its crsdata.json), interplay when it does not say",
         choices=tuple(PERSONA_HISTORIES),
+        type=str,
     )
+
+    def check(self) -> None:
+        for name, least in {"candidates": 1, "max_resamples": 0}.items():
+            value = getattr(self, name)
+            if value < least:
+                flag = "--" + name.replace("_", "-")
+                raise BadInputError("", "", flag, f"must be at least {least}, got {value}", "bad-option")
+
+
+def _draft_turn(parsed: ParsedTurn) -> dict[str, Any]:
+    """A parsed turn as the turn filters read it, before it is linked and appended."""
+    return {"action": parsed.action, "text": parsed.response, "items": parsed.titles}
 
 
 class InterplaySimulation(Simulation):
@@ -339,6 +368,8 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             options.first_speaker = Role.USER.value if user_style == "finetuned" else Role.RECOMMENDER.value
         if options.grounding is None:
             options.grounding = cls.trained_grounding(models)
+        if options.persona_history is None:
+            options.persona_history = trained_persona_history(models[Role.USER.value])
 
     #: The roles whose models choose the default grounding (replay: the user alone; the recommender is real).
     grounding_roles: tuple[str, ...] = ROLES
@@ -389,7 +420,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "style": options.prompt_style or "instruct",
             "infer_actions": options.infer_actions,
             "first_speaker": options.first_speaker or Role.RECOMMENDER.value,
-            "n_watched": PERSONA_HISTORIES[options.persona_history],
+            "n_watched": PERSONA_HISTORIES[options.persona_history or DEFAULT_PERSONA_HISTORY],
             "max_resamples": options.max_resamples,
             **grounded,
         }
@@ -466,18 +497,19 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         shown = persona if role == Role.USER.value else dataclasses.replace(persona, target_attributes="")
         attempt = state.context.get("failures", {}).get(role, 0) + state.context.get("resamples", {}).get(role, 0)
         seed = request_seed(state.seed, len(state.turns), attempt)
+        banned = tuple(state.context.get("banned", {}).get(role, ()))
         allowed: list[str] = []
         grounding = self.grounding_of(state, role, allowed)
         if self.styles[role] == "instruct":
             messages = instruct_messages(role, shown, state.turns, show_profile=self.show_profile, grounding=grounding)
-            request = ChatRequest(messages=messages, seed=seed)
+            request = ChatRequest(messages=messages, seed=seed, banned_words=banned)
         else:
             # Where each turn starts: a backend may drop the oldest turns to fit its context, never the header
             # (crsdata.backends.context).
             prompt, starts = finetuned_prompt_and_turn_starts(
                 role, shown, state.turns, show_profile=self.show_profile, grounding=grounding
             )
-            request = ChatRequest(prompt=prompt, seed=seed, turn_starts=starts)
+            request = ChatRequest(prompt=prompt, seed=seed, turn_starts=starts, banned_words=banned)
         assert_no_target_leak(request, state, allowed)
         return request
 
@@ -502,25 +534,35 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             return
         resamples = state.context.setdefault("resamples", {r: 0 for r in ROLES})
         why = self.resample_reason(state, role, parsed)
+        banned = state.context.setdefault("banned", {})
         if why and resamples[role] < self.max_resamples:
             self._count(state, "resampled")
             self._count(state, f"resampled.{why}")
             resamples[role] += 1
+            if is_greeting_turn(_draft_turn(parsed)):
+                # A rejected greeting (a second one, or a repeat) would come back with the same words: a 135M model
+                # writes "Hello." for every seed.
+                banned[role] = sorted(set(banned.get(role, ())) | set(greeting_words(parsed.response)))
             return
         if why and self.max_resamples:
             self._count(state, "resample_exhausted")
         state.context["failures"][role] = resamples[role] = 0
+        banned.pop(role, None)
         self.append_turn(state, role, parsed)
 
     def resample_reason(self, state: DialogueState, role: str, parsed: ParsedTurn) -> str:
-        """Why ``role``'s parsed turn should be sampled again (``repeat``, ``greeting``), or ``""``. A 135M pair
-        echoes the other speaker's sentence and trades greetings for whole dialogues (docs/simulators.md); a new
-        seed usually gives a turn that moves on. An accept is never resampled: it ends the dialogue."""
+        """Why ``role``'s parsed turn should be sampled again (``repeat``, ``greeting``, ``unknown-title``), or
+        ``""``. A 135M pair echoes the other speaker's sentence and trades greetings for whole dialogues
+        (docs/simulators.md); a grounded recommender that names a title the catalog does not know has invented it
+        (its list holds catalog films only). A new seed usually gives a turn that moves on. An accept is never
+        resampled: it ends the dialogue."""
         if not self.max_resamples or parsed.action == Action.ACCEPT:
             return ""
-        if repeats_earlier(parsed.response, state.turns):
+        if repeats_earlier(parsed.response, state.turns, titles=parsed.titles):
             return "repeat"
-        turn = {"action": parsed.action, "text": parsed.response, "items": parsed.titles}
+        if role == Role.RECOMMENDER.value and self.grounding == "catalog" and not all(map(self._link, parsed.titles)):
+            return "unknown-title"
+        turn = _draft_turn(parsed)
         if is_greeting_turn(turn) and any(t["role"] == role and is_greeting_turn(t) for t in state.turns):
             return "greeting"
         return ""

@@ -208,6 +208,8 @@ class SimulateConfig:
             raise bad("--threads", "must be at least 1")
         if self.kv_cache_mb < 0:
             raise bad("--kv-cache-mb", "must be 0 or more")
+        assert self.options is not None
+        self.options.check()
         for name in ("n", "batch_size", "shard_size", "max_new_tokens"):
             value = getattr(self, name)
             if value is not None and value < (0 if name == "n" else 1):

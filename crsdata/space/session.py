@@ -46,7 +46,12 @@ from crsdata.errors import BadInputError
 from crsdata.schema import Action
 from crsdata.simulate.actions import INTERPLAY_ACTIONS, format_turn, parse_turn
 from crsdata.simulate.grounding import CatalogRetriever
-from crsdata.simulate.interplay import DEFAULT_MAX_RESAMPLES, InterplaySimulation
+from crsdata.simulate.interplay import (
+    DEFAULT_MAX_RESAMPLES,
+    PERSONA_HISTORIES,
+    InterplaySimulation,
+    trained_persona_history,
+)
 from crsdata.space.chat import Chat, person_record, written_record
 from crsdata.space.config import MODES, SpaceConfig, SpaceError
 from crsdata.space.corpora import PERSONA_CHOICES, Corpora, Corpus
@@ -140,6 +145,8 @@ class Space:
             infer_actions=True,
             grounding=grounding,
             max_resamples=DEFAULT_MAX_RESAMPLES,
+            # The watched films the user model was trained to see, as `crsdata simulate` lists them by default.
+            n_watched=PERSONA_HISTORIES[trained_persona_history(self.pool.spec(labels["user"]))],
             retriever=self._retriever(catalog) if grounding == "catalog" and mode != "recommender" else None,
         )
         if seed is None:

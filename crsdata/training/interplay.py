@@ -106,6 +106,14 @@ class InterplayTrainConfig(SFTTrainConfig):
             "(three of them, as in Interplay) or reported (every film the seeker's questionnaire or turns report)"
         },
     )
+    stack_adapter: bool = field(
+        default=False,
+        metadata={
+            "help": "with --init-adapter: merge that adapter into the base and train a fresh one of this run's "
+            "--lora-r and --lora-layers on top (more layers or rank than the first stage had); the folder holds "
+            "the two as one adapter (crsdata.training.adapters)"
+        },
+    )
 
 
 # What the user's loss is on (--objective): every token of its turns, or only its answers' actions.
@@ -545,13 +553,16 @@ def action_tag_ids(tokenizer: Any) -> tuple[int, ...]:
     return tuple(os.path.commonprefix(bodies))  # commonprefix compares any sequences element by element
 
 
-def load_trainable_adapter(model: Any, folder: str) -> Any:
-    """``model`` with the LoRA adapter in ``folder`` loaded for more training (peft's ``PeftModel``); bad input
-    naming the folder when it holds none."""
+def load_trainable_adapter(model: Any, folder: str, *, stack: bool = False) -> Any:
+    """``model`` with the LoRA adapter in ``folder`` loaded for more training (peft's ``PeftModel``), or with
+    ``stack`` merged into its weights (a fresh adapter then trains on top, :mod:`crsdata.training.adapters`); bad
+    input naming the folder when it holds none."""
     from peft import PeftModel
 
     if not (Path(folder) / "adapter_config.json").is_file():
         raise BadInputError(folder, "", "init_adapter", "no adapter_config.json: not a LoRA adapter", "bad-model")
+    if stack:
+        return PeftModel.from_pretrained(model, folder).merge_and_unload()
     return PeftModel.from_pretrained(model, folder, is_trainable=True)
 
 
@@ -561,7 +572,11 @@ def save_trained(model: Any, tokenizer: Any, config: InterplayTrainConfig, *, hu
     import torch
 
     out = Path(config.out)
-    if config.lora:
+    if config.lora and config.stack_adapter:
+        from crsdata.training.adapters import save_stacked
+
+        save_stacked(config.init_adapter, model, out, base_model=hub_id)
+    elif config.lora:
         for adapter in model.peft_config.values():
             adapter.base_model_name_or_path = hub_id
         # Halves the adapter on disk; peft casts it back to the base model's dtype when it loads.
@@ -666,6 +681,8 @@ class InterplayRecipe(Recipe):
             )
         if config.objective == "decisions" and self.role != Role.USER:
             raise BadInputError("", "", "objective", "decisions trains the user's accept; use dialogue", "bad-config")
+        if config.stack_adapter and not config.init_adapter:
+            raise BadInputError("", "", "stack_adapter", "stacks on --init-adapter FOLDER; name one", "bad-config")
         if config.init_adapter and not config.lora:
             raise BadInputError(
                 config.init_adapter, "", "init_adapter", "continues a LoRA adapter: drop --lora false", "bad-config"
@@ -704,7 +721,7 @@ class InterplayRecipe(Recipe):
         path, hub_id = base_model(config.base)
         tokenizer, model = load_tokenizer_and_model(path, config.base)
         if config.init_adapter:
-            model = load_trainable_adapter(model, config.init_adapter)
+            model = load_trainable_adapter(model, config.init_adapter, stack=config.stack_adapter)
         grounded = simulation_options(config, self.role, catalog)
         prepared = prepare_sequences(
             train_records,

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from crsdata.errors import BadInputError
+from crsdata.metrics.ranking import auc
 from crsdata.training import EvalScore, Recipe, TrainResult
 from crsdata.training.config import SFTTrainConfig
 from crsdata.training.data import DataFolder
@@ -90,20 +91,6 @@ class GrsuScorerConfig(SFTTrainConfig):
     ce_context_chars: int = field(
         default=0, metadata={"help": "cross-encoder: characters of conversation loaded (0: all; the text keeps less)"}
     )
-
-
-def auc(labels: Sequence[bool], scores: Sequence[float]) -> float:
-    """Area under the ROC curve (Mann-Whitney U with tied scores sharing their mean rank); NaN without both
-    classes."""
-    y = np.asarray(labels, dtype=bool)
-    s = np.asarray(scores, dtype=np.float64)
-    positives, negatives = int(y.sum()), int((~y).sum())
-    if not positives or not negatives:
-        return float("nan")
-    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-    mean_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based mean rank of each distinct score
-    ranks = mean_rank[inverse]
-    return float((ranks[y].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
 
 
 def pair_aucs(pairs: Sequence[ins.ScoringPair], scores: Sequence[float]) -> dict[str, float]:
