@@ -232,7 +232,7 @@ def test_decisions_objective_trains_only_the_action_of_each_answer(redial_folder
 def test_decision_figures_score_p_accept_beside_the_seen_rule() -> None:
     """The AUC of P(accept) and of the seen rule on hand-made answers: a model that ranks every taken proposal
     first scores 1; the rule scores by the seen marks alone."""
-    from crsdata.training.interplay_eval import DecisionPoint, decision_figures
+    from crsdata.training.decisions import DecisionPoint, decision_figures
 
     points = [
         DecisionPoint(accepted=True, p_accept=0.9, marked_seen=False),
@@ -252,12 +252,12 @@ def test_decision_figures_score_p_accept_beside_the_seen_rule() -> None:
 def test_decisions_command_reads_p_accept_at_each_held_out_answer(
     redial_folder: Path, wide_tiny_model: Path, tmp_path: Path, capsys
 ) -> None:
-    """`python -m crsdata.training.interplay_eval decisions` on real held-out dialogues and a tiny model: one
+    """`python -m crsdata.training.decisions` on real held-out dialogues and a tiny model: one
     point per answer to a proposal, the taken ones among them, and the JSON the docs quote."""
-    from crsdata.training.interplay_eval import main
+    from crsdata.training.decisions import main
 
     out = tmp_path / "decisions.json"
-    args = ["decisions", "--data", str(redial_folder), "--split", "test", "--user-model", str(wide_tiny_model)]
+    args = ["--data", str(redial_folder), "--split", "test", "--user-model", str(wide_tiny_model)]
     assert main([*args, "--threads", "1", "--json", str(out)]) == 0
     figures = json.loads(out.read_text())["models"][str(wide_tiny_model)]
     assert figures["decisions"] > figures["accepted"] > 0
