@@ -356,6 +356,7 @@ class LocalBackend(Backend):
     ) -> list[Generation]:
         n = len(rows)
         bans = [banned_words_processor(self.tokenizer, words) if words else None for words in banned] or [None] * n
+        banning = any(ban is not None for ban in bans)  # else no step builds the rows' ban histories
         budgets = [min(params.max_new_tokens, self.max_positions - len(r)) for r in rows]
         out_tokens: list[list[int]] = [[] for _ in range(n)]
         done: list[Generation | None] = [None] * n
@@ -395,7 +396,7 @@ class LocalBackend(Backend):
 
         while True:
             # A banned word may start in the answer's first token: its history holds the prompt's last tokens.
-            ban_rows = [(rows[j][-8:] + out_tokens[j], bans[j]) for j in active]
+            ban_rows = [(rows[j][-8:] + out_tokens[j], bans[j]) for j in active] if banning else ()
             logits = process_rows(logits, [out_tokens[j] for j in active], processors, ban_rows)
             tokens = self._sample(logits, [generators[j] for j in active], params, greedy)
             keep: list[int] = []

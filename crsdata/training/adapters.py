@@ -15,8 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
+from crsdata.backends.embedded import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 
 def _scale(config: Any, module: str, rank: int) -> float:

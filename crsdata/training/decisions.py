@@ -66,9 +66,6 @@ def decision_points(
     path = resolve_model(model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     network = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    options: dict[str, Any] = {"n_watched": PERSONA_HISTORIES[persona_history]}
-    if grounding == "catalog":
-        options.update(grounding="catalog")
     prepared = prepare_sequences(
         records,
         Role.USER.value,
@@ -78,7 +75,8 @@ def decision_points(
         seed=seed,
         objective="decisions",
         action_tag=action_tag_ids(tokenizer),
-        **options,
+        grounding=grounding,
+        n_watched=PERSONA_HISTORIES[persona_history],
     )
     accept = accept_token(tokenizer)
     label = f"{Role.RECOMMENDER.value}:"
