@@ -229,6 +229,38 @@ def test_decisions_objective_trains_only_the_action_of_each_answer(redial_folder
         get_recipe("user-simulator").check(InterplayTrainConfig(objective="accuracy"))
 
 
+def test_decision_loss_weight_falls_on_the_decisions_of_the_dialogue_objective(
+    redial_folder: Path, records: list[dict]
+) -> None:
+    """`--decision-loss-weight` on real dialogues: the dialogue objective's labels unchanged, the weight on exactly
+    the tokens the decisions objective trains and 1 elsewhere; the recommender and a weight of 0 are refused."""
+    from fixtures.tiny_models import build_tiny_tokenizer
+
+    from crsdata.errors import BadInputError
+    from crsdata.models import get_recipe
+    from crsdata.training.interplay import InterplayTrainConfig, action_tag_ids
+
+    tokenizer = build_tiny_tokenizer()
+    catalog = folders_catalog([load_data_folder(redial_folder)])
+    options = {"max_length": 4096, "seed": 0, "action_tag": action_tag_ids(tokenizer)}
+    dialogue = prepare_sequences(records, "user", tokenizer, catalog, **options)
+    weighted = prepare_sequences(records, "user", tokenizer, catalog, decision_loss_weight=7.0, **options)
+    decisions = prepare_sequences(records, "user", tokenizer, catalog, objective="decisions", **options)
+    assert not dialogue.loss_weights
+    assert weighted.input_ids == dialogue.input_ids == decisions.input_ids
+    assert weighted.labels == dialogue.labels
+    for weights, labels, decided in zip(weighted.loss_weights, weighted.labels, decisions.labels, strict=True):
+        assert len(weights) == len(labels)
+        assert [j for j, w in enumerate(weights) if w == 7.0] == [j for j, d in enumerate(decided) if d != IGNORE_INDEX]
+        assert set(weights) <= {1.0, 7.0}
+    assert weighted.decisions == dialogue.decisions == decisions.trained_tokens > 0
+    assert weighted.summary()["decision_tokens"] == weighted.decisions
+    with pytest.raises(BadInputError, match="decision_loss_weight"):
+        get_recipe("user-simulator").check(InterplayTrainConfig(decision_loss_weight=0))
+    with pytest.raises(BadInputError, match="decision_loss_weight"):
+        get_recipe("recommender-simulator").check(InterplayTrainConfig(decision_loss_weight=5))
+
+
 def test_decision_figures_score_p_accept_beside_the_seen_rule() -> None:
     """The AUC of P(accept) and of the seen rule on hand-made answers: a model that ranks every taken proposal
     first scores 1; the rule scores by the seen marks alone."""
