@@ -673,7 +673,7 @@ def test_self_play_figures_count_catalog_titles_accepts_and_greeting_loops(
     folder = export_folder(BuildResult(source="interplay-sim", splits={"test": records}), tmp_path / "sim")
     figures = dialogue_figures(str(folder), "test", catalog)
     counts = ("accepts", "repeated", "turns", "dialogues", "recommended_titles", "catalog_titles", "catalog_accepts")
-    counts += ("target_accepts", "greeting_turns", "greeting_loop_dialogues", "max_greeting_turns")
+    counts += ("target_accepts", "target_proposed", "greeting_turns", "greeting_loop_dialogues", "max_greeting_turns")
     assert {k: figures[k] for k in counts} == {
         "accepts": 3,
         "repeated": 3,
@@ -683,6 +683,7 @@ def test_self_play_figures_count_catalog_titles_accepts_and_greeting_loops(
         "catalog_titles": 3,
         "catalog_accepts": 2,
         "target_accepts": 1,
+        "target_proposed": 1,  # only the first dialogue's recommender named the target
         "greeting_turns": 7,
         "greeting_loop_dialogues": 1,
         "max_greeting_turns": 6,
@@ -699,7 +700,7 @@ def test_self_play_figures_count_catalog_titles_accepts_and_greeting_loops(
     args = ["figures", str(folder), "--split", "test", "--catalog", str(redial_folder), "--json", str(out)]
     assert eval_main(args) == 0
     printed = capsys.readouterr().out
-    assert f"| {folder} | 4 | 6 | 3 (50.0%) | 2 (50.0%) | 1 (25.0%) | 3 (18.8%) | 1 (25.0%) | 6 |" in printed
+    assert f"| {folder} | 4 | 6 | 3 (50.0%) | 2 (50.0%) | 1 (25.0%) | 1 (25.0%) | 3 (18.8%) | 1 (25.0%) | 6 |" in printed
     assert json.loads(out.read_text()) == {str(folder): figures}
     assert eval_main(["figures", str(folder), "--split", "validation"]) == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -137,7 +137,9 @@ def test_a_loss_weights_column_reaches_the_loss(tiny_model_dir: Path, tmp_path: 
 
     for name, weight in (("plain", None), ("ones", 1.0), ("zeros", 0.0)):
         _train(tiny_model_dir, tmp_path / name, weight=weight)
-    plain, ones, zeros = (load_file(tmp_path / name / "adapter_model.safetensors") for name in ("plain", "ones", "zeros"))
+    plain, ones, zeros = (
+        load_file(tmp_path / name / "adapter_model.safetensors") for name in ("plain", "ones", "zeros")
+    )
     assert any(plain[k].abs().sum() > 0 for k in plain if "lora_B" in k)
     for key in plain:
         assert (plain[key].float() - ones[key].float()).abs().max().item() < 1e-4, key

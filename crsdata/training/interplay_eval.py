@@ -275,6 +275,8 @@ def dialogue_figures(folder: str, split: str, catalog: Any = None) -> dict[str, 
     - ``target_accepts`` / ``target_accept_rate``: dialogues ending in an accept of the persona's target: the
       record's first linked ``target_items`` entry, the one film the persona describes
       (:func:`crsdata.simulate.replay.replay_target`).
+    - ``target_proposed`` / ``target_proposed_rate``: dialogues where a recommender turn named that target at all:
+      no user can accept a target it was never offered, so this bounds ``target_accepts``.
     - ``greeting_turns``, ``greeting_loop_dialogues`` (more than :data:`GREETING_LOOP` greeting turns, both
       speakers together), ``greeting_loop_rate``, ``max_greeting_turns``: greetings by :func:`is_greeting_turn`.
 
@@ -301,7 +303,7 @@ def dialogue_figures(folder: str, split: str, catalog: Any = None) -> dict[str, 
     failures = sum(c.get("parse_failures", 0) for c in counters)
     repairs = sum(c.get("repairs", 0) for c in counters)
     repeated = sum(len(repetition(r["turns"])) for r in records)
-    accepts = catalog_accepts = target_accepts = 0
+    accepts = catalog_accepts = target_accepts = target_proposed = 0
     titles = catalog_titles = 0
     greetings: list[int] = []
     for record in records:
@@ -309,13 +311,15 @@ def dialogue_figures(folder: str, split: str, catalog: Any = None) -> dict[str, 
         titles += len(named)
         catalog_titles += sum(film(i) is not None for i in named)
         greetings.append(sum(is_greeting_turn(t) for t in record["turns"]))
+        target = replay_target(record)[0]
+        target_film = film(target) or target
+        target_proposed += bool(target) and any(film(i) == target_film for i in named)
         if record["outcome"]["end_reason"] != "accept":
             continue
         accepts += 1
         accepted = film(record["outcome"]["accepted_item"]["item_id"])
-        target = replay_target(record)[0]
         catalog_accepts += accepted is not None
-        target_accepts += accepted is not None and accepted == (film(target) or target)
+        target_accepts += accepted is not None and accepted == target_film
     n = max(len(records), 1)
     return {
         "accept_rate": accepts / n,
@@ -333,6 +337,8 @@ def dialogue_figures(folder: str, split: str, catalog: Any = None) -> dict[str, 
         "catalog_accept_rate": catalog_accepts / n,
         "target_accepts": target_accepts,
         "target_accept_rate": target_accepts / n,
+        "target_proposed": target_proposed,
+        "target_proposed_rate": target_proposed / n,
         "greeting_turns": sum(greetings),
         "greeting_loop_dialogues": sum(g > GREETING_LOOP for g in greetings),
         "greeting_loop_rate": sum(g > GREETING_LOOP for g in greetings) / n,
@@ -346,6 +352,7 @@ FIGURE_COLUMNS = (
     "catalog films among them",
     "accepts of a catalog film",
     "accepts of the target",
+    "target proposed",
     "repeated utterances",
     f"dialogues with > {GREETING_LOOP} greeting turns",
     "most greeting turns",
@@ -362,6 +369,7 @@ def figures_row(label: str, figures: dict[str, float]) -> str:
         f"{figures['catalog_titles']} ({100 * figures['catalog_title_share']:.1f}%)",
         f"{figures['catalog_accepts']} ({100 * figures['catalog_accept_rate']:.1f}%)",
         f"{figures['target_accepts']} ({100 * figures['target_accept_rate']:.1f}%)",
+        f"{figures['target_proposed']} ({100 * figures['target_proposed_rate']:.1f}%)",
         f"{figures['repeated']} ({100 * figures['repeated_turns']:.1f}%)",
         f"{figures['greeting_loop_dialogues']} ({100 * figures['greeting_loop_rate']:.1f}%)",
         str(figures["max_greeting_turns"]),
