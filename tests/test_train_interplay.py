@@ -303,7 +303,8 @@ def test_init_adapter_trains_the_given_adapter_further(
     redial_folder: Path, wide_tiny_model: Path, tmp_path: Path
 ) -> None:
     """A second stage: `--init-adapter FOLDER --objective decisions` trains FOLDER's adapter (its layers and
-    rank, not the config's), and a folder without an adapter is one line of bad input."""
+    rank, not the config's), and a folder without an adapter is one line of bad input; each stage's card says
+    what its loss was on and which adapter it continued."""
     from safetensors.torch import load_file
 
     first = tmp_path / "first"
@@ -315,6 +316,15 @@ def test_init_adapter_trains_the_given_adapter_further(
     before, after = load_file(first / "adapter_model.safetensors"), load_file(second / "adapter_model.safetensors")
     assert before.keys() == after.keys()
     assert any(not before[k].equal(after[k]) for k in before)
+    card = (second / "README.md").read_text()
+    assert f"trained further the adapter in `{first}`" in card and "loss covers only the user's decisions" in card
+    # A third stage back on the dialogue objective, the decisions weighted: the card says how the loss was made.
+    third = tmp_path / "third"
+    extra = ("--eval-size", "0", "--init-adapter", str(second), "--decision-loss-weight", "5")
+    assert _train("user-simulator", redial_folder, third, wide_tiny_model, *extra, "--persona-history", "reported") == 0
+    card = (third / "README.md").read_text()
+    assert "the rest of the dialogue is context" in card and "weighs 5.0x" in card
+    assert "every film the seeker's questionnaire or turns report" in card
     assert (
         _train("user-simulator", redial_folder, tmp_path / "bad", wide_tiny_model, "--init-adapter", str(tmp_path)) != 0
     )
@@ -707,3 +717,38 @@ def test_self_play_figures_count_catalog_titles_accepts_and_greeting_loops(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"python -m crsdata.training.interplay_eval figures: error: {folder}, field 'split': no split "
                    "'validation' (it has test)"]  # fmt: skip
+
+
+def test_target_ranks_place_each_target_in_the_recommenders_retrieval(redial_folder: Path, tmp_path: Path) -> None:
+    """`figures --target-rank` on real ReDial films (a 40-film slice of the catalog, MiniLM from the wheel): cues
+    that are the target's own catalog text rank it first; the user's turns are a second query."""
+    from crsdata.build import BuildResult
+    from crsdata.catalog import Catalog, load_catalog
+    from crsdata.export import export_folder
+    from crsdata.schema import item_ref, new_dialogue, new_turn
+    from crsdata.simulate.grounding import CatalogRetriever
+    from crsdata.training.interplay_eval import target_ranks
+
+    full = load_catalog([redial_folder])
+    rows = [r for r in full.rows() if r.get("genres") and r.get("plot")][:40]
+    catalog = Catalog().add_rows(rows)
+    assert len(CatalogRetriever(catalog.rows()).ids) == 40
+    target, other = rows[0], rows[1]
+    records = [
+        new_dialogue(
+            f"d{i}",
+            "interplay-sim",
+            "test",
+            [new_turn(0, "user", text, "disclose-goal", [])],
+            user_profile={"target_attributes": cues},
+            target_items=[item_ref(target["item_id"], target["title"])],
+        )
+        for i, (cues, text) in enumerate(
+            [(f"{', '.join(target['genres'])}. {target['plot']}", "hi"), ("hello", target["plot"])]
+        )
+    ]
+    folder = export_folder(BuildResult(source="interplay-sim", splits={"test": records}), tmp_path / "sim")
+    figures = target_ranks(str(folder), "test", catalog, k=1)
+    assert figures["target_rank_dialogues"] == 2 and figures["catalog_films"] == 40
+    assert figures["in_top_1_by_cues"] == 1 and figures["in_top_1_by_user_turns"] == 1
+    assert figures["median_target_rank_by_cues"] > 1 and other["item_id"] != target["item_id"]

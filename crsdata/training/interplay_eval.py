@@ -22,6 +22,7 @@ training (:func:`crsdata.simulate.turns.merged_record`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -346,6 +347,35 @@ def dialogue_figures(folder: str, split: str, catalog: Any = None) -> dict[str, 
     }
 
 
+def target_ranks(folder: str, split: str, catalog: Any, k: int = 5) -> dict[str, float]:
+    """Where each dialogue's target ranks in the recommender's retrieval (:class:`CatalogRetriever`, MiniLM over
+    the catalog's item texts, as ``--grounding catalog`` searches) when the query is the persona's cues
+    (``user_profile.target_attributes``) and when it is the user's turns the simulation wrote: how findable the
+    target is at all. ``in_top_k_by_*``: dialogues whose target is among the first ``k`` (the recommender's list
+    holds 5 by default). Dialogues without a described target are left out."""
+    from statistics import median
+
+    from crsdata.simulate.grounding import CatalogRetriever, user_query
+    from crsdata.simulate.replay import replay_target
+
+    retriever = CatalogRetriever(catalog.rows())
+    ranks: dict[str, list[int]] = {"cues": [], "user_turns": []}
+    for record in _dialogue_records(folder, split):
+        target = replay_target(record)[0]
+        target = catalog.canonical_id(target) if target else None
+        cues = ((record.get("user_profile") or {}).get("target_attributes") or "").strip()
+        if target not in retriever.rows or not cues:
+            continue
+        for name, query in (("cues", cues), ("user_turns", user_query(record["turns"]))):
+            order = retriever.search(query, k=len(retriever.ids)) if query.strip() else []
+            ranks[name].append(order.index(target) + 1 if target in order else len(retriever.ids))
+    figures: dict[str, float] = {"target_rank_dialogues": len(ranks["cues"]), "catalog_films": len(retriever.ids)}
+    for name, found in ranks.items():
+        figures[f"median_target_rank_by_{name}"] = median(found) if found else math.nan
+        figures[f"in_top_{k}_by_{name}"] = sum(rank <= k for rank in found)
+    return figures
+
+
 FIGURE_COLUMNS = (
     "dialogues",
     "recommended titles",
@@ -399,11 +429,22 @@ def figures_main(argv: list[str]) -> int:
         help="catalog files or built folders the simulation linked to (repeat for several); without it an item "
         "linked by the simulation is a catalog film",
     )
+    parser.add_argument(
+        "--target-rank",
+        action="store_true",
+        help="also rank each target in the recommender's retrieval by the persona's cues and by the user's turns "
+        "(target_ranks; needs --catalog, loads MiniLM)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
+    if args.target_rank and not args.catalog:
+        parser.error("--target-rank needs --catalog")
     try:
         catalog = load_catalog(args.catalog) if args.catalog else None
         report = {folder: dialogue_figures(folder, args.split, catalog) for folder in args.folders}
+        if args.target_rank:
+            for folder in args.folders:
+                report[folder].update(target_ranks(folder, args.split, catalog))
     except BadInputError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 1
