@@ -324,7 +324,7 @@ def test_init_adapter_trains_the_given_adapter_further(
     assert _train("user-simulator", redial_folder, third, wide_tiny_model, *extra, "--persona-history", "reported") == 0
     card = (third / "README.md").read_text()
     assert "the rest of the dialogue is context" in card and "weighs 5.0x" in card
-    assert "every film the seeker's questionnaire or turns report" in card
+    assert "every film the seeker's\nquestionnaire or turns report" in card
     assert (
         _train("user-simulator", redial_folder, tmp_path / "bad", wide_tiny_model, "--init-adapter", str(tmp_path)) != 0
     )
