@@ -412,7 +412,8 @@ def prepare_sequences(
                 continue
         untrained = _untrained_turns(record, turns) if role == Role.USER else frozenset()
         # Every user turn but its answers to a proposal: left untrained, the decision tokens alone stay trained.
-        not_decisions = {i for i, t in enumerate(turns) if t["role"] == role and i not in decision_turns(turns)}
+        answers = decision_turns(turns)
+        not_decisions = {i for i, t in enumerate(turns) if t["role"] == role and i not in answers}
         if objective == "decisions":
             untrained = untrained | not_decisions
         allowed: list[str] = []
