@@ -206,7 +206,8 @@ def test_out_inside_source_is_refused(redial_test, tmp_path, capsys, command):
 
 
 def test_options_come_from_a_config_file_and_a_flag_overrides_it(redial_test, tmp_path, monkeypatch, capsys):
-    """`crsdata replay --config run.yaml`: the file's keys are the flags; --n on the command line wins over n."""
+    """`crsdata replay --config run.yaml`: the file's keys are the flags; --n on the command line wins over n.
+    Replay's own default temperature (0: greedy) holds unless the file or a flag says otherwise."""
     from fixtures.fake_backends import ScriptedBackend
 
     backend = ScriptedBackend("scripted", lambda own, last: "<action><feedback></action><response>No.</response>")
@@ -217,6 +218,10 @@ def test_options_come_from_a_config_file_and_a_flag_overrides_it(redial_test, tm
     results = json.loads((tmp_path / "o" / "results.json").read_text())
     assert results["source"] == str(redial_test) and results["split"] == "test"
     assert results["n_requested"] == 4  # the flag, not the file's 2
+    assert results["sampling"]["temperature"] == 0.0  # replay decodes greedily unless told otherwise
+    run.write_text(f"source: {redial_test}\nsplit: test\nout: {tmp_path / 't'}\nn: 2\ntemperature: 0.7\n")
+    assert main(["replay", "--config", str(run), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "t" / "results.json").read_text())["sampling"]["temperature"] == 0.7
     capsys.readouterr()
     run.write_text(f"source: {redial_test}\nout: {tmp_path / 'x'}\nuser_modle: tiny\n")
     assert main(["replay", "--config", str(run)]) == 1

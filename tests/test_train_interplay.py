@@ -229,6 +229,38 @@ def test_decisions_objective_trains_only_the_action_of_each_answer(redial_folder
         get_recipe("user-simulator").check(InterplayTrainConfig(objective="accuracy"))
 
 
+def test_decision_loss_weight_falls_on_the_decisions_of_the_dialogue_objective(
+    redial_folder: Path, records: list[dict]
+) -> None:
+    """`--decision-loss-weight` on real dialogues: the dialogue objective's labels unchanged, the weight on exactly
+    the tokens the decisions objective trains and 1 elsewhere; the recommender and a weight of 0 are refused."""
+    from fixtures.tiny_models import build_tiny_tokenizer
+
+    from crsdata.errors import BadInputError
+    from crsdata.models import get_recipe
+    from crsdata.training.interplay import InterplayTrainConfig, action_tag_ids
+
+    tokenizer = build_tiny_tokenizer()
+    catalog = folders_catalog([load_data_folder(redial_folder)])
+    options = {"max_length": 4096, "seed": 0, "action_tag": action_tag_ids(tokenizer)}
+    dialogue = prepare_sequences(records, "user", tokenizer, catalog, **options)
+    weighted = prepare_sequences(records, "user", tokenizer, catalog, decision_loss_weight=7.0, **options)
+    decisions = prepare_sequences(records, "user", tokenizer, catalog, objective="decisions", **options)
+    assert not dialogue.loss_weights
+    assert weighted.input_ids == dialogue.input_ids == decisions.input_ids
+    assert weighted.labels == dialogue.labels
+    for weights, labels, decided in zip(weighted.loss_weights, weighted.labels, decisions.labels, strict=True):
+        assert len(weights) == len(labels)
+        assert [j for j, w in enumerate(weights) if w == 7.0] == [j for j, d in enumerate(decided) if d != IGNORE_INDEX]
+        assert set(weights) <= {1.0, 7.0}
+    assert weighted.decisions == dialogue.decisions == decisions.trained_tokens > 0
+    assert weighted.summary()["decision_tokens"] == weighted.decisions
+    with pytest.raises(BadInputError, match="decision_loss_weight"):
+        get_recipe("user-simulator").check(InterplayTrainConfig(decision_loss_weight=0))
+    with pytest.raises(BadInputError, match="decision_loss_weight"):
+        get_recipe("recommender-simulator").check(InterplayTrainConfig(decision_loss_weight=5))
+
+
 def test_decision_figures_score_p_accept_beside_the_seen_rule() -> None:
     """The AUC of P(accept) and of the seen rule on hand-made answers: a model that ranks every taken proposal
     first scores 1; the rule scores by the seen marks alone."""
@@ -271,7 +303,8 @@ def test_init_adapter_trains_the_given_adapter_further(
     redial_folder: Path, wide_tiny_model: Path, tmp_path: Path
 ) -> None:
     """A second stage: `--init-adapter FOLDER --objective decisions` trains FOLDER's adapter (its layers and
-    rank, not the config's), and a folder without an adapter is one line of bad input."""
+    rank, not the config's), and a folder without an adapter is one line of bad input; each stage's card says
+    what its loss was on and which adapter it continued."""
     from safetensors.torch import load_file
 
     first = tmp_path / "first"
@@ -283,6 +316,15 @@ def test_init_adapter_trains_the_given_adapter_further(
     before, after = load_file(first / "adapter_model.safetensors"), load_file(second / "adapter_model.safetensors")
     assert before.keys() == after.keys()
     assert any(not before[k].equal(after[k]) for k in before)
+    card = (second / "README.md").read_text()
+    assert f"trained further the adapter in `{first}`" in card and "loss covers only the user's decisions" in card
+    # A third stage back on the dialogue objective, the decisions weighted: the card says how the loss was made.
+    third = tmp_path / "third"
+    extra = ("--eval-size", "0", "--init-adapter", str(second), "--decision-loss-weight", "5")
+    assert _train("user-simulator", redial_folder, third, wide_tiny_model, *extra, "--persona-history", "reported") == 0
+    card = (third / "README.md").read_text()
+    assert "the rest of the dialogue is context" in card and "weighs 5.0x" in card
+    assert "every film the seeker's\nquestionnaire or turns report" in card
     assert (
         _train("user-simulator", redial_folder, tmp_path / "bad", wide_tiny_model, "--init-adapter", str(tmp_path)) != 0
     )
@@ -641,7 +683,7 @@ def test_self_play_figures_count_catalog_titles_accepts_and_greeting_loops(
     folder = export_folder(BuildResult(source="interplay-sim", splits={"test": records}), tmp_path / "sim")
     figures = dialogue_figures(str(folder), "test", catalog)
     counts = ("accepts", "repeated", "turns", "dialogues", "recommended_titles", "catalog_titles", "catalog_accepts")
-    counts += ("target_accepts", "greeting_turns", "greeting_loop_dialogues", "max_greeting_turns")
+    counts += ("target_accepts", "target_proposed", "greeting_turns", "greeting_loop_dialogues", "max_greeting_turns")
     assert {k: figures[k] for k in counts} == {
         "accepts": 3,
         "repeated": 3,
@@ -651,6 +693,7 @@ def test_self_play_figures_count_catalog_titles_accepts_and_greeting_loops(
         "catalog_titles": 3,
         "catalog_accepts": 2,
         "target_accepts": 1,
+        "target_proposed": 1,  # only the first dialogue's recommender named the target
         "greeting_turns": 7,
         "greeting_loop_dialogues": 1,
         "max_greeting_turns": 6,
@@ -667,9 +710,45 @@ def test_self_play_figures_count_catalog_titles_accepts_and_greeting_loops(
     args = ["figures", str(folder), "--split", "test", "--catalog", str(redial_folder), "--json", str(out)]
     assert eval_main(args) == 0
     printed = capsys.readouterr().out
-    assert f"| {folder} | 4 | 6 | 3 (50.0%) | 2 (50.0%) | 1 (25.0%) | 3 (18.8%) | 1 (25.0%) | 6 |" in printed
+    row = "| 4 | 6 | 3 (50.0%) | 2 (50.0%) | 1 (25.0%) | 1 (25.0%) | 3 (18.8%) | 1 (25.0%) | 6 |"
+    assert f"| {folder} {row}" in printed
     assert json.loads(out.read_text()) == {str(folder): figures}
     assert eval_main(["figures", str(folder), "--split", "validation"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"python -m crsdata.training.interplay_eval figures: error: {folder}, field 'split': no split "
                    "'validation' (it has test)"]  # fmt: skip
+
+
+def test_target_ranks_place_each_target_in_the_recommenders_retrieval(redial_folder: Path, tmp_path: Path) -> None:
+    """`figures --target-rank` on real ReDial films (a 40-film slice of the catalog, MiniLM from the wheel): cues
+    that are the target's own catalog text rank it first; the user's turns are a second query."""
+    from crsdata.build import BuildResult
+    from crsdata.catalog import Catalog, load_catalog
+    from crsdata.export import export_folder
+    from crsdata.schema import item_ref, new_dialogue, new_turn
+    from crsdata.simulate.grounding import CatalogRetriever
+    from crsdata.training.interplay_eval import target_ranks
+
+    full = load_catalog([redial_folder])
+    rows = [r for r in full.rows() if r.get("genres") and r.get("plot")][:40]
+    catalog = Catalog().add_rows(rows)
+    assert len(CatalogRetriever(catalog.rows()).ids) == 40
+    target, other = rows[0], rows[1]
+    records = [
+        new_dialogue(
+            f"d{i}",
+            "interplay-sim",
+            "test",
+            [new_turn(0, "user", text, "disclose-goal", [])],
+            user_profile={"target_attributes": cues},
+            target_items=[item_ref(target["item_id"], target["title"])],
+        )
+        for i, (cues, text) in enumerate(
+            [(f"{', '.join(target['genres'])}. {target['plot']}", "hi"), ("hello", target["plot"])]
+        )
+    ]
+    folder = export_folder(BuildResult(source="interplay-sim", splits={"test": records}), tmp_path / "sim")
+    figures = target_ranks(str(folder), "test", catalog, k=1)
+    assert figures["target_rank_dialogues"] == 2 and figures["catalog_films"] == 40
+    assert figures["in_top_1_by_cues"] == 1 and figures["in_top_1_by_user_turns"] == 1
+    assert figures["median_target_rank_by_cues"] > 1 and other["item_id"] != target["item_id"]

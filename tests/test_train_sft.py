@@ -43,13 +43,14 @@ def test_both_llm_recipes_share_one_set_of_options() -> None:
     assert "gradient_accumulation" not in {f.name for f in dataclasses.fields(GrsuScorerConfig)}
 
 
-def _data() -> PreparedData:
+def _data(weight: float | None = None) -> PreparedData:
     ids = [[5, 6, 7, 8, 9, 10], [11, 12, 13, 14], [15, 16, 17, 18, 19], [20, 21, 22]]
     labels = [[IGNORE_INDEX, *row[1:]] for row in ids]
-    return PreparedData("user", input_ids=ids, labels=labels, tokens=sum(map(len, ids)))
+    weights = [[weight] * len(row) for row in ids] if weight is not None else []
+    return PreparedData("user", input_ids=ids, labels=labels, loss_weights=weights, tokens=sum(map(len, ids)))
 
 
-def _train(tiny_model_dir: Path, out: Path, callbacks: list | None = None):
+def _train(tiny_model_dir: Path, out: Path, callbacks: list | None = None, weight: float | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     config = InterplayTrainConfig(
@@ -57,7 +58,7 @@ def _train(tiny_model_dir: Path, out: Path, callbacks: list | None = None):
     )
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    return train_sequences(config, _data(), tokenizer, model, hub_id="tiny/base", callbacks=callbacks)
+    return train_sequences(config, _data(weight), tokenizer, model, hub_id="tiny/base", callbacks=callbacks)
 
 
 def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -126,3 +127,20 @@ def test_weighted_loss_is_the_model_loss_at_weight_one_and_weighs_the_tagged_tok
     tagged = [j for j in range(2, 10) if labels[0, j - 2] == 13 and labels[0, j - 1] == 14]
     expected = (losses.sum() + 2 * sum(losses[j - 1] for j in tagged)) / (labels[0, 1:] != -100).sum()
     assert tagged == [8] and float(heavy) == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_a_loss_weights_column_reaches_the_loss(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Per-token weights given as a column ride through TRL's collator into the loss: all 1 trains the weights
+    a run without the column reaches (to bf16's rounding: the loss is computed apart from transformers' own), all
+    0 leaves the adapter untrained (its B matrices start at 0)."""
+    from safetensors.torch import load_file
+
+    for name, weight in (("plain", None), ("ones", 1.0), ("zeros", 0.0)):
+        _train(tiny_model_dir, tmp_path / name, weight=weight)
+    plain, ones, zeros = (
+        load_file(tmp_path / name / "adapter_model.safetensors") for name in ("plain", "ones", "zeros")
+    )
+    assert any(plain[k].abs().sum() > 0 for k in plain if "lora_B" in k)
+    for key in plain:
+        assert (plain[key].float() - ones[key].float()).abs().max().item() < 1e-4, key
+    assert all(zeros[k].abs().sum() == 0 for k in zeros if "lora_B" in k)

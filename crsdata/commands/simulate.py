@@ -79,8 +79,12 @@ def add_kind_parser(
     """The parser of one simulation kind: the options every kind shares (the fields of
     :class:`~crsdata.simulate.job.SimulateConfig`) and the kind's own (its ``options_class``), through one
     :class:`~crsdata.commands.config_file.CommandParser`, with ``--config FILE.yaml``. ``exclude`` and
-    ``overrides``: shared options a command leaves out or shows its own way (``crsdata replay``)."""
+    ``overrides``: shared options a command leaves out or shows its own way (``crsdata replay``); the kind's
+    ``flag_defaults`` change a shared option's default, in ``crsdata simulate KIND`` and a command alike."""
     from crsdata.simulate.job import SCALE_OUT, SimulateConfig
+
+    changed = {flag: {"default": default, "help": help} for flag, (default, help) in kind.flag_defaults.items()}
+    overrides = {**changed, **(overrides or {})}
 
     parser = subparsers.add_parser(
         name,

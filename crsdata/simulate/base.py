@@ -174,6 +174,9 @@ class Simulation(ABC):
     # role -> the model a run uses when the command names none (a named embedded model, see
     # crsdata.backends.embedded); roles not listed, and entries this install does not ship, get the zero-shot base.
     default_models: ClassVar[dict[str, str]] = {}
+    # Shared options (SimulateConfig fields) whose command-line default this kind changes, with the help that
+    # says why: replay decodes greedily, since it measures each answer's most likely decision.
+    flag_defaults: ClassVar[dict[str, tuple[Any, str]]] = {}
 
     def __init__(self, backends: dict[str, Backend], params: dict[str, SamplingParams], max_turns: int) -> None:
         self.backends = backends

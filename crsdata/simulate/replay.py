@@ -232,6 +232,15 @@ class ReplaySimulation(InterplaySimulation):
 
     name = "replay"
     grounding_roles = (Role.USER.value,)  # the recommender's turns are the real ones
+    # Replay measures decisions: each answer is the user's most likely one, not a draw at the simulation's
+    # temperature (which, for a user whose P(accept) is 0.6 against 0.4, turns a learnt ranking into noise).
+    flag_defaults = {
+        "temperature": (
+            0.0,
+            "sampling temperature of the user's answers (default %(default)s: greedy, the model's most likely "
+            "decision at each proposal; 0.7 samples as `crsdata simulate interplay` does)",
+        )
+    }
     summary = "replay real dialogues to the user simulator and score its accepts as SR/ET/FR (Interplay 4.3.1)"
     description = """\
 Replay real dialogues to the Interplay user simulator and score its decisions (Interplay section 4.3.1). Each

@@ -84,6 +84,14 @@ class InterplayTrainConfig(SFTTrainConfig):
             "not is one token in a turn of dozens; above 1 it weighs as much as the words around it)"
         },
     )
+    decision_loss_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "weight on the loss of the user's decisions only: the first action token of each answer to a "
+            "proposal (accept or not), on top of --action-loss-weight; with the dialogue objective, the decision "
+            "is weighted without leaving the turns untrained (which broke their format)"
+        },
+    )
     objective: str = field(
         default="dialogue",
         metadata={
@@ -222,6 +230,8 @@ class PreparedData:
     role: str
     input_ids: list[list[int]] = field(default_factory=list)
     labels: list[list[int]] = field(default_factory=list)
+    loss_weights: list[list[float]] = field(default_factory=list)  # per token; empty: every weight 1
+    decisions: int = 0  # trained decision tokens (the user's answers to a proposal)
     dialogues_read: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> dialogues not used
     examples: list[str] = field(default_factory=list)  # a few skip messages
@@ -265,6 +275,7 @@ class PreparedData:
             "truncated_sequences": self.truncated,
             "tokens": self.tokens,
             "trained_tokens": self.trained_tokens,
+            "decision_tokens": self.decisions,
             "mean_tokens": self.tokens / max(self.n, 1),
         }
 
@@ -358,13 +369,15 @@ def prepare_sequences(
     n_watched: int | None = 3,
     objective: str = "dialogue",
     action_tag: tuple[int, ...] = (),
+    decision_loss_weight: float = 1.0,
 ) -> PreparedData:
     """The training sequences of ``role``'s simulator from ``records`` (see the module doc); with
     ``grounding="catalog"`` in the grounded layout (:func:`grounded_training_view`, the user's target attributes
     as cues: :func:`~crsdata.simulate.grounding.record_cues`). ``n_watched``: the watched films a persona lists
     (:func:`~crsdata.simulate.persona.build_persona`; None keeps every one reported). With ``objective=
     "decisions"`` only the first token of the action of each of the user's answers to a proposal
-    (:func:`decision_turns`) is trained, the token after ``action_tag``; the rest is context."""
+    (:func:`decision_turns`) is trained, the token after ``action_tag``; the rest is context. For the user, those
+    decision tokens are counted, and weighted ``decision_loss_weight`` (``loss_weights``) when it is not 1."""
     from crsdata.backends.base import ChatRequest
     from crsdata.simulate.grounding import record_cues, training_queries
     from crsdata.simulate.leak import TargetLeakError, assert_no_target_leak
@@ -398,9 +411,11 @@ def prepare_sequences(
                 data.examples.append(str(err))
                 continue
         untrained = _untrained_turns(record, turns) if role == Role.USER else frozenset()
+        # Every user turn but its answers to a proposal: left untrained, the decision tokens alone stay trained.
+        answers = decision_turns(turns)
+        not_decisions = {i for i, t in enumerate(turns) if t["role"] == role and i not in answers}
         if objective == "decisions":
-            answers = decision_turns(turns)
-            untrained = untrained | {i for i, t in enumerate(turns) if t["role"] == role and i not in answers}
+            untrained = untrained | not_decisions
         allowed: list[str] = []
         view = NO_GROUNDING
         if grounding == "catalog":
@@ -422,16 +437,26 @@ def prepare_sequences(
             data.examples.append(str(err))
             continue
         ids, labels = tokenize_pieces(tokenizer, pieces, max_length + 1)
+        decided = [IGNORE_INDEX] * len(labels)
+        if role == Role.USER and action_tag:
+            if objective == "decisions":
+                decided = action_labels(labels, action_tag)
+            else:
+                only = finetuned_pieces(role, persona, turns, untrained=untrained | not_decisions, grounding=view)
+                decided = action_labels(tokenize_pieces(tokenizer, only, max_length + 1)[1], action_tag)
         if objective == "decisions":
-            labels = action_labels(labels, action_tag)
+            labels = decided
         if len(ids) > max_length:
             data.truncated += 1
-            ids, labels = ids[:max_length], labels[:max_length]
+            ids, labels, decided = ids[:max_length], labels[:max_length], decided[:max_length]
         if all(label == IGNORE_INDEX for label in labels):
             data.skipped["nothing-trained-within-max-length"] += 1
             continue
         data.input_ids.append(ids)
         data.labels.append(labels)
+        data.decisions += sum(label != IGNORE_INDEX for label in decided)
+        if decision_loss_weight != 1:
+            data.loss_weights.append([decision_loss_weight if d != IGNORE_INDEX else 1.0 for d in decided])
         data.sources[record.get("source", "")] += 1
         data.tokens += len(ids)
         data.trained_tokens += sum(label != IGNORE_INDEX for label in labels)
@@ -523,9 +548,12 @@ def train_sequences(
     the run's figures."""
     import datasets
 
-    from crsdata.training.sft import fit_sft
+    from crsdata.training.sft import LOSS_WEIGHTS, fit_sft
 
-    dataset = datasets.Dataset.from_dict({"input_ids": data.input_ids, "labels": data.labels})
+    columns = {"input_ids": data.input_ids, "labels": data.labels}
+    if data.loss_weights:
+        columns[LOSS_WEIGHTS] = data.loss_weights
+    dataset = datasets.Dataset.from_dict(columns)
     return fit_sft(
         config,
         model,
@@ -687,9 +715,12 @@ class InterplayRecipe(Recipe):
             raise BadInputError(
                 config.init_adapter, "", "init_adapter", "continues a LoRA adapter: drop --lora false", "bad-config"
             )
-        if not config.action_loss_weight > 0:
+        for name in ("action_loss_weight", "decision_loss_weight"):
+            if not getattr(config, name) > 0:
+                raise BadInputError("", "", name, f"must be above 0, got {getattr(config, name)}", "bad-config")
+        if config.decision_loss_weight != 1 and self.role != Role.USER:
             raise BadInputError(
-                "", "", "action_loss_weight", f"must be above 0, got {config.action_loss_weight}", "bad-config"
+                "", "", "decision_loss_weight", "weights the user's answers to a proposal; the user only", "bad-config"
             )
         from crsdata.simulate.interplay import PERSONA_HISTORIES
 
@@ -732,6 +763,7 @@ class InterplayRecipe(Recipe):
             seed=config.seed,
             objective=config.objective,
             action_tag=action_tag_ids(tokenizer),
+            decision_loss_weight=config.decision_loss_weight,
             **grounded,
         )
         if not prepared.n:

@@ -22,6 +22,7 @@ training (:func:`crsdata.simulate.turns.merged_record`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,6 +276,8 @@ def dialogue_figures(folder: str, split: str, catalog: Any = None) -> dict[str, 
     - ``target_accepts`` / ``target_accept_rate``: dialogues ending in an accept of the persona's target: the
       record's first linked ``target_items`` entry, the one film the persona describes
       (:func:`crsdata.simulate.replay.replay_target`).
+    - ``target_proposed`` / ``target_proposed_rate``: dialogues where a recommender turn named that target at all:
+      no user can accept a target it was never offered, so this bounds ``target_accepts``.
     - ``greeting_turns``, ``greeting_loop_dialogues`` (more than :data:`GREETING_LOOP` greeting turns, both
       speakers together), ``greeting_loop_rate``, ``max_greeting_turns``: greetings by :func:`is_greeting_turn`.
 
@@ -301,7 +304,7 @@ def dialogue_figures(folder: str, split: str, catalog: Any = None) -> dict[str, 
     failures = sum(c.get("parse_failures", 0) for c in counters)
     repairs = sum(c.get("repairs", 0) for c in counters)
     repeated = sum(len(repetition(r["turns"])) for r in records)
-    accepts = catalog_accepts = target_accepts = 0
+    accepts = catalog_accepts = target_accepts = target_proposed = 0
     titles = catalog_titles = 0
     greetings: list[int] = []
     for record in records:
@@ -309,13 +312,15 @@ def dialogue_figures(folder: str, split: str, catalog: Any = None) -> dict[str, 
         titles += len(named)
         catalog_titles += sum(film(i) is not None for i in named)
         greetings.append(sum(is_greeting_turn(t) for t in record["turns"]))
+        target = replay_target(record)[0]
+        target_film = film(target) or target
+        target_proposed += bool(target) and any(film(i) == target_film for i in named)
         if record["outcome"]["end_reason"] != "accept":
             continue
         accepts += 1
         accepted = film(record["outcome"]["accepted_item"]["item_id"])
-        target = replay_target(record)[0]
         catalog_accepts += accepted is not None
-        target_accepts += accepted is not None and accepted == (film(target) or target)
+        target_accepts += accepted is not None and accepted == target_film
     n = max(len(records), 1)
     return {
         "accept_rate": accepts / n,
@@ -333,11 +338,42 @@ def dialogue_figures(folder: str, split: str, catalog: Any = None) -> dict[str, 
         "catalog_accept_rate": catalog_accepts / n,
         "target_accepts": target_accepts,
         "target_accept_rate": target_accepts / n,
+        "target_proposed": target_proposed,
+        "target_proposed_rate": target_proposed / n,
         "greeting_turns": sum(greetings),
         "greeting_loop_dialogues": sum(g > GREETING_LOOP for g in greetings),
         "greeting_loop_rate": sum(g > GREETING_LOOP for g in greetings) / n,
         "max_greeting_turns": max(greetings, default=0),
     }
+
+
+def target_ranks(folder: str, split: str, catalog: Any, k: int = 5) -> dict[str, float]:
+    """Where each dialogue's target ranks in the recommender's retrieval (:class:`CatalogRetriever`, MiniLM over
+    the catalog's item texts, as ``--grounding catalog`` searches) when the query is the persona's cues
+    (``user_profile.target_attributes``) and when it is the user's turns the simulation wrote: how findable the
+    target is at all. ``in_top_k_by_*``: dialogues whose target is among the first ``k`` (the recommender's list
+    holds 5 by default). Dialogues without a described target are left out."""
+    from statistics import median
+
+    from crsdata.simulate.grounding import CatalogRetriever, user_query
+    from crsdata.simulate.replay import replay_target
+
+    retriever = CatalogRetriever(catalog.rows())
+    ranks: dict[str, list[int]] = {"cues": [], "user_turns": []}
+    for record in _dialogue_records(folder, split):
+        target = replay_target(record)[0]
+        target = catalog.canonical_id(target) if target else None
+        cues = ((record.get("user_profile") or {}).get("target_attributes") or "").strip()
+        if target not in retriever.rows or not cues:
+            continue
+        for name, query in (("cues", cues), ("user_turns", user_query(record["turns"]))):
+            order = retriever.search(query, k=len(retriever.ids)) if query.strip() else []
+            ranks[name].append(order.index(target) + 1 if target in order else len(retriever.ids))
+    figures: dict[str, float] = {"target_rank_dialogues": len(ranks["cues"]), "catalog_films": len(retriever.ids)}
+    for name, found in ranks.items():
+        figures[f"median_target_rank_by_{name}"] = median(found) if found else math.nan
+        figures[f"in_top_{k}_by_{name}"] = sum(rank <= k for rank in found)
+    return figures
 
 
 FIGURE_COLUMNS = (
@@ -346,6 +382,7 @@ FIGURE_COLUMNS = (
     "catalog films among them",
     "accepts of a catalog film",
     "accepts of the target",
+    "target proposed",
     "repeated utterances",
     f"dialogues with > {GREETING_LOOP} greeting turns",
     "most greeting turns",
@@ -362,6 +399,7 @@ def figures_row(label: str, figures: dict[str, float]) -> str:
         f"{figures['catalog_titles']} ({100 * figures['catalog_title_share']:.1f}%)",
         f"{figures['catalog_accepts']} ({100 * figures['catalog_accept_rate']:.1f}%)",
         f"{figures['target_accepts']} ({100 * figures['target_accept_rate']:.1f}%)",
+        f"{figures['target_proposed']} ({100 * figures['target_proposed_rate']:.1f}%)",
         f"{figures['repeated']} ({100 * figures['repeated_turns']:.1f}%)",
         f"{figures['greeting_loop_dialogues']} ({100 * figures['greeting_loop_rate']:.1f}%)",
         str(figures["max_greeting_turns"]),
@@ -391,11 +429,22 @@ def figures_main(argv: list[str]) -> int:
         help="catalog files or built folders the simulation linked to (repeat for several); without it an item "
         "linked by the simulation is a catalog film",
     )
+    parser.add_argument(
+        "--target-rank",
+        action="store_true",
+        help="also rank each target in the recommender's retrieval by the persona's cues and by the user's turns "
+        "(target_ranks; needs --catalog, loads MiniLM)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
+    if args.target_rank and not args.catalog:
+        parser.error("--target-rank needs --catalog")
     try:
         catalog = load_catalog(args.catalog) if args.catalog else None
         report = {folder: dialogue_figures(folder, args.split, catalog) for folder in args.folders}
+        if args.target_rank:
+            for folder in args.folders:
+                report[folder].update(target_ranks(folder, args.split, catalog))
     except BadInputError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 1

@@ -11,7 +11,9 @@ Token weights: ``fit_sft(..., weighted=TokenWeight(tag, weight))`` multiplies th
 that follows the token ids ``tag`` by ``weight`` (the Interplay recipes' ``--action-loss-weight``: the first
 token of each turn's action, whose accept-or-not is one token among a hundred in a turn and so is barely learned
 at weight 1). The loss is still summed over the trained tokens and divided by their number, so at weight 1 it is
-the model's own loss.
+the model's own loss. A dataset of ``input_ids`` rows may also carry a ``loss_weights`` column, one float per token
+(:data:`LOSS_WEIGHTS`): it rides through TRL's collator (padded with 1) and multiplies those weights, for weights
+that the token ids alone cannot place (the user's answers to a proposal, among all its actions).
 
 Checkpoints: every ``save_steps`` optimizer steps the trainer writes ``OUT/.trainer/checkpoint-N`` (the last one
 kept). A run that stops before its end (killed, out of time) leaves them there, and the same command resumes from
@@ -62,6 +64,10 @@ class TrainRun:
         return dataclasses.asdict(self)
 
 
+# The optional per-token weight column of an ``input_ids`` dataset (see the module doc).
+LOSS_WEIGHTS = "loss_weights"
+
+
 @dataclass(frozen=True)
 class TokenWeight:
     """Weight ``weight`` on the loss of each trained token that comes right after the token ids ``tag``."""
@@ -89,6 +95,26 @@ class TokenWeight:
 
         ones = torch.ones_like(labels, dtype=torch.float32)
         return torch.where(self.positions(labels), ones * self.weight, ones)
+
+
+class _WeightsCollator:
+    """TRL's collator with the :data:`LOSS_WEIGHTS` column padded beside ``labels`` (1 on padding, whose label is
+    -100 anyway); TRL's own collator knows only its columns."""
+
+    def __init__(self, collate: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> None:
+        self.collate = collate
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        rows = [example.pop(LOSS_WEIGHTS) for example in examples]
+        batch = self.collate(examples)
+        weights = torch.ones(batch["labels"].shape, dtype=torch.float32)
+        for i, row in enumerate(rows):
+            n = min(len(row), weights.shape[1])
+            weights[i, :n] = torch.tensor(row[:n], dtype=torch.float32)
+        batch[LOSS_WEIGHTS] = weights
+        return batch
 
 
 def weighted_token_loss(logits: Any, labels: Any, weights: Any, num_items_in_batch: Any = None) -> Any:
@@ -285,13 +311,24 @@ def fit_sft(
     import torch
     from trl import SFTTrainer
 
+    row_weights = LOSS_WEIGHTS in getattr(dataset, "column_names", ())
+
     class Trainer(SFTTrainer):
+        def _set_signature_columns_if_needed(self) -> None:
+            super()._set_signature_columns_if_needed()
+            if row_weights and LOSS_WEIGHTS not in self._signature_columns:
+                self._signature_columns = [*self._signature_columns, LOSS_WEIGHTS]
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
-            if weighted is None or weighted.weight == 1:
+            rows = inputs.pop(LOSS_WEIGHTS, None)
+            if rows is None and (weighted is None or weighted.weight == 1):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             labels = inputs["labels"]
             outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
-            loss = weighted_token_loss(outputs.logits, labels, weighted.weights(labels), num_items_in_batch)
+            weights = weighted.weights(labels) if weighted is not None else torch.ones_like(labels, dtype=torch.float32)
+            if rows is not None:
+                weights = weights * rows
+            loss = weighted_token_loss(outputs.logits, labels, weights, num_items_in_batch)
             return (loss, outputs) if return_outputs else loss
 
     check_sft_options(config)
@@ -307,6 +344,8 @@ def fit_sft(
         peft_config=lora_config(config, model),
         callbacks=callbacks,
     )
+    if row_weights:
+        trainer.data_collator = _WeightsCollator(trainer.data_collator)
     trained = trainer.model
     trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trained.parameters())
