@@ -38,12 +38,19 @@ def field_defaults(cls: type, exclude: tuple[str, ...] = ()) -> dict[str, object
 
 @pytest.mark.parametrize("kind", sorted(SIMULATIONS))
 def test_every_simulate_flag_defaults_to_its_field(kind: str) -> None:
+    """Each flag defaults to its field, but where the kind changes it (``flag_defaults``: replay decodes
+    greedily); `crsdata replay` and `crsdata simulate replay` agree."""
     args = parse("simulate", kind, *REQUIRED["simulate"])
+    changed = {flag: default for flag, (default, _) in SIMULATIONS[kind].flag_defaults.items()}
     expected = {
         **field_defaults(SimulateConfig, simulate.NOT_FLAGS),
         **field_defaults(SIMULATIONS[kind].options_class),
+        **changed,
     }
     assert {name: getattr(args, name) for name in expected} == expected
+    assert changed == ({"temperature": 0.0} if kind == "replay" else {})
+    if kind == "replay":
+        assert parse("replay", *REQUIRED["replay"]).temperature == 0.0
     config = simulate.config_from_args(args, "simulate")
     assert (config.kind, config.n, str(config.out), config.source) == (kind, 2, "o", "s")
 
