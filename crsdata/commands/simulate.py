@@ -83,15 +83,17 @@ def add_kind_parser(
     ``flag_defaults`` change a shared option's default, in ``crsdata simulate KIND`` and a command alike."""
     from crsdata.simulate.job import SCALE_OUT, SimulateConfig
 
-    changed = {flag: {"default": default, "help": help} for flag, (default, help) in kind.flag_defaults.items()}
-    overrides = {**changed, **(overrides or {})}
+    # The kind's changed defaults first; a command's own view of a flag (its help) is merged in per attribute.
+    merged = {flag: {"default": default, "help": help} for flag, (default, help) in kind.flag_defaults.items()}
+    for flag, changes in (overrides or {}).items():
+        merged[flag] = {**merged.get(flag, {}), **changes}
 
     parser = subparsers.add_parser(
         name,
         dataclass_types=[SimulateConfig, kind.options_class],
         exclude=NOT_FLAGS + exclude,
         sections={kind.options_class: f"{kind.name} options"},
-        overrides=overrides,
+        overrides=merged,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         **kwargs,
     )
