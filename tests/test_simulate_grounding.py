@@ -429,3 +429,29 @@ def test_a_grounded_recommender_naming_a_film_the_catalog_lacks_is_resampled(rec
     assert grounded.resample_reason(state, "user", user_turn) == ""
     plain = _sim("none", max_resamples=3)
     assert plain.resample_reason(plain.start(records[0], "d", 0), "recommender", invented) == ""
+
+
+def test_when_every_try_names_an_unknown_film_the_one_naming_fewest_is_kept(records, retriever) -> None:
+    """Round 8's self-play kept the last try, so a turn whose three resamples all invented a title could keep the
+    one inventing two. The kept try is the one naming the fewest unknown titles, the last among equals."""
+    from crsdata.backends.base import Generation
+
+    def turn(*titles: str) -> Generation:
+        named = " or ".join(f"<movie_title>{t}</movie_title>" for t in titles)
+        return Generation(f"<action><recommend></action><response>Try {named}</response>", "stop")
+
+    grounded = _sim("catalog", retriever, max_resamples=3)
+    state = grounded.start(records[0], "d", 0)
+    tries = [
+        turn("The Mask of a Masquerade (2003)", "Moon Over Nowhere (1990)"),
+        turn("The Mask of a Masquerade (2003)", "The Shining (1980)"),
+        turn("Moon Over Nowhere (1990)", "The Shining (1980)"),
+        turn("The Little Prince by Jane Austen", "A Masquerade (1999)"),
+    ]
+    for generation in tries:
+        grounded.apply(state, "recommender", generation)
+    (kept,) = state.turns
+    assert [i["title"] for i in kept["items"]] == ["Moon Over Nowhere (1990)", "The Shining (1980)"]
+    assert state.counters["resampled.unknown-title"] == 3 and state.counters["resample_exhausted"] == 1
+    assert state.counters["unlinked_titles"] == 1
+    assert state.context["tries"] == {}

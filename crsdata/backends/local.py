@@ -22,7 +22,9 @@ invariance, which resuming relies on, is therefore a float32 property, and float
 (:func:`logits_processors`) on each row's logits with that row's answer so far as its history, one row at a
 time, since the rows of a batch have answers of different lengths; so they keep batch invariance. The prompt is
 not part of the history: it holds the action markup of every earlier turn, which a 3-gram ban would forbid.
-With both off (1.0 and 0, the defaults) the logits are not touched. A request's ``banned_words`` run transformers'
+``SamplingParams.sequence_bias`` runs transformers' ``SequenceBiasLogitsProcessor`` the same way, so a bias on
+`` <action><accept`` moves the user simulator's accept decision and nothing else it writes. With all three off
+(1.0, 0 and no bias, the defaults) the logits are not touched. A request's ``banned_words`` run transformers'
 ``NoBadWordsLogitsProcessor`` on its row alone, the same way.
 
 The keyword under which the model takes the cache follows the installed transformers
@@ -46,6 +48,7 @@ from transformers import (
     NoBadWordsLogitsProcessor,
     NoRepeatNGramLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
+    SequenceBiasLogitsProcessor,
 )
 
 from crsdata.backends.base import (
@@ -136,13 +139,21 @@ def _nucleus_sample(probs: torch.Tensor, top_p: float, uniforms: torch.Tensor) -
     return picked
 
 
-def logits_processors(params: SamplingParams) -> LogitsProcessorList:
-    """transformers' repetition penalty and n-gram ban for ``params`` (an empty list when both are off)."""
+def logits_processors(params: SamplingParams, tokenizer: Any = None) -> LogitsProcessorList:
+    """transformers' repetition penalty, n-gram ban and sequence bias for ``params`` (an empty list when all are
+    off); a sequence bias needs the ``tokenizer`` to turn its texts into token ids."""
     processors = LogitsProcessorList()
     if params.repetition_penalty != 1.0:
         processors.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
     if params.no_repeat_ngram_size > 0:
         processors.append(NoRepeatNGramLogitsProcessor(params.no_repeat_ngram_size))
+    if params.sequence_bias:
+        if tokenizer is None:
+            raise ValueError("a sequence bias needs the tokenizer of the model it biases")
+        pairs = [[tokenizer(text, add_special_tokens=False)["input_ids"], float(b)] for text, b in params.sequence_bias]
+        if any(not ids for ids, _ in pairs):
+            raise ValueError(f"a sequence bias text encodes to no token: {params.sequence_bias}")
+        processors.append(SequenceBiasLogitsProcessor(pairs))
     return processors
 
 
@@ -368,7 +379,7 @@ class LocalBackend(Backend):
         # a leading-space token off the window's edge, where some decoders strip it.
         window = max((len(s.encode()) for s in stops), default=0) + 2
         greedy = params.temperature <= 0
-        processors = logits_processors(params)
+        processors = logits_processors(params, self.tokenizer)
         # CPU generators whatever the device, so a seed gives the same stream on every machine.
         generators = [None if greedy else torch.Generator().manual_seed(int(s) & 0xFFFF_FFFF_FFFF_FFFF) for s in seeds]
 
