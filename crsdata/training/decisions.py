@@ -6,6 +6,12 @@ with ``objective="decisions"``), reads the model's probability of ``accept`` as 
 action in one forward pass per dialogue, and scores it as an AUC against the seeker's real answer, beside the seen
 rule (decline a proposal marked seen) and chance. A replay (:mod:`crsdata.simulate.replay`) measures the sampled
 turn; this measures the decision alone, in minutes.
+
+Each point also keeps its greedy *margin*, accept's logit less the largest other one: greedy decoding writes accept
+where it is above 0, and with an accept bias b (``--accept-bias``; transformers' ``SequenceBiasLogitsProcessor`` in
+the local backend) where margin + b is. ``--calibrate`` picks the b with the best balanced accuracy on a validation
+split (:func:`calibrate`) and ``--save-calibration`` writes it into the model folder's crsdata.json, where
+simulate, replay and the Space read their default ``--accept-bias``.
 """
 
 from __future__ import annotations
@@ -215,14 +221,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--save-calibration",
         action="store_true",
-        help="with --calibrate: write the chosen bias into each model folder's crsdata.json (`decision`), the "
-        "default --accept-bias of simulate, replay and the Space",
+        help="write the bias chosen by --calibrate, or the --accept-bias chosen elsewhere (say how with "
+        "--chosen-by), into each model folder's crsdata.json (`decision`): the default --accept-bias of simulate, "
+        "replay and the Space",
+    )
+    parser.add_argument(
+        "--chosen-by",
+        default="",
+        help="with --save-calibration --accept-bias: how that bias was chosen (the commands of the validation "
+        "replays that chose it), kept beside it",
     )
     args = parser.parse_args(argv)
-    if args.save_calibration and not args.calibrate:
-        parser.error("--save-calibration needs --calibrate")
-    if args.calibrate and args.split == "test":
-        parser.error("--calibrate chooses on held-out dialogues that are not the test split: give --split validation")
+    if args.save_calibration and args.calibrate == (args.accept_bias is not None):
+        parser.error("--save-calibration saves either the bias --calibrate chooses or a given --accept-bias")
+    if args.split == "test" and (args.calibrate or args.save_calibration):
+        parser.error("a bias is chosen on held-out dialogues that are not the test split: give --split validation")
     import torch
 
     from crsdata.backends.embedded import accept_bias_of
@@ -240,11 +253,20 @@ def main(argv: list[str] | None = None) -> int:
             figures: dict[str, Any] = decision_figures(points)
             bias = args.accept_bias if args.accept_bias is not None else accept_bias_of(model) or 0.0
             figures.update(accept_bias=bias, balanced_accuracy=balanced_accuracy_at(points, bias))
+            calibration: dict[str, Any] = {}
             if args.calibrate:
-                calibration = {**calibrate(points), "chosen_on": args.split, "n": args.n, "data": args.data}
+                calibration = {**calibrate(points), "chosen_by": "teacher-forced balanced accuracy"}
                 figures["calibration"] = calibration
-                if args.save_calibration:
-                    print(f"wrote the accept bias into {save_calibration(model, calibration)}")
+            elif args.save_calibration:
+                calibration = {
+                    "accept_bias": bias,
+                    "balanced_accuracy": figures["balanced_accuracy"],
+                    "balanced_accuracy_unbiased": balanced_accuracy_at(points, 0.0),
+                    "chosen_by": args.chosen_by or "given (--accept-bias)",
+                }
+            if args.save_calibration:
+                calibration.update(chosen_on=args.split, n=args.n, data=args.data)
+                print(f"wrote the accept bias into {save_calibration(model, calibration)}")
             report[model] = figures
     except (BadInputError, BackendError, OSError) as error:  # OSError: a model transformers cannot load
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
