@@ -183,6 +183,34 @@ def test_inference_candidates_are_pure_retrieval(records, retriever) -> None:
     assert missed_target, "retrieval cannot find every target; the list must not have been given it"
 
 
+def test_a_grounded_recommender_is_held_to_its_list_and_the_films_named_before(records, retriever) -> None:
+    """Its request's `title_choices` (what a <movie_title> tag may hold in the local backend) are the listed films
+    and the catalog films the dialogue named, as the catalog names them (each links to a catalog film); the user and
+    `--free-titles` get none."""
+    sim = _sim("catalog", retriever)
+    free = _sim("catalog", retriever, free_titles=True)
+    checked = 0
+    for record in records[:10]:
+        try:
+            state = sim.start(record, record["dialogue_id"], 0)
+        except BadInputError:
+            continue
+        state.turns = [dict(t) for t in record["turns"][:6]]
+        request = sim.request(state, "recommender")
+        listed = state.context["candidates"][str(len(state.turns))]
+        named = [i["item_id"] for t in state.turns for i in t["items"] if i["item_id"] and i["item_id"] in catalog()]
+        assert set(request.title_choices) == {catalog().title_with_year(i) for i in [*listed, *named]}
+        assert all(catalog().link(t) for t in request.title_choices)  # each is a catalog film's name
+        assert len(set(request.title_choices)) == len(request.title_choices)
+        assert sim.request(state, "user").title_choices == ()
+        free_state = free.start(record, record["dialogue_id"], 0)
+        free_state.turns = state.turns
+        assert free.request(free_state, "recommender").title_choices == ()
+        checked += 1
+    assert checked >= 5
+    assert sim.settings()["free_titles"] is False
+
+
 def test_a_target_outside_retrieval_and_turns_still_trips_the_guard(records, retriever) -> None:
     sim = _sim("catalog", retriever)
     record = records[0]

@@ -52,6 +52,9 @@ class ChatRequest:
     # Words the answer may not contain, in any case, with or without a leading space (a resampled turn's
     # rejected greeting: crsdata.simulate.interplay). The local backend bans their tokens; a server ignores them.
     banned_words: tuple[str, ...] = ()
+    # Titles a <movie_title> tag in the answer may hold: inside the tag the local backend allows only tokens that
+    # continue one of them (crsdata.backends.constraints; a catalog-grounded recommender's list). A server ignores it.
+    title_choices: tuple[str, ...] = ()
 
 
 @dataclass

@@ -107,6 +107,7 @@ ADDED_LATER: dict[str, Any] = {
     "sampling.*.no_repeat_ngram_size": 0,
     "sampling.*.sequence_bias": [],
     "options.accept_bias": 0.0,
+    "options.free_titles": True,
 }
 
 

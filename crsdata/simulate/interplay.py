@@ -223,6 +223,13 @@ class InterplayOptions(SimulationOptions):
         type=str,
     )
     candidates: int = option(5, "films in the recommender's list under --grounding catalog (default 5)")
+    free_titles: bool = option(
+        False,
+        "under --grounding catalog, let the recommender write any title inside <movie_title> (as before round 9). "
+        "By default the local backend holds a title it has started to the films of its list and the catalog films "
+        "named earlier, each as the catalog names it (a 135M model copies a listed title imperfectly: "
+        '"The Shining (1976)"); a server ignores the constraint',
+    )
     tags: Path | None = option(
         None,
         "MovieLens tags.csv whose tags join the catalog keywords as themes of the user's cues (--grounding catalog)",
@@ -341,6 +348,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         retriever: CatalogRetriever | None = None,
         max_resamples: int = 0,
         accept_bias: float = 0.0,
+        free_titles: bool = False,
     ) -> None:
         missing = [r for r in ROLES if r not in backends]
         if missing:
@@ -383,6 +391,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         self._retriever = retriever
         self.max_resamples = max_resamples
         self.accept_bias = float(accept_bias) if styles[user] == "finetuned" else 0.0
+        self.free_titles = free_titles
 
     @classmethod
     def complete_options(cls, options: SimulationOptions, models: dict[str, str]) -> None:
@@ -456,6 +465,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "n_watched": PERSONA_HISTORIES[options.persona_history or DEFAULT_PERSONA_HISTORY],
             "max_resamples": options.max_resamples,
             "accept_bias": options.accept_bias or 0.0,
+            "free_titles": options.free_titles,
             **grounded,
         }
 
@@ -471,6 +481,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "infer_actions": self.infer_actions,
             "catalog_items": len(self.catalog) if self.catalog is not None else 0,
             **({"grounding": self.grounding, "candidates": self.candidates_k} if self.grounding != "none" else {}),
+            **({"free_titles": self.free_titles} if self.grounding != "none" else {}),
         }
 
     # -- contract ------------------------------------------------------------------------------------------
@@ -518,6 +529,16 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         shown = {int(k): ids for k, ids in lists.items() if int(k) <= index}
         return Grounding(candidates=candidate_lines(shown, self.catalog, targets, titles, allowed))
 
+    def title_choices(self, state: DialogueState) -> tuple[str, ...]:
+        """What a catalog-grounded recommender may write inside a ``<movie_title>`` tag (``--free-titles`` off):
+        the films of the list it is shown before this turn and the catalog films named earlier in the dialogue,
+        each as the catalog names it, ``Title (Year)``, the form it links back from."""
+        if self.free_titles or self.catalog is None:
+            return ()
+        listed = (state.context.get("candidates") or {}).get(str(len(state.turns))) or []
+        named = [item["item_id"] for turn in state.turns for item in turn.get("items") or [] if item.get("item_id")]
+        return tuple(dict.fromkeys(self.catalog.title_with_year(i) for i in [*listed, *named] if i in self.catalog))
+
     def next_role(self, state: DialogueState) -> str:
         if not state.turns:
             return self.first_speaker
@@ -535,16 +556,19 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         banned = tuple(state.context.get("banned", {}).get(role, ()))
         allowed: list[str] = []
         grounding = self.grounding_of(state, role, allowed)
+        choices = self.title_choices(state) if role == Role.RECOMMENDER.value and grounding.candidates else ()
         if self.styles[role] == "instruct":
             messages = instruct_messages(role, shown, state.turns, show_profile=self.show_profile, grounding=grounding)
-            request = ChatRequest(messages=messages, seed=seed, banned_words=banned)
+            request = ChatRequest(messages=messages, seed=seed, banned_words=banned, title_choices=choices)
         else:
             # Where each turn starts: a backend may drop the oldest turns to fit its context, never the header
             # (crsdata.backends.context).
             prompt, starts = finetuned_prompt_and_turn_starts(
                 role, shown, state.turns, show_profile=self.show_profile, grounding=grounding
             )
-            request = ChatRequest(prompt=prompt, seed=seed, turn_starts=starts, banned_words=banned)
+            request = ChatRequest(
+                prompt=prompt, seed=seed, turn_starts=starts, banned_words=banned, title_choices=choices
+            )
         assert_no_target_leak(request, state, allowed)
         return request
 
