@@ -122,3 +122,35 @@ def test_banned_words_never_appear_and_leave_other_rows_alone(tiny: LocalBackend
     after = tiny.generate(banned, greedy)
     assert word not in after[0].text.split() and after[0].text != before[0].text
     assert [g.text for g in after[1:]] == [g.text for g in before[1:]]
+
+
+def test_a_sequence_bias_moves_its_last_token_only_after_the_rest_of_it(tiny: LocalBackend) -> None:
+    """`sequence_bias` (the user simulator's accept bias, " <action><accept") raises its last token's logit only
+    where the answer so far ends with the tokens before it: the hand-written greedy loop with that rule."""
+    greedy = SamplingParams(max_new_tokens=STEPS, temperature=0.0)
+    first = tiny.tokenizer(tiny.generate(PROMPTS[:1], greedy)[0].text, add_special_tokens=False).input_ids[0]
+    # A two-token text that encodes back to the same two tokens: first token of the greedy answer, then a word.
+    text, ids = next(
+        (t, ids)
+        for word in (" movie", " film", " the", " and", " good")
+        for t in [tiny.tokenizer.decode([first]) + word]
+        for ids in [tiny.tokenizer(t, add_special_tokens=False).input_ids]
+        if len(ids) == 2 and ids[0] == first
+    )
+    biased = SamplingParams(max_new_tokens=STEPS, temperature=0.0, sequence_bias=((text, 50.0),))
+    assert biased.reshapes_logits
+    prompt = tiny.encode(PROMPTS[0])
+    answer: list[int] = []
+    with torch.inference_mode():
+        for _ in range(STEPS):
+            logits = tiny.model(torch.tensor([prompt + answer])).logits[0, -1].float().clone()
+            if answer and answer[-1] == ids[0]:
+                logits[ids[1]] += 50.0
+            answer.append(int(logits.argmax()))
+            if answer[-1] in tiny.end_token_ids:
+                answer.pop()
+                break
+    got = tiny.generate(PROMPTS, biased)
+    assert got[0].text == tiny.tokenizer.decode(answer, skip_special_tokens=True)
+    assert tiny.tokenizer(got[0].text, add_special_tokens=False).input_ids[:2] == ids
+    assert got == [tiny.generate([r], biased)[0] for r in PROMPTS]  # per row, whatever the batch

@@ -183,6 +183,34 @@ def test_inference_candidates_are_pure_retrieval(records, retriever) -> None:
     assert missed_target, "retrieval cannot find every target; the list must not have been given it"
 
 
+def test_a_grounded_recommender_is_held_to_its_list_and_the_films_named_before(records, retriever) -> None:
+    """Its request's `title_choices` (what a <movie_title> tag may hold in the local backend) are the listed films
+    and the catalog films the dialogue named, as the catalog names them (each links to a catalog film); the user and
+    `--free-titles` get none."""
+    sim = _sim("catalog", retriever)
+    free = _sim("catalog", retriever, free_titles=True)
+    checked = 0
+    for record in records[:10]:
+        try:
+            state = sim.start(record, record["dialogue_id"], 0)
+        except BadInputError:
+            continue
+        state.turns = [dict(t) for t in record["turns"][:6]]
+        request = sim.request(state, "recommender")
+        listed = state.context["candidates"][str(len(state.turns))]
+        named = [i["item_id"] for t in state.turns for i in t["items"] if i["item_id"] and i["item_id"] in catalog()]
+        assert set(request.title_choices) == {catalog().title_with_year(i) for i in [*listed, *named]}
+        assert all(catalog().link(t) for t in request.title_choices)  # each is a catalog film's name
+        assert len(set(request.title_choices)) == len(request.title_choices)
+        assert sim.request(state, "user").title_choices == ()
+        free_state = free.start(record, record["dialogue_id"], 0)
+        free_state.turns = state.turns
+        assert free.request(free_state, "recommender").title_choices == ()
+        checked += 1
+    assert checked >= 5
+    assert sim.settings()["free_titles"] is False
+
+
 def test_a_target_outside_retrieval_and_turns_still_trips_the_guard(records, retriever) -> None:
     sim = _sim("catalog", retriever)
     record = records[0]
@@ -429,3 +457,29 @@ def test_a_grounded_recommender_naming_a_film_the_catalog_lacks_is_resampled(rec
     assert grounded.resample_reason(state, "user", user_turn) == ""
     plain = _sim("none", max_resamples=3)
     assert plain.resample_reason(plain.start(records[0], "d", 0), "recommender", invented) == ""
+
+
+def test_when_every_try_names_an_unknown_film_the_one_naming_fewest_is_kept(records, retriever) -> None:
+    """Round 8's self-play kept the last try, so a turn whose three resamples all invented a title could keep the
+    one inventing two. The kept try is the one naming the fewest unknown titles, the last among equals."""
+    from crsdata.backends.base import Generation
+
+    def turn(*titles: str) -> Generation:
+        named = " or ".join(f"<movie_title>{t}</movie_title>" for t in titles)
+        return Generation(f"<action><recommend></action><response>Try {named}</response>", "stop")
+
+    grounded = _sim("catalog", retriever, max_resamples=3)
+    state = grounded.start(records[0], "d", 0)
+    tries = [
+        turn("The Mask of a Masquerade (2003)", "Moon Over Nowhere (1990)"),
+        turn("The Mask of a Masquerade (2003)", "The Shining (1980)"),
+        turn("Moon Over Nowhere (1990)", "The Shining (1980)"),
+        turn("The Little Prince by Jane Austen", "A Masquerade (1999)"),
+    ]
+    for generation in tries:
+        grounded.apply(state, "recommender", generation)
+    (kept,) = state.turns
+    assert [i["title"] for i in kept["items"]] == ["Moon Over Nowhere (1990)", "The Shining (1980)"]
+    assert state.counters["resampled.unknown-title"] == 3 and state.counters["resample_exhausted"] == 1
+    assert state.counters["unlinked_titles"] == 1
+    assert state.context["tries"] == {}

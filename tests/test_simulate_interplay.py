@@ -450,6 +450,33 @@ def test_persona_history_defaults_to_the_one_the_user_model_was_trained_with(tmp
     assert options.persona_history == (shipped or "interplay")
 
 
+def test_the_accept_bias_defaults_to_the_user_models_calibration_and_biases_the_user_alone(tmp_path):
+    """No --accept-bias: the calibrated bias in the user model's crsdata.json (`decision`), 0 for a model without
+    one. It becomes a sequence bias on " <action><accept" in the fine-tuned user's sampling only, recorded in the
+    settings; an instruct user (no action markup to bias) gets none."""
+    from crsdata.simulate.interplay import ACCEPT_PREFIX, InterplayOptions, InterplaySimulation, trained_accept_bias
+
+    folder = tmp_path / "user"
+    folder.mkdir()
+    metadata = {"recipe": "user-simulator", "config": {"grounding": "none"}, "decision": {"accept_bias": 1.25}}
+    (folder / "crsdata.json").write_text(json.dumps(metadata))
+    assert trained_accept_bias(str(folder)) == 1.25 and trained_accept_bias("base") == 0.0
+    options = InterplayOptions()
+    InterplaySimulation.complete_options(options, {"user": str(folder), "recommender": "base"})
+    assert options.accept_bias == 1.25
+    options = InterplayOptions(accept_bias=-0.5)  # the flag wins
+    InterplaySimulation.complete_options(options, {"user": str(folder), "recommender": "base"})
+    assert options.accept_bias == -0.5
+
+    assert ACCEPT_PREFIX == " <action><accept"
+    sim = _simulation(user(), recommender(), style="finetuned", accept_bias=1.25)
+    assert sim.params["user"].sequence_bias == ((ACCEPT_PREFIX, 1.25),)
+    assert sim.params["recommender"].sequence_bias == ()
+    assert sim.settings()["accept_bias"] == 1.25
+    plain = _simulation(user(), recommender(), accept_bias=1.25)  # instruct prompts
+    assert plain.params["user"].sequence_bias == () and "accept_bias" not in plain.settings()
+
+
 def test_persona_history_reported_lists_every_watched_film():
     """`--persona-history` (simulate and replay alike): Interplay's three watched films by default; `reported`
     lists every film the seeker reported, so a user can decline a proposal it has seen."""

@@ -281,6 +281,34 @@ def test_decision_figures_score_p_accept_beside_the_seen_rule() -> None:
     assert figures["marked_seen_taken"] == figures["marked_seen_other"] == 1
 
 
+def test_calibrate_picks_the_smallest_bias_with_the_best_balanced_accuracy(tmp_path: Path) -> None:
+    """Greedy writes accept where margin + bias > 0: the bias that separates hand-made margins best is chosen (the
+    smallest among equals), saved into a user simulator's crsdata.json, and read back as its default."""
+    from crsdata.backends.embedded import accept_bias_of
+    from crsdata.errors import BadInputError
+    from crsdata.training.decisions import DecisionPoint, balanced_accuracy_at, calibrate, save_calibration
+
+    def point(accepted: bool, margin: float) -> DecisionPoint:
+        return DecisionPoint(accepted=accepted, p_accept=0.5, marked_seen=False, margin=margin)
+
+    points = [point(True, m) for m in (-0.6, 0.5, 1.0)] + [point(False, m) for m in (-2.0, -1.0, -0.9)]
+    assert balanced_accuracy_at(points, 0.0) == pytest.approx((2 / 3 + 1) / 2)
+    chosen = calibrate(points)
+    assert chosen == {"accept_bias": 0.75, "balanced_accuracy": 1.0, "balanced_accuracy_unbiased": pytest.approx(5 / 6)}
+    assert calibrate([point(True, 1.0), point(False, -1.0)])["accept_bias"] == 0.0  # already calibrated: keeps 0
+    assert balanced_accuracy_at([point(True, 1.0)], 0.0) is None
+
+    folder = tmp_path / "user"
+    folder.mkdir()
+    (folder / "crsdata.json").write_text(json.dumps({"recipe": "user-simulator", "config": {}}))
+    assert accept_bias_of(str(folder)) is None
+    save_calibration(str(folder), {**chosen, "chosen_on": "validation"})
+    assert accept_bias_of(str(folder)) == 0.75
+    assert json.loads((folder / "crsdata.json").read_text())["config"] == {}  # the rest is kept
+    with pytest.raises(BadInputError, match="crsdata.json"):
+        save_calibration(str(tmp_path), chosen)
+
+
 def test_decisions_command_reads_p_accept_at_each_held_out_answer(
     redial_folder: Path, wide_tiny_model: Path, tmp_path: Path, capsys
 ) -> None:
@@ -296,7 +324,14 @@ def test_decisions_command_reads_p_accept_at_each_held_out_answer(
     assert 0.0 <= figures["auc"] <= 1.0 and 0.0 <= figures["auc_seen_rule"] <= 1.0
     assert 0.0 < figures["mean_p_accept_taken"] < 1.0
     assert "| user model | decisions |" in capsys.readouterr().out
+    assert figures["accept_bias"] == 0.0 and 0.0 <= figures["balanced_accuracy"] <= 1.0
     assert main([*args[:-1], str(tmp_path / "missing"), "--threads", "1"]) != 0
+    with pytest.raises(SystemExit):  # the test split never chooses
+        main([*args, "--calibrate"])
+    with pytest.raises(SystemExit):
+        main([*args, "--save-calibration"])
+    with pytest.raises(SystemExit):  # saves one bias: chosen here or given, not neither
+        main([*args[:3], "validation", *args[4:], "--save-calibration"])
 
 
 def test_init_adapter_trains_the_given_adapter_further(

@@ -27,11 +27,15 @@ class SamplingParams:
     # the action markup of every earlier turn, which an n-gram ban would forbid the model to write again.
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
+    # (text, bias) pairs: the logit of the text's last token is raised by bias where the answer so far ends with the
+    # rest of the text (transformers' SequenceBiasLogitsProcessor; the local backend only). A user simulator's
+    # calibrated accept decision is one: (" <action><accept", b) (crsdata.simulate.interplay).
+    sequence_bias: tuple[tuple[str, float], ...] = ()
 
     @property
     def reshapes_logits(self) -> bool:
-        """Whether a repetition penalty or an n-gram ban changes the logits before sampling."""
-        return self.repetition_penalty != 1.0 or self.no_repeat_ngram_size > 0
+        """Whether a repetition penalty, an n-gram ban or a sequence bias changes the logits before sampling."""
+        return self.repetition_penalty != 1.0 or self.no_repeat_ngram_size > 0 or bool(self.sequence_bias)
 
 
 @dataclass
@@ -48,6 +52,9 @@ class ChatRequest:
     # Words the answer may not contain, in any case, with or without a leading space (a resampled turn's
     # rejected greeting: crsdata.simulate.interplay). The local backend bans their tokens; a server ignores them.
     banned_words: tuple[str, ...] = ()
+    # Titles a <movie_title> tag in the answer may hold: inside the tag the local backend allows only tokens that
+    # continue one of them (crsdata.backends.constraints; a catalog-grounded recommender's list). A server ignores it.
+    title_choices: tuple[str, ...] = ()
 
 
 @dataclass

@@ -379,6 +379,19 @@ def persona_history_of(name: str | Path) -> str | None:
     return str(history) if history else None
 
 
+def accept_bias_of(name: str | Path) -> float | None:
+    """The accept bias a user simulator was calibrated with (``decision.accept_bias`` in its crsdata.json, written
+    by ``python -m crsdata.training.decisions --calibrate``): the logit added to ``accept`` as its answer's action,
+    chosen on held-out dialogues. None when it was never calibrated."""
+    model = embedded_model(name)
+    if model is not None:
+        if not model.adapter:
+            return None
+        name = adapter_folder(model)
+    bias = ((_simulator_folder_metadata(name) or {}).get("decision") or {}).get("accept_bias")
+    return float(bias) if bias is not None else None
+
+
 def prompt_style_of(name: str | Path) -> str | None:
     """The prompt style a model was made for: a named embedded model's, ``finetuned`` for a folder trained by an
     Interplay recipe (its crsdata.json says which), None when unknown."""

@@ -22,8 +22,11 @@ invariance, which resuming relies on, is therefore a float32 property, and float
 (:func:`logits_processors`) on each row's logits with that row's answer so far as its history, one row at a
 time, since the rows of a batch have answers of different lengths; so they keep batch invariance. The prompt is
 not part of the history: it holds the action markup of every earlier turn, which a 3-gram ban would forbid.
-With both off (1.0 and 0, the defaults) the logits are not touched. A request's ``banned_words`` run transformers'
-``NoBadWordsLogitsProcessor`` on its row alone, the same way.
+``SamplingParams.sequence_bias`` runs transformers' ``SequenceBiasLogitsProcessor`` the same way, so a bias on
+`` <action><accept`` moves the user simulator's accept decision and nothing else it writes. With all three off
+(1.0, 0 and no bias, the defaults) the logits are not touched. A request's ``banned_words`` run transformers'
+``NoBadWordsLogitsProcessor`` on its row alone, the same way, and its ``title_choices`` hold what it writes inside a
+``<movie_title>`` tag to those titles (:mod:`crsdata.backends.constraints`).
 
 The keyword under which the model takes the cache follows the installed transformers
 (:func:`~crsdata.backends.kv_cache.cache_argument`: ``cache`` from 5.24, ``past_key_values`` before).
@@ -46,6 +49,7 @@ from transformers import (
     NoBadWordsLogitsProcessor,
     NoRepeatNGramLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
+    SequenceBiasLogitsProcessor,
 )
 
 from crsdata.backends.base import (
@@ -56,6 +60,7 @@ from crsdata.backends.base import (
     Generation,
     SamplingParams,
 )
+from crsdata.backends.constraints import TitleConstraint
 from crsdata.backends.context import PromptTooLong, fit_request
 from crsdata.backends.embedded import embedded_model_id, resolve_model
 from crsdata.backends.kv_cache import InPlaceCache, KVShape, PrefixStore, cache_argument
@@ -136,13 +141,21 @@ def _nucleus_sample(probs: torch.Tensor, top_p: float, uniforms: torch.Tensor) -
     return picked
 
 
-def logits_processors(params: SamplingParams) -> LogitsProcessorList:
-    """transformers' repetition penalty and n-gram ban for ``params`` (an empty list when both are off)."""
+def logits_processors(params: SamplingParams, tokenizer: Any = None) -> LogitsProcessorList:
+    """transformers' repetition penalty, n-gram ban and sequence bias for ``params`` (an empty list when all are
+    off); a sequence bias needs the ``tokenizer`` to turn its texts into token ids."""
     processors = LogitsProcessorList()
     if params.repetition_penalty != 1.0:
         processors.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
     if params.no_repeat_ngram_size > 0:
         processors.append(NoRepeatNGramLogitsProcessor(params.no_repeat_ngram_size))
+    if params.sequence_bias:
+        if tokenizer is None:
+            raise ValueError("a sequence bias needs the tokenizer of the model it biases")
+        pairs = [[tokenizer(text, add_special_tokens=False)["input_ids"], float(b)] for text, b in params.sequence_bias]
+        if any(not ids for ids, _ in pairs):
+            raise ValueError(f"a sequence bias text encodes to no token: {params.sequence_bias}")
+        processors.append(SequenceBiasLogitsProcessor(pairs))
     return processors
 
 
@@ -162,11 +175,13 @@ def process_rows(
     histories: list[list[int]],
     processors: LogitsProcessorList,
     bans: Sequence[tuple[list[int], NoBadWordsLogitsProcessor | None]] = (),
+    titles: Sequence[TitleConstraint | None] = (),
 ) -> torch.Tensor:
     """``logits`` ``[rows, vocab]`` with ``processors`` applied to each row alone, given that row's token history
     (so a row's result never depends on the other rows or on padding); rows with no history are left as they
-    are. ``bans``: per row, a history (the end of its prompt and its answer so far) and that row's ban, if any."""
-    if not processors and not any(ban for _, ban in bans):
+    are. ``bans``: per row, a history (the end of its prompt and its answer so far) and that row's ban, if any.
+    ``titles``: per row, its title constraint, if any, given the row's answer so far (``histories``)."""
+    if not processors and not any(ban for _, ban in bans) and not any(titles):
         return logits
     out = logits.clone()
     for row, history in enumerate(histories):
@@ -177,6 +192,9 @@ def process_rows(
         if ban is not None:
             ids = torch.tensor([history], dtype=torch.long, device=logits.device)
             out[row : row + 1] = ban(ids, out[row : row + 1])
+    for row, constraint in enumerate(titles):
+        if constraint is not None:
+            out[row : row + 1] = constraint.apply(histories[row], out[row : row + 1])
     return out
 
 
@@ -339,6 +357,7 @@ class LocalBackend(Backend):
                 [requests[i].seed for i in chunk],
                 params,
                 [requests[i].banned_words for i in chunk],
+                [requests[i].title_choices for i in chunk],
             )
             results.update(zip(chunk, texts, strict=True))
         for i, dropped in self._dropped.items():
@@ -353,9 +372,11 @@ class LocalBackend(Backend):
         seeds: list[int],
         params: SamplingParams,
         banned: Sequence[tuple[str, ...]] = (),
+        title_choices: Sequence[tuple[str, ...]] = (),
     ) -> list[Generation]:
         n = len(rows)
         bans = [banned_words_processor(self.tokenizer, words) if words else None for words in banned] or [None] * n
+        titles = [TitleConstraint(self.tokenizer, c) if c else None for c in title_choices] or [None] * n
         banning = any(ban is not None for ban in bans)  # else no step builds the rows' ban histories
         budgets = [min(params.max_new_tokens, self.max_positions - len(r)) for r in rows]
         out_tokens: list[list[int]] = [[] for _ in range(n)]
@@ -368,7 +389,7 @@ class LocalBackend(Backend):
         # a leading-space token off the window's edge, where some decoders strip it.
         window = max((len(s.encode()) for s in stops), default=0) + 2
         greedy = params.temperature <= 0
-        processors = logits_processors(params)
+        processors = logits_processors(params, self.tokenizer)
         # CPU generators whatever the device, so a seed gives the same stream on every machine.
         generators = [None if greedy else torch.Generator().manual_seed(int(s) & 0xFFFF_FFFF_FFFF_FFFF) for s in seeds]
 
@@ -397,7 +418,9 @@ class LocalBackend(Backend):
         while True:
             # A banned word may start in the answer's first token: its history holds the prompt's last tokens.
             ban_rows = [(rows[j][-8:] + out_tokens[j], bans[j]) for j in active] if banning else ()
-            logits = process_rows(logits, [out_tokens[j] for j in active], processors, ban_rows)
+            logits = process_rows(
+                logits, [out_tokens[j] for j in active], processors, ban_rows, [titles[j] for j in active]
+            )
             tokens = self._sample(logits, [generators[j] for j in active], params, greedy)
             keep: list[int] = []
             for k, (j, token) in enumerate(zip(active, tokens.tolist(), strict=True)):

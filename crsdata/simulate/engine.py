@@ -105,6 +105,9 @@ ADDED_LATER: dict[str, Any] = {
     "options.tags": None,
     "sampling.*.repetition_penalty": 1.0,
     "sampling.*.no_repeat_ngram_size": 0,
+    "sampling.*.sequence_bias": [],
+    "options.accept_bias": 0.0,
+    "options.free_titles": True,
 }
 
 

@@ -25,7 +25,8 @@ The loop
   appended when it repeats an earlier turn of either speaker (similarity >= 0.9 with titles left out,
   :func:`crsdata.simulate.filters.repeats_earlier`), is a role's second greeting, or (a catalog-grounded
   recommender) names a title the catalog does not know: the role tries again with the next seed, at most that
-  many times, and the last try is kept (counters ``resampled``, ``resampled.<why>``, ``resample_exhausted``).
+  many times; then the try naming the fewest titles the catalog does not know is kept, the last among equals
+  (counters ``resampled``, ``resampled.<why>``, ``resample_exhausted``).
   After a rejected turn that only greets, the next tries may not use its words (the request's ``banned_words``).
   Rejection sampling, not an edit: every kept text is the model's own.
 - A user ``accept`` ends it with ``accept``; the accepted item is the last item a recommender turn named. An
@@ -61,7 +62,7 @@ from crsdata.catalog import load_catalog
 from crsdata.errors import BadInputError
 from crsdata.schema import Action, EndReason, Role, item_ref, load_extra, new_dialogue, new_turn
 from crsdata.seeds import derive_seed
-from crsdata.simulate.actions import ParsedTurn, parse_turn
+from crsdata.simulate.actions import ParsedTurn, format_turn, parse_turn
 from crsdata.simulate.base import DialogueState, Simulation, SimulationOptions, option
 from crsdata.simulate.filters import greeting_words, is_greeting_turn, repeats_earlier
 from crsdata.simulate.grounding import (
@@ -76,6 +77,7 @@ from crsdata.simulate.grounding import (
 from crsdata.simulate.leak import assert_no_target_leak, target_titles
 from crsdata.simulate.persona import CatalogLike, Persona, all_target_titles, build_persona, catalog_row
 from crsdata.simulate.prompts import (
+    FINETUNED_BODY,
     FINETUNED_STOP,
     PERSONA_QUOTES,
     STYLES,
@@ -154,6 +156,19 @@ DEFAULT_MAX_RESAMPLES = 3
 DEFAULT_PERSONA_HISTORY = "interplay"
 
 
+# What the user simulator writes where its answer's action is ``accept`` (the finetuned layout): a bias on this
+# text's last token moves the accept decision and nothing else (SamplingParams.sequence_bias).
+ACCEPT_PREFIX = FINETUNED_BODY.format(turn=format_turn(Action.ACCEPT.value, "")).split("></action>")[0]
+
+
+def trained_accept_bias(user_model: str) -> float:
+    """The accept bias ``user_model`` was calibrated with (:func:`crsdata.backends.embedded.accept_bias_of`), 0 when
+    it was not: ``--accept-bias``'s default, and a Space chat's."""
+    from crsdata.backends.embedded import accept_bias_of
+
+    return accept_bias_of(user_model) or 0.0
+
+
 def trained_persona_history(user_model: str) -> str:
     """The persona history ``user_model`` was trained with (:func:`crsdata.backends.embedded.persona_history_of`),
     :data:`DEFAULT_PERSONA_HISTORY` when it does not say: ``--persona-history``'s default, and a Space chat's."""
@@ -208,6 +223,13 @@ class InterplayOptions(SimulationOptions):
         type=str,
     )
     candidates: int = option(5, "films in the recommender's list under --grounding catalog (default 5)")
+    free_titles: bool = option(
+        False,
+        "under --grounding catalog, let the recommender write any title inside <movie_title> (as before round 9). "
+        "By default the local backend holds a title it has started to the films of its list and the catalog films "
+        "named earlier, each as the catalog names it (a 135M model copies a listed title imperfectly: "
+        '"The Shining (1976)"); a server ignores the constraint',
+    )
     tags: Path | None = option(
         None,
         "MovieLens tags.csv whose tags join the catalog keywords as themes of the user's cues (--grounding catalog)",
@@ -217,8 +239,8 @@ class InterplayOptions(SimulationOptions):
         DEFAULT_MAX_RESAMPLES,
         "a turn that repeats an earlier turn of either speaker (similarity >= 0.9, titles left out), greets a "
         "second time, or (a catalog-grounded recommender) names a film the catalog does not know is sampled again "
-        "with a new seed, at most this many times; the last try is kept and counted "
-        "(resample_exhausted). 0 keeps every parsed turn (default 3)",
+        "with a new seed, at most this many times; then the try naming the fewest unknown titles is kept (the "
+        "last among equals) and counted (resample_exhausted). 0 keeps every parsed turn (default 3)",
     )
     # None until the models are known: then the history the user model was trained with (complete_options).
     persona_history: str | None = option(
@@ -230,6 +252,16 @@ class InterplayOptions(SimulationOptions):
         "(its crsdata.json), interplay when it does not say",
         choices=tuple(PERSONA_HISTORIES),
         type=str,
+    )
+
+    # None until the models are known: then the user model's calibrated bias (complete_options).
+    accept_bias: float | None = option(
+        None,
+        "added to the logit of `accept` as the action of the fine-tuned user simulator's answer, so that it accepts "
+        "more (> 0) or less (< 0) often; nothing else it writes changes. Default: the bias the user model was "
+        "calibrated with on held-out dialogues (its crsdata.json, `python -m crsdata.training.decisions "
+        "--calibrate`), 0 when it was not. The local backend applies it; a server ignores it",
+        type=float,
     )
 
     def check(self) -> None:
@@ -315,6 +347,8 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         tags: Mapping[str, list[str]] | None = None,
         retriever: CatalogRetriever | None = None,
         max_resamples: int = 0,
+        accept_bias: float = 0.0,
+        free_titles: bool = False,
     ) -> None:
         missing = [r for r in ROLES if r not in backends]
         if missing:
@@ -339,6 +373,10 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             # A raw continuation runs on into the other party's turn unless stopped at the next speaker label;
             # a chat model may keep writing after its response, and everything after </response> is dropped anyway.
             params[role] = _with_stops(base, FINETUNED_STOP if styles[role] == "finetuned" else ("</response>",))
+        user = Role.USER.value
+        if accept_bias and styles[user] == "finetuned":
+            bias = ((ACCEPT_PREFIX, float(accept_bias)),)
+            params[user] = dataclasses.replace(params[user], sequence_bias=params[user].sequence_bias + bias)
         super().__init__(backends, params, max_turns)
         self.catalog = catalog
         self.styles = styles
@@ -352,6 +390,8 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         self.tags = dict(tags or {})
         self._retriever = retriever
         self.max_resamples = max_resamples
+        self.accept_bias = float(accept_bias) if styles[user] == "finetuned" else 0.0
+        self.free_titles = free_titles
 
     @classmethod
     def complete_options(cls, options: SimulationOptions, models: dict[str, str]) -> None:
@@ -370,6 +410,8 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             options.grounding = cls.trained_grounding(models)
         if options.persona_history is None:
             options.persona_history = trained_persona_history(models[Role.USER.value])
+        if options.accept_bias is None:
+            options.accept_bias = trained_accept_bias(models[Role.USER.value])
 
     #: The roles whose models choose the default grounding (replay: the user alone; the recommender is real).
     grounding_roles: tuple[str, ...] = ROLES
@@ -422,6 +464,8 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "first_speaker": options.first_speaker or Role.RECOMMENDER.value,
             "n_watched": PERSONA_HISTORIES[options.persona_history or DEFAULT_PERSONA_HISTORY],
             "max_resamples": options.max_resamples,
+            "accept_bias": options.accept_bias or 0.0,
+            "free_titles": options.free_titles,
             **grounded,
         }
 
@@ -432,10 +476,12 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "show_profile": self.show_profile,
             "max_parse_failures": self.max_parse_failures,
             **({"max_resamples": self.max_resamples} if self.max_resamples else {}),
+            **({"accept_bias": self.accept_bias} if self.accept_bias else {}),
             "n_watched": self.n_watched,
             "infer_actions": self.infer_actions,
             "catalog_items": len(self.catalog) if self.catalog is not None else 0,
             **({"grounding": self.grounding, "candidates": self.candidates_k} if self.grounding != "none" else {}),
+            **({"free_titles": self.free_titles} if self.grounding != "none" else {}),
         }
 
     # -- contract ------------------------------------------------------------------------------------------
@@ -483,6 +529,16 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         shown = {int(k): ids for k, ids in lists.items() if int(k) <= index}
         return Grounding(candidates=candidate_lines(shown, self.catalog, targets, titles, allowed))
 
+    def title_choices(self, state: DialogueState) -> tuple[str, ...]:
+        """What a catalog-grounded recommender may write inside a ``<movie_title>`` tag (``--free-titles`` off):
+        the films of the list it is shown before this turn and the catalog films named earlier in the dialogue,
+        each as the catalog names it, ``Title (Year)``, the form it links back from."""
+        if self.free_titles or self.catalog is None:
+            return ()
+        listed = (state.context.get("candidates") or {}).get(str(len(state.turns))) or []
+        named = [item["item_id"] for turn in state.turns for item in turn.get("items") or [] if item.get("item_id")]
+        return tuple(dict.fromkeys(self.catalog.title_with_year(i) for i in [*listed, *named] if i in self.catalog))
+
     def next_role(self, state: DialogueState) -> str:
         if not state.turns:
             return self.first_speaker
@@ -500,16 +556,19 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         banned = tuple(state.context.get("banned", {}).get(role, ()))
         allowed: list[str] = []
         grounding = self.grounding_of(state, role, allowed)
+        choices = self.title_choices(state) if role == Role.RECOMMENDER.value and grounding.candidates else ()
         if self.styles[role] == "instruct":
             messages = instruct_messages(role, shown, state.turns, show_profile=self.show_profile, grounding=grounding)
-            request = ChatRequest(messages=messages, seed=seed, banned_words=banned)
+            request = ChatRequest(messages=messages, seed=seed, banned_words=banned, title_choices=choices)
         else:
             # Where each turn starts: a backend may drop the oldest turns to fit its context, never the header
             # (crsdata.backends.context).
             prompt, starts = finetuned_prompt_and_turn_starts(
                 role, shown, state.turns, show_profile=self.show_profile, grounding=grounding
             )
-            request = ChatRequest(prompt=prompt, seed=seed, turn_starts=starts, banned_words=banned)
+            request = ChatRequest(
+                prompt=prompt, seed=seed, turn_starts=starts, banned_words=banned, title_choices=choices
+            )
         assert_no_target_leak(request, state, allowed)
         return request
 
@@ -535,10 +594,12 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         resamples = state.context.setdefault("resamples", {r: 0 for r in ROLES})
         why = self.resample_reason(state, role, parsed)
         banned = state.context.setdefault("banned", {})
+        tries = state.context.setdefault("tries", {})
         if why and resamples[role] < self.max_resamples:
             self._count(state, "resampled")
             self._count(state, f"resampled.{why}")
             resamples[role] += 1
+            tries.setdefault(role, []).append(parsed)
             if is_greeting_turn(_draft_turn(parsed)):
                 # A rejected greeting (a second one, or a repeat) would come back with the same words: a 135M model
                 # writes "Hello." for every seed.
@@ -546,9 +607,17 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             return
         if why and self.max_resamples:
             self._count(state, "resample_exhausted")
+            parsed = self.best_try([*tries.get(role, []), parsed])
         state.context["failures"][role] = resamples[role] = 0
         banned.pop(role, None)
+        tries.pop(role, None)
         self.append_turn(state, role, parsed)
+
+    def best_try(self, tries: list[ParsedTurn]) -> ParsedTurn:
+        """The try kept when every one of a turn's tries was rejected: the one naming the fewest titles the catalog
+        does not know, the last among equals. An unknown title is an invented film that self-play's catalog share
+        counts against the pair; a repeat or a greeting costs the dialogue a turn but invents nothing."""
+        return min(reversed(tries), key=lambda parsed: sum(not self._link(t) for t in parsed.titles))
 
     def resample_reason(self, state: DialogueState, role: str, parsed: ParsedTurn) -> str:
         """Why ``role``'s parsed turn should be sampled again (``repeat``, ``greeting``, ``unknown-title``), or

@@ -468,6 +468,7 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
                 "max_new_tokens": config.max_new_tokens,
                 "repetition_penalty": config.repetition_penalty,
                 "no_repeat_ngram_size": config.no_repeat_ngram_size,
+                "accept_bias": self.accept_bias,
             },
             "seed": config.seed,
             "bootstrap_samples": options.bootstrap,

@@ -50,6 +50,7 @@ from crsdata.simulate.interplay import (
     DEFAULT_MAX_RESAMPLES,
     PERSONA_HISTORIES,
     InterplaySimulation,
+    trained_accept_bias,
     trained_persona_history,
 )
 from crsdata.space.chat import Chat, person_record, written_record
@@ -147,6 +148,7 @@ class Space:
             max_resamples=DEFAULT_MAX_RESAMPLES,
             # The watched films the user model was trained to see, as `crsdata simulate` lists them by default.
             n_watched=PERSONA_HISTORIES[trained_persona_history(self.pool.spec(labels["user"]))],
+            accept_bias=trained_accept_bias(self.pool.spec(labels["user"])),
             retriever=self._retriever(catalog) if grounding == "catalog" and mode != "recommender" else None,
         )
         if seed is None:
