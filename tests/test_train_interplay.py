@@ -404,10 +404,11 @@ def test_init_adapter_trains_the_given_adapter_further(
     assert f"trained further the adapter in `{first}`" in card and "loss covers only the user's decisions" in card
     # A third stage back on the dialogue objective, the decisions weighted: the card says how the loss was made.
     third = tmp_path / "third"
-    extra = ("--eval-size", "0", "--init-adapter", str(second), "--decision-loss-weight", "5")
+    extra = ("--eval-size", "0", "--init-adapter", str(second), "--decision-loss-weight", "5", "--balance-decisions")
     assert _train("user-simulator", redial_folder, third, wide_tiny_model, *extra, "--persona-history", "reported") == 0
     card = (third / "README.md").read_text()
-    assert "the rest of the dialogue is context" in card and "weighs 5.0x" in card
+    assert "the rest of the dialogue is context" in card and "weighs 5.0x on average" in card
+    assert "each kind of decision\nweighs the same in all" in card and "other/none" in card
     assert "every film the seeker's\nquestionnaire or turns report" in card
     assert (
         _train("user-simulator", redial_folder, tmp_path / "bad", wide_tiny_model, "--init-adapter", str(tmp_path)) != 0
