@@ -261,6 +261,55 @@ def test_decision_loss_weight_falls_on_the_decisions_of_the_dialogue_objective(
         get_recipe("recommender-simulator").check(InterplayTrainConfig(decision_loss_weight=5))
 
 
+def test_balance_decisions_gives_each_kind_of_decision_the_same_total_weight(
+    redial_folder: Path, records: list[dict]
+) -> None:
+    """`--balance-decisions` on real dialogues (catalog grounding, every reported film): the decision weights
+    still sit on exactly the decision tokens, each kind (accepted or not x every/some/none of the proposed films
+    marked seen) sums to the same total, and the mean stays W; without W it is refused."""
+    from fixtures.tiny_models import build_tiny_tokenizer
+
+    from crsdata.errors import BadInputError
+    from crsdata.models import get_recipe
+    from crsdata.simulate.prompts import SEEN_NOTE
+    from crsdata.training.interplay import InterplayTrainConfig, action_tag_ids, decision_kind, proposal_seen
+
+    tokenizer = build_tiny_tokenizer()
+    catalog = folders_catalog([load_data_folder(redial_folder)])
+    options = {
+        "max_length": 4096,
+        "seed": 0,
+        "action_tag": action_tag_ids(tokenizer),
+        "grounding": "catalog",
+        "n_watched": None,
+        "decision_loss_weight": 8.0,
+    }
+    plain = prepare_sequences(records, "user", tokenizer, catalog, **options)
+    balanced = prepare_sequences(records, "user", tokenizer, catalog, balance_decisions=True, **options)
+    assert balanced.input_ids == plain.input_ids and balanced.labels == plain.labels
+    totals: dict[tuple[bool, str], float] = {}
+    weights = []
+    for ids, row, before in zip(balanced.input_ids, balanced.loss_weights, plain.loss_weights, strict=True):
+        decided = [j for j, w in enumerate(before) if w == 8.0]
+        assert [j for j, w in enumerate(row) if w != 1.0 or j in decided] == decided
+        for j in decided:
+            kind = decision_kind(tokenizer, ids, j, ids[j])
+            totals[kind] = totals.get(kind, 0.0) + row[j]
+            weights.append(row[j])
+    assert len(totals) >= 3 and max(totals.values()) == pytest.approx(min(totals.values()))
+    assert sum(weights) / len(weights) == pytest.approx(8.0)
+    assert sum(balanced.decision_kinds.values()) == balanced.decisions == len(weights)
+    assert balanced.summary()["decision_kinds"] == balanced.decision_kinds and "decision_kinds" not in plain.summary()
+    with pytest.raises(BadInputError, match="balance_decisions"):
+        get_recipe("user-simulator").check(InterplayTrainConfig(balance_decisions=True))
+
+    facts = "recommender: try these\n[FACTS] A (2000): drama{}\n[FACTS] B (2001): comedy{}\nuser:"
+    assert proposal_seen(facts.format(SEEN_NOTE, SEEN_NOTE)) == "all"
+    assert proposal_seen(facts.format(SEEN_NOTE, "")) == "some"
+    assert proposal_seen(facts.format("", "")) == "none"
+    assert proposal_seen(f"[FACTS] A (2000): drama{SEEN_NOTE}\nrecommender: hello\nuser:") == "none"  # earlier turn
+
+
 def test_decision_figures_score_p_accept_beside_the_seen_rule() -> None:
     """The AUC of P(accept) and of the seen rule on hand-made answers: a model that ranks every taken proposal
     first scores 1; the rule scores by the seen marks alone."""
@@ -355,10 +404,11 @@ def test_init_adapter_trains_the_given_adapter_further(
     assert f"trained further the adapter in `{first}`" in card and "loss covers only the user's decisions" in card
     # A third stage back on the dialogue objective, the decisions weighted: the card says how the loss was made.
     third = tmp_path / "third"
-    extra = ("--eval-size", "0", "--init-adapter", str(second), "--decision-loss-weight", "5")
+    extra = ("--eval-size", "0", "--init-adapter", str(second), "--decision-loss-weight", "5", "--balance-decisions")
     assert _train("user-simulator", redial_folder, third, wide_tiny_model, *extra, "--persona-history", "reported") == 0
     card = (third / "README.md").read_text()
-    assert "the rest of the dialogue is context" in card and "weighs 5.0x" in card
+    assert "the rest of the dialogue is context" in card and "weighs 5.0x on average" in card
+    assert "each kind of decision\nweighs the same in all" in card and "other/none" in card
     assert "every film the seeker's\nquestionnaire or turns report" in card
     assert (
         _train("user-simulator", redial_folder, tmp_path / "bad", wide_tiny_model, "--init-adapter", str(tmp_path)) != 0

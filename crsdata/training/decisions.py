@@ -22,6 +22,7 @@ from typing import Any
 
 from crsdata.errors import BadInputError
 from crsdata.schema import Role
+from crsdata.training.interplay import accept_token, proposal_seen
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,6 @@ class DecisionPoint:
     # logit(accept) less the largest other logit at that position: greedy decoding writes accept when it is > 0,
     # and with an accept bias b when margin + b > 0 (:func:`calibrate`).
     margin: float = 0.0
-
-
-def accept_token(tokenizer: Any) -> int:
-    """The first token of the ``accept`` action's name after the action tag, the one the decision hangs on."""
-    from crsdata.simulate.actions import format_turn
-    from crsdata.simulate.prompts import FINETUNED_BODY
-    from crsdata.training.interplay import action_tag_ids
-
-    body = tokenizer(FINETUNED_BODY.format(turn=format_turn("accept", "")), add_special_tokens=False)["input_ids"]
-    return int(body[len(action_tag_ids(tokenizer))])
 
 
 def decision_points(
@@ -69,7 +60,6 @@ def decision_points(
 
     from crsdata.backends.embedded import resolve_model
     from crsdata.simulate.interplay import PERSONA_HISTORIES
-    from crsdata.simulate.prompts import SEEN_NOTE
     from crsdata.training.interplay import IGNORE_INDEX, action_tag_ids, prepare_sequences
 
     path = resolve_model(model)
@@ -88,7 +78,6 @@ def decision_points(
         n_watched=PERSONA_HISTORIES[persona_history],
     )
     accept = accept_token(tokenizer)
-    label = f"{Role.RECOMMENDER.value}:"
     points = []
     with torch.inference_mode():
         for ids, labels in tqdm(
@@ -101,13 +90,11 @@ def decision_points(
                     continue
                 others = logits[position - 1].clone()
                 others[accept] = float("-inf")
-                text = tokenizer.decode(ids[:position])
-                facts = [line for line in text[text.rfind(label) :].splitlines() if line.startswith("[FACTS]")]
                 points.append(
                     DecisionPoint(
                         accepted=target == accept,
                         p_accept=float(probabilities[position - 1, accept]),
-                        marked_seen=bool(facts) and all(line.endswith(SEEN_NOTE) for line in facts),
+                        marked_seen=proposal_seen(tokenizer.decode(ids[:position])) == "all",
                         margin=float(logits[position - 1, accept] - others.max()),
                     )
                 )

@@ -92,6 +92,15 @@ class InterplayTrainConfig(SFTTrainConfig):
             "is weighted without leaving the turns untrained (which broke their format)"
         },
     )
+    balance_decisions: bool = field(
+        default=False,
+        metadata={
+            "help": "with --decision-loss-weight: spread that weight so that each kind of decision weighs the same "
+            "in all: accepted or not, with every, some or none of the proposed films marked seen. A proposal "
+            "of a seen and an unseen film is mostly accepted in ReDial (134 of 203 in the training split) but "
+            "rare, so without it the user learnt 'a seen mark means decline'"
+        },
+    )
     objective: str = field(
         default="dialogue",
         metadata={
@@ -232,6 +241,7 @@ class PreparedData:
     labels: list[list[int]] = field(default_factory=list)
     loss_weights: list[list[float]] = field(default_factory=list)  # per token; empty: every weight 1
     decisions: int = 0  # trained decision tokens (the user's answers to a proposal)
+    decision_kinds: dict[str, int] = field(default_factory=dict)  # with --balance-decisions: decisions by kind
     dialogues_read: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> dialogues not used
     examples: list[str] = field(default_factory=list)  # a few skip messages
@@ -276,6 +286,7 @@ class PreparedData:
             "tokens": self.tokens,
             "trained_tokens": self.trained_tokens,
             "decision_tokens": self.decisions,
+            **({"decision_kinds": self.decision_kinds} if self.decision_kinds else {}),
             "mean_tokens": self.tokens / max(self.n, 1),
         }
 
@@ -370,6 +381,7 @@ def prepare_sequences(
     objective: str = "dialogue",
     action_tag: tuple[int, ...] = (),
     decision_loss_weight: float = 1.0,
+    balance_decisions: bool = False,
 ) -> PreparedData:
     """The training sequences of ``role``'s simulator from ``records`` (see the module doc); with
     ``grounding="catalog"`` in the grounded layout (:func:`grounded_training_view`, the user's target attributes
@@ -377,7 +389,9 @@ def prepare_sequences(
     (:func:`~crsdata.simulate.persona.build_persona`; None keeps every one reported). With ``objective=
     "decisions"`` only the first token of the action of each of the user's answers to a proposal
     (:func:`decision_turns`) is trained, the token after ``action_tag``; the rest is context. For the user, those
-    decision tokens are counted, and weighted ``decision_loss_weight`` (``loss_weights``) when it is not 1."""
+    decision tokens are counted, and weighted ``decision_loss_weight`` (``loss_weights``) when it is not 1; with
+    ``balance_decisions`` that weight is spread over the kinds of decision (:func:`decision_kind`) so that each
+    kind carries the same share of it, the mean weight of a decision staying ``decision_loss_weight``."""
     from crsdata.backends.base import ChatRequest
     from crsdata.simulate.grounding import record_cues, training_queries
     from crsdata.simulate.leak import TargetLeakError, assert_no_target_leak
@@ -385,6 +399,7 @@ def prepare_sequences(
     from crsdata.simulate.prompts import NO_GROUNDING, PERSONA_QUOTES, finetuned_pieces
 
     data = PreparedData(role)
+    kinds: list[dict[int, tuple[bool, str]]] = []  # per kept sequence: decision position -> its kind
     empty = Persona("", [], "")
     labelled = [label_turns(record) for record in records]
     if grounding == "catalog" and role == Role.RECOMMENDER and retriever is not None:
@@ -455,7 +470,9 @@ def prepare_sequences(
         data.input_ids.append(ids)
         data.labels.append(labels)
         data.decisions += sum(label != IGNORE_INDEX for label in decided)
-        if decision_loss_weight != 1:
+        if balance_decisions:
+            kinds.append({p: decision_kind(tokenizer, ids, p, d) for p, d in enumerate(decided) if d != IGNORE_INDEX})
+        if decision_loss_weight != 1 or balance_decisions:
             data.loss_weights.append([decision_loss_weight if d != IGNORE_INDEX else 1.0 for d in decided])
         data.sources[record.get("source", "")] += 1
         data.tokens += len(ids)
@@ -467,7 +484,53 @@ def prepare_sequences(
                 data.trained_turns += 1
                 data.actions[turn["action"]] += 1
                 data.action_origins[origins[i]] += 1
+    if balance_decisions:
+        data.decision_kinds = balance_decision_weights(data.loss_weights, kinds, decision_loss_weight)
     return data
+
+
+# What a decision's proposal was, by the seen marks of the films it named (--balance-decisions).
+SEEN_KINDS = ("all", "some", "none")
+
+
+def proposal_seen(text: str) -> str:
+    """Whether ``all``, ``some`` or ``none`` of the films the last recommender turn of ``text`` (a user sequence up
+    to an answer) named are marked seen in the user's facts lines; ``none`` when it shows no facts."""
+    from crsdata.simulate.prompts import SEEN_NOTE
+
+    label = f"{Role.RECOMMENDER.value}:"
+    facts = [line for line in text[text.rfind(label) :].splitlines() if line.startswith("[FACTS]")]
+    seen = sum(line.endswith(SEEN_NOTE) for line in facts)
+    return "all" if facts and seen == len(facts) else "some" if seen else "none"
+
+
+def decision_kind(tokenizer: Any, ids: list[int], position: int, token: int) -> tuple[bool, str]:
+    """The kind of the decision whose action token ``token`` sits at ``position`` of ``ids``: accepted or not,
+    and :func:`proposal_seen` of what it answers."""
+    return token == accept_token(tokenizer), proposal_seen(tokenizer.decode(ids[:position]))
+
+
+def balance_decision_weights(
+    loss_weights: list[list[float]], kinds: list[dict[int, tuple[bool, str]]], weight: float
+) -> dict[str, int]:
+    """Sets each decision's weight in ``loss_weights`` (in place) so that every kind of decision present carries
+    the same total, the mean weight of a decision staying ``weight``: a kind with n of the N decisions, among K
+    kinds, weighs ``weight * N / (K * n)``. Returns the count of each kind (``accept/some``, ``other/all``...)."""
+    counts = Counter(kind for sequence in kinds for kind in sequence.values())
+    total = sum(counts.values())
+    for row, sequence in zip(loss_weights, kinds, strict=True):
+        for position, kind in sequence.items():
+            row[position] = weight * total / (len(counts) * counts[kind])
+    return {f"{'accept' if taken else 'other'}/{seen}": n for (taken, seen), n in sorted(counts.items())}
+
+
+def accept_token(tokenizer: Any) -> int:
+    """The first token of the ``accept`` action's name after the action tag, the one the decision hangs on."""
+    from crsdata.simulate.actions import format_turn
+    from crsdata.simulate.prompts import FINETUNED_BODY
+
+    body = tokenizer(FINETUNED_BODY.format(turn=format_turn("accept", "")), add_special_tokens=False)["input_ids"]
+    return int(body[len(action_tag_ids(tokenizer))])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -718,6 +781,10 @@ class InterplayRecipe(Recipe):
         for name in ("action_loss_weight", "decision_loss_weight"):
             if not getattr(config, name) > 0:
                 raise BadInputError("", "", name, f"must be above 0, got {getattr(config, name)}", "bad-config")
+        if config.balance_decisions and config.decision_loss_weight == 1:
+            raise BadInputError(
+                "", "", "balance_decisions", "spreads --decision-loss-weight W: give W too", "bad-config"
+            )
         if config.decision_loss_weight != 1 and self.role != Role.USER:
             raise BadInputError(
                 "", "", "decision_loss_weight", "weights the user's answers to a proposal; the user only", "bad-config"
@@ -764,6 +831,7 @@ class InterplayRecipe(Recipe):
             objective=config.objective,
             action_tag=action_tag_ids(tokenizer),
             decision_loss_weight=config.decision_loss_weight,
+            balance_decisions=config.balance_decisions,
             **grounded,
         )
         if not prepared.n:
