@@ -272,7 +272,13 @@ def test_balance_decisions_gives_each_kind_of_decision_the_same_total_weight(
     from crsdata.errors import BadInputError
     from crsdata.models import get_recipe
     from crsdata.simulate.prompts import SEEN_NOTE
-    from crsdata.training.interplay import InterplayTrainConfig, action_tag_ids, decision_kind, proposal_seen
+    from crsdata.training.interplay import (
+        InterplayTrainConfig,
+        accept_token,
+        action_tag_ids,
+        decision_kind,
+        proposal_seen,
+    )
 
     tokenizer = build_tiny_tokenizer()
     catalog = folders_catalog([load_data_folder(redial_folder)])
@@ -293,7 +299,7 @@ def test_balance_decisions_gives_each_kind_of_decision_the_same_total_weight(
         decided = [j for j, w in enumerate(before) if w == 8.0]
         assert [j for j, w in enumerate(row) if w != 1.0 or j in decided] == decided
         for j in decided:
-            kind = decision_kind(tokenizer, ids, j, ids[j])
+            kind = decision_kind(tokenizer, ids, j, ids[j], accept_token(tokenizer))
             totals[kind] = totals.get(kind, 0.0) + row[j]
             weights.append(row[j])
     assert len(totals) >= 3 and max(totals.values()) == pytest.approx(min(totals.values()))

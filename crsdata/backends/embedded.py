@@ -365,17 +365,22 @@ def grounding_of(name: str | Path) -> str | None:
     return str((metadata.get("config") or {}).get("grounding") or "none")
 
 
+def _trained_metadata(name: str | Path) -> dict:
+    """The crsdata.json of the simulator ``name`` names: a folder trained by an Interplay recipe, or a named
+    embedded model's adapter folder; empty for the base, a model of another recipe or a folder without one."""
+    model = embedded_model(name)
+    if model is not None:
+        if not model.adapter:
+            return {}
+        name = adapter_folder(model)
+    return _simulator_folder_metadata(name) or {}
+
+
 def persona_history_of(name: str | Path) -> str | None:
     """The persona history (``interplay`` or ``reported``, ``--persona-history``) a user simulator was trained
     with: the ``config`` of its crsdata.json, a named embedded model's in its adapter folder; None when unknown
     (the base, a model of another recipe, a folder that does not say)."""
-    model = embedded_model(name)
-    if model is not None:
-        if not model.adapter:
-            return None
-        name = adapter_folder(model)
-    metadata = _simulator_folder_metadata(name)
-    history = (metadata or {}).get("config", {}).get("persona_history")
+    history = _trained_metadata(name).get("config", {}).get("persona_history")
     return str(history) if history else None
 
 
@@ -383,12 +388,7 @@ def accept_bias_of(name: str | Path) -> float | None:
     """The accept bias a user simulator was calibrated with (``decision.accept_bias`` in its crsdata.json, written
     by ``python -m crsdata.training.decisions --calibrate``): the logit added to ``accept`` as its answer's action,
     chosen on held-out dialogues. None when it was never calibrated."""
-    model = embedded_model(name)
-    if model is not None:
-        if not model.adapter:
-            return None
-        name = adapter_folder(model)
-    bias = ((_simulator_folder_metadata(name) or {}).get("decision") or {}).get("accept_bias")
+    bias = (_trained_metadata(name).get("decision") or {}).get("accept_bias")
     return float(bias) if bias is not None else None
 
 

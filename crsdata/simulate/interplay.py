@@ -373,9 +373,11 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             # A raw continuation runs on into the other party's turn unless stopped at the next speaker label;
             # a chat model may keep writing after its response, and everything after </response> is dropped anyway.
             params[role] = _with_stops(base, FINETUNED_STOP if styles[role] == "finetuned" else ("</response>",))
+        # The bias hangs on the finetuned layout's action markup; instruct prompts have none to bias.
         user = Role.USER.value
-        if accept_bias and styles[user] == "finetuned":
-            bias = ((ACCEPT_PREFIX, float(accept_bias)),)
+        accept_bias = float(accept_bias) if styles[user] == "finetuned" else 0.0
+        if accept_bias:
+            bias = ((ACCEPT_PREFIX, accept_bias),)
             params[user] = dataclasses.replace(params[user], sequence_bias=params[user].sequence_bias + bias)
         super().__init__(backends, params, max_turns)
         self.catalog = catalog
@@ -390,7 +392,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         self.tags = dict(tags or {})
         self._retriever = retriever
         self.max_resamples = max_resamples
-        self.accept_bias = float(accept_bias) if styles[user] == "finetuned" else 0.0
+        self.accept_bias = accept_bias
         self.free_titles = free_titles
 
     @classmethod

@@ -400,6 +400,7 @@ def prepare_sequences(
 
     data = PreparedData(role)
     kinds: list[dict[int, tuple[bool, str]]] = []  # per kept sequence: decision position -> its kind
+    accept = accept_token(tokenizer) if balance_decisions else -1
     empty = Persona("", [], "")
     labelled = [label_turns(record) for record in records]
     if grounding == "catalog" and role == Role.RECOMMENDER and retriever is not None:
@@ -471,7 +472,9 @@ def prepare_sequences(
         data.labels.append(labels)
         data.decisions += sum(label != IGNORE_INDEX for label in decided)
         if balance_decisions:
-            kinds.append({p: decision_kind(tokenizer, ids, p, d) for p, d in enumerate(decided) if d != IGNORE_INDEX})
+            kinds.append(
+                {p: decision_kind(tokenizer, ids, p, d, accept) for p, d in enumerate(decided) if d != IGNORE_INDEX}
+            )
         if decision_loss_weight != 1 or balance_decisions:
             data.loss_weights.append([decision_loss_weight if d != IGNORE_INDEX else 1.0 for d in decided])
         data.sources[record.get("source", "")] += 1
@@ -489,10 +492,6 @@ def prepare_sequences(
     return data
 
 
-# What a decision's proposal was, by the seen marks of the films it named (--balance-decisions).
-SEEN_KINDS = ("all", "some", "none")
-
-
 def proposal_seen(text: str) -> str:
     """Whether ``all``, ``some`` or ``none`` of the films the last recommender turn of ``text`` (a user sequence up
     to an answer) named are marked seen in the user's facts lines; ``none`` when it shows no facts."""
@@ -504,10 +503,10 @@ def proposal_seen(text: str) -> str:
     return "all" if facts and seen == len(facts) else "some" if seen else "none"
 
 
-def decision_kind(tokenizer: Any, ids: list[int], position: int, token: int) -> tuple[bool, str]:
-    """The kind of the decision whose action token ``token`` sits at ``position`` of ``ids``: accepted or not,
-    and :func:`proposal_seen` of what it answers."""
-    return token == accept_token(tokenizer), proposal_seen(tokenizer.decode(ids[:position]))
+def decision_kind(tokenizer: Any, ids: list[int], position: int, token: int, accept: int) -> tuple[bool, str]:
+    """The kind of the decision whose action token ``token`` sits at ``position`` of ``ids``: accepted (``token``
+    is ``accept``, :func:`accept_token`) or not, and :func:`proposal_seen` of what it answers."""
+    return token == accept, proposal_seen(tokenizer.decode(ids[:position]))
 
 
 def balance_decision_weights(
