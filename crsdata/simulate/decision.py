@@ -22,6 +22,7 @@ baseline (:mod:`crsdata.simulate.rule_baselines`); what the scorer adds is what 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from crsdata.simulate.prompts import FINETUNED_BODY
 # A user model folder's decision scorer lives in this subfolder; its threshold and provenance in SETTINGS_NAME.
 DECISION_FOLDER = "decision"
 SETTINGS_NAME = "decision.json"
+NO_SCORER = "none"  # --decision-scorer none: the language model decides
 # What a decided accept's answer starts with, in the finetuned layout (the model writes the response after it).
 ACCEPT_OPENING = FINETUNED_BODY.format(turn=format_turn(Action.ACCEPT.value, "")).split("</response>")[0]
 # Banned from a decided decline's answer: the action token of accept (the local backend's banned_words).
@@ -113,16 +115,25 @@ class DecisionScorer:
         return {"path": str(self.path), "threshold": self.threshold, "chosen_on": self.settings.get("chosen_on", "")}
 
 
+def load_decision_scorer(folder: str | None) -> DecisionScorer | None:
+    """``--decision-scorer``'s value loaded: None for :data:`NO_SCORER` (or nothing)."""
+    return DecisionScorer(folder) if folder and folder != NO_SCORER else None
+
+
+@functools.lru_cache(maxsize=4)
+def cached_decision_scorer(folder: str | None) -> DecisionScorer | None:
+    """:func:`load_decision_scorer`, one instance per folder (the Space starts a simulation per chat)."""
+    return load_decision_scorer(folder)
+
+
 def scorer_folder_of(user_model: str) -> str | None:
     """The decision scorer shipped inside ``user_model``'s folder (``decision/`` with ``decision.json``), None when
     it has none: ``--decision-scorer``'s default."""
-    from crsdata.backends.embedded import resolve_model
+    from crsdata.backends.embedded import model_source_folder
 
-    try:
-        folder = Path(resolve_model(user_model)) / DECISION_FOLDER
-    except (OSError, ValueError, KeyError):
-        return None
-    return str(folder) if (folder / SETTINGS_NAME).is_file() else None
+    source = model_source_folder(user_model)
+    folder = source / DECISION_FOLDER if source is not None else None
+    return str(folder) if folder is not None and (folder / SETTINGS_NAME).is_file() else None
 
 
 def proposed_films(

