@@ -101,8 +101,8 @@ class OpeningBackend(Backend):
     def generate(self, requests: list[ChatRequest], params: SamplingParams) -> list[Generation]:
         self.requests += requests
         return [
-            Generation("Sounds good, I'll watch it.</response>", "stop")
-            if (r.prompt or "").endswith(ACCEPT_OPENING)
+            Generation(" yet, I'll watch it.</response>", "stop")
+            if ACCEPT_OPENING in (r.prompt or "")
             else Generation("<action><feedback></action><response>Not for me.</response>", "stop")
             for r in requests
         ]
@@ -132,12 +132,14 @@ def test_a_replay_writes_the_decision_into_the_answer(zero_shot):
     accepted = [d for d in extra["decisions"] if d["accepted"]]
     first = extra["scorer_decisions"][0]
     assert len(accepted) == 1 and accepted[0]["item_id"] == first["accept"]
-    assert backend.requests[-1].prompt.endswith(ACCEPT_OPENING)
-    assert extra["answers"][-1]["action"] == "accept"
+    # The answer opens with the accept action and the decided film's name, as the catalog writes it.
+    title = catalog().title_with_year(first["accept"])
+    assert backend.requests[-1].prompt.endswith(f"{ACCEPT_OPENING}I haven't seen <movie_title>{title}</movie_title>")
+    assert extra["answers"][-1]["action"] == "accept" and title in extra["answers"][-1]["response"]
     zero_shot.threshold = 2.0  # nothing fits: every proposal is declined, and the model may not write accept
     backend, extra = replay_once(record, zero_shot)
     assert not any(d["accepted"] for d in extra["decisions"])
-    assert all("accept" in r.banned_words and not r.prompt.endswith(ACCEPT_OPENING) for r in backend.requests)
+    assert all("accept" in r.banned_words and ACCEPT_OPENING not in r.prompt for r in backend.requests)
     assert all(d["accept"] is None for d in extra["scorer_decisions"])
     assert len(extra["scorer_decisions"]) == len(extra["proposals"])
 
@@ -183,3 +185,25 @@ def test_the_recipe_trains_an_adapter_and_chooses_its_threshold_on_validation(re
     assert len(scorer.scores(CUES, [film_facts(catalog().get(EXORCIST))])) == 1
     # Another base is refused before anything is read.
     assert main([*args, "--base", "some/other-model"]) != 0
+
+
+def test_replay_decides_with_the_shipped_scorer_unless_told_none(redial_three_splits, tmp_path, monkeypatch):
+    from fixtures.fake_backends import ScriptedBackend
+
+    backend = ScriptedBackend("scripted", lambda own, last: "<action><feedback></action><response>No.</response>")
+    monkeypatch.setattr("crsdata.simulate.job.make_backends", lambda config: {"user": backend, "recommender": backend})
+    figures = {}
+    for name, extra in (("default", []), ("none", ["--decision-scorer", "none"])):
+        out = tmp_path / name
+        args = ["replay", "--source", str(redial_three_splits), "--split", "test", "--out", str(out), "--n", "4"]
+        assert main([*args, "--no-progress", "--bootstrap", "0", *extra]) == 0
+        figures[name] = json.loads((out / "results.json").read_text())
+        manifest = (out / ".simulate-run" / "manifest.json").read_text()
+        assert '"decision_scorer"' in manifest
+        figures[name]["card"] = (out / "README.md").read_text()
+    shipped = figures["default"]["decision_scorer"]
+    assert shipped["path"].endswith(f"adapter-catalog/{DECISION_FOLDER}") and shipped["chosen_on"] == "validation"
+    assert "decision scorer" in figures["default"]["card"] and "`--decision-scorer none`" in figures["none"]["card"]
+    # The scripted model never accepts: with the scorer the decisions are the scorer's, without it none is taken.
+    assert figures["none"]["decision_scorer"] is None and figures["none"]["fr"] == 1.0
+    assert figures["default"]["counters"]["accepted"] > 0

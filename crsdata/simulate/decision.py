@@ -11,8 +11,9 @@ by ``crsdata train user-decision-scorer`` to embed the persona's cues near the f
 declines the films its persona has seen and accepts the first other one whose cosine with its cues is at least
 the scorer's ``threshold`` (chosen on validation dialogues); the language model then writes the turn:
 
-- accept: the answer's opening ``<action><accept></action><response>`` is written for it (:data:`ACCEPT_OPENING`,
-  appended to the raw prompt, so any backend honours it) and the accepted film is the one chosen;
+- accept: the answer's opening ``<action><accept></action><response>I haven't seen <movie_title>TITLE</movie_title>``
+  is written for it (:func:`accept_opening`, appended to the raw prompt, so any backend honours it) and the
+  accepted film is the one chosen;
 - decline: the local backend bans ``accept`` from the answer (``ChatRequest.banned_words``); the model picks any
   other act. A server ignores the ban, so there the model may still accept.
 
@@ -44,6 +45,10 @@ SETTINGS_NAME = "decision.json"
 NO_SCORER = "none"  # --decision-scorer none: the language model decides
 # What a decided accept's answer starts with, in the finetuned layout (the model writes the response after it).
 ACCEPT_OPENING = FINETUNED_BODY.format(turn=format_turn(Action.ACCEPT.value, "")).split("</response>")[0]
+# How a decided accept's response begins: the film accepted is one the persona has not seen, and naming it (as the
+# catalog does, in the title tags of the layout) keeps the model's words on it; without it a 135M user wrote "hi"
+# or "I've seen it" after the accept action.
+ACCEPT_LEAD = "I haven't seen <movie_title>{title}</movie_title>"
 # Banned from a decided decline's answer: the action token of accept (the local backend's banned_words).
 DECLINE_BANS = (Action.ACCEPT.value,)
 
@@ -113,6 +118,11 @@ class DecisionScorer:
     def describe(self) -> dict[str, Any]:
         """What the run config and the cards record."""
         return {"path": str(self.path), "threshold": self.threshold, "chosen_on": self.settings.get("chosen_on", "")}
+
+
+def accept_opening(title: str) -> str:
+    """The start of a decided accept's answer, written for the model: the accept action and :data:`ACCEPT_LEAD`."""
+    return ACCEPT_OPENING + ACCEPT_LEAD.format(title=title)
 
 
 def load_decision_scorer(folder: str | None) -> DecisionScorer | None:

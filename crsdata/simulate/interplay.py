@@ -65,10 +65,10 @@ from crsdata.seeds import derive_seed
 from crsdata.simulate.actions import ParsedTurn, format_turn, parse_turn
 from crsdata.simulate.base import DialogueState, Simulation, SimulationOptions, option
 from crsdata.simulate.decision import (
-    ACCEPT_OPENING,
     DECLINE_BANS,
     NO_SCORER,
     DecisionScorer,
+    accept_opening,
     load_decision_scorer,
     proposed_films,
 )
@@ -586,9 +586,14 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         return decisions[key]
 
     def answer_opening(self, state: DialogueState, role: str) -> str:
-        """The start of ``role``'s answer written for the model: the accept action where the scorer accepted."""
+        """The start of ``role``'s answer written for the model where the scorer accepted: the accept action and
+        the film's name (:func:`crsdata.simulate.decision.accept_opening`)."""
         decision = self.decision(state) if role == Role.USER.value else None
-        return ACCEPT_OPENING if decision is not None and decision["accept"] else ""
+        item = self._decided_item(state, decision)
+        if item is None:
+            return ""
+        known = self.catalog is not None and item["item_id"] in self.catalog
+        return accept_opening(self.catalog.title_with_year(item["item_id"]) if known else item["title"])
 
     def _decided_item(self, state: DialogueState, decision: dict[str, Any] | None) -> dict[str, str] | None:
         """The proposed film the scorer accepted, as its turn names it."""
@@ -636,7 +641,10 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             prompt, starts = finetuned_prompt_and_turn_starts(
                 role, shown, state.turns, show_profile=self.show_profile, grounding=grounding
             )
-            prompt += self.answer_opening(state, role)
+            # The decided film's name: the recommender named it, so it may be a target (the leak guard's exception).
+            opening = self.answer_opening(state, role)
+            prompt += opening
+            allowed.append(opening)
             request = ChatRequest(
                 prompt=prompt, seed=seed, turn_starts=starts, banned_words=banned, title_choices=choices
             )

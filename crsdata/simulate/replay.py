@@ -368,6 +368,7 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
         )
         allowed: list[str] = []  # under catalog grounding: the facts line of a target a real turn named
         self.grounding_of(state, role, allowed)
+        allowed.append(self.answer_opening(state, role))  # a decided accept names the film the real turn named
         assert_no_target_leak(request, view, allowed)
         return request
 
@@ -459,6 +460,8 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
             "rule_baselines": rule_info,
             "persona_history": self.persona_history,
             "grounding": self.grounding,
+            # Who decided: the user's decision scorer (folder and threshold), or None for the language model.
+            "decision_scorer": self.decision_scorer.describe() if self.decision_scorer else None,
             "baseline_random_accept_rate": scored.get("baseline_random_accept_rate"),
             **{k: scored[k] for k in DECISION_KEYS},
             "decision_counts": scored.get("decision_counts", {}),
@@ -720,6 +723,7 @@ def replay_card(results: dict[str, Any], dialogues: list[dict[str, Any]]) -> str
         f"{results['prompt_style']}, infer actions: {results['infer_actions']}",
         f"- persona history: {results.get('persona_history', 'interplay')} (`--persona-history`); grounding: "
         f"{results.get('grounding', 'none')}",
+        f"- accept decisions: {_decider(results.get('decision_scorer'))}",
         f"- sampling: {json.dumps(results['sampling'])}; crsdata {results['crsdata_version']}",
         "",
     ]
@@ -742,6 +746,16 @@ def replay_card(results: dict[str, Any], dialogues: list[dict[str, Any]]) -> str
         "outcome)."
     ]
     return "\n".join(lines) + "\n"
+
+
+def _decider(scorer: dict[str, Any] | None) -> str:
+    if not scorer:
+        return "the language model's (`--decision-scorer none`, or a user model without a scorer)"
+    return (
+        f"the user's decision scorer `{scorer['path']}` (declines seen films, accepts the first other one at cosine >= "
+        f"{scorer['threshold']:.3f} with its cues; threshold chosen on {scorer.get('chosen_on') or 'unknown'}); the "
+        "language model writes the turn"
+    )
 
 
 def _by_round(decisions: list[dict[str, Any]]) -> list[str]:
