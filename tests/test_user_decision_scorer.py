@@ -207,3 +207,36 @@ def test_replay_decides_with_the_shipped_scorer_unless_told_none(redial_three_sp
     # The scripted model never accepts: with the scorer the decisions are the scorer's, without it none is taken.
     assert figures["none"]["decision_scorer"] is None and figures["none"]["fr"] == 1.0
     assert figures["default"]["counters"]["accepted"] > 0
+
+
+def test_in_self_play_the_user_accepts_where_the_scorer_accepted_and_nowhere_else(zero_shot):
+    from crsdata.schema import new_turn
+    from crsdata.simulate.interplay import InterplaySimulation
+
+    backend = OpeningBackend()
+    sim = InterplaySimulation(
+        {"user": backend, "recommender": backend},
+        catalog=catalog(),
+        style="finetuned",
+        first_speaker="user",
+        decision_scorer=zero_shot,
+    )
+    record = redial_record("16162")
+    record["target_items"] = [item_ref("76012", "The Exorcist")]
+    for threshold, film_named in ((-1.0, True), (2.0, True), (-1.0, False)):
+        zero_shot.threshold = threshold
+        state = sim.start(record, "d", 0)
+        items = [item_ref(TOY_STORY, "Toy Story")] if film_named else []
+        text = "Have you seen Toy Story (1995)?" if film_named else "What kind of movies do you like?"
+        state.turns = [
+            new_turn(0, "user", "Hi! Anything funny?", "disclose-goal", []),
+            new_turn(1, "recommender", text, "recommend" if film_named else "inquire", items),
+        ]
+        request = sim.request(state, "user")
+        sim.apply(state, "user", backend.generate([request], SamplingParams())[0])
+        if threshold < 0 and film_named:  # decided: the answer opens with the accept and the film
+            assert request.prompt.endswith("I haven't seen <movie_title>Toy Story (1995)</movie_title>")
+            assert state.finished and state.accepted_item["item_id"] == TOY_STORY
+            assert load_extra(state.turns[-1]["extra"])["decision"]["accept"] == TOY_STORY
+        else:  # declined, or no film to decide on: the model may not write accept
+            assert "accept" in request.banned_words and not state.finished

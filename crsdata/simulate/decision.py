@@ -14,8 +14,9 @@ the scorer's ``threshold`` (chosen on validation dialogues); the language model 
 - accept: the answer's opening ``<action><accept></action><response>I haven't seen <movie_title>TITLE</movie_title>``
   is written for it (:func:`accept_opening`, appended to the raw prompt, so any backend honours it) and the
   accepted film is the one chosen;
-- decline: the local backend bans ``accept`` from the answer (``ChatRequest.banned_words``); the model picks any
-  other act. A server ignores the ban, so there the model may still accept.
+- decline, and any user turn that answers no proposal: the local backend bans ``accept`` from the answer
+  (``ChatRequest.banned_words``), so the user accepts where the scorer accepted and nowhere else; the model picks
+  any other act. A server ignores the ban, so there the model may still accept.
 
 The same rule with the zero-shot MiniLM and a threshold chosen on training dialogues is replay's ``similarity``
 baseline (:mod:`crsdata.simulate.rule_baselines`); what the scorer adds is what it learnt.

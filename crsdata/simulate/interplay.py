@@ -630,7 +630,9 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         grounding = self.grounding_of(state, role, allowed)
         choices = self.title_choices(state) if role == Role.RECOMMENDER.value and grounding.candidates else ()
         decision = self.decision(state) if role == Role.USER.value else None
-        if decision is not None and not decision["accept"]:
+        if self.decision_scorer is not None and role == Role.USER.value and not (decision and decision["accept"]):
+            # With a scorer the user accepts where it accepted and nowhere else: not at a declined proposal, and not
+            # at a turn that names no film (the language model would take an earlier, declined one).
             banned = (*banned, *DECLINE_BANS)
         if self.styles[role] == "instruct":
             messages = instruct_messages(role, shown, state.turns, show_profile=self.show_profile, grounding=grounding)
