@@ -95,13 +95,14 @@ class OpeningBackend(Backend):
 
     model_id = "opening"
 
-    def __init__(self) -> None:
-        self.requests: list[ChatRequest] = []
+    def __init__(self, continuation: str = " yet, I'll watch it.") -> None:
+        self.requests = []
+        self.continuation = continuation
 
     def generate(self, requests: list[ChatRequest], params: SamplingParams) -> list[Generation]:
         self.requests += requests
         return [
-            Generation(" yet, I'll watch it.</response>", "stop")
+            Generation(self.continuation, "stop")
             if ACCEPT_OPENING in (r.prompt or "")
             else Generation("<action><feedback></action><response>Not for me.</response>", "stop")
             for r in requests
@@ -111,8 +112,8 @@ class OpeningBackend(Backend):
         raise NotImplementedError
 
 
-def replay_once(record: dict, scorer: DecisionScorer) -> tuple[OpeningBackend, dict]:
-    backend = OpeningBackend()
+def replay_once(record: dict, scorer: DecisionScorer, continuation: str = " yet.") -> tuple[OpeningBackend, dict]:
+    backend = OpeningBackend(continuation)
     sim = ReplaySimulation(
         {"user": backend, "recommender": backend}, catalog=catalog(), style="finetuned", decision_scorer=scorer
     )
@@ -136,6 +137,9 @@ def test_a_replay_writes_the_decision_into_the_answer(zero_shot):
     title = catalog().title_with_year(first["accept"])
     assert backend.requests[-1].prompt.endswith(f"{ACCEPT_OPENING}I haven't seen <movie_title>{title}</movie_title>")
     assert extra["answers"][-1]["action"] == "accept" and title in extra["answers"][-1]["response"]
+    # An answer that ends right after the film's name is the same accept.
+    _, ended = replay_once(record, zero_shot, continuation="")
+    assert ended["decisions"] == extra["decisions"] and ended["answers"][-1]["action"] == "accept"
     zero_shot.threshold = 2.0  # nothing fits: every proposal is declined, and the model may not write accept
     backend, extra = replay_once(record, zero_shot)
     assert not any(d["accepted"] for d in extra["decisions"])
@@ -213,17 +217,19 @@ def test_in_self_play_the_user_accepts_where_the_scorer_accepted_and_nowhere_els
     from crsdata.schema import new_turn
     from crsdata.simulate.interplay import InterplaySimulation
 
-    backend = OpeningBackend()
-    sim = InterplaySimulation(
-        {"user": backend, "recommender": backend},
-        catalog=catalog(),
-        style="finetuned",
-        first_speaker="user",
-        decision_scorer=zero_shot,
-    )
     record = redial_record("16162")
     record["target_items"] = [item_ref("76012", "The Exorcist")]
-    for threshold, film_named in ((-1.0, True), (2.0, True), (-1.0, False)):
+    # The model may also end its turn right after the film's name (an empty continuation): still an accept.
+    cases = ((-1.0, True, " yet."), (-1.0, True, ""), (2.0, True, " yet."), (-1.0, False, " yet."))
+    for threshold, film_named, continuation in cases:
+        backend = OpeningBackend(continuation)
+        sim = InterplaySimulation(
+            {"user": backend, "recommender": backend},
+            catalog=catalog(),
+            style="finetuned",
+            first_speaker="user",
+            decision_scorer=zero_shot,
+        )
         zero_shot.threshold = threshold
         state = sim.start(record, "d", 0)
         items = [item_ref(TOY_STORY, "Toy Story")] if film_named else []
@@ -236,7 +242,7 @@ def test_in_self_play_the_user_accepts_where_the_scorer_accepted_and_nowhere_els
         sim.apply(state, "user", backend.generate([request], SamplingParams())[0])
         if threshold < 0 and film_named:  # decided: the answer opens with the accept and the film
             assert request.prompt.endswith("I haven't seen <movie_title>Toy Story (1995)</movie_title>")
-            assert state.finished and state.accepted_item["item_id"] == TOY_STORY
+            assert state.finished and state.end_reason == "accept" and state.accepted_item["item_id"] == TOY_STORY
             assert load_extra(state.turns[-1]["extra"])["decision"]["accept"] == TOY_STORY
         else:  # declined, or no film to decide on: the model may not write accept
             assert "accept" in request.banned_words and not state.finished

@@ -660,12 +660,12 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             state.context["error"] = generation.error
             self._finish(state, EndReason.ERROR)
             return
-        if not generation.text.strip():
+        # A decided accept's opening is part of the answer: the model may end its turn right after the film's name.
+        opening = self.answer_opening(state, role)
+        if not (opening + generation.text).strip():
             self._finish(state, EndReason.EMPTY)
             return
-        parsed = parse_turn(
-            self._complete(generation, self.answer_opening(state, role)), role, infer_action=self.infer_actions
-        )
+        parsed = parse_turn(self._complete(generation, opening), role, infer_action=self.infer_actions)
         if not parsed.ok:
             self._count(state, "parse_failures")
             self._count(state, f"parse_failures.{role}")
@@ -722,7 +722,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
     def parse_generation(self, generation: Generation, role: str, opening: str = "") -> ParsedTurn | None:
         """The parsed turn of ``role``'s generation (after ``opening``, the part of the answer written for the
         model: :meth:`answer_opening`); None for a backend error, an empty text or an unparseable one."""
-        if generation.finish_reason == "error" or not generation.text.strip():
+        if generation.finish_reason == "error" or not (opening + generation.text).strip():
             return None
         parsed = parse_turn(self._complete(generation, opening), role, infer_action=self.infer_actions)
         return parsed if parsed.ok else None
