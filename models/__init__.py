@@ -17,6 +17,7 @@ RECIPES: dict[str, str] = {
     "user-simulator": "crsdata.models.user_simulator.recipe",
     "recommender-simulator": "crsdata.models.recommender_simulator.recipe",
     "grsu-scorer": "crsdata.models.grsu_scorer.recipe",
+    "user-decision-scorer": "crsdata.models.user_decision_scorer.recipe",
 }
 
 

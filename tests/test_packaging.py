@@ -45,7 +45,7 @@ def test_every_shipped_adapter_is_package_data() -> None:
     adapters = [m.adapter for m in EMBEDDED_MODELS.values() if m.adapter]
     assert adapters
     for adapter in adapters:
-        files = [p for p in (ROOT / "models" / adapter).iterdir() if p.is_file()]
+        files = [p for p in (ROOT / "models" / adapter).rglob("*") if p.is_file()]  # with a decision/ scorer
         assert files, adapter
         for path in files:
             relative = path.relative_to(ROOT / "models").as_posix()

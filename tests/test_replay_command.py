@@ -125,7 +125,9 @@ def test_without_n_every_dialogue_of_the_split_is_replayed_once(redial_test, tmp
     backend = ScriptedBackend("scripted", lambda own, last: "<action><feedback></action><response>No.</response>")
     monkeypatch.setattr("crsdata.simulate.job.make_backends", lambda config: {"user": backend, "recommender": backend})
     out = tmp_path / "all"
-    assert main(["replay", "--source", str(redial_test), "--split", "test", "--out", str(out), "--no-progress"]) == 0
+    # The language model decides (the shipped user's decision scorer would accept where the script never does).
+    args = ["replay", "--source", str(redial_test), "--split", "test", "--out", str(out), "--no-progress"]
+    assert main([*args, "--decision-scorer", "none"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["n_requested"] == N_SOURCE == results["n_dialogues"] + results["n_skipped"]
     assert results["fr"] == 1.0  # a user who never accepts fails every dialogue

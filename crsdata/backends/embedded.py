@@ -376,6 +376,16 @@ def _trained_metadata(name: str | Path) -> dict:
     return _simulator_folder_metadata(name) or {}
 
 
+def model_source_folder(name: str | Path) -> Path | None:
+    """The folder ``name``'s files come from: a named embedded model's adapter folder, or ``name`` itself when it
+    is a folder; None for the base and for Hub ids. (resolve_model gives the merged folder the loaders read.)"""
+    model = embedded_model(name)
+    if model is not None:
+        return adapter_folder(model) if model.adapter else None
+    path = Path(str(name)).expanduser()
+    return path if path.is_dir() else None
+
+
 def persona_history_of(name: str | Path) -> str | None:
     """The persona history (``interplay`` or ``reported``, ``--persona-history``) a user simulator was trained
     with: the ``config`` of its crsdata.json, a named embedded model's in its adapter folder; None when unknown

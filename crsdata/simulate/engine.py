@@ -108,6 +108,7 @@ ADDED_LATER: dict[str, Any] = {
     "sampling.*.sequence_bias": [],
     "options.accept_bias": 0.0,
     "options.free_titles": True,
+    "options.decision_scorer": "none",
 }
 
 

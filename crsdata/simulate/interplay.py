@@ -64,6 +64,14 @@ from crsdata.schema import Action, EndReason, Role, item_ref, load_extra, new_di
 from crsdata.seeds import derive_seed
 from crsdata.simulate.actions import ParsedTurn, format_turn, parse_turn
 from crsdata.simulate.base import DialogueState, Simulation, SimulationOptions, option
+from crsdata.simulate.decision import (
+    DECLINE_BANS,
+    NO_SCORER,
+    DecisionScorer,
+    accept_opening,
+    load_decision_scorer,
+    proposed_films,
+)
 from crsdata.simulate.filters import greeting_words, is_greeting_turn, repeats_earlier
 from crsdata.simulate.grounding import (
     GROUNDING,
@@ -264,6 +272,18 @@ class InterplayOptions(SimulationOptions):
         type=float,
     )
 
+    # None until the models are known: then the user model's own scorer, or "none" (complete_options).
+    decision_scorer: str | None = option(
+        None,
+        "take the user's accept decision with a learned film scorer (a folder written by `crsdata train "
+        "user-decision-scorer`): at a recommender turn naming catalog films the user declines the films its persona "
+        "has seen and accepts the first other one whose cosine with its preference cues reaches the scorer's "
+        "threshold, and the language model writes the turn around that decision. none: the language model decides. "
+        "Default: the scorer in the user model folder's decision/ subfolder (the shipped user has one), else none. "
+        "Fine-tuned user layout only; a server ignores a decided decline",
+        type=str,
+    )
+
     def check(self) -> None:
         for name, least in {"candidates": 1, "max_resamples": 0}.items():
             value = getattr(self, name)
@@ -349,6 +369,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         max_resamples: int = 0,
         accept_bias: float = 0.0,
         free_titles: bool = False,
+        decision_scorer: DecisionScorer | None = None,
     ) -> None:
         missing = [r for r in ROLES if r not in backends]
         if missing:
@@ -394,6 +415,9 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         self.max_resamples = max_resamples
         self.accept_bias = accept_bias
         self.free_titles = free_titles
+        # The decision is written into the finetuned layout's action markup and needs the films' catalog facts.
+        usable = styles[user] == "finetuned" and catalog is not None
+        self.decision_scorer = decision_scorer if usable else None
 
     @classmethod
     def complete_options(cls, options: SimulationOptions, models: dict[str, str]) -> None:
@@ -414,6 +438,10 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             options.persona_history = trained_persona_history(models[Role.USER.value])
         if options.accept_bias is None:
             options.accept_bias = trained_accept_bias(models[Role.USER.value])
+        if options.decision_scorer is None:
+            from crsdata.simulate.decision import scorer_folder_of
+
+            options.decision_scorer = scorer_folder_of(models[Role.USER.value]) or NO_SCORER
 
     #: The roles whose models choose the default grounding (replay: the user alone; the recommender is real).
     grounding_roles: tuple[str, ...] = ROLES
@@ -468,6 +496,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "max_resamples": options.max_resamples,
             "accept_bias": options.accept_bias or 0.0,
             "free_titles": options.free_titles,
+            "decision_scorer": load_decision_scorer(options.decision_scorer),
             **grounded,
         }
 
@@ -479,6 +508,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "max_parse_failures": self.max_parse_failures,
             **({"max_resamples": self.max_resamples} if self.max_resamples else {}),
             **({"accept_bias": self.accept_bias} if self.accept_bias else {}),
+            **({"decision_scorer": self.decision_scorer.describe()} if self.decision_scorer else {}),
             "n_watched": self.n_watched,
             "infer_actions": self.infer_actions,
             "catalog_items": len(self.catalog) if self.catalog is not None else 0,
@@ -531,6 +561,46 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         shown = {int(k): ids for k, ids in lists.items() if int(k) <= index}
         return Grounding(candidates=candidate_lines(shown, self.catalog, targets, titles, allowed))
 
+    # -- the decision scorer (crsdata.simulate.decision) ---------------------------------------------------
+
+    def proposal_items(self, state: DialogueState) -> list[dict[str, Any]]:
+        """The films the user's next turn answers: those the last turn named when it is the recommender's."""
+        if not state.turns or state.turns[-1].get("role") != Role.RECOMMENDER.value:
+            return []
+        return list(state.turns[-1].get("items") or [])
+
+    def decision(self, state: DialogueState) -> dict[str, Any] | None:
+        """The decision scorer's answer to the films of :meth:`proposal_items` (``{"accept": item id or None,
+        "scores"}``), taken once per turn and kept in the state (a resampled turn keeps it); None where the scorer
+        does not decide (none loaded, no catalog film proposed)."""
+        if self.decision_scorer is None:
+            return None
+        decisions = state.context.setdefault("decisions", {})
+        key = str(len(state.turns))
+        if key not in decisions:
+            persona = self.persona(state)
+            seen = [w.item_id for w in persona.watched]
+            films = proposed_films(self.catalog, self.proposal_items(state), seen)
+            decided = self.decision_scorer.decide(persona.target_attributes, films) if films else None
+            decisions[key] = decided.to_dict() if decided is not None else None
+        return decisions[key]
+
+    def answer_opening(self, state: DialogueState, role: str) -> str:
+        """The start of ``role``'s answer written for the model where the scorer accepted: the accept action and
+        the film's name (:func:`crsdata.simulate.decision.accept_opening`)."""
+        decision = self.decision(state) if role == Role.USER.value else None
+        item = self._decided_item(state, decision)
+        if item is None:
+            return ""
+        known = self.catalog is not None and item["item_id"] in self.catalog
+        return accept_opening(self.catalog.title_with_year(item["item_id"]) if known else item["title"])
+
+    def _decided_item(self, state: DialogueState, decision: dict[str, Any] | None) -> dict[str, str] | None:
+        """The proposed film the scorer accepted, as its turn names it."""
+        if not decision or not decision["accept"]:
+            return None
+        return next((dict(i) for i in self.proposal_items(state) if i.get("item_id") == decision["accept"]), None)
+
     def title_choices(self, state: DialogueState) -> tuple[str, ...]:
         """What a catalog-grounded recommender may write inside a ``<movie_title>`` tag (``--free-titles`` off):
         the films of the list it is shown before this turn and the catalog films named earlier in the dialogue,
@@ -559,6 +629,11 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         allowed: list[str] = []
         grounding = self.grounding_of(state, role, allowed)
         choices = self.title_choices(state) if role == Role.RECOMMENDER.value and grounding.candidates else ()
+        decision = self.decision(state) if role == Role.USER.value else None
+        if self.decision_scorer is not None and role == Role.USER.value and not (decision and decision["accept"]):
+            # With a scorer the user accepts where it accepted and nowhere else: not at a declined proposal, and not
+            # at a turn that names no film (the language model would take an earlier, declined one).
+            banned = (*banned, *DECLINE_BANS)
         if self.styles[role] == "instruct":
             messages = instruct_messages(role, shown, state.turns, show_profile=self.show_profile, grounding=grounding)
             request = ChatRequest(messages=messages, seed=seed, banned_words=banned, title_choices=choices)
@@ -568,6 +643,10 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             prompt, starts = finetuned_prompt_and_turn_starts(
                 role, shown, state.turns, show_profile=self.show_profile, grounding=grounding
             )
+            # The decided film's name: the recommender named it, so it may be a target (the leak guard's exception).
+            opening = self.answer_opening(state, role)
+            prompt += opening
+            allowed.append(opening)
             request = ChatRequest(
                 prompt=prompt, seed=seed, turn_starts=starts, banned_words=banned, title_choices=choices
             )
@@ -581,10 +660,12 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             state.context["error"] = generation.error
             self._finish(state, EndReason.ERROR)
             return
-        if not generation.text.strip():
+        # A decided accept's opening is part of the answer: the model may end its turn right after the film's name.
+        opening = self.answer_opening(state, role)
+        if not (opening + generation.text).strip():
             self._finish(state, EndReason.EMPTY)
             return
-        parsed = parse_turn(self._complete(generation), role, infer_action=self.infer_actions)
+        parsed = parse_turn(self._complete(generation, opening), role, infer_action=self.infer_actions)
         if not parsed.ok:
             self._count(state, "parse_failures")
             self._count(state, f"parse_failures.{role}")
@@ -638,16 +719,17 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             return "greeting"
         return ""
 
-    def parse_generation(self, generation: Generation, role: str) -> ParsedTurn | None:
-        """The parsed turn of ``role``'s generation; None for a backend error, an empty text or an unparseable one."""
-        if generation.finish_reason == "error" or not generation.text.strip():
+    def parse_generation(self, generation: Generation, role: str, opening: str = "") -> ParsedTurn | None:
+        """The parsed turn of ``role``'s generation (after ``opening``, the part of the answer written for the
+        model: :meth:`answer_opening`); None for a backend error, an empty text or an unparseable one."""
+        if generation.finish_reason == "error" or not (opening + generation.text).strip():
             return None
-        parsed = parse_turn(self._complete(generation), role, infer_action=self.infer_actions)
+        parsed = parse_turn(self._complete(generation, opening), role, infer_action=self.infer_actions)
         return parsed if parsed.ok else None
 
     @staticmethod
-    def _complete(generation: Generation) -> str:
-        text = generation.text
+    def _complete(generation: Generation, opening: str = "") -> str:
+        text = opening + generation.text
         if generation.finish_reason == "stop" and "<response>" in text.lower() and "</response>" not in text.lower():
             # The backend stopped at the "</response>" stop string and cut it off: the response is complete.
             text += "</response>"
@@ -678,8 +760,11 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             self._count(state, "recommend_without_title")
         accepted = None
         extra: dict[str, Any] = {"repaired": parsed.repaired} if parsed.repaired else {}
+        decision = self.decision(state) if role == Role.USER.value else None
+        if decision is not None:
+            extra["decision"] = decision
         if role == Role.USER.value and action == Action.ACCEPT:
-            accepted = self._last_recommended(state)
+            accepted = self._decided_item(state, decision) or self._last_recommended(state)
             if accepted is None:
                 self._count(state, "accept_without_recommendation")
                 action = Action.FEEDBACK.value

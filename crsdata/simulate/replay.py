@@ -350,6 +350,11 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
     def next_role(self, state: DialogueState) -> str:
         return Role.USER.value
 
+    def proposal_items(self, state: DialogueState) -> list[dict[str, Any]]:
+        """The films of the proposal being replayed (those no earlier recommender turn named)."""
+        replay = state.context["replay"]
+        return list(replay["points"][replay["step"]][1]) if replay["step"] < len(replay["points"]) else []
+
     def request(self, state: DialogueState, role: str) -> ChatRequest:
         request = super().request(state, role)
         # The replay protocol is stricter than self-play: a target title may reach the simulator only inside a
@@ -363,13 +368,14 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
         )
         allowed: list[str] = []  # under catalog grounding: the facts line of a target a real turn named
         self.grounding_of(state, role, allowed)
+        allowed.append(self.answer_opening(state, role))  # a decided accept names the film the real turn named
         assert_no_target_leak(request, view, allowed)
         return request
 
     def apply(self, state: DialogueState, role: str, generation: Generation) -> None:
         replay = state.context["replay"]
         turn_index, items = replay["points"][replay["step"]]
-        parsed = self.parse_generation(generation, role)
+        parsed = self.parse_generation(generation, role, self.answer_opening(state, role))
         self._count(state, "questions")
         if parsed is None:
             self._count(state, "unparsed_answers")
@@ -382,8 +388,13 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
                 "response": parsed.response if parsed is not None else generation.text.strip(),
             }
         )
+        decision = self.decision(state)
+        if decision is not None:
+            replay.setdefault("scorer", []).append({"round": turn_index, **decision})
         if parsed is not None and parsed.action == Action.ACCEPT:
-            chosen = _chosen(parsed, items)
+            decided = self._decided_item(state, decision)
+            chosen = next((i for i in items if decided and i["item_id"] == decided["item_id"]), None)
+            chosen = chosen or _chosen(parsed, items)
             replay["decisions"] += [_decision(i, False, turn_index) for i in items if i is not chosen]
             replay["decisions"].append(_decision(chosen, True, turn_index))
             self._count(state, "accepted")
@@ -415,6 +426,7 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
             "source": state.record.get("source", ""),
             "decisions": replay["decisions"],
             "answers": replay["answers"],
+            **({"scorer_decisions": replay["scorer"]} if replay.get("scorer") else {}),
             "proposals": [[index, [i["item_id"] for i in items]] for index, items in replay["points"]],
             "counters": dict(sorted(state.counters.items())),
             "style": self.styles["user"],
@@ -448,6 +460,8 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
             "rule_baselines": rule_info,
             "persona_history": self.persona_history,
             "grounding": self.grounding,
+            # Who decided: the user's decision scorer (folder and threshold), or None for the language model.
+            "decision_scorer": self.decision_scorer.describe() if self.decision_scorer else None,
             "baseline_random_accept_rate": scored.get("baseline_random_accept_rate"),
             **{k: scored[k] for k in DECISION_KEYS},
             "decision_counts": scored.get("decision_counts", {}),
@@ -709,6 +723,7 @@ def replay_card(results: dict[str, Any], dialogues: list[dict[str, Any]]) -> str
         f"{results['prompt_style']}, infer actions: {results['infer_actions']}",
         f"- persona history: {results.get('persona_history', 'interplay')} (`--persona-history`); grounding: "
         f"{results.get('grounding', 'none')}",
+        f"- accept decisions: {_decider(results.get('decision_scorer'))}",
         f"- sampling: {json.dumps(results['sampling'])}; crsdata {results['crsdata_version']}",
         "",
     ]
@@ -731,6 +746,16 @@ def replay_card(results: dict[str, Any], dialogues: list[dict[str, Any]]) -> str
         "outcome)."
     ]
     return "\n".join(lines) + "\n"
+
+
+def _decider(scorer: dict[str, Any] | None) -> str:
+    if not scorer:
+        return "the language model's (`--decision-scorer none`, or a user model without a scorer)"
+    return (
+        f"the user's decision scorer `{scorer['path']}` (declines seen films, accepts the first other one at cosine >= "
+        f"{scorer['threshold']:.3f} with its cues; threshold chosen on {scorer.get('chosen_on') or 'unknown'}); the "
+        "language model writes the turn"
+    )
 
 
 def _by_round(decisions: list[dict[str, Any]]) -> list[str]:

@@ -45,6 +45,7 @@ from crsdata.catalog import Catalog
 from crsdata.errors import BadInputError
 from crsdata.schema import Action
 from crsdata.simulate.actions import INTERPLAY_ACTIONS, format_turn, parse_turn
+from crsdata.simulate.decision import cached_decision_scorer, scorer_folder_of
 from crsdata.simulate.grounding import CatalogRetriever
 from crsdata.simulate.interplay import (
     DEFAULT_MAX_RESAMPLES,
@@ -149,6 +150,8 @@ class Space:
             # The watched films the user model was trained to see, as `crsdata simulate` lists them by default.
             n_watched=PERSONA_HISTORIES[trained_persona_history(self.pool.spec(labels["user"]))],
             accept_bias=trained_accept_bias(self.pool.spec(labels["user"])),
+            # The user model's own decision scorer, as `crsdata simulate` uses it by default; loaded once.
+            decision_scorer=cached_decision_scorer(scorer_folder_of(self.pool.spec(labels["user"]))),
             retriever=self._retriever(catalog) if grounding == "catalog" and mode != "recommender" else None,
         )
         if seed is None:
