@@ -82,15 +82,14 @@ class TransformerMeanEmbedder:
     maximum length (256 word pieces), longer texts are cut.
     """
 
+    # A subclass that reads LoRA adapter folders says so (crsdata.simulate.decision); metric code never imports peft.
+    reads_adapters = False
+
     def __init__(self, model_dir: str | Path | None = None, batch_size: int = 64, device: str = "cpu") -> None:
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
-        # A LoRA adapter folder (peft) is read on top of the wheel's model, whatever base path it records.
-        self.adapter = (self.model_dir / "adapter_config.json").is_file()
-        if not self.adapter and not (self.model_dir / "config.json").is_file():
-            raise MetricError(
-                f"{self.model_dir} is not a transformers model folder (no config.json) or a LoRA adapter folder "
-                "(no adapter_config.json)"
-            )
+        adapter = self.reads_adapters and (self.model_dir / "adapter_config.json").is_file()
+        if not adapter and not (self.model_dir / "config.json").is_file():
+            raise MetricError(f"{self.model_dir} is not a transformers model folder (no config.json)")
         self.batch_size = batch_size
         self.device = device
         self.name = f"{self.model_dir.name}:{_folder_digest(str(self.model_dir))[:16]}"
@@ -100,17 +99,15 @@ class TransformerMeanEmbedder:
         self._tokenizer: Any = None
 
     def _load(self) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
-        if self.adapter:
-            from peft import PeftModel
+        self._model = self._load_model().to(self.device).eval()
 
-            base = AutoModel.from_pretrained(str(default_model_dir()), dtype="float32")
-            self._model = PeftModel.from_pretrained(base, str(self.model_dir)).merge_and_unload()
-        else:
-            self._model = AutoModel.from_pretrained(str(self.model_dir))
-        self._model = self._model.to(self.device).eval()
+    def _load_model(self) -> Any:
+        from transformers import AutoModel
+
+        return AutoModel.from_pretrained(str(self.model_dir))
 
     def encode(self, texts: list[str]) -> np.ndarray:
         import torch

@@ -95,10 +95,8 @@ class DecisionScorer:
         self._embedder: Any = None
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        from crsdata.metrics.match import TransformerMeanEmbedder
-
         if self._embedder is None:
-            self._embedder = TransformerMeanEmbedder(self.path, batch_size=32)
+            self._embedder = adapter_embedder(self.path)
         return self._embedder.encode(texts)
 
     def scores(self, cues: str, texts: Sequence[str]) -> list[float]:
@@ -119,6 +117,26 @@ class DecisionScorer:
     def describe(self) -> dict[str, Any]:
         """What the run config and the cards record."""
         return {"path": str(self.path), "threshold": self.threshold, "chosen_on": self.settings.get("chosen_on", "")}
+
+
+def adapter_embedder(folder: Path) -> Any:
+    """The mean-pooling MiniLM embedder of a scorer folder: a full model folder, or a LoRA adapter (peft) read on top
+    of the wheel's all-MiniLM-L6-v2 whatever base path it records, merged once."""
+    from crsdata.metrics.match import TransformerMeanEmbedder, default_model_dir
+
+    class AdapterEmbedder(TransformerMeanEmbedder):
+        reads_adapters = True
+
+        def _load_model(self) -> Any:
+            if not (self.model_dir / "adapter_config.json").is_file():
+                return super()._load_model()
+            from peft import PeftModel
+            from transformers import AutoModel
+
+            base = AutoModel.from_pretrained(str(default_model_dir()), dtype="float32")
+            return PeftModel.from_pretrained(base, str(self.model_dir)).merge_and_unload()
+
+    return AdapterEmbedder(folder, batch_size=32)
 
 
 def accept_opening(title: str) -> str:

@@ -234,10 +234,8 @@ def lora_config(config: SFTTrainConfig, model: Any) -> Any:
     decoder blocks, or of the top ``lora_layers`` only, where the backward pass then stops."""
     if not config.lora or getattr(model, "peft_config", None):
         return None  # a full fine-tune, or a model that carries its adapter already (a second stage)
-    from peft import LoraConfig
-
     layers = top_layers(model, config.lora_layers)
-    return LoraConfig(
+    return peft_lora_config(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
@@ -246,6 +244,19 @@ def lora_config(config: SFTTrainConfig, model: Any) -> Any:
         layers_to_transform=layers,
         task_type="CAUSAL_LM",
     )
+
+
+def encoder_lora_config(r: int) -> Any:
+    """peft's LoraConfig of a sentence encoder's adapter (BERT-style module names: every attention projection and
+    dense layer), alpha 2r, no dropout: the user decision scorer (models/user_decision_scorer)."""
+    return peft_lora_config(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=["query", "key", "value", "dense"])
+
+
+def peft_lora_config(**options: Any) -> Any:
+    """peft's LoraConfig, built here alone (tests/test_train_sft.py)."""
+    from peft import LoraConfig
+
+    return LoraConfig(**options)
 
 
 def sft_config(config: SFTTrainConfig, *, cuda: bool) -> Any:

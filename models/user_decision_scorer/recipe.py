@@ -145,17 +145,13 @@ def fit(config: DecisionScorerConfig, groups: list[dict[str, Any]], texts: dict[
     # The word-embedding matrix is half of MiniLM's weights; kept as it is, each step costs about half as much.
     encoder.get_input_embeddings().weight.requires_grad_(False)
     if config.lora_r:
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
+
+        from crsdata.training.sft import encoder_lora_config
 
         # An adapter of ~2.7 MB learns what the whole encoder does here (docs/simulators.md, round 10), and a
         # user model folder ships it inside its own.
-        adapter = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=2 * config.lora_r,
-            lora_dropout=0.0,
-            target_modules=["query", "key", "value", "dense"],
-        )
-        encoder = get_peft_model(encoder, adapter)
+        encoder = get_peft_model(encoder, encoder_lora_config(config.lora_r))
     options = {"padding": True, "truncation": True, "max_length": config.max_length, "return_tensors": "pt"}
 
     def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
