@@ -368,12 +368,8 @@ def grounding_of(name: str | Path) -> str | None:
 def _trained_metadata(name: str | Path) -> dict:
     """The crsdata.json of the simulator ``name`` names: a folder trained by an Interplay recipe, or a named
     embedded model's adapter folder; empty for the base, a model of another recipe or a folder without one."""
-    model = embedded_model(name)
-    if model is not None:
-        if not model.adapter:
-            return {}
-        name = adapter_folder(model)
-    return _simulator_folder_metadata(name) or {}
+    source = model_source_folder(name)
+    return (_simulator_folder_metadata(source) if source is not None else None) or {}
 
 
 def model_source_folder(name: str | Path) -> Path | None:

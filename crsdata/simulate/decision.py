@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from crsdata.errors import BadInputError
+from crsdata.metrics.match import TransformerMeanEmbedder, default_model_dir
 from crsdata.schema import Action
 from crsdata.simulate.actions import format_turn
 from crsdata.simulate.grounding import catalog_ids, film_facts
@@ -92,11 +93,11 @@ class DecisionScorer:
                 f"is not a decision scorer folder written by `crsdata train user-decision-scorer` ({error})",
                 "bad-option",
             ) from None
-        self._embedder: Any = None
+        self._embedder: AdapterEmbedder | None = None
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if self._embedder is None:
-            self._embedder = adapter_embedder(self.path)
+            self._embedder = AdapterEmbedder(self.path, batch_size=32)
         return self._embedder.encode(texts)
 
     def scores(self, cues: str, texts: Sequence[str]) -> list[float]:
@@ -110,7 +111,7 @@ class DecisionScorer:
         """``films``: (item id, facts or None when the catalog has none, seen) in the order proposed. Accepts the
         first unseen film with facts whose score is at least the threshold."""
         scorable = [(item, facts) for item, facts, seen in films if facts and not seen]
-        scored = dict(zip([i for i, _ in scorable], self.scores(cues, [f for _, f in scorable or []]), strict=True))
+        scored = dict(zip([i for i, _ in scorable], self.scores(cues, [f for _, f in scorable]), strict=True))
         accept = next((item for item, _ in scorable if scored[item] >= self.threshold), None)
         return Decision(accept, {item: scored.get(item) for item, _, _ in films})
 
@@ -119,24 +120,21 @@ class DecisionScorer:
         return {"path": str(self.path), "threshold": self.threshold, "chosen_on": self.settings.get("chosen_on", "")}
 
 
-def adapter_embedder(folder: Path) -> Any:
+class AdapterEmbedder(TransformerMeanEmbedder):
     """The mean-pooling MiniLM embedder of a scorer folder: a full model folder, or a LoRA adapter (peft) read on top
-    of the wheel's all-MiniLM-L6-v2 whatever base path it records, merged once."""
-    from crsdata.metrics.match import TransformerMeanEmbedder, default_model_dir
+    of the wheel's all-MiniLM-L6-v2 whatever base path it records, merged once. Here and not in crsdata.metrics,
+    whose code a metric Space runs without peft."""
 
-    class AdapterEmbedder(TransformerMeanEmbedder):
-        reads_adapters = True
+    reads_adapters = True
 
-        def _load_model(self) -> Any:
-            if not (self.model_dir / "adapter_config.json").is_file():
-                return super()._load_model()
-            from peft import PeftModel
-            from transformers import AutoModel
+    def _load_model(self) -> Any:
+        if not (self.model_dir / "adapter_config.json").is_file():
+            return super()._load_model()
+        from peft import PeftModel
+        from transformers import AutoModel
 
-            base = AutoModel.from_pretrained(str(default_model_dir()), dtype="float32")
-            return PeftModel.from_pretrained(base, str(self.model_dir)).merge_and_unload()
-
-    return AdapterEmbedder(folder, batch_size=32)
+        base = AutoModel.from_pretrained(str(default_model_dir()), dtype="float32")
+        return PeftModel.from_pretrained(base, str(self.model_dir)).merge_and_unload()
 
 
 def accept_opening(title: str) -> str:

@@ -392,9 +392,10 @@ crsdata replay --source out/pearl --split test --out out/replay-usersim --user-m
         if decision is not None:
             replay.setdefault("scorer", []).append({"round": turn_index, **decision})
         if parsed is not None and parsed.action == Action.ACCEPT:
-            decided = self._decided_item(state, decision)
-            chosen = next((i for i in items if decided and i["item_id"] == decided["item_id"]), None)
-            chosen = chosen or _chosen(parsed, items)
+            # The film the scorer accepted (the very item, as ``_decision`` tells the others by identity); else the
+            # one the answer names.
+            decided = decision["accept"] if decision else None
+            chosen = next((i for i in items if decided and i["item_id"] == decided), None) or _chosen(parsed, items)
             replay["decisions"] += [_decision(i, False, turn_index) for i in items if i is not chosen]
             replay["decisions"].append(_decision(chosen, True, turn_index))
             self._count(state, "accepted")

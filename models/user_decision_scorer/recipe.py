@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,20 +66,23 @@ class DecisionScorerConfig(TrainConfig):
     threads: int = field(default=2, metadata={"help": "torch threads"})
 
 
-def split_views(folder: DataFolder, split: str, persona_history: str, seed: int) -> tuple[Any, list[Any]]:
-    """The replay simulation of ``folder`` (no model loaded) and the views of ``split`` as ``crsdata replay --seed
-    SEED`` draws them (:func:`crsdata.simulate.rule_baselines.drawn_views`); BadInputError without the split."""
+def split_views(
+    folder: DataFolder, splits: Sequence[str], persona_history: str, seed: int
+) -> tuple[Any, dict[str, list[Any]]]:
+    """The replay simulation of ``folder`` (no model loaded, its catalog read once) and the views of each split as
+    ``crsdata replay --seed SEED`` draws them (:func:`crsdata.simulate.rule_baselines.drawn_views`); BadInputError
+    for a missing split."""
     from crsdata.simulate.replay import ReplayOptions, ReplaySimulation
     from crsdata.simulate.rule_baselines import NoModel, drawn_views
 
     options = ReplayOptions(
         grounding="catalog", persona_history=persona_history, prompt_style="finetuned", accept_bias=0.0
     )
-    source = ReplaySimulation.load_source(str(folder.path), split, options)
+    sources = {split: ReplaySimulation.load_source(str(folder.path), split, options) for split in splits}
     backend = NoModel()
-    simulation = ReplaySimulation.from_options({"user": backend, "recommender": backend}, {}, 12, options, source)
-    views, _ = drawn_views(simulation, source.records, seed)
-    return simulation, views
+    first = sources[splits[0]]
+    simulation = ReplaySimulation.from_options({"user": backend, "recommender": backend}, {}, 12, options, first)
+    return simulation, {split: drawn_views(simulation, source.records, seed)[0] for split, source in sources.items()}
 
 
 def scored_copies(views: list[Any], scores: dict[str, dict[str, float]]) -> list[Any]:
@@ -260,11 +264,7 @@ The same command resumes a stopped run from its last checkpoint."""
 
         torch.set_num_threads(config.threads)
         folder, out = data[0], Path(config.out)
-        views: dict[str, list[Any]] = {}
-        simulation = None
-        for split in SPLITS:
-            simulation, views[split] = split_views(folder, split, config.persona_history, config.seed)
-        assert simulation is not None
+        simulation, views = split_views(folder, SPLITS, config.persona_history, config.seed)
         catalog = simulation.catalog
         embeddings = fact_embeddings(catalog)
         for split in SPLITS:
