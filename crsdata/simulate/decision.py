@@ -36,17 +36,16 @@ import numpy as np
 from crsdata.errors import BadInputError
 from crsdata.metrics.match import TransformerMeanEmbedder, default_model_dir
 from crsdata.schema import Action
-from crsdata.simulate.actions import format_turn
 from crsdata.simulate.grounding import catalog_ids, film_facts
 from crsdata.simulate.persona import catalog_row
-from crsdata.simulate.prompts import FINETUNED_BODY
+from crsdata.simulate.prompts import finetuned_answer_opening
 
 # A user model folder's decision scorer lives in this subfolder; its threshold and provenance in SETTINGS_NAME.
 DECISION_FOLDER = "decision"
 SETTINGS_NAME = "decision.json"
 NO_SCORER = "none"  # --decision-scorer none: the language model decides
 # What a decided accept's answer starts with, in the finetuned layout (the model writes the response after it).
-ACCEPT_OPENING = FINETUNED_BODY.format(turn=format_turn(Action.ACCEPT.value, "")).split("</response>")[0]
+ACCEPT_OPENING = finetuned_answer_opening(Action.ACCEPT.value)
 # How a decided accept's response begins: the film accepted is one the persona has not seen, and naming it (as the
 # catalog does, in the title tags of the layout) keeps the model's words on it; without it a 135M user wrote "hi"
 # or "I've seen it" after the accept action.
