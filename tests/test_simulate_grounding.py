@@ -348,6 +348,7 @@ def test_simulate_command_with_grounding_catalog_records_it(tiny_model_dir, tmp_
     """`crsdata simulate interplay --grounding catalog` end to end on official test personas and the tiny model."""
     import json
 
+    from datasets import load_dataset
     from fixtures.tiny_models import widened
 
     from crsdata.cli import main
@@ -381,8 +382,13 @@ def test_simulate_command_with_grounding_catalog_records_it(tiny_model_dir, tmp_
     assert config["options"]["grounding"] == "catalog" and config["settings"]["grounding"] == "catalog"
     assert all(name.endswith(".catalog") for name in config["prompt_hashes"])
     assert config["sampling"]["user"]["no_repeat_ngram_size"] == 3
+    assert config["options"]["disclose_cues"] is True and config["settings"]["disclose_cues"] is True
     card = (out / "README.md").read_text()
-    assert "## Grounding" in card and "--grounding catalog" in card
+    assert "## Grounding" in card and "--grounding catalog" in card and "--disclose-cues false" in card
+    first_user_turn = next(
+        t for t in load_dataset(str(out), "dialogues", split="test")[0]["turns"] if t["role"] == "user"
+    )
+    assert first_user_turn["action"] == "disclose-goal" and first_user_turn["text"].startswith("I'm looking for ")
     # The card's list figures read the candidates recorded in each recommender turn's extra (a JSON text).
     sim = InterplaySimulation(
         {"user": ScriptedBackend("u", lambda n, t: ""), "recommender": ScriptedBackend("r", lambda n, t: "")},

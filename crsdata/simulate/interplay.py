@@ -871,6 +871,11 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "target that retrieval did not find) are listed for it. The shipped default pair was trained on this "
             "layout; a simulator that was not sees it for the first time.",
         }[self.grounding]
+        if self.grounding == "catalog" and self.disclose_cues and self.styles[Role.USER.value] == "finetuned":
+            grounding += (
+                " The user's first turn opens with the request its cues make (\"I'm looking for ...\", written for "
+                "it; `--disclose-cues false` leaves the whole turn to the model)."
+            )
         lists = [(t, load_extra(t.get("extra") or "").get("candidates")) for r in records for t in r["turns"]]
         listed = [(t, ids) for t, ids in lists if ids is not None]
         if listed:
