@@ -21,6 +21,7 @@ from crsdata.schema import item_ref, new_turn
 from crsdata.simulate.grounding import (
     CatalogRetriever,
     cue_phrases,
+    cue_request,
     fact_fields,
     film_facts,
     named_ids,
@@ -294,6 +295,27 @@ def test_prepare_sequences_encodes_the_splits_queries_in_one_call(
     assert data.n > 10 and len(calls) == 1 and calls[0] > 20, calls
 
 
+def test_the_users_first_turn_asks_for_what_its_cues_want(records) -> None:
+    from crsdata.backends.base import Generation
+
+    sim = _sim("catalog", disclose_cues=True)
+    record = next(r for r in records if cue_request(record_cues(r, catalog(), {}, all_target_titles(r, catalog()))))
+    state = sim.start(record, "d", 0)
+    request = cue_request(sim.persona(state).target_attributes)
+    assert request.startswith("I'm looking for ") and request.endswith(".")
+    prompt = sim.request(state, "user").prompt
+    assert prompt.endswith("<action><disclose-goal></action><response>" + request)
+    sim.apply(state, "user", Generation(" Any ideas?", "stop"))
+    assert (state.turns[-1]["action"], state.turns[-1]["text"]) == ("disclose-goal", request + " Any ideas?")
+    # The user's later turns are the model's own, and so is every turn with the option off, ungrounded or instruct.
+    state.turns.append(new_turn(1, "recommender", "What else do you like?", "inquire", []))
+    assert sim.request(state, "user").prompt.endswith("\nuser:")
+    for other in (_sim("catalog"), _sim("none", disclose_cues=True), _sim("catalog", style="instruct")):
+        first = other.request(other.start(record, "d", 0), "user")
+        assert "I'm looking for" not in (first.prompt or str(first.messages[-1]))
+    assert cue_request("A movie from the 2000s.") == cue_request("Looking for a film. Themes: heist.") == ""
+
+
 def test_none_is_the_ungrounded_layout_and_modes_are_recorded(records) -> None:
     record = records[2]
     plain, none = (
@@ -326,6 +348,7 @@ def test_simulate_command_with_grounding_catalog_records_it(tiny_model_dir, tmp_
     """`crsdata simulate interplay --grounding catalog` end to end on official test personas and the tiny model."""
     import json
 
+    from datasets import load_dataset
     from fixtures.tiny_models import widened
 
     from crsdata.cli import main
@@ -359,8 +382,13 @@ def test_simulate_command_with_grounding_catalog_records_it(tiny_model_dir, tmp_
     assert config["options"]["grounding"] == "catalog" and config["settings"]["grounding"] == "catalog"
     assert all(name.endswith(".catalog") for name in config["prompt_hashes"])
     assert config["sampling"]["user"]["no_repeat_ngram_size"] == 3
+    assert config["options"]["disclose_cues"] is True and config["settings"]["disclose_cues"] is True
     card = (out / "README.md").read_text()
-    assert "## Grounding" in card and "--grounding catalog" in card
+    assert "## Grounding" in card and "--grounding catalog" in card and "--disclose-cues false" in card
+    first_user_turn = next(
+        t for t in load_dataset(str(out), "dialogues", split="test")[0]["turns"] if t["role"] == "user"
+    )
+    assert first_user_turn["action"] == "disclose-goal" and first_user_turn["text"].startswith("I'm looking for ")
     # The card's list figures read the candidates recorded in each recommender turn's extra (a JSON text).
     sim = InterplaySimulation(
         {"user": ScriptedBackend("u", lambda n, t: ""), "recommender": ScriptedBackend("r", lambda n, t: "")},

