@@ -429,7 +429,8 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         # The decision is written into the finetuned layout's action markup and needs the films' catalog facts.
         usable = styles[user] == "finetuned" and catalog is not None
         self.decision_scorer = decision_scorer if usable else None
-        self.disclose_cues = disclose_cues
+        # The request is written into the finetuned layout's markup and made from catalog cues.
+        self.disclose_cues = disclose_cues and grounding == "catalog" and styles[user] == "finetuned"
 
     @classmethod
     def complete_options(cls, options: SimulationOptions, models: dict[str, str]) -> None:
@@ -615,7 +616,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         """The user's first turn's opening under ``--disclose-cues``: a disclose-goal turn that starts with
         :func:`crsdata.simulate.grounding.cue_request`. Only before the user has said anything and where no film
         is proposed (a replayed dialogue's user always answers one), so every later turn is the model's own."""
-        if not self.disclose_cues or self.styles[Role.USER.value] != "finetuned" or self.proposal_items(state):
+        if not self.disclose_cues or self.proposal_items(state):
             return ""
         if any(turn.get("role") == Role.USER.value for turn in state.turns):
             return ""
@@ -871,7 +872,7 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             "target that retrieval did not find) are listed for it. The shipped default pair was trained on this "
             "layout; a simulator that was not sees it for the first time.",
         }[self.grounding]
-        if self.grounding == "catalog" and self.disclose_cues and self.styles[Role.USER.value] == "finetuned":
+        if self.disclose_cues:
             grounding += (
                 " The user's first turn opens with the request its cues make (\"I'm looking for ...\", written for "
                 "it; `--disclose-cues false` leaves the whole turn to the model)."

@@ -246,10 +246,14 @@ def lora_config(config: SFTTrainConfig, model: Any) -> Any:
     )
 
 
-def encoder_lora_config(r: int) -> Any:
-    """peft's LoraConfig of a sentence encoder's adapter (BERT-style module names: every attention projection and
-    dense layer), alpha 2r, no dropout: the user decision scorer (models/user_decision_scorer)."""
-    return peft_lora_config(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=["query", "key", "value", "dense"])
+def with_encoder_lora(encoder: Any, r: int) -> Any:
+    """``encoder`` (a BERT-style sentence encoder) with a trainable LoRA adapter of rank ``r`` on every attention
+    projection and dense layer, alpha 2r, no dropout (peft): the user decision scorer and the GRSU bi-encoder's
+    ``--ce-lora-r``."""
+    from peft import get_peft_model
+
+    modules = ["query", "key", "value", "dense"]
+    return get_peft_model(encoder, peft_lora_config(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=modules))
 
 
 def peft_lora_config(**options: Any) -> Any:

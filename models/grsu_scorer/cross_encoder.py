@@ -236,11 +236,9 @@ def fit_bi_encoder(
     if config.ce_freeze_embeddings:
         encoder.get_input_embeddings().weight.requires_grad_(False)
     if config.ce_lora_r:
-        from peft import get_peft_model
+        from crsdata.training.sft import with_encoder_lora
 
-        from crsdata.training.sft import encoder_lora_config
-
-        encoder = get_peft_model(encoder, encoder_lora_config(config.ce_lora_r))
+        encoder = with_encoder_lora(encoder, config.ce_lora_r)
     model = contrastive_model(encoder)
     collate = contrastive_collator(tokenizer, items, config.ce_max_length)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate)

@@ -168,13 +168,11 @@ def fit(config: DecisionScorerConfig, groups: list[dict[str, Any]], texts: dict[
     # The word-embedding matrix is half of MiniLM's weights; kept as it is, each step costs about half as much.
     encoder.get_input_embeddings().weight.requires_grad_(False)
     if config.lora_r:
-        from peft import get_peft_model
-
-        from crsdata.training.sft import encoder_lora_config
+        from crsdata.training.sft import with_encoder_lora
 
         # An adapter of ~2.7 MB learns what the whole encoder does here (docs/simulators.md, round 10), and a
         # user model folder ships it inside its own.
-        encoder = get_peft_model(encoder, encoder_lora_config(config.lora_r))
+        encoder = with_encoder_lora(encoder, config.lora_r)
     options = {"padding": True, "truncation": True, "max_length": config.max_length, "return_tensors": "pt"}
 
     def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
