@@ -73,16 +73,18 @@ class GrsuScorerConfig(SFTTrainConfig):
     ks: list[int] = field(default_factory=lambda: [10, 50], metadata={"help": "cut-offs of Recall/NDCG/MRR"})
     eval_batch_size: int = field(default=8, metadata={"help": "prompts per scoring forward pass"})
     # --kind cross-encoder (its own sizes: an encoder of 22M parameters learns from far more pairs on a CPU)
-    ce_max_train_turns: int = field(default=2000, metadata={"help": "cross-encoder: training turns (0: all)"})
+    # Defaults: 225 steps of 16 at lr 1e-4 over all training turns, 96 word pieces a side: what trains in under 8
+    # minutes on 2 cores and did best in that budget on validation (docs/grsu_scorer.md, round 12).
+    ce_max_train_turns: int = field(default=0, metadata={"help": "cross-encoder: training turns (0: all)"})
     ce_validation_turns: int = field(default=300, metadata={"help": "cross-encoder: validation turns (0: all)"})
     ce_test_turns: int = field(default=200, metadata={"help": "cross-encoder: test turns (0: all)"})
-    ce_max_length: int = field(default=128, metadata={"help": "cross-encoder: word pieces per pair (conversation cut)"})
-    ce_learning_rate: float = field(default=5e-5, metadata={"help": "cross-encoder: peak learning rate (AdamW)"})
+    ce_max_length: int = field(default=96, metadata={"help": "cross-encoder: word pieces per pair (conversation cut)"})
+    ce_learning_rate: float = field(default=1e-4, metadata={"help": "cross-encoder: peak learning rate (AdamW)"})
     ce_batch_size: int = field(
         default=16, metadata={"help": "cross-encoder: pairs (bi-encoder: targets with their negatives) per step"}
     )
     ce_epochs: float = field(default=1.0, metadata={"help": "cross-encoder: epochs over the pairs"})
-    ce_max_steps: int = field(default=-1, metadata={"help": "cross-encoder: optimizer steps (-1: --ce-epochs)"})
+    ce_max_steps: int = field(default=225, metadata={"help": "cross-encoder: optimizer steps (-1: --ce-epochs)"})
     ce_architecture: str = field(
         default="bi-encoder",
         metadata={"help": "cross-encoder kind: `bi-encoder` (contrastive, the default) or `cross-encoder` (one logit)"},
