@@ -484,13 +484,15 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         """The dataset split, refused when its targets cannot be described (:func:`require_described_targets`)."""
         loaded = super().load_source(source, split, options)
         assert isinstance(options, InterplayOptions)
-        require_described_targets(loaded, load_catalog(options.catalog, default_folder=loaded.name))
+        loaded.catalog = load_catalog(options.catalog, default_folder=loaded.name)
+        require_described_targets(loaded, loaded.catalog)
         return loaded
 
     @classmethod
     def constructor_options(cls, options: SimulationOptions, source: SimulationSource) -> dict[str, Any]:
         assert isinstance(options, InterplayOptions)
-        catalog = load_catalog(options.catalog, default_folder=source.name)
+        # A source made in Python (not by load_source) has not read its catalog yet.
+        catalog = source.catalog or load_catalog(options.catalog, default_folder=source.name)
         grounded: dict[str, Any] = {}
         if options.grounding == "catalog":
             from crsdata.simulate.grounding import read_tags
@@ -689,12 +691,11 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
             self._finish(state, EndReason.ERROR)
             return
         # A decided accept's opening is part of the answer: the model may end its turn right after the film's name.
-        opening = self.answer_opening(state, role)
-        if not (opening + generation.text).strip():
+        parsed, failure = self.read_generation(generation, role, self.answer_opening(state, role))
+        if failure == "empty":
             self._finish(state, EndReason.EMPTY)
             return
-        parsed = parse_turn(self._complete(generation, opening), role, infer_action=self.infer_actions)
-        if not parsed.ok:
+        if parsed is None:
             self._count(state, "parse_failures")
             self._count(state, f"parse_failures.{role}")
             failures = state.context.setdefault("failures", {r: 0 for r in ROLES})
@@ -750,10 +751,17 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
     def parse_generation(self, generation: Generation, role: str, opening: str = "") -> ParsedTurn | None:
         """The parsed turn of ``role``'s generation (after ``opening``, the part of the answer written for the
         model: :meth:`answer_opening`); None for a backend error, an empty text or an unparseable one."""
-        if generation.finish_reason == "error" or not (opening + generation.text).strip():
-            return None
+        return self.read_generation(generation, role, opening)[0]
+
+    def read_generation(self, generation: Generation, role: str, opening: str = "") -> tuple[ParsedTurn | None, str]:
+        """:meth:`parse_generation` with why there is no turn: ``error`` (the backend failed), ``empty`` or
+        ``unparsed``; ``""`` with a turn. :meth:`apply` counts and ends dialogues by it."""
+        if generation.finish_reason == "error":
+            return None, "error"
+        if not (opening + generation.text).strip():
+            return None, "empty"
         parsed = parse_turn(self._complete(generation, opening), role, infer_action=self.infer_actions)
-        return parsed if parsed.ok else None
+        return (parsed, "") if parsed.ok else (None, "unparsed")
 
     @staticmethod
     def _complete(generation: Generation, opening: str = "") -> str:

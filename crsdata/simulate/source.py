@@ -34,6 +34,9 @@ class SimulationSource:
     split: str = "train"
     split_choice: str = ""  # how the split was chosen, for the card ("--split", "the only split", ...)
     other_splits: dict[str, int] = field(default_factory=dict)  # splits not drawn from -> their records
+    # The catalog a kind's load_source read to check the records (interplay: the targets' facts), kept so that the
+    # kind's constructor does not read it again; None when none was read.
+    catalog: Any = None
 
 
 def fingerprint_records(records: list[dict[str, Any]]) -> str:
