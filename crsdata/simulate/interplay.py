@@ -491,8 +491,9 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
     @classmethod
     def constructor_options(cls, options: SimulationOptions, source: SimulationSource) -> dict[str, Any]:
         assert isinstance(options, InterplayOptions)
-        # A source made in Python (not by load_source) has not read its catalog yet.
-        catalog = source.catalog or load_catalog(options.catalog, default_folder=source.name)
+        catalog = source.catalog
+        if catalog is None:  # a source made in Python (not by load_source) has not read its catalog yet
+            catalog = load_catalog(options.catalog, default_folder=source.name)
         grounded: dict[str, Any] = {}
         if options.grounding == "catalog":
             from crsdata.simulate.grounding import read_tags
@@ -684,14 +685,14 @@ crsdata simulate interplay --source out/pearl --split test --n 100 --out out/int
         return request
 
     def apply(self, state: DialogueState, role: str, generation: Generation) -> None:
-        counters = state.counters
-        if generation.finish_reason == "error":
-            counters["backend_errors"] = counters.get("backend_errors", 0) + 1
+        # A decided accept's opening is part of the answer: the model may end its turn right after the film's name.
+        # (The decision it comes from is kept in the state since the prompt was built, so this costs nothing more.)
+        parsed, failure = self.read_generation(generation, role, self.answer_opening(state, role))
+        if failure == "error":
+            self._count(state, "backend_errors")
             state.context["error"] = generation.error
             self._finish(state, EndReason.ERROR)
             return
-        # A decided accept's opening is part of the answer: the model may end its turn right after the film's name.
-        parsed, failure = self.read_generation(generation, role, self.answer_opening(state, role))
         if failure == "empty":
             self._finish(state, EndReason.EMPTY)
             return
